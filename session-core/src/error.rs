@@ -1,0 +1,134 @@
+//! The one error type every store and the session handle return.
+
+use std::error::Error as StdError;
+
+/// A boxed error from a driver or codec, kept as the `source` of an [`Error`].
+pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+
+/// `Result` with [`Error`] as the default error type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in a store or a session.
+///
+/// Variants are semantic; the driver's own error is kept as the `source`, so
+/// the chain is never flattened to a string.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A cookie value is not a session ID this library could have generated.
+    /// The input itself is not echoed: it may be someone's secret.
+    #[error("invalid session id: {reason}")]
+    InvalidSessionId {
+        /// What was wrong with it.
+        reason: &'static str,
+    },
+
+    /// A stored key is not the text form of a [`SessionKey`](crate::SessionKey).
+    #[error("invalid session key {key:?}: {reason}")]
+    InvalidKey {
+        /// The offending text.
+        key: String,
+        /// What was wrong with it.
+        reason: &'static str,
+    },
+
+    /// A stored record could not be decoded. Never a panic, never a silent
+    /// `None`: the store is corrupt or was written by something else.
+    #[error("stored session {key} cannot be decoded")]
+    Decode {
+        /// The key (text form) whose record is broken.
+        key: String,
+        /// Why decoding failed.
+        #[source]
+        source: BoxError,
+    },
+
+    /// A record could not be encoded for storage.
+    #[error("session record cannot be encoded")]
+    Encode {
+        /// Why encoding failed.
+        #[source]
+        source: BoxError,
+    },
+
+    /// A value put into or read out of a session does not (de)serialize as
+    /// the requested type.
+    #[error("session value {field:?} does not (de)serialize as requested")]
+    Value {
+        /// The top-level key of the session data.
+        field: String,
+        /// The serde error.
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// A store was configured wrongly. Reported when the store is built,
+    /// never on first use.
+    #[error("invalid {backend} store configuration: {reason}")]
+    Config {
+        /// Which backend (e.g. `"sqlite"`).
+        backend: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// The backend failed (I/O, connection, server error, ...).
+    #[error("{backend} store failed")]
+    Backend {
+        /// Which backend (e.g. `"redis"`).
+        backend: &'static str,
+        /// The driver's error.
+        #[source]
+        source: BoxError,
+    },
+
+    /// The operating system could not provide randomness for a session ID.
+    #[error("no randomness available for a session id: {reason}")]
+    Random {
+        /// The operating system's error.
+        reason: String,
+    },
+
+    /// Freshly generated session IDs collided with live sessions several
+    /// times in a row: the store keeps answering `false` to `create`, which
+    /// a working store and a CSPRNG never do.
+    #[error("session id collided {attempts} times in a row")]
+    IdCollision {
+        /// How many IDs were tried.
+        attempts: u32,
+    },
+
+    /// Versioned updates kept conflicting with concurrent writers after the
+    /// configured number of retries.
+    #[error("session update still conflicting after {attempts} attempts")]
+    Contention {
+        /// How many updates were tried.
+        attempts: u32,
+    },
+}
+
+impl Error {
+    /// Wrap a driver error as [`Error::Backend`].
+    pub fn backend(backend: &'static str, source: impl Into<BoxError>) -> Self {
+        Self::Backend {
+            backend,
+            source: source.into(),
+        }
+    }
+
+    /// Wrap a decoding failure of the record stored under `key`.
+    pub fn decode(key: &crate::SessionKey, source: impl Into<BoxError>) -> Self {
+        Self::Decode {
+            key: key.as_str().to_owned(),
+            source: source.into(),
+        }
+    }
+
+    /// A configuration error, reported when a store is built.
+    pub fn config(backend: &'static str, reason: impl Into<String>) -> Self {
+        Self::Config {
+            backend,
+            reason: reason.into(),
+        }
+    }
+}

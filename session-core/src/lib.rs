@@ -1,0 +1,56 @@
+//! Server-side sessions for Rust: the core.
+//!
+//! This crate holds what every backend shares:
+//!
+//! - [`SessionId`], the 192-bit secret that travels in the cookie, and
+//!   [`SessionKey`], its SHA-256 hash, which is all a store ever sees;
+//! - [`Record`], what is stored: JSON data, `created_at`, `expires_at`
+//!   (millisecond [`Timestamp`]s) and a store-maintained `version`;
+//! - the async [`SessionStore`] trait, with its contract spelled out per
+//!   method and proven for each backend by the `session-conformance` suite;
+//! - [`Error`], one typed error for every store;
+//! - [`Reaper`], a periodic `delete_expired` task for any store;
+//! - [`SessionManager`] and [`Session`], the framework-agnostic per-request
+//!   handle that decides whether to create, update (versioned, merging with
+//!   concurrent writers), touch, destroy or cycle a session.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> session_core::Result<()> {
+//! use std::sync::Arc;
+//! use session_core::{SessionConfig, SessionManager, Written};
+//! use session_store_memory::MemoryStore;
+//!
+//! let manager = SessionManager::new(Arc::new(MemoryStore::new()), SessionConfig::new())?;
+//! let mut session = manager.load(None).await?; // no cookie yet
+//! session.insert("user", "ada")?;
+//! assert_eq!(session.commit().await?.written, Written::Created);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Expiry
+//!
+//! A record is live while `now < expires_at`. Stores that compare in process
+//! use this process's clock; stores that delegate expiry to a server (Redis)
+//! use the server's clock, and say so. No store ever returns, counts, touches
+//! or updates an expired record, whatever the state of its reaping.
+
+mod error;
+mod id;
+mod reaper;
+mod record;
+mod session;
+mod store;
+mod time;
+
+pub use crate::error::{BoxError, Error, Result};
+pub use crate::id::{SessionId, SessionKey};
+pub use crate::reaper::{Reaper, ReaperConfig};
+pub use crate::record::{Data, Record};
+pub use crate::session::{CookieAction, Commit, Session, SessionConfig, SessionManager, Written};
+pub use crate::store::{SessionStore, SessionStoreExt, UpdateOutcome};
+pub use crate::time::Timestamp;
+
+/// Re-exported so that store implementations use the same `async_trait`.
+pub use async_trait::async_trait;

@@ -1,0 +1,157 @@
+//! The record a store keeps under a key.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result, SessionKey, Timestamp};
+
+/// Session data: a JSON object. Any JSON value round-trips exactly through
+/// every store, including integers from `i64::MIN` to `u64::MAX` and floats.
+pub type Data = serde_json::Map<String, serde_json::Value>;
+
+/// What a store keeps under a [`SessionKey`].
+///
+/// ```
+/// use std::time::Duration;
+/// use session_core::{Record, Timestamp};
+///
+/// let mut data = session_core::Data::new();
+/// data.insert("views".into(), 1.into());
+/// let record = Record::new(data, Duration::from_secs(1800));
+/// assert!(record.is_live_at(Timestamp::now()));
+/// assert_eq!(record.version, 0);
+///
+/// // Byte-oriented stores can use the canonical encoding.
+/// let key = session_core::SessionId::generate()?.key();
+/// let bytes = record.encode()?;
+/// assert_eq!(Record::decode(&key, &bytes)?, record);
+/// # Ok::<(), session_core::Error>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Record {
+    /// The session's data.
+    pub data: Data,
+    /// When the session was first created (for an absolute lifetime limit).
+    pub created_at: Timestamp,
+    /// The record is live while `now < expires_at`.
+    pub expires_at: Timestamp,
+    /// Maintained by the store: [`SessionStore::update`](crate::SessionStore::update)
+    /// stores `expected_version + 1`; `create`, `save` store it as given.
+    pub version: u64,
+}
+
+impl Record {
+    /// A record created now, expiring `ttl` from now, at version 0.
+    #[must_use]
+    pub fn new(data: Data, ttl: Duration) -> Self {
+        let now = Timestamp::now();
+        Self::with_times(data, now, now + ttl)
+    }
+
+    /// A record with explicit times, at version 0.
+    #[must_use]
+    pub fn with_times(data: Data, created_at: Timestamp, expires_at: Timestamp) -> Self {
+        Self {
+            data,
+            created_at,
+            expires_at,
+            version: 0,
+        }
+    }
+
+    /// The same record at another version.
+    #[must_use]
+    pub fn with_version(mut self, version: u64) -> Self {
+        self.version = version;
+        self
+    }
+
+    /// Whether the record is live at `now` (`now < expires_at`).
+    #[must_use]
+    pub fn is_live_at(&self, now: Timestamp) -> bool {
+        self.expires_at.is_after(now)
+    }
+
+    /// Whether the record is live by this process's clock.
+    #[must_use]
+    pub fn is_live(&self) -> bool {
+        self.is_live_at(Timestamp::now())
+    }
+
+    /// The canonical encoding, a JSON object, for stores that keep bytes.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Encode`] if serialization fails (it cannot for the data
+    /// types held here, but the encoder's contract allows it).
+    pub fn encode(&self) -> Result<Vec<u8>> {
+        serde_json::to_vec(self).map_err(|e| Error::Encode { source: e.into() })
+    }
+
+    /// Decode what [`encode`](Self::encode) produced.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Decode`] naming `key` if `bytes` are not a record.
+    pub fn decode(key: &SessionKey, bytes: &[u8]) -> Result<Self> {
+        serde_json::from_slice(bytes).map_err(|e| Error::decode(key, e))
+    }
+
+    /// Encode only the data, as a JSON text, for stores that keep the times
+    /// and version in their own columns or fields.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Encode`] if serialization fails.
+    pub fn encode_data(data: &Data) -> Result<String> {
+        serde_json::to_string(data).map_err(|e| Error::Encode { source: e.into() })
+    }
+
+    /// Decode what [`encode_data`](Self::encode_data) produced.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Decode`] naming `key` if `text` is not a JSON object.
+    pub fn decode_data(key: &SessionKey, text: &[u8]) -> Result<Data> {
+        serde_json::from_slice(text).map_err(|e| Error::decode(key, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::SessionId;
+    use serde_json::json;
+
+    #[test]
+    fn canonical_encoding_round_trips_extreme_values() {
+        let data = json!({
+            "max": u64::MAX, "min": i64::MIN, "float": 0.1_f64, "tiny": 5e-324_f64,
+            "nested": {"a": [1, {"b": null}], "empty": {}}, "text": "ünïcødé ✓ \u{0}",
+        });
+        let serde_json::Value::Object(data) = data else {
+            unreachable!()
+        };
+        let record = Record::with_times(
+            data,
+            Timestamp::from_millis(1),
+            Timestamp::from_millis(2),
+        )
+        .with_version(u64::MAX);
+        let key = SessionId::generate().unwrap().key();
+        assert_eq!(Record::decode(&key, &record.encode().unwrap()).unwrap(), record);
+        let text = Record::encode_data(&record.data).unwrap();
+        assert_eq!(Record::decode_data(&key, text.as_bytes()).unwrap(), record.data);
+    }
+
+    #[test]
+    fn garbage_is_a_decode_error_naming_the_key() {
+        let key = SessionId::generate().unwrap().key();
+        let err = Record::decode(&key, b"\xff not json").unwrap_err();
+        assert!(matches!(&err, Error::Decode { key: k, .. } if k == key.as_str()));
+        assert!(err.to_string().contains(key.as_str()));
+        assert!(Record::decode_data(&key, b"[1,2]").is_err());
+    }
+}

@@ -1,0 +1,289 @@
+//! The storage contract every backend implements.
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::{Record, Result, SessionKey, Timestamp};
+
+/// What a versioned [`SessionStore::update`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[must_use]
+pub enum UpdateOutcome {
+    /// The record was replaced; its stored version is now
+    /// `expected_version + 1`.
+    Updated,
+    /// No live record exists under the key (never created, expired, or
+    /// destroyed meanwhile). Nothing was written: the session was **not**
+    /// resurrected.
+    Missing,
+    /// A live record exists but its version is not the expected one: someone
+    /// else wrote first. Nothing was written.
+    Conflict,
+}
+
+/// An async key–record store for sessions.
+///
+/// Keys are [`SessionKey`]s (hashes of the cookie secret, never the secret
+/// itself); values are [`Record`]s. Every backend behaves identically, and the
+/// `session-conformance` crate proves it: a store is correct when it passes
+/// that suite.
+///
+/// # Contract
+///
+/// - **Liveness.** A record is live while `now < expires_at`, at millisecond
+///   precision. Stores that compare in process use the process clock
+///   ([`Timestamp::now`]); a server-side store may use its server's clock and
+///   documents the skew that implies.
+/// - **Expired means absent.** No method ever returns, counts, touches or
+///   updates an expired record, whatever the backend's reaping state. An
+///   expired record does not block [`create`](Self::create).
+/// - **No resurrection.** [`touch`](Self::touch) and
+///   [`update`](Self::update) never bring back a record that is absent,
+///   expired or destroyed.
+/// - **Exact data.** What was stored comes back equal: any JSON value,
+///   integers from `i64::MIN` to `u64::MAX`, floats bit for bit, unicode,
+///   nested and empty objects, records of several MiB.
+/// - **Namespaces.** A store instance owns one namespace (key prefix, table,
+///   collection, tree); [`clear`](Self::clear), [`len`](Self::len),
+///   [`all`](Self::all) and [`delete_expired`](Self::delete_expired) see that
+///   namespace and nothing else.
+/// - **Atomic versioned update.** [`update`](Self::update) is one atomic step
+///   on the backend (a script, a conditional statement, a filtered update, a
+///   compare-and-swap or a lock), never read-then-write from the client.
+/// - **Errors, not panics.** A stored value that cannot be decoded is
+///   [`Error::Decode`](crate::Error::Decode) naming the key; a driver failure
+///   is [`Error::Backend`](crate::Error::Backend) with the driver's error as
+///   its source.
+///
+/// # Implementing a store
+///
+/// The trait is object-safe (`Arc<dyn SessionStore>` works) and uses
+/// [`async_trait`]. A minimal, correct in-process store:
+///
+/// ```
+/// use std::collections::HashMap;
+/// use std::sync::Mutex;
+/// use session_core::{
+///     async_trait, Record, Result, SessionKey, SessionStore, Timestamp, UpdateOutcome,
+/// };
+///
+/// #[derive(Debug, Default)]
+/// struct TinyStore(Mutex<HashMap<SessionKey, Record>>);
+///
+/// impl TinyStore {
+///     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<SessionKey, Record>> {
+///         self.0.lock().unwrap_or_else(|e| e.into_inner())
+///     }
+/// }
+///
+/// #[async_trait]
+/// impl SessionStore for TinyStore {
+///     async fn load(&self, key: &SessionKey) -> Result<Option<Record>> {
+///         Ok(self.map().get(key).filter(|r| r.is_live()).cloned())
+///     }
+///     async fn create(&self, key: &SessionKey, record: &Record) -> Result<bool> {
+///         let mut map = self.map();
+///         if map.get(key).is_some_and(Record::is_live) {
+///             return Ok(false);
+///         }
+///         map.insert(*key, record.clone());
+///         Ok(true)
+///     }
+///     async fn update(&self, key: &SessionKey, record: &Record, expected: u64) -> Result<UpdateOutcome> {
+///         let mut map = self.map();
+///         match map.get_mut(key).filter(|r| r.is_live()) {
+///             None => Ok(UpdateOutcome::Missing),
+///             Some(r) if r.version != expected => Ok(UpdateOutcome::Conflict),
+///             Some(r) => {
+///                 *r = record.clone().with_version(expected + 1);
+///                 Ok(UpdateOutcome::Updated)
+///             }
+///         }
+///     }
+///     async fn save(&self, key: &SessionKey, record: &Record) -> Result<()> {
+///         let mut map = self.map();
+///         if record.is_live() { map.insert(*key, record.clone()); } else { map.remove(key); }
+///         Ok(())
+///     }
+///     async fn touch(&self, key: &SessionKey, expires_at: Timestamp) -> Result<bool> {
+///         match self.map().get_mut(key).filter(|r| r.is_live()) {
+///             Some(r) => { r.expires_at = expires_at; Ok(true) }
+///             None => Ok(false),
+///         }
+///     }
+///     async fn destroy(&self, key: &SessionKey) -> Result<()> {
+///         self.map().remove(key);
+///         Ok(())
+///     }
+///     async fn clear(&self) -> Result<()> {
+///         self.map().clear();
+///         Ok(())
+///     }
+///     async fn len(&self) -> Result<u64> {
+///         Ok(self.map().values().filter(|r| r.is_live()).count() as u64)
+///     }
+///     async fn all(&self) -> Result<Vec<(SessionKey, Record)>> {
+///         let map = self.map();
+///         Ok(map.iter().filter(|(_, r)| r.is_live()).map(|(k, r)| (*k, r.clone())).collect())
+///     }
+///     async fn delete_expired(&self) -> Result<u64> {
+///         let mut map = self.map();
+///         let before = map.len();
+///         map.retain(|_, r| r.is_live());
+///         Ok((before - map.len()) as u64)
+///     }
+/// }
+/// # let store: std::sync::Arc<dyn SessionStore> = std::sync::Arc::new(TinyStore::default());
+/// ```
+///
+/// (Its `delete_expired` scans every record; a real store keeps an expiry
+/// index so the cost follows the number of expired records.) Then prove it
+/// with the conformance suite, in the store's test file:
+///
+/// ```ignore
+/// session_conformance::conformance_suite!(MyFactory::new());
+/// ```
+#[allow(
+    clippy::len_without_is_empty,
+    reason = "is_empty lives on SessionStoreExt, so the trait stays minimal"
+)]
+#[async_trait]
+pub trait SessionStore: fmt::Debug + Send + Sync + 'static {
+    /// The live record under `key`.
+    ///
+    /// Returns `None` if the key is absent **or expired**: never an expired
+    /// record, whatever the backend's reaping state.
+    async fn load(&self, key: &SessionKey) -> Result<Option<Record>>;
+
+    /// Insert `record` under `key` only if no live record exists there.
+    ///
+    /// Returns `false` on a collision and leaves the existing record
+    /// untouched. An expired record under the key does not count as a
+    /// collision: it is replaced. The record is stored as given, version
+    /// included. A `record` whose `expires_at` is not in the future leaves
+    /// nothing live under the key.
+    async fn create(&self, key: &SessionKey, record: &Record) -> Result<bool>;
+
+    /// Replace the **live** record under `key` only if its version is still
+    /// `expected_version`; the stored version becomes `expected_version + 1`
+    /// (`record.version` is ignored).
+    ///
+    /// - [`UpdateOutcome::Updated`]: replaced (data, `created_at` and
+    ///   `expires_at` all come from `record`). If `record.expires_at` is not
+    ///   in the future the session is gone afterwards.
+    /// - [`UpdateOutcome::Missing`]: absent, expired, or destroyed meanwhile.
+    ///   Nothing is written; the session must **never** be resurrected.
+    /// - [`UpdateOutcome::Conflict`]: the stored version differs. Nothing is
+    ///   written.
+    ///
+    /// Must be one atomic step on the backend, never read-then-write from the
+    /// client.
+    async fn update(
+        &self,
+        key: &SessionKey,
+        record: &Record,
+        expected_version: u64,
+    ) -> Result<UpdateOutcome>;
+
+    /// Unconditional insert-or-replace (imports, admin tools), stored as
+    /// given, version included.
+    ///
+    /// A `record` whose `expires_at` is not in the future is not stored, and
+    /// an existing record under `key` is removed.
+    async fn save(&self, key: &SessionKey, record: &Record) -> Result<()>;
+
+    /// Move the expiry of the **live** record under `key` to `expires_at`
+    /// without rewriting its data or version.
+    ///
+    /// Returns `true` if it did. On an absent or expired key it returns
+    /// `false` and must **never** resurrect anything. Touching to a time that
+    /// is not in the future expires the record.
+    async fn touch(&self, key: &SessionKey, expires_at: Timestamp) -> Result<bool>;
+
+    /// Remove the record under `key`. Idempotent; other keys are untouched.
+    async fn destroy(&self, key: &SessionKey) -> Result<()>;
+
+    /// Remove every session of this store's namespace, and nothing else.
+    async fn clear(&self) -> Result<()>;
+
+    /// The number of live sessions in the namespace. Expired records are
+    /// never counted, reaped or not.
+    async fn len(&self) -> Result<u64>;
+
+    /// Every live `(key, record)` of the namespace, in no particular order.
+    async fn all(&self) -> Result<Vec<(SessionKey, Record)>>;
+
+    /// Remove expired records now and return how many were removed.
+    ///
+    /// Backends that expire natively may return 0, but `load`, `len` and
+    /// `all` stay exact regardless. The cost must follow the number of
+    /// expired records, not the number of live ones. Live records are never
+    /// removed.
+    async fn delete_expired(&self) -> Result<u64>;
+}
+
+/// Forwards every method to the inner store, so `Arc<S>`,
+/// `Arc<dyn SessionStore>` and `Box<S>` are stores themselves.
+macro_rules! forward_store {
+    ($ty:ty) => {
+        #[async_trait]
+        impl<S: SessionStore + ?Sized> SessionStore for $ty {
+            async fn load(&self, key: &SessionKey) -> Result<Option<Record>> {
+                (**self).load(key).await
+            }
+            async fn create(&self, key: &SessionKey, record: &Record) -> Result<bool> {
+                (**self).create(key, record).await
+            }
+            async fn update(
+                &self,
+                key: &SessionKey,
+                record: &Record,
+                expected_version: u64,
+            ) -> Result<UpdateOutcome> {
+                (**self).update(key, record, expected_version).await
+            }
+            async fn save(&self, key: &SessionKey, record: &Record) -> Result<()> {
+                (**self).save(key, record).await
+            }
+            async fn touch(&self, key: &SessionKey, expires_at: Timestamp) -> Result<bool> {
+                (**self).touch(key, expires_at).await
+            }
+            async fn destroy(&self, key: &SessionKey) -> Result<()> {
+                (**self).destroy(key).await
+            }
+            async fn clear(&self) -> Result<()> {
+                (**self).clear().await
+            }
+            async fn len(&self) -> Result<u64> {
+                (**self).len().await
+            }
+            async fn all(&self) -> Result<Vec<(SessionKey, Record)>> {
+                (**self).all().await
+            }
+            async fn delete_expired(&self) -> Result<u64> {
+                (**self).delete_expired().await
+            }
+        }
+    };
+}
+
+forward_store!(Arc<S>);
+forward_store!(Box<S>);
+
+/// Conveniences built only from [`SessionStore`]'s methods, for every store.
+#[async_trait]
+pub trait SessionStoreExt: SessionStore {
+    /// Whether the namespace holds no live session.
+    async fn is_empty(&self) -> Result<bool> {
+        Ok(self.len().await? == 0)
+    }
+
+    /// Whether a live record exists under `key`.
+    async fn exists(&self, key: &SessionKey) -> Result<bool> {
+        Ok(self.load(key).await?.is_some())
+    }
+}
+
+impl<S: SessionStore + ?Sized> SessionStoreExt for S {}
