@@ -1,0 +1,393 @@
+//! [`MemoryStore`]: shards, routing, configuration and the trait impl.
+
+use std::fmt;
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::RwLock;
+use session_core::{
+    Record, Result, SessionKey, SessionStore, Timestamp, UpdateOutcome, async_trait,
+};
+
+use crate::hash::{Key, Seeds};
+use crate::shard::{Entry, Removed, Shard, Update};
+
+/// Shards per available core, before rounding up to a power of two.
+const SHARDS_PER_CORE: usize = 4;
+/// Fewest shards chosen automatically.
+const MIN_AUTO_SHARDS: usize = 16;
+/// Most shards [`MemoryStore::with_shards`] accepts.
+const MAX_SHARDS: usize = 1 << 16;
+/// With a capacity bound and an automatic shard count, each shard's share of
+/// the bound is at least this many sessions, so that the per-shard bound
+/// stays close to the global one.
+const MIN_SHARE: usize = 1024;
+/// `delete_expired` releases a shard's lock after this many removals, so a
+/// sweep never blocks requests for long.
+const REAP_BATCH: usize = 4096;
+
+/// One shard on its own cache lines, so that locking one shard does not
+/// slow down its neighbours (false sharing).
+#[repr(align(128))]
+struct Slot(RwLock<Shard>);
+
+/// An in-process session store: sharded, optionally bounded, reaped in time
+/// proportional to what expired. See the [crate documentation](crate).
+///
+/// Each `MemoryStore` is its own namespace. Cloning is not provided: share
+/// one store through an `Arc`.
+pub struct MemoryStore {
+    shards: Box<[Slot]>,
+    /// `shards.len() - 1`; the length is a power of two.
+    mask: usize,
+    seeds: Seeds,
+    /// What [`with_shards`](Self::with_shards) asked for, if anything.
+    requested_shards: Option<usize>,
+    max_sessions: Option<NonZeroUsize>,
+    /// Entries a shard may hold: `max_sessions / shards`, or `usize::MAX`.
+    shard_cap: usize,
+    evictions: AtomicU64,
+}
+
+impl MemoryStore {
+    /// An empty, unbounded store with one shard per quarter core (at least
+    /// 16, a power of two).
+    #[must_use]
+    pub fn new() -> Self {
+        let seeds = Seeds::random();
+        let (count, shard_cap) = layout(None, None);
+        Self {
+            shards: new_shards(count, seeds),
+            mask: count - 1,
+            seeds,
+            requested_shards: None,
+            max_sessions: None,
+            shard_cap,
+            evictions: AtomicU64::new(0),
+        }
+    }
+
+    /// Bound the store to at most `max` sessions, evicting when a new key
+    /// arrives in a full shard (see the crate documentation, "Capacity and
+    /// eviction").
+    ///
+    /// Unless [`with_shards`](Self::with_shards) fixed the shard count, the
+    /// store uses fewer shards when the bound is small, so that each shard's
+    /// share (`max / shards`) is at least 1024 sessions; below 2048 sessions
+    /// there is one shard and the bound is exact.
+    #[must_use]
+    pub fn with_max_sessions(mut self, max: NonZeroUsize) -> Self {
+        self.max_sessions = Some(max);
+        self.rebuild()
+    }
+
+    /// Use `shards` shards (rounded up to a power of two, between 1 and
+    /// 65,536) instead of the automatic count. With a capacity bound the
+    /// count is further limited to at most `max_sessions`, so every shard
+    /// may hold at least one session.
+    #[must_use]
+    pub fn with_shards(mut self, shards: usize) -> Self {
+        self.requested_shards = Some(shards);
+        self.rebuild()
+    }
+
+    /// The number of shards.
+    #[must_use]
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// The capacity bound, if any.
+    #[must_use]
+    pub fn max_sessions(&self) -> Option<NonZeroUsize> {
+        self.max_sessions
+    }
+
+    /// How many **live** sessions were evicted to respect the capacity bound
+    /// since the store was built. Expired records removed to make room are
+    /// not counted: they were dead already.
+    #[must_use]
+    pub fn evictions(&self) -> u64 {
+        self.evictions.load(Ordering::Relaxed)
+    }
+
+    /// Apply the configuration to the shard layout, moving any sessions
+    /// already stored into the new shards (evicting if a new bound requires).
+    fn rebuild(mut self) -> Self {
+        let (count, shard_cap) = layout(self.requested_shards, self.max_sessions);
+        let old = std::mem::replace(&mut self.shards, new_shards(count, self.seeds));
+        self.mask = count - 1;
+        self.shard_cap = shard_cap;
+        let now = Timestamp::now().as_millis();
+        for slot in old {
+            for (key, entry) in slot.0.into_inner().into_entries() {
+                if now < entry.expires_at {
+                    let i = self.seeds.route(&key, self.mask);
+                    let removed = self.shards[i].0.get_mut().put(key, entry, now, shard_cap);
+                    self.count(removed);
+                }
+            }
+        }
+        self
+    }
+
+    fn slot(&self, key: &Key) -> &RwLock<Shard> {
+        &self.shards[self.seeds.route(key, self.mask)].0
+    }
+
+    fn count(&self, removed: Removed) {
+        if removed.evicted > 0 {
+            self.evictions.fetch_add(removed.evicted, Ordering::Relaxed);
+        }
+    }
+
+    /// Entries held per shard, expired or not (tests).
+    #[cfg(test)]
+    pub(crate) fn stored_per_shard(&self) -> Vec<usize> {
+        self.shards.iter().map(|s| s.0.read().stored()).collect()
+    }
+
+    /// Map slots allocated over all shards (tests).
+    #[cfg(test)]
+    pub(crate) fn allocated(&self) -> usize {
+        self.shards.iter().map(|s| s.0.read().capacity()).sum()
+    }
+
+    /// Run `f` on the shard of `key` (tests).
+    #[cfg(test)]
+    pub(crate) fn with_shard<T>(&self, key: &SessionKey, f: impl FnOnce(&mut Shard) -> T) -> T {
+        f(&mut self.slot(&Key(*key.as_bytes())).write())
+    }
+
+    // The operations at an explicit time (Unix milliseconds): the trait
+    // methods call them with the clock, the tests with chosen instants.
+
+    pub(crate) fn load_at(&self, key: &SessionKey, now: i64) -> Result<Option<Record>> {
+        let k = Key(*key.as_bytes());
+        let entry = self.slot(&k).read().get(&k, now).cloned();
+        entry.map(|e| decode(key, &e)).transpose()
+    }
+
+    pub(crate) fn create_at(&self, key: &SessionKey, record: &Record, now: i64) -> Result<bool> {
+        let entry = encode(record)?;
+        let k = Key(*key.as_bytes());
+        let (created, removed) = self.slot(&k).write().create(k, entry, now, self.shard_cap);
+        self.count(removed);
+        Ok(created)
+    }
+
+    pub(crate) fn update_at(
+        &self,
+        key: &SessionKey,
+        record: &Record,
+        expected: u64,
+        now: i64,
+    ) -> Result<UpdateOutcome> {
+        let entry = encode(record)?;
+        let k = Key(*key.as_bytes());
+        let outcome = self.slot(&k).write().update(k, entry, expected, now);
+        Ok(match outcome {
+            Update::Updated => UpdateOutcome::Updated,
+            Update::Missing => UpdateOutcome::Missing,
+            Update::Conflict => UpdateOutcome::Conflict,
+        })
+    }
+
+    pub(crate) fn save_at(&self, key: &SessionKey, record: &Record, now: i64) -> Result<()> {
+        let entry = encode(record)?;
+        let k = Key(*key.as_bytes());
+        let removed = self.slot(&k).write().save(k, entry, now, self.shard_cap);
+        self.count(removed);
+        Ok(())
+    }
+
+    pub(crate) fn touch_at(&self, key: &SessionKey, expires_at: Timestamp, now: i64) -> bool {
+        let k = Key(*key.as_bytes());
+        self.slot(&k).write().touch(k, expires_at.as_millis(), now)
+    }
+
+    pub(crate) fn len_at(&self, now: i64) -> u64 {
+        let live: usize = self.shards.iter().map(|s| s.0.read().live_len(now)).sum();
+        live as u64
+    }
+
+    pub(crate) fn all_at(&self, now: i64) -> Result<Vec<(SessionKey, Record)>> {
+        let mut entries = Vec::new();
+        for slot in self.shards.iter() {
+            slot.0.read().collect_live(now, &mut entries);
+        }
+        // Decode outside the locks.
+        entries
+            .into_iter()
+            .map(|(k, e)| {
+                let key = SessionKey::from_bytes(k.0);
+                decode(&key, &e).map(|record| (key, record))
+            })
+            .collect()
+    }
+
+    pub(crate) fn delete_expired_at(&self, now: i64) -> u64 {
+        let mut total = 0u64;
+        for slot in self.shards.iter() {
+            loop {
+                let mut shard = slot.0.write();
+                let removed = shard.reap(now, REAP_BATCH);
+                total += removed as u64;
+                if removed < REAP_BATCH {
+                    shard.shrink_if_sparse();
+                    break;
+                }
+                // More to do: let waiting requests in between batches.
+                drop(shard);
+            }
+        }
+        total
+    }
+
+    fn clear_now(&self) {
+        for slot in self.shards.iter() {
+            let old = slot.0.write().take();
+            // Freed after the lock is released.
+            drop(old);
+        }
+    }
+}
+
+impl Default for MemoryStore {
+    /// Same as [`MemoryStore::new`].
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("shards", &self.shards.len())
+            .field("max_sessions", &self.max_sessions)
+            .field("evictions", &self.evictions())
+            .finish_non_exhaustive()
+    }
+}
+
+/// `(shard count, per-shard cap)` for a configuration.
+fn layout(requested: Option<usize>, max: Option<NonZeroUsize>) -> (usize, usize) {
+    let mut count = match requested {
+        Some(n) => n.clamp(1, MAX_SHARDS).next_power_of_two(),
+        None => auto_shards(),
+    };
+    let Some(max) = max else {
+        return (count, usize::MAX);
+    };
+    let max = max.get();
+    if requested.is_none() {
+        count = count.min(floor_power_of_two(max / MIN_SHARE));
+    }
+    count = count.min(floor_power_of_two(max));
+    (count, max / count)
+}
+
+/// `SHARDS_PER_CORE` × available cores, rounded up to a power of two, at
+/// least `MIN_AUTO_SHARDS`.
+fn auto_shards() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
+    cores
+        .saturating_mul(SHARDS_PER_CORE)
+        .clamp(MIN_AUTO_SHARDS, MAX_SHARDS)
+        .next_power_of_two()
+}
+
+/// The largest power of two `<= n`, and 1 for 0.
+fn floor_power_of_two(n: usize) -> usize {
+    if n <= 1 {
+        1
+    } else {
+        1 << (usize::BITS - 1 - n.leading_zeros())
+    }
+}
+
+fn new_shards(count: usize, seeds: Seeds) -> Box<[Slot]> {
+    (0..count)
+        .map(|_| Slot(RwLock::new(Shard::new(seeds.map_hasher()))))
+        .collect()
+}
+
+fn encode(record: &Record) -> Result<Entry> {
+    Ok(Entry {
+        data: Record::encode_data(&record.data)?.into(),
+        created_at: record.created_at.as_millis(),
+        expires_at: record.expires_at.as_millis(),
+        version: record.version,
+    })
+}
+
+/// Decode an entry. The text was produced by `Record::encode_data` and
+/// cannot be changed from outside, so this fails only on a bug; it still
+/// reports [`Error::Decode`](session_core::Error::Decode) naming the key
+/// rather than panicking.
+fn decode(key: &SessionKey, entry: &Entry) -> Result<Record> {
+    let data = Record::decode_data(key, entry.data.as_bytes())?;
+    Ok(Record::with_times(
+        data,
+        Timestamp::from_millis(entry.created_at),
+        Timestamp::from_millis(entry.expires_at),
+    )
+    .with_version(entry.version))
+}
+
+fn now() -> i64 {
+    Timestamp::now().as_millis()
+}
+
+#[async_trait]
+impl SessionStore for MemoryStore {
+    async fn load(&self, key: &SessionKey) -> Result<Option<Record>> {
+        self.load_at(key, now())
+    }
+
+    async fn create(&self, key: &SessionKey, record: &Record) -> Result<bool> {
+        self.create_at(key, record, now())
+    }
+
+    async fn update(
+        &self,
+        key: &SessionKey,
+        record: &Record,
+        expected_version: u64,
+    ) -> Result<UpdateOutcome> {
+        self.update_at(key, record, expected_version, now())
+    }
+
+    async fn save(&self, key: &SessionKey, record: &Record) -> Result<()> {
+        self.save_at(key, record, now())
+    }
+
+    async fn touch(&self, key: &SessionKey, expires_at: Timestamp) -> Result<bool> {
+        Ok(self.touch_at(key, expires_at, now()))
+    }
+
+    async fn destroy(&self, key: &SessionKey) -> Result<()> {
+        let k = Key(*key.as_bytes());
+        let removed = self.slot(&k).write().remove(&k);
+        // The data is freed after the lock is released.
+        drop(removed);
+        Ok(())
+    }
+
+    async fn clear(&self) -> Result<()> {
+        self.clear_now();
+        Ok(())
+    }
+
+    async fn len(&self) -> Result<u64> {
+        Ok(self.len_at(now()))
+    }
+
+    async fn all(&self) -> Result<Vec<(SessionKey, Record)>> {
+        self.all_at(now())
+    }
+
+    async fn delete_expired(&self) -> Result<u64> {
+        Ok(self.delete_expired_at(now()))
+    }
+}

@@ -1,0 +1,316 @@
+//! What the conformance suite cannot see: capacity, eviction, reaping cost
+//! and shrinking, sharding, the decode-error path, the reaper.
+//!
+//! Most tests run the operations at chosen instants (`*_at`), so expiry is
+//! deterministic; only the reaper test waits on the clock.
+
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use session_core::{
+    Data, Error, Reaper, ReaperConfig, Record, SessionId, SessionKey, SessionStore, Timestamp,
+    UpdateOutcome,
+};
+
+use crate::MemoryStore;
+use crate::hash::Key;
+use crate::shard::{Entry, Shard};
+
+/// A fixed "now" for the deterministic tests.
+const T0: i64 = 1_700_000_000_000;
+
+fn key() -> SessionKey {
+    SessionId::generate().unwrap().key()
+}
+
+fn data(n: i64) -> Data {
+    let serde_json::Value::Object(map) = json!({ "n": n }) else {
+        unreachable!()
+    };
+    map
+}
+
+/// A record created at `T0` expiring at `T0 + ms`.
+fn expiring_in(ms: i64, n: i64) -> Record {
+    Record::with_times(
+        data(n),
+        Timestamp::from_millis(T0),
+        Timestamp::from_millis(T0 + ms),
+    )
+}
+
+fn max(n: usize) -> NonZeroUsize {
+    NonZeroUsize::new(n).unwrap()
+}
+
+fn entry(expires_at: i64) -> Entry {
+    Entry {
+        data: "{}".into(),
+        created_at: T0,
+        expires_at,
+        version: 0,
+    }
+}
+
+fn raw_key(b: u8) -> Key {
+    Key([b; 32])
+}
+
+#[test]
+fn shard_evicts_expired_first_then_soonest_to_expire() {
+    let mut shard = Shard::new(crate::hash::Seeds::random().map_hasher());
+    let cap = 3;
+    assert_eq!(shard.put(raw_key(1), entry(T0 + 300), T0, cap).evicted, 0);
+    assert_eq!(shard.put(raw_key(2), entry(T0 + 100), T0, cap).evicted, 0);
+    assert_eq!(shard.put(raw_key(3), entry(T0 + 200), T0, cap).evicted, 0);
+
+    // At T0 + 150 key 2 has expired: making room removes it, no eviction.
+    let now = T0 + 150;
+    assert_eq!(shard.put(raw_key(4), entry(T0 + 400), now, cap).evicted, 0);
+    assert!(shard.get(&raw_key(2), now).is_none());
+    assert_eq!(shard.stored(), 3);
+
+    // Nothing expired left: the soonest to expire (key 3, at +200) goes.
+    assert_eq!(shard.put(raw_key(5), entry(T0 + 500), now, cap).evicted, 1);
+    assert!(shard.get(&raw_key(3), now).is_none());
+    for k in [1, 4, 5] {
+        assert!(shard.get(&raw_key(k), now).is_some(), "key {k} kept");
+    }
+
+    // Replacing an existing key never evicts.
+    assert_eq!(shard.put(raw_key(5), entry(T0 + 900), now, cap).evicted, 0);
+    assert_eq!(shard.stored(), 3);
+}
+
+#[test]
+fn equal_expiries_evict_the_smallest_key_first() {
+    let mut shard = Shard::new(crate::hash::Seeds::random().map_hasher());
+    shard.put(raw_key(9), entry(T0 + 100), T0, 2);
+    shard.put(raw_key(3), entry(T0 + 100), T0, 2);
+    assert_eq!(shard.put(raw_key(7), entry(T0 + 100), T0, 2).evicted, 1);
+    assert!(shard.get(&raw_key(3), T0).is_none());
+    assert!(shard.get(&raw_key(9), T0).is_some());
+}
+
+#[tokio::test]
+async fn store_evicts_soonest_to_expire_and_counts_it() {
+    let store = MemoryStore::new().with_max_sessions(max(3));
+    assert_eq!(store.shard_count(), 1, "a small bound is exact: one shard");
+    let keys: Vec<_> = (0..3).map(|_| key()).collect();
+    for (i, (k, ttl)) in keys.iter().zip([30_000, 10_000, 20_000]).enumerate() {
+        store.save_at(k, &expiring_in(ttl, i as i64), T0).unwrap();
+    }
+    assert_eq!(store.evictions(), 0);
+
+    // Writes to existing keys never evict.
+    store.save_at(&keys[0], &expiring_in(30_000, 7), T0).unwrap();
+    assert_eq!(store.update_at(&keys[1], &expiring_in(10_000, 8), 0, T0).unwrap(), UpdateOutcome::Updated);
+    assert!(store.touch_at(&keys[2], Timestamp::from_millis(T0 + 20_000), T0));
+    assert_eq!(store.evictions(), 0);
+
+    // A fourth session evicts keys[1], the one closest to expiring.
+    let fourth = key();
+    assert!(store.create_at(&fourth, &expiring_in(40_000, 3), T0).unwrap());
+    assert_eq!(store.evictions(), 1);
+    assert_eq!(store.len_at(T0), 3);
+    assert_eq!(store.load_at(&keys[1], T0).unwrap(), None);
+    for k in [&keys[0], &keys[2], &fourth] {
+        assert!(store.load_at(k, T0).unwrap().is_some());
+    }
+
+    // Once keys[2] has expired (at +20 s), it makes room without counting.
+    let later = T0 + 25_000;
+    store.save_at(&key(), &expiring_in(50_000, 4), later).unwrap();
+    assert_eq!(store.evictions(), 1);
+    assert_eq!(store.len_at(later), 3);
+}
+
+#[test]
+fn capacity_bound_is_never_exceeded() {
+    // One shard: exact.
+    let store = MemoryStore::new().with_max_sessions(max(100));
+    for i in 0..1000 {
+        store.save_at(&key(), &expiring_in(60_000 + i, i), T0).unwrap();
+    }
+    assert_eq!(store.len_at(T0), 100);
+    assert_eq!(store.evictions(), 900);
+    // The survivors are the 100 that expire last.
+    let mut expiries: Vec<i64> = store
+        .all_at(T0)
+        .unwrap()
+        .iter()
+        .map(|(_, r)| r.expires_at.as_millis() - T0)
+        .collect();
+    expiries.sort_unstable();
+    assert_eq!(expiries, (60_900..61_000).collect::<Vec<_>>());
+
+    // Many shards: each holds max / shards, so the total stays <= max.
+    let store = MemoryStore::new().with_shards(16).with_max_sessions(max(100));
+    assert_eq!(store.shard_count(), 16);
+    for i in 0..1000 {
+        store.save_at(&key(), &expiring_in(60_000, i), T0).unwrap();
+    }
+    let len = store.len_at(T0);
+    assert!(len <= 96, "16 shards x 6 = 96 at most, got {len}");
+    assert_eq!(store.evictions() + len, 1000);
+
+    // Automatic shard count with a large bound: shares of >= 1024.
+    let store = MemoryStore::new().with_max_sessions(max(10_000));
+    assert!(store.shard_count() <= 8 && store.shard_count().is_power_of_two());
+    for i in 0..20_000 {
+        store.save_at(&key(), &expiring_in(60_000, i), T0).unwrap();
+    }
+    let len = store.len_at(T0);
+    assert!((9_000..=10_000).contains(&len), "len {len}");
+    assert_eq!(store.evictions() + len, 20_000);
+}
+
+#[test]
+fn delete_expired_leaves_live_ones_and_shrinks() {
+    let store = MemoryStore::new();
+    let live: Vec<_> = (0..100).map(|_| key()).collect();
+    for (i, k) in live.iter().enumerate() {
+        store.save_at(k, &expiring_in(3_600_000, i as i64), T0).unwrap();
+    }
+    for i in 0..20_000 {
+        store.save_at(&key(), &expiring_in(1_000 + i % 500, i), T0).unwrap();
+    }
+    let allocated = store.allocated();
+    assert!(allocated >= 20_100);
+
+    let now = T0 + 2_000;
+    assert_eq!(store.len_at(now), 100, "len ignores the expired");
+    assert_eq!(store.delete_expired_at(now), 20_000);
+    assert_eq!(store.delete_expired_at(now), 0, "idempotent");
+    assert_eq!(store.len_at(now), 100);
+    assert_eq!(store.stored_per_shard().iter().sum::<usize>(), 100);
+    for k in &live {
+        assert!(store.load_at(k, now).unwrap().is_some());
+    }
+    let after = store.allocated();
+    assert!(after * 4 < allocated, "maps shrank: {allocated} -> {after} slots");
+}
+
+#[test]
+fn delete_expired_removes_only_what_expired_by_now() {
+    let store = MemoryStore::new();
+    for i in 0..10 {
+        store.save_at(&key(), &expiring_in(100 * (i + 1), i), T0).unwrap();
+    }
+    // Expiry is exclusive: at exactly T0 + 500, the record expiring then is gone.
+    assert_eq!(store.len_at(T0 + 499), 6);
+    assert_eq!(store.len_at(T0 + 500), 5);
+    assert_eq!(store.delete_expired_at(T0 + 500), 5);
+    assert_eq!(store.len_at(T0 + 500), 5);
+}
+
+#[tokio::test]
+async fn clear_releases_everything() {
+    let store = MemoryStore::new();
+    for i in 0..5_000 {
+        store.save_at(&key(), &expiring_in(60_000, i), T0).unwrap();
+    }
+    store.clear().await.unwrap();
+    assert_eq!(store.len_at(T0), 0);
+    assert_eq!(store.allocated(), 0);
+}
+
+#[test]
+fn sharding_spreads_keys() {
+    let store = MemoryStore::new();
+    let shards = store.shard_count();
+    assert!(shards >= 16 && shards.is_power_of_two());
+    let n = 1_000 * shards;
+    for i in 0..n {
+        store.save_at(&key(), &expiring_in(60_000, i as i64), T0).unwrap();
+    }
+    let counts = store.stored_per_shard();
+    // Mean 1000, standard deviation ~32: +-25% is over 7 deviations.
+    for (i, &c) in counts.iter().enumerate() {
+        assert!((750..=1250).contains(&c), "shard {i} holds {c} of {n}");
+    }
+}
+
+#[test]
+fn shard_layout() {
+    assert_eq!(MemoryStore::new().with_shards(5).shard_count(), 8);
+    assert_eq!(MemoryStore::new().with_shards(0).shard_count(), 1);
+    assert_eq!(MemoryStore::new().with_shards(1 << 30).shard_count(), 1 << 16);
+    // The bound caps the count so every shard holds at least one session.
+    let store = MemoryStore::new().with_shards(64).with_max_sessions(max(10));
+    assert_eq!(store.shard_count(), 8);
+    assert_eq!(store.max_sessions(), Some(max(10)));
+    assert_eq!(MemoryStore::new().with_max_sessions(max(2047)).shard_count(), 1);
+    assert_eq!(MemoryStore::default().max_sessions(), None);
+}
+
+#[test]
+fn reconfiguring_keeps_sessions() {
+    let store = MemoryStore::new();
+    let keys: Vec<_> = (0..50).map(|_| key()).collect();
+    // Real clock here: `with_*` uses it to drop what has expired.
+    for (i, k) in keys.iter().enumerate() {
+        let record = Record::new(data(i as i64), Duration::from_secs(600));
+        store.save_at(k, &record, Timestamp::now().as_millis()).unwrap();
+    }
+    let store = store.with_shards(4);
+    let now = Timestamp::now().as_millis();
+    assert_eq!(store.shard_count(), 4);
+    assert_eq!(store.len_at(now), 50);
+    for k in &keys {
+        assert!(store.load_at(k, now).unwrap().is_some());
+    }
+    let store = store.with_shards(1).with_max_sessions(max(20));
+    assert_eq!(store.len_at(now), 20);
+    assert_eq!(store.evictions(), 30);
+}
+
+#[test]
+fn len_and_all_follow_expiry_and_touch() {
+    let store = MemoryStore::new();
+    let k = key();
+    store.save_at(&k, &expiring_in(1_000, 1), T0).unwrap();
+    assert!(store.touch_at(&k, Timestamp::from_millis(T0 + 5_000), T0 + 500));
+    assert_eq!(store.len_at(T0 + 4_999), 1);
+    assert_eq!(store.all_at(T0 + 4_999).unwrap().len(), 1);
+    assert_eq!(store.len_at(T0 + 5_000), 0);
+    assert!(store.all_at(T0 + 5_000).unwrap().is_empty());
+    // Touching into the past expires it; touching it again finds nothing.
+    store.save_at(&k, &expiring_in(1_000, 1), T0).unwrap();
+    assert!(store.touch_at(&k, Timestamp::from_millis(T0), T0));
+    assert!(!store.touch_at(&k, Timestamp::from_millis(T0 + 9_000), T0));
+    assert_eq!(store.stored_per_shard().iter().sum::<usize>(), 0);
+}
+
+#[tokio::test]
+async fn corrupt_data_is_a_decode_error_naming_the_key() {
+    let store = MemoryStore::new();
+    let k = key();
+    store.save(&k, &Record::new(data(1), Duration::from_secs(60))).await.unwrap();
+    store.with_shard(&k, |shard| shard.corrupt(&Key(*k.as_bytes()), "not json"));
+    let err = store.load(&k).await.unwrap_err();
+    assert!(matches!(&err, Error::Decode { key, .. } if key == k.as_str()), "{err:?}");
+    assert!(store.all().await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn works_with_the_generic_reaper() {
+    let store = Arc::new(MemoryStore::new());
+    for i in 0..1_000 {
+        let record = Record::new(data(i), Duration::from_millis(100));
+        store.save(&key(), &record).await.unwrap();
+    }
+    let live = key();
+    store.save(&live, &Record::new(data(0), Duration::from_secs(600))).await.unwrap();
+    let reaper = Reaper::spawn(store.clone(), ReaperConfig::new(Duration::from_millis(50)));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while store.stored_per_shard().iter().sum::<usize>() > 1 {
+        assert!(std::time::Instant::now() < deadline, "reaper did not reap");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    reaper.stop().await;
+    assert!(store.load(&live).await.unwrap().is_some());
+    assert_eq!(store.len().await.unwrap(), 1);
+}
