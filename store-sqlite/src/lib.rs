@@ -1,1 +1,25 @@
-//! Placeholder: see the issue that builds this store.
+#![doc = include_str!("../README.md")]
+
+mod config;
+mod pool;
+mod schema;
+mod store;
+
+pub use crate::config::{
+    DEFAULT_BUSY_TIMEOUT, DEFAULT_READ_CONNECTIONS, DEFAULT_REAP_BATCH, DEFAULT_TABLE,
+    SqliteStoreBuilder, Synchronous,
+};
+pub use crate::schema::SCHEMA_VERSION;
+pub use crate::store::SqliteStore;
+
+/// The SQLite driver this crate uses, re-exported so that callers can open
+/// and inspect the same database with the same version.
+pub use rusqlite;
+
+/// The backend name in [`session_core::Error`]s from this crate.
+pub(crate) const BACKEND: &str = "sqlite";
+
+/// Wrap a driver error.
+pub(crate) fn backend(e: rusqlite::Error) -> session_core::Error {
+    session_core::Error::backend(BACKEND, e)
+}

@@ -1,0 +1,127 @@
+//! Building a [`SledStore`]: where the database lives, how often it reaches
+//! the disk.
+
+use std::path::{Path, PathBuf};
+
+use session_core::{Error, Result};
+
+use crate::{BACKEND, SledStore, backend, blocking};
+
+/// Default namespace.
+pub const DEFAULT_NAMESPACE: &str = "sessions";
+/// Default [`SledStoreBuilder::with_flush_every_ms`]: sled's own default.
+pub const DEFAULT_FLUSH_EVERY_MS: Option<u64> = Some(500);
+
+/// Where the database lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Location {
+    Path(PathBuf),
+    Temporary,
+}
+
+/// Configures and opens a [`SledStore`] on a database it opens itself; every
+/// setting is checked by [`build`](Self::build), which reports mistakes as
+/// [`Error::Config`](session_core::Error::Config). To put a store on a
+/// [`sled::Db`] you already have, use [`SledStore::new`].
+///
+/// ```no_run
+/// # async fn demo() -> session_core::Result<()> {
+/// use session_store_sled::SledStore;
+///
+/// let store = SledStore::builder("sessions.sled")
+///     .with_namespace("web")
+///     .with_flush_every_ms(Some(100)) // lose at most ~100 ms on a crash
+///     .build()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+#[must_use = "a builder does nothing until `build` is awaited"]
+pub struct SledStoreBuilder {
+    location: Location,
+    namespace: String,
+    flush_every_ms: Option<u64>,
+    sync_writes: bool,
+}
+
+impl SledStoreBuilder {
+    pub(crate) fn path(path: &Path) -> Self {
+        Self::at(Location::Path(path.to_owned()))
+    }
+
+    pub(crate) fn temporary() -> Self {
+        Self::at(Location::Temporary)
+    }
+
+    fn at(location: Location) -> Self {
+        Self {
+            location,
+            namespace: DEFAULT_NAMESPACE.to_owned(),
+            flush_every_ms: DEFAULT_FLUSH_EVERY_MS,
+            sync_writes: false,
+        }
+    }
+
+    /// The namespace: its two trees are `session_store/<namespace>/records`
+    /// and `session_store/<namespace>/expiry`. Default `sessions`. 1 to 128
+    /// characters among ASCII letters, digits, `_`, `-` and `.`.
+    pub fn with_namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = namespace.into();
+        self
+    }
+
+    /// sled's background flush period (`sled::Config::flush_every_ms`):
+    /// writes reach the disk (written and fsynced) within about this many
+    /// milliseconds. A crash (process or machine) loses at most the writes
+    /// of the last period; the database stays consistent, and since both
+    /// trees change in one transaction, the expiry index never disagrees
+    /// with the records. `None` disables background flushing: only
+    /// [`SledStore::flush`], [`with_sync_writes`](Self::with_sync_writes)
+    /// and a clean shutdown (dropping the last handle) write to disk.
+    /// Default `Some(500)`; `Some(0)` is rejected.
+    pub fn with_flush_every_ms(mut self, every_ms: Option<u64>) -> Self {
+        self.flush_every_ms = every_ms;
+        self
+    }
+
+    /// Flush (write and fsync) after every write before returning, so a
+    /// write that returned survives any crash. Costs one fsync per write:
+    /// measured ~8k writes/s here against ~180k/s without. Default `false`.
+    pub fn with_sync_writes(mut self, sync: bool) -> Self {
+        self.sync_writes = sync;
+        self
+    }
+
+    /// Check the settings, open the database (on tokio's blocking pool:
+    /// sled reads and recovers its log when opening) and its two trees.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for a bad setting; [`Error::Backend`] if sled
+    /// cannot open the database (unwritable path, or already open in
+    /// this or another process: sled locks its directory).
+    pub async fn build(self) -> Result<SledStore> {
+        crate::store::validate_namespace(&self.namespace)?;
+        if self.flush_every_ms == Some(0) {
+            return Err(Error::config(
+                BACKEND,
+                "flush_every_ms must be at least 1 (or None to disable background flushes)",
+            ));
+        }
+        if let Location::Path(path) = &self.location
+            && path.as_os_str().is_empty()
+        {
+            return Err(Error::config(BACKEND, "database path must not be empty"));
+        }
+        blocking(move || {
+            let config = sled::Config::new().flush_every_ms(self.flush_every_ms);
+            let config = match &self.location {
+                Location::Path(path) => config.path(path),
+                Location::Temporary => config.temporary(true),
+            };
+            let db = config.open().map_err(backend)?;
+            Ok(SledStore::new(&db, &self.namespace)?.with_sync_writes(self.sync_writes))
+        })
+        .await
+    }
+}

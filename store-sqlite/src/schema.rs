@@ -1,0 +1,260 @@
+//! The table layout, its version, its migrations, and the SQL text of every
+//! statement (built once per table, from a validated identifier).
+
+use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior};
+use session_core::{Error, Result};
+
+use crate::{BACKEND, backend};
+
+/// The layout version this crate writes, kept in the database's
+/// `PRAGMA user_version`; opening a file at an older version migrates it.
+///
+/// History:
+/// - `1`: one table per namespace `(key TEXT PRIMARY KEY, data TEXT,
+///   created_at INTEGER, expires_at INTEGER, version INTEGER)` with an index
+///   on `expires_at`; the registry table lists every namespace so that a
+///   migration can walk them all.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Lists every namespace table of the file. Its name holds `__`, which a
+/// namespace may not, so no namespace can ever collide with it.
+pub(crate) const REGISTRY: &str = "session_store__tables";
+
+/// One migration: brings every namespace table listed in the registry from
+/// version `n` to `n + 1` (index `n - 1`), inside the open transaction.
+type Migration = fn(&Connection, &[String]) -> rusqlite::Result<()>;
+
+/// `MIGRATIONS[n - 1]` migrates a file at version `n` to `n + 1`. Empty while
+/// there is only version 1; a layout change appends its step here and bumps
+/// [`SCHEMA_VERSION`].
+const MIGRATIONS: &[Migration] = &[];
+
+/// Check that `name` can be a namespace table: an ASCII identifier
+/// (`[A-Za-z][A-Za-z0-9_]*`), at most 63 characters, without `__` (reserved
+/// for this crate's own objects) and not starting with `sqlite_` (reserved by
+/// SQLite). Names are interpolated into SQL only after this check, and quoted.
+pub(crate) fn validate_table(name: &str) -> Result<()> {
+    let bad = |reason: &str| Err(Error::config(BACKEND, format!("table name {name:?}: {reason}")));
+    let mut chars = name.chars();
+    match chars.next() {
+        None => return bad("must not be empty"),
+        Some(c) if !c.is_ascii_alphabetic() => return bad("must start with an ASCII letter"),
+        Some(_) => {}
+    }
+    if !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return bad("may hold only ASCII letters, digits and '_'");
+    }
+    if name.len() > 63 {
+        return bad("must be at most 63 characters");
+    }
+    if name.contains("__") {
+        return bad("must not contain \"__\" (reserved for the store's own tables and indexes)");
+    }
+    if name.to_ascii_lowercase().starts_with("sqlite_") {
+        return bad("names starting with \"sqlite_\" are reserved by SQLite");
+    }
+    Ok(())
+}
+
+/// Bring the file to [`SCHEMA_VERSION`] and create `table` (and its index) if
+/// needed, in one `IMMEDIATE` transaction so that concurrent openers
+/// serialize.
+pub(crate) fn prepare(conn: &mut Connection, table: &str) -> Result<()> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(backend)?;
+    let version: i64 = tx
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(backend)?;
+    let has_registry = tx
+        .query_row(
+            "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?1",
+            [REGISTRY],
+            |_| Ok(()),
+        )
+        .optional()
+        .map_err(backend)?
+        .is_some();
+    if version > SCHEMA_VERSION {
+        return Err(Error::config(
+            BACKEND,
+            format!(
+                "the database's session schema is version {version}, newer than this \
+                 crate's {SCHEMA_VERSION}: upgrade session-store-sqlite"
+            ),
+        ));
+    }
+    if version != 0 && !has_registry {
+        return Err(Error::config(
+            BACKEND,
+            format!(
+                "the database's user_version is {version} but it holds no session tables: \
+                 the file belongs to another application; use a dedicated file"
+            ),
+        ));
+    }
+    tx.execute_batch(&format!(
+        "CREATE TABLE IF NOT EXISTS {REGISTRY} (name TEXT PRIMARY KEY NOT NULL)"
+    ))
+    .map_err(backend)?;
+    if version >= 1 {
+        let tables = {
+            let mut stmt = tx
+                .prepare(&format!("SELECT name FROM {REGISTRY}"))
+                .map_err(backend)?;
+            let rows = stmt.query_map([], |row| row.get::<_, String>(0)).map_err(backend)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)?
+        };
+        for (from, migrate) in MIGRATIONS.iter().enumerate().skip(usize::try_from(version - 1).unwrap_or(0)) {
+            migrate(&tx, &tables).map_err(|e| {
+                Error::backend(BACKEND, MigrationError { from: from + 1, source: e })
+            })?;
+        }
+    }
+    tx.execute_batch(&format!(
+        "CREATE TABLE IF NOT EXISTS \"{table}\" (
+            key        TEXT    PRIMARY KEY NOT NULL,
+            data       TEXT    NOT NULL,
+            created_at INTEGER NOT NULL,
+            expires_at INTEGER NOT NULL,
+            version    INTEGER NOT NULL
+        );
+        CREATE INDEX IF NOT EXISTS \"{table}__expires_at\" ON \"{table}\" (expires_at);"
+    ))
+    .map_err(backend)?;
+    tx.execute(
+        &format!("INSERT OR IGNORE INTO {REGISTRY} (name) VALUES (?1)"),
+        [table],
+    )
+    .map_err(backend)?;
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+        .map_err(backend)?;
+    tx.commit().map_err(backend)
+}
+
+/// A migration step failed.
+#[derive(Debug)]
+struct MigrationError {
+    from: usize,
+    source: rusqlite::Error,
+}
+
+impl std::fmt::Display for MigrationError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "migrating the session schema from version {} failed", self.from)
+    }
+}
+
+impl std::error::Error for MigrationError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+/// The SQL of every statement on one table. Parameters are always numbered;
+/// `now` is passed in (the process clock), never taken from SQLite.
+#[derive(Debug)]
+pub(crate) struct Statements {
+    /// `?1 key, ?2 now` → `data, created_at, expires_at, version`.
+    pub(crate) load: String,
+    /// `?1 key, ?2 data, ?3 created_at, ?4 expires_at, ?5 version, ?6 now`:
+    /// inserts, or replaces a row that is expired at `now`; 1 change if it
+    /// wrote.
+    pub(crate) create: String,
+    /// `?1 data, ?2 created_at, ?3 expires_at, ?4 new version, ?5 key,
+    /// ?6 expected version, ?7 now`: 1 change if applied.
+    pub(crate) update: String,
+    /// `?1 key, ?2 now` → `version` of the live row (classifies a refused
+    /// update; never followed by a write).
+    pub(crate) live_version: String,
+    /// `?1 key, ?2 data, ?3 created_at, ?4 expires_at, ?5 version`: upsert.
+    pub(crate) save: String,
+    /// `?1 expires_at, ?2 key, ?3 now`: 1 change if the row was live.
+    pub(crate) touch: String,
+    /// `?1 key`.
+    pub(crate) destroy: String,
+    /// No parameters.
+    pub(crate) clear: String,
+    /// `?1 now` → count of live rows (walks the expiry index).
+    pub(crate) len: String,
+    /// `?1 now` → `key, data, created_at, expires_at, version` of live rows.
+    pub(crate) all: String,
+    /// `?1 now, ?2 batch size`: deletes up to that many expired rows, found
+    /// through the expiry index.
+    pub(crate) delete_expired: String,
+}
+
+impl Statements {
+    /// The statements for `table`, which must have passed [`validate_table`].
+    pub(crate) fn new(table: &str) -> Self {
+        let t = format!("\"{table}\"");
+        Self {
+            load: format!(
+                "SELECT data, created_at, expires_at, version FROM {t} \
+                 WHERE key = ?1 AND expires_at > ?2"
+            ),
+            create: format!(
+                "INSERT INTO {t} (key, data, created_at, expires_at, version) \
+                 VALUES (?1, ?2, ?3, ?4, ?5) \
+                 ON CONFLICT (key) DO UPDATE SET data = excluded.data, \
+                 created_at = excluded.created_at, expires_at = excluded.expires_at, \
+                 version = excluded.version \
+                 WHERE {t}.expires_at <= ?6"
+            ),
+            update: format!(
+                "UPDATE {t} SET data = ?1, created_at = ?2, expires_at = ?3, version = ?4 \
+                 WHERE key = ?5 AND version = ?6 AND expires_at > ?7"
+            ),
+            live_version: format!("SELECT version FROM {t} WHERE key = ?1 AND expires_at > ?2"),
+            save: format!(
+                "INSERT INTO {t} (key, data, created_at, expires_at, version) \
+                 VALUES (?1, ?2, ?3, ?4, ?5) \
+                 ON CONFLICT (key) DO UPDATE SET data = excluded.data, \
+                 created_at = excluded.created_at, expires_at = excluded.expires_at, \
+                 version = excluded.version"
+            ),
+            touch: format!("UPDATE {t} SET expires_at = ?1 WHERE key = ?2 AND expires_at > ?3"),
+            destroy: format!("DELETE FROM {t} WHERE key = ?1"),
+            clear: format!("DELETE FROM {t}"),
+            len: format!("SELECT count(*) FROM {t} WHERE expires_at > ?1"),
+            all: format!(
+                "SELECT key, data, created_at, expires_at, version FROM {t} WHERE expires_at > ?1"
+            ),
+            delete_expired: format!(
+                "DELETE FROM {t} WHERE rowid IN \
+                 (SELECT rowid FROM {t} WHERE expires_at <= ?1 LIMIT ?2)"
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_names_are_validated() {
+        for good in ["sessions", "conf_0123abcd", "A1_b"] {
+            validate_table(good).unwrap();
+        }
+        for bad in [
+            "",
+            "1abc",
+            "_x",
+            "a-b",
+            "a b",
+            "a\"b",
+            "x; DROP TABLE y",
+            "a__b",
+            "sqlite_master",
+            "SQLITE_x",
+            "é",
+            &"a".repeat(64),
+        ] {
+            assert!(
+                matches!(validate_table(bad), Err(Error::Config { .. })),
+                "{bad:?} accepted"
+            );
+        }
+    }
+}

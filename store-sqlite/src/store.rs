@@ -1,0 +1,351 @@
+//! [`SqliteStore`] and its [`SessionStore`] implementation.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rusqlite::{OptionalExtension as _, Row, params};
+use session_core::{
+    Error, Record, Result, SessionKey, SessionStore, Timestamp, UpdateOutcome, async_trait,
+};
+
+use crate::config::SqliteStoreBuilder;
+use crate::pool::Pool;
+use crate::schema::{self, Statements};
+use crate::backend;
+
+/// A [`SessionStore`] on one table of a SQLite database.
+///
+/// Cloning is cheap and shares the connections. Every SQLite call runs on
+/// tokio's blocking pool, never on an async worker thread: writes on the
+/// database's single writer connection, reads on a small pool of read
+/// connections (WAL lets them run beside the writer). See the crate docs for
+/// how expiry is enforced.
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    pub(crate) pool: Arc<Pool>,
+    pub(crate) sql: Arc<Statements>,
+    pub(crate) table: Arc<str>,
+    pub(crate) reap_batch: usize,
+}
+
+impl SqliteStore {
+    /// Open (creating if needed) the database file at `path`, with the
+    /// default settings and table `sessions`.
+    ///
+    /// # Errors
+    ///
+    /// As [`SqliteStoreBuilder::build`].
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self> {
+        Self::builder(path).build().await
+    }
+
+    /// A fresh private in-memory database, with table `sessions`. It has a
+    /// single connection (an in-memory database exists per connection) and
+    /// is gone when the last store sharing it is dropped; add namespaces to
+    /// it with [`open_table`](Self::open_table).
+    ///
+    /// # Errors
+    ///
+    /// As [`SqliteStoreBuilder::build`].
+    pub async fn open_in_memory() -> Result<Self> {
+        Self::builder_in_memory().build().await
+    }
+
+    /// Configure a store on the database file at `path`.
+    pub fn builder(path: impl AsRef<Path>) -> SqliteStoreBuilder {
+        SqliteStoreBuilder::file(path.as_ref())
+    }
+
+    /// Configure a store on a fresh private in-memory database.
+    pub fn builder_in_memory() -> SqliteStoreBuilder {
+        SqliteStoreBuilder::memory()
+    }
+
+    /// Another namespace in the same database, sharing this store's
+    /// connections: the table `table` is created if missing. This is the way
+    /// to have several namespaces in one in-memory database.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] if `table` is not a valid table name (see
+    /// [`SqliteStoreBuilder::with_table`]); [`Error::Backend`] if SQLite
+    /// fails.
+    pub async fn open_table(&self, table: &str) -> Result<Self> {
+        schema::validate_table(table)?;
+        let name = table.to_owned();
+        self.pool
+            .write(move |conn| schema::prepare(conn, &name))
+            .await?;
+        Ok(Self {
+            pool: Arc::clone(&self.pool),
+            sql: Arc::new(Statements::new(table)),
+            table: table.into(),
+            reap_batch: self.reap_batch,
+        })
+    }
+
+    /// The table (namespace) this store works on.
+    #[must_use]
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+}
+
+/// SQLite integers are `i64`; versions are `u64`. Stored bit for bit (only
+/// ever compared for equality), so the whole `u64` range round-trips.
+fn version_to_sql(version: u64) -> i64 {
+    i64::from_ne_bytes(version.to_ne_bytes())
+}
+
+fn version_from_sql(version: i64) -> u64 {
+    u64::from_ne_bytes(version.to_ne_bytes())
+}
+
+/// The columns of a record, encoded for binding.
+struct Row5 {
+    data: String,
+    created_at: i64,
+    expires_at: i64,
+    version: i64,
+}
+
+impl Row5 {
+    fn new(record: &Record) -> Result<Self> {
+        Ok(Self {
+            data: Record::encode_data(&record.data)?,
+            created_at: record.created_at.as_millis(),
+            expires_at: record.expires_at.as_millis(),
+            version: version_to_sql(record.version),
+        })
+    }
+}
+
+/// Read `data, created_at, expires_at, version` starting at column `at`.
+/// Anything unreadable is a decode error naming `key`.
+fn record_from_row(key: &SessionKey, row: &Row<'_>, at: usize) -> Result<Record> {
+    let decode = |e: rusqlite::Error| Error::decode(key, e);
+    let data = row.get_ref(at).map_err(decode)?;
+    let data = data.as_bytes().map_err(|e| Error::decode(key, e))?;
+    let data = Record::decode_data(key, data)?;
+    let created_at: i64 = row.get(at + 1).map_err(decode)?;
+    let expires_at: i64 = row.get(at + 2).map_err(decode)?;
+    let version: i64 = row.get(at + 3).map_err(decode)?;
+    Ok(Record::with_times(
+        data,
+        Timestamp::from_millis(created_at),
+        Timestamp::from_millis(expires_at),
+    )
+    .with_version(version_from_sql(version)))
+}
+
+fn now() -> i64 {
+    Timestamp::now().as_millis()
+}
+
+#[async_trait]
+impl SessionStore for SqliteStore {
+    async fn load(&self, key: &SessionKey) -> Result<Option<Record>> {
+        let (sql, key) = (Arc::clone(&self.sql), *key);
+        self.pool
+            .read(move |conn| {
+                let mut stmt = conn.prepare_cached(&sql.load).map_err(backend)?;
+                let mut rows = stmt.query(params![key.as_str(), now()]).map_err(backend)?;
+                match rows.next().map_err(backend)? {
+                    Some(row) => record_from_row(&key, row, 0).map(Some),
+                    None => Ok(None),
+                }
+            })
+            .await
+    }
+
+    async fn create(&self, key: &SessionKey, record: &Record) -> Result<bool> {
+        let (sql, key, row) = (Arc::clone(&self.sql), *key, Row5::new(record)?);
+        self.pool
+            .write(move |conn| {
+                // One statement: insert, or replace a row that is expired
+                // now; a live row makes the upsert's WHERE false (0 changes).
+                let changed = conn
+                    .prepare_cached(&sql.create)
+                    .and_then(|mut stmt| {
+                        stmt.execute(params![
+                            key.as_str(),
+                            row.data,
+                            row.created_at,
+                            row.expires_at,
+                            row.version,
+                            now()
+                        ])
+                    })
+                    .map_err(backend)?;
+                Ok(changed == 1)
+            })
+            .await
+    }
+
+    async fn update(
+        &self,
+        key: &SessionKey,
+        record: &Record,
+        expected_version: u64,
+    ) -> Result<UpdateOutcome> {
+        let (sql, key, row) = (Arc::clone(&self.sql), *key, Row5::new(record)?);
+        // Wrapping: a version is only compared for equality, and 2^64 updates
+        // of one session do not happen.
+        let next = version_to_sql(expected_version.wrapping_add(1));
+        let expected = version_to_sql(expected_version);
+        self.pool
+            .write(move |conn| {
+                let now = now();
+                let changed = conn
+                    .prepare_cached(&sql.update)
+                    .and_then(|mut stmt| {
+                        stmt.execute(params![
+                            row.data,
+                            row.created_at,
+                            row.expires_at,
+                            next,
+                            key.as_str(),
+                            expected,
+                            now
+                        ])
+                    })
+                    .map_err(backend)?;
+                if changed == 1 {
+                    return Ok(UpdateOutcome::Updated);
+                }
+                // Refused: say why. Nothing is written from here on, so this
+                // read cannot make the update non-atomic.
+                let live = conn
+                    .prepare_cached(&sql.live_version)
+                    .and_then(|mut stmt| {
+                        stmt.query_row(params![key.as_str(), now], |r| r.get::<_, i64>(0))
+                            .optional()
+                    })
+                    .map_err(backend)?;
+                Ok(match live {
+                    Some(_) => UpdateOutcome::Conflict,
+                    None => UpdateOutcome::Missing,
+                })
+            })
+            .await
+    }
+
+    async fn save(&self, key: &SessionKey, record: &Record) -> Result<()> {
+        let (sql, key, row) = (Arc::clone(&self.sql), *key, Row5::new(record)?);
+        self.pool
+            .write(move |conn| {
+                if row.expires_at > now() {
+                    let mut stmt = conn.prepare_cached(&sql.save).map_err(backend)?;
+                    stmt.execute(params![
+                        key.as_str(),
+                        row.data,
+                        row.created_at,
+                        row.expires_at,
+                        row.version
+                    ])
+                    .map_err(backend)?;
+                } else {
+                    let mut stmt = conn.prepare_cached(&sql.destroy).map_err(backend)?;
+                    stmt.execute([key.as_str()]).map_err(backend)?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn touch(&self, key: &SessionKey, expires_at: Timestamp) -> Result<bool> {
+        let (sql, key) = (Arc::clone(&self.sql), *key);
+        self.pool
+            .write(move |conn| {
+                let mut stmt = conn.prepare_cached(&sql.touch).map_err(backend)?;
+                let changed = stmt
+                    .execute(params![expires_at.as_millis(), key.as_str(), now()])
+                    .map_err(backend)?;
+                Ok(changed == 1)
+            })
+            .await
+    }
+
+    async fn destroy(&self, key: &SessionKey) -> Result<()> {
+        let (sql, key) = (Arc::clone(&self.sql), *key);
+        self.pool
+            .write(move |conn| {
+                let mut stmt = conn.prepare_cached(&sql.destroy).map_err(backend)?;
+                stmt.execute([key.as_str()]).map_err(backend)?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn clear(&self) -> Result<()> {
+        let sql = Arc::clone(&self.sql);
+        self.pool
+            .write(move |conn| {
+                let mut stmt = conn.prepare_cached(&sql.clear).map_err(backend)?;
+                stmt.execute([]).map_err(backend)?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn len(&self) -> Result<u64> {
+        let sql = Arc::clone(&self.sql);
+        self.pool
+            .read(move |conn| {
+                let mut stmt = conn.prepare_cached(&sql.len).map_err(backend)?;
+                let count: i64 = stmt.query_row([now()], |r| r.get(0)).map_err(backend)?;
+                Ok(u64::try_from(count).unwrap_or(0))
+            })
+            .await
+    }
+
+    async fn all(&self) -> Result<Vec<(SessionKey, Record)>> {
+        let sql = Arc::clone(&self.sql);
+        self.pool
+            .read(move |conn| {
+                let mut stmt = conn.prepare_cached(&sql.all).map_err(backend)?;
+                let mut rows = stmt.query([now()]).map_err(backend)?;
+                let mut out = Vec::new();
+                while let Some(row) = rows.next().map_err(backend)? {
+                    let text = row.get_ref(0).map_err(backend)?;
+                    let key = match text.as_str() {
+                        Ok(text) => SessionKey::parse(text)?,
+                        Err(_) => {
+                            return Err(Error::InvalidKey {
+                                key: format!("{:?}", text.data_type()),
+                                reason: "stored key is not text",
+                            });
+                        }
+                    };
+                    out.push((key, record_from_row(&key, row, 1)?));
+                }
+                Ok(out)
+            })
+            .await
+    }
+
+    async fn delete_expired(&self) -> Result<u64> {
+        // One cut-off for the whole sweep, so that it ends. Each batch is its
+        // own statement (and transaction) on the writer, which is released
+        // between batches: a large backlog never holds writers off for
+        // longer than one batch.
+        let cutoff = now();
+        let batch = self.reap_batch;
+        let mut removed = 0u64;
+        loop {
+            let sql = Arc::clone(&self.sql);
+            let deleted = self
+                .pool
+                .write(move |conn| {
+                    let mut stmt = conn.prepare_cached(&sql.delete_expired).map_err(backend)?;
+                    let limit = i64::try_from(batch).unwrap_or(i64::MAX);
+                    stmt.execute(params![cutoff, limit]).map_err(backend)
+                })
+                .await?;
+            removed += deleted as u64;
+            if deleted < batch {
+                return Ok(removed);
+            }
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! The shared behaviour suite, on one temporary database file per factory:
+//! every namespace the suite opens is a table of that file, and reopening a
+//! namespace opens the file again with fresh connections.
+
+use std::path::PathBuf;
+
+use session_conformance::{Capabilities, StoreFactory, conformance_suite, unique_namespace};
+use session_core::async_trait;
+use session_store_sqlite::SqliteStore;
+
+/// A directory removed when the factory is dropped.
+struct Factory {
+    dir: PathBuf,
+}
+
+impl Factory {
+    fn new() -> Self {
+        let dir = std::env::temp_dir().join(format!("session-sqlite-{}", unique_namespace()));
+        std::fs::create_dir_all(&dir)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+        Self { dir }
+    }
+}
+
+impl Drop for Factory {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[async_trait]
+impl StoreFactory for Factory {
+    type Store = SqliteStore;
+
+    async fn open(&self, namespace: &str) -> SqliteStore {
+        let path = self.dir.join("sessions.db");
+        SqliteStore::builder(&path)
+            .with_table(namespace)
+            .with_read_connections(2)
+            .build()
+            .await
+            .unwrap_or_else(|e| panic!("cannot open {} table {namespace}: {e}", path.display()))
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::new().durable(true)
+    }
+}
+
+conformance_suite!(Factory::new());
+
+/// The same suite through `Arc<dyn SessionStore>`.
+mod dyn_store {
+    use super::Factory;
+    session_conformance::conformance_suite!(session_conformance::Dyn(Factory::new()));
+}

@@ -1,0 +1,213 @@
+//! SQLite-specific checks the shared suite cannot make: corrupt rows written
+//! behind the store's back, reopening, the schema version, configuration
+//! errors, batched reaping, namespaces sharing an in-memory database.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::json;
+use session_conformance::unique_namespace;
+use session_core::{Data, Error, Record, SessionId, SessionKey, SessionStore, Timestamp, UpdateOutcome};
+use session_store_sqlite::{SCHEMA_VERSION, SqliteStore, Synchronous, rusqlite};
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Self {
+        let dir = std::env::temp_dir().join(format!("session-sqlite-{}", unique_namespace()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    fn db(&self) -> PathBuf {
+        self.0.join("sessions.db")
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn key() -> SessionKey {
+    SessionId::generate().unwrap().key()
+}
+
+fn data(value: serde_json::Value) -> Data {
+    match value {
+        serde_json::Value::Object(map) => map,
+        _ => unreachable!(),
+    }
+}
+
+fn live() -> Record {
+    Record::new(data(json!({"user": "ada", "big": u64::MAX})), Duration::from_secs(600))
+}
+
+fn expired() -> Record {
+    let now = Timestamp::now();
+    Record::with_times(data(json!({"old": true})), now - Duration::from_secs(60), now - Duration::from_secs(1))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_in_the_table_is_a_decode_error_naming_the_key() {
+    let dir = TempDir::new();
+    let store = SqliteStore::open(dir.db()).await.unwrap();
+    let (bad_json, bad_type, good) = (key(), key(), key());
+    for k in [&bad_json, &bad_type, &good] {
+        store.save(k, &live()).await.unwrap();
+    }
+    let conn = rusqlite::Connection::open(dir.db()).unwrap();
+    conn.execute(
+        "UPDATE sessions SET data = 'not json {' WHERE key = ?1",
+        [bad_json.as_str()],
+    )
+    .unwrap();
+    conn.execute(
+        "UPDATE sessions SET created_at = 'yesterday' WHERE key = ?1",
+        [bad_type.as_str()],
+    )
+    .unwrap();
+    for k in [&bad_json, &bad_type] {
+        let err = store.load(k).await.unwrap_err();
+        assert!(matches!(&err, Error::Decode { key, .. } if key == k.as_str()), "{err:?}");
+        assert!(err.to_string().contains(k.as_str()));
+    }
+    assert!(matches!(store.all().await, Err(Error::Decode { .. })));
+    // The rest of the table is unaffected.
+    assert!(store.load(&good).await.unwrap().is_some());
+    assert_eq!(store.len().await.unwrap(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_survive_reopening_the_file() {
+    let dir = TempDir::new();
+    let (k, record) = (key(), live().with_version(7));
+    {
+        let store = SqliteStore::builder(dir.db())
+            .with_table("web")
+            .with_synchronous(Synchronous::Full)
+            .build()
+            .await
+            .unwrap();
+        store.save(&k, &record).await.unwrap();
+    }
+    let store = SqliteStore::builder(dir.db()).with_table("web").build().await.unwrap();
+    assert_eq!(store.load(&k).await.unwrap(), Some(record));
+    // Another table of the same file does not see it.
+    let other = SqliteStore::builder(dir.db()).with_table("api").build().await.unwrap();
+    assert_eq!(other.load(&k).await.unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema_version_is_recorded_and_checked() {
+    let dir = TempDir::new();
+    drop(SqliteStore::open(dir.db()).await.unwrap());
+    let conn = rusqlite::Connection::open(dir.db()).unwrap();
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+    let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
+    assert_eq!(mode, "wal");
+    let index: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'sessions' \
+             AND sql LIKE '%expires_at%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(index, 1);
+
+    // A file from a newer version of this crate is refused, not damaged.
+    conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
+    let err = SqliteStore::open(dir.db()).await.unwrap_err();
+    assert!(matches!(err, Error::Config { .. }), "{err:?}");
+
+    // A file another application versions is refused.
+    let foreign = dir.0.join("app.db");
+    let app = rusqlite::Connection::open(&foreign).unwrap();
+    app.execute_batch("CREATE TABLE users (id INTEGER); PRAGMA user_version = 12;").unwrap();
+    let err = SqliteStore::open(&foreign).await.unwrap_err();
+    assert!(matches!(err, Error::Config { .. }), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_settings_fail_at_build_time() {
+    let dir = TempDir::new();
+    for builder in [
+        SqliteStore::builder(dir.db()).with_table("x\"; DROP TABLE sessions; --"),
+        SqliteStore::builder(dir.db()).with_table(""),
+        SqliteStore::builder(dir.db()).with_table("a__b"),
+        SqliteStore::builder(dir.db()).with_read_connections(0),
+        SqliteStore::builder(dir.db()).with_reap_batch(0),
+        SqliteStore::builder(dir.db()).with_busy_timeout(Duration::from_secs(u64::MAX / 2)),
+        SqliteStore::builder(""),
+    ] {
+        let err = builder.build().await.unwrap_err();
+        assert!(matches!(err, Error::Config { backend: "sqlite", .. }), "{err:?}");
+    }
+    let store = SqliteStore::open_in_memory().await.unwrap();
+    assert!(matches!(store.open_table("no spaces").await, Err(Error::Config { .. })));
+    assert!(!dir.db().exists(), "a refused configuration created the file");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_replaces_only_an_expired_row_and_update_tells_missing_from_conflict() {
+    let store = SqliteStore::open_in_memory().await.unwrap();
+    let k = key();
+    store.save(&k, &live().with_version(3)).await.unwrap();
+    assert!(!store.create(&k, &live()).await.unwrap());
+    assert_eq!(store.update(&k, &live(), 2).await.unwrap(), UpdateOutcome::Conflict);
+    assert_eq!(store.update(&k, &live(), 3).await.unwrap(), UpdateOutcome::Updated);
+    assert_eq!(store.load(&k).await.unwrap().unwrap().version, 4);
+
+    // Make the row expired behind the store's back (save would delete it).
+    let e = key();
+    assert!(store.create(&e, &expired()).await.unwrap());
+    assert_eq!(store.update(&e, &live(), 0).await.unwrap(), UpdateOutcome::Missing);
+    assert!(!store.touch(&e, Timestamp::now() + Duration::from_secs(60)).await.unwrap());
+    assert!(store.create(&e, &live()).await.unwrap());
+    assert_eq!(store.load(&e).await.unwrap().unwrap().version, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_expired_works_in_batches_and_spares_live_rows() {
+    let store = SqliteStore::builder_in_memory().with_reap_batch(7).build().await.unwrap();
+    let live_keys: Vec<_> = (0..5).map(|_| key()).collect();
+    for k in &live_keys {
+        store.save(k, &live()).await.unwrap();
+    }
+    for _ in 0..50 {
+        assert!(store.create(&key(), &expired()).await.unwrap());
+    }
+    assert_eq!(store.len().await.unwrap(), 5);
+    assert_eq!(store.delete_expired().await.unwrap(), 50);
+    assert_eq!(store.delete_expired().await.unwrap(), 0);
+    assert_eq!(store.len().await.unwrap(), 5);
+    for k in &live_keys {
+        assert!(store.load(k).await.unwrap().is_some());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespaces_share_one_in_memory_database() {
+    let a = SqliteStore::open_in_memory().await.unwrap();
+    let b = a.open_table("other").await.unwrap();
+    assert_eq!((a.table(), b.table()), ("sessions", "other"));
+    let k = key();
+    a.save(&k, &live()).await.unwrap();
+    b.save(&key(), &live()).await.unwrap();
+    assert_eq!(b.load(&k).await.unwrap(), None);
+    b.clear().await.unwrap();
+    assert_eq!((a.len().await.unwrap(), b.len().await.unwrap()), (1, 0));
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn works_on_a_current_thread_runtime() {
+    let dir = TempDir::new();
+    let store = SqliteStore::open(dir.db()).await.unwrap();
+    let k = key();
+    store.save(&k, &live()).await.unwrap();
+    assert!(store.load(&k).await.unwrap().is_some());
+}
