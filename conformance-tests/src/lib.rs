@@ -36,6 +36,11 @@
 //!
 //! [`SessionStore`]: session_core::SessionStore
 
+#![allow(
+    clippy::panic,
+    reason = "a test library: failing a behaviour means panicking with a message that names the rule"
+)]
+
 mod behaviours;
 mod harness;
 mod support;
@@ -55,6 +60,51 @@ macro_rules! __with_behaviours {
         $($callback)*! { $args;
             load_absent_is_none,
             round_trip_preserves_values,
+            round_trip_integer_extremes,
+            round_trip_floats_bit_exact,
+            round_trip_unicode_and_awkward_keys,
+            round_trip_deep_nesting_and_empties,
+            round_trip_empty_data,
+            round_trip_times_and_version_exact,
+            large_record_round_trips,
+            save_replaces_existing,
+            create_inserts_as_given,
+            create_collision_leaves_existing,
+            create_over_expired_succeeds,
+            create_expired_leaves_nothing_live,
+            destroy_removes_and_is_idempotent,
+            destroy_leaves_neighbours,
+            update_applies_and_bumps_version,
+            update_absent_is_missing,
+            update_wrong_version_conflicts,
+            update_after_destroy_is_missing,
+            update_after_expiry_is_missing,
+            update_sequence_counts_versions,
+            update_reaches_u64_max,
+            update_to_past_expiry_removes,
+            save_expired_stores_nothing,
+            save_expired_removes_existing,
+            touch_absent_returns_false,
+            touch_extends_and_keeps_data_and_version,
+            touch_after_destroy_returns_false,
+            touch_expired_does_not_resurrect,
+            touch_to_past_expires,
+            expiry_boundary_live_before_gone_after,
+            expiry_follows_touch_and_update,
+            delete_expired_removes_only_expired,
+            empty_namespace_is_empty,
+            len_counts_only_live,
+            all_lists_exactly_live_records,
+            all_lists_many_keys,
+            clear_empties_namespace,
+            clear_respects_namespaces,
+            namespaces_are_isolated,
+            reopen_durable_store,
+            concurrent_writers_distinct_keys,
+            concurrent_writers_same_key_no_torn_records,
+            concurrent_updates_are_atomic,
+            concurrent_create_has_one_winner,
+            concurrent_destroy_never_resurrected,
         }
     };
 }

@@ -1,0 +1,457 @@
+//! Expiry: save in the past, `touch`, the clock boundary, `delete_expired`.
+//!
+//! Only the two `expiry_*` behaviours wait on the clock; every other expiry
+//! rule is checked deterministically with records already expired.
+
+use std::time::Duration;
+
+use serde_json::json;
+use session_core::{Record, SessionStore, Timestamp, UpdateOutcome};
+
+use crate::StoreFactory;
+use crate::support::{
+    a_minute_ago, all_sorted, assert_gone, assert_loads, data_n, expired, finish, key, keys, live,
+    long_lived, object, ok, open, save_then_expire, sleep_until, sorted,
+};
+
+/// The short lifetime of the boundary checks.
+const SHORT_TTL: Duration = Duration::from_secs(1);
+/// "Live" is checked only if the check finished at least this long before
+/// the expiry (a stalled process retries instead of failing).
+const LIVE_MARGIN: Duration = Duration::from_millis(400);
+/// "Gone" is checked this long after the expiry.
+const GONE_GRACE: Duration = Duration::from_millis(600);
+/// Attempts before a too-slow machine fails the boundary behaviours.
+const ATTEMPTS: u32 = 5;
+
+/// "A record whose `expires_at` is not in the future is not stored": saving
+/// an expired record (or one expiring exactly now) leaves nothing, so
+/// `delete_expired` finds nothing to remove either.
+pub async fn save_expired_stores_nothing<F: StoreFactory>(factory: &F) {
+    let store = open(factory).await;
+    let (k1, k2) = (key(), key());
+    ok("save", store.save(&k1, &expired(data_n(1))).await);
+    let now = Timestamp::now();
+    let expiring_now = Record::with_times(data_n(2), now - Duration::from_secs(1), now);
+    ok("save", store.save(&k2, &expiring_now).await);
+    assert_gone(&store, &k1, "a record saved with a past expiry").await;
+    assert_gone(&store, &k2, "a record saved expiring now").await;
+    assert_eq!(ok("len", store.len().await), 0, "nothing was stored");
+    assert!(
+        !ok(
+            "touch",
+            store
+                .touch(&k1, Timestamp::now() + Duration::from_secs(600))
+                .await
+        ),
+        "touch of a record saved expired"
+    );
+    assert_eq!(
+        ok("delete_expired", store.delete_expired().await),
+        0,
+        "save of an expired record must store nothing, so there is nothing expired to delete"
+    );
+    finish(&store).await;
+}
+
+/// "An existing one under that key is removed": saving an expired record
+/// over a live one removes it.
+pub async fn save_expired_removes_existing<F: StoreFactory>(factory: &F) {
+    let store = open(factory).await;
+    let (k1, k2, neighbour) = (key(), key(), key());
+    let kept = long_lived(data_n(0));
+    ok("save", store.save(&neighbour, &kept).await);
+    ok("save", store.save(&k1, &long_lived(data_n(1))).await);
+    ok("save", store.save(&k2, &long_lived(data_n(2))).await);
+    ok("save", store.save(&k1, &expired(data_n(3))).await);
+    let now = Timestamp::now();
+    ok(
+        "save",
+        store
+            .save(&k2, &Record::with_times(data_n(4), now, now))
+            .await,
+    );
+    assert_gone(&store, &k1, "a live record overwritten by an expired save").await;
+    assert_gone(
+        &store,
+        &k2,
+        "a live record overwritten by a save expiring now",
+    )
+    .await;
+    assert_eq!(
+        ok("len", store.len().await),
+        1,
+        "only the neighbour is live"
+    );
+    assert_loads(&store, &neighbour, &kept, "the neighbour").await;
+    let fresh = long_lived(data_n(5));
+    assert!(
+        ok("create", store.create(&k1, &fresh).await),
+        "create after the record was removed by an expired save"
+    );
+    finish(&store).await;
+}
+
+/// "On a missing key [`touch`] returns `false` and must not resurrect
+/// anything."
+pub async fn touch_absent_returns_false<F: StoreFactory>(factory: &F) {
+    let store = open(factory).await;
+    let k = key();
+    let later = Timestamp::now() + Duration::from_secs(600);
+    assert!(
+        !ok("touch", store.touch(&k, later).await),
+        "touch of an absent key must return false"
+    );
+    assert_gone(&store, &k, "touch of an absent key must not create it").await;
+    assert_eq!(
+        ok("len", store.len().await),
+        0,
+        "after touch of an absent key"
+    );
+    finish(&store).await;
+}
+
+/// "`touch(key, expires_at)`: move the expiry of a live record without
+/// rewriting its data" or version: longer and shorter, returning `true`.
+pub async fn touch_extends_and_keeps_data_and_version<F: StoreFactory>(factory: &F) {
+    let store = open(factory).await;
+    let k = key();
+    let now = Timestamp::now();
+    let record = Record::with_times(
+        object(json!({"user": "ada", "cart": [1, 2, 3]})),
+        now - Duration::from_secs(300),
+        now + Duration::from_secs(1800),
+    )
+    .with_version(9);
+    ok("save", store.save(&k, &record).await);
+    for expires_at in [
+        now + Duration::from_secs(7200) + Duration::from_millis(3),
+        now + Duration::from_secs(600) + Duration::from_millis(11),
+    ] {
+        assert!(
+            ok("touch", store.touch(&k, expires_at).await),
+            "touch of a live record must return true"
+        );
+        let mut expected = record.clone();
+        expected.expires_at = expires_at;
+        assert_loads(&store, &k, &expected, "touch changes expires_at only").await;
+    }
+    assert_eq!(
+        ok("len", store.len().await),
+        1,
+        "touch does not add a session"
+    );
+    finish(&store).await;
+}
+
+/// "Touch never resurrects" a destroyed record: `touch` after `destroy`
+/// returns `false` and the key stays absent.
+pub async fn touch_after_destroy_returns_false<F: StoreFactory>(factory: &F) {
+    let store = open(factory).await;
+    let k = key();
+    ok("save", store.save(&k, &long_lived(data_n(1))).await);
+    ok("destroy", store.destroy(&k).await);
+    let later = Timestamp::now() + Duration::from_secs(600);
+    assert!(
+        !ok("touch", store.touch(&k, later).await),
+        "touch after destroy must return false"
+    );
+    assert_gone(&store, &k, "touch after destroy must not resurrect").await;
+    assert_eq!(
+        ok("len", store.len().await),
+        0,
+        "after touch of a destroyed key"
+    );
+    finish(&store).await;
+}
+
+/// "On an expired key [`touch`] returns `false` and must not resurrect
+/// anything", even when the expired record is still stored.
+pub async fn touch_expired_does_not_resurrect<F: StoreFactory>(factory: &F) {
+    let store = open(factory).await;
+    let k = key();
+    save_then_expire(&store, &k, &long_lived(data_n(1)).with_version(3)).await;
+    let later = Timestamp::now() + Duration::from_secs(600);
+    assert!(
+        !ok("touch", store.touch(&k, later).await),
+        "touch of an expired record must return false"
+    );
+    assert_gone(
+        &store,
+        &k,
+        "touch of an expired record must not resurrect it",
+    )
+    .await;
+    assert_eq!(
+        ok("len", store.len().await),
+        0,
+        "after touch of an expired key"
+    );
+    assert_eq!(
+        ok("update", store.update(&k, &long_lived(data_n(2)), 3).await),
+        UpdateOutcome::Missing,
+        "update after a refused touch"
+    );
+    finish(&store).await;
+}
+
+/// "Touching to a time that is not in the future expires the record": after
+/// a touch to the past (or to now) the record is invisible everywhere.
+pub async fn touch_to_past_expires<F: StoreFactory>(factory: &F) {
+    let store = open(factory).await;
+    let (k1, k2, neighbour) = (key(), key(), key());
+    let kept = long_lived(data_n(0));
+    ok("save", store.save(&neighbour, &kept).await);
+    save_then_expire(&store, &k1, &long_lived(data_n(1))).await;
+    ok("save", store.save(&k2, &long_lived(data_n(2))).await);
+    let _ = ok("touch", store.touch(&k2, Timestamp::now()).await);
+    assert_gone(&store, &k1, "touched to a minute ago").await;
+    assert_gone(&store, &k2, "touched to now").await;
+    assert_eq!(
+        ok("len", store.len().await),
+        1,
+        "only the neighbour is live"
+    );
+    assert_loads(&store, &neighbour, &kept, "the neighbour").await;
+    let later = Timestamp::now() + Duration::from_secs(600);
+    assert!(
+        !ok("touch", store.touch(&k1, later).await),
+        "touch of a record touched to the past"
+    );
+    assert_gone(&store, &k1, "a second touch must not bring it back").await;
+    finish(&store).await;
+}
+
+/// "Expiry at the boundary": a record with a 1 s lifetime is live when
+/// checked well before its expiry and gone (load, len, all, touch, update,
+/// create) once the expiry has passed.
+pub async fn expiry_boundary_live_before_gone_after<F: StoreFactory>(factory: &F) {
+    let store = open(factory).await;
+    for attempt in 1..=ATTEMPTS {
+        let k = key();
+        let record = live(data_n(i64::from(attempt)), SHORT_TTL).with_version(1);
+        ok("save", store.save(&k, &record).await);
+        let loaded = ok("load", store.load(&k).await);
+        let len = ok("len", store.len().await);
+        let listed = all_sorted(&store).await;
+        if Timestamp::now() + LIVE_MARGIN >= record.expires_at {
+            // Stalled: the checks may have run too close to the expiry.
+            ok("destroy", store.destroy(&k).await);
+            continue;
+        }
+        assert_eq!(
+            loaded.as_ref(),
+            Some(&record),
+            "load well before the expiry"
+        );
+        assert_eq!(len, 1, "len well before the expiry");
+        assert_eq!(
+            listed,
+            vec![(k, record.clone())],
+            "all well before the expiry"
+        );
+
+        sleep_until(record.expires_at + GONE_GRACE).await;
+        assert_gone(&store, &k, "after the expiry has passed").await;
+        assert_eq!(ok("len", store.len().await), 0, "len after the expiry");
+        let later = Timestamp::now() + Duration::from_secs(600);
+        assert!(
+            !ok("touch", store.touch(&k, later).await),
+            "touch after the expiry"
+        );
+        assert_eq!(
+            ok("update", store.update(&k, &long_lived(data_n(0)), 1).await),
+            UpdateOutcome::Missing,
+            "update after the expiry"
+        );
+        assert_gone(&store, &k, "after touch and update past the expiry").await;
+        let fresh = long_lived(data_n(0));
+        assert!(
+            ok("create", store.create(&k, &fresh).await),
+            "create after the expiry"
+        );
+        assert_loads(&store, &k, &fresh, "created after the expiry").await;
+        finish(&store).await;
+        return;
+    }
+    panic!(
+        "the machine stalled in each of {ATTEMPTS} attempts: could not check liveness {LIVE_MARGIN:?} before a {SHORT_TTL:?} expiry"
+    );
+}
+
+/// "Touch extends" and update moves the expiry on the backend's own clock:
+/// a short-lived record touched or updated to a later expiry outlives its
+/// first expiry, and a long-lived one touched, updated or saved to a short
+/// expiry is gone after it.
+pub async fn expiry_follows_touch_and_update<F: StoreFactory>(factory: &F) {
+    let store = open(factory).await;
+    for _ in 0..ATTEMPTS {
+        let [
+            touch_longer,
+            update_longer,
+            touch_shorter,
+            update_shorter,
+            save_shorter,
+        ] = [key(), key(), key(), key(), key()];
+        let short = live(data_n(1), SHORT_TTL);
+        ok("save", store.save(&touch_longer, &short).await);
+        ok("save", store.save(&update_longer, &short).await);
+        for k in [touch_shorter, update_shorter, save_shorter] {
+            ok("save", store.save(&k, &long_lived(data_n(2))).await);
+        }
+        let far = Timestamp::now() + Duration::from_secs(3600);
+        let soon = Timestamp::now() + SHORT_TTL;
+        let touched = ok("touch", store.touch(&touch_longer, far).await);
+        let longer = long_lived(data_n(3));
+        let updated = ok("update", store.update(&update_longer, &longer, 0).await);
+        assert!(
+            ok("touch", store.touch(&touch_shorter, soon).await),
+            "touch of a long-lived record"
+        );
+        let shorter = live(data_n(4), SHORT_TTL);
+        assert_eq!(
+            ok("update", store.update(&update_shorter, &shorter, 0).await),
+            UpdateOutcome::Updated,
+            "update of a long-lived record"
+        );
+        ok(
+            "save",
+            store.save(&save_shorter, &live(data_n(5), SHORT_TTL)).await,
+        );
+        if Timestamp::now() + LIVE_MARGIN >= short.expires_at {
+            // Stalled: the short-lived records may legitimately have expired
+            // before they were touched or updated.
+            ok("clear", store.clear().await);
+            continue;
+        }
+        assert!(touched, "touch of a record live for {LIVE_MARGIN:?} more");
+        assert_eq!(
+            updated,
+            UpdateOutcome::Updated,
+            "update of a record live for {LIVE_MARGIN:?} more"
+        );
+
+        let last_expiry = [short.expires_at, soon, shorter.expires_at]
+            .into_iter()
+            .max()
+            .unwrap_or(soon);
+        sleep_until(last_expiry + GONE_GRACE).await;
+        let mut touched_record = short.clone();
+        touched_record.expires_at = far;
+        assert_loads(
+            &store,
+            &touch_longer,
+            &touched_record,
+            "touched to a later expiry, past its first expiry",
+        )
+        .await;
+        assert_loads(
+            &store,
+            &update_longer,
+            &longer.clone().with_version(1),
+            "updated to a later expiry, past its first expiry",
+        )
+        .await;
+        assert_gone(
+            &store,
+            &touch_shorter,
+            "touched to a short expiry, after it",
+        )
+        .await;
+        assert_gone(
+            &store,
+            &update_shorter,
+            "updated to a short expiry, after it",
+        )
+        .await;
+        assert_gone(
+            &store,
+            &save_shorter,
+            "saved again with a short expiry, after it",
+        )
+        .await;
+        assert_eq!(
+            ok("len", store.len().await),
+            2,
+            "only the two extended records are live"
+        );
+        finish(&store).await;
+        return;
+    }
+    panic!(
+        "the machine stalled in each of {ATTEMPTS} attempts: could not touch a {SHORT_TTL:?} record {LIVE_MARGIN:?} before its expiry"
+    );
+}
+
+/// "`delete_expired()`: remove expired records now; returns how many" and
+/// "live records are never removed": afterwards every live record loads
+/// intact, `len`/`all` are exact, and the count is at most the number
+/// expired.
+pub async fn delete_expired_removes_only_expired<F: StoreFactory>(factory: &F) {
+    let store = open(factory).await;
+    let mut live_records = Vec::new();
+    for (i, k) in keys(6).into_iter().enumerate() {
+        let record = live(data_n(i as i64), Duration::from_secs(1800 + 600 * i as u64))
+            .with_version(i as u64 * 10);
+        ok("save", store.save(&k, &record).await);
+        live_records.push((k, record));
+    }
+    let expired_keys = keys(5);
+    for k in &expired_keys[..4] {
+        save_then_expire(&store, k, &long_lived(data_n(-1))).await;
+    }
+    ok(
+        "save",
+        store.save(&expired_keys[4], &long_lived(data_n(-2))).await,
+    );
+    let now = Timestamp::now();
+    let past = Record::with_times(data_n(-3), now - Duration::from_secs(60), a_minute_ago());
+    assert_eq!(
+        ok("update", store.update(&expired_keys[4], &past, 0).await),
+        UpdateOutcome::Updated,
+        "update to a past expiry"
+    );
+    let live_records = sorted(live_records);
+
+    assert_eq!(ok("len", store.len().await), 6, "len before delete_expired");
+    let first = ok("delete_expired", store.delete_expired().await);
+    assert!(
+        first <= 5,
+        "delete_expired removed {first} records but only 5 were expired"
+    );
+    for (k, record) in &live_records {
+        assert_loads(&store, k, record, "a live record after delete_expired").await;
+    }
+    assert_eq!(ok("len", store.len().await), 6, "len after delete_expired");
+    assert_eq!(
+        all_sorted(&store).await,
+        live_records,
+        "all after delete_expired"
+    );
+    for k in &expired_keys {
+        assert_gone(&store, k, "an expired record after delete_expired").await;
+    }
+    let second = ok("delete_expired", store.delete_expired().await);
+    assert!(
+        first + second <= 5,
+        "delete_expired removed {first} then {second} records but only 5 were expired"
+    );
+    assert_eq!(
+        all_sorted(&store).await,
+        live_records,
+        "all after a second delete_expired"
+    );
+    for k in &expired_keys {
+        let fresh = long_lived(data_n(7));
+        assert!(
+            ok("create", store.create(k, &fresh).await),
+            "create over a reaped key"
+        );
+    }
+    assert_eq!(
+        ok("len", store.len().await),
+        11,
+        "live records plus the recreated ones"
+    );
+    finish(&store).await;
+}

@@ -1,0 +1,202 @@
+//! A small, correct reference store for the suite's self-tests.
+//!
+//! Every namespace lives in one shared map owned by the factory, so stores
+//! opened on different namespaces share a "backend" but not their sessions,
+//! `clear` is per namespace, and reopening a namespace sees what was written
+//! (the factory declares itself durable). Expired records stay in the map
+//! until `delete_expired` (lazy reaping, like an SQL backend), so every
+//! reader must filter them. Records pass through the canonical
+//! JSON encoding on every write, so the suite's exactness checks are proven
+//! achievable by a byte-oriented backend.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use session_conformance::{Capabilities, StoreFactory};
+use session_core::{
+    Record, Result, SessionKey, SessionStore, Timestamp, UpdateOutcome, async_trait,
+};
+
+/// One namespace's sessions.
+pub(crate) type Sessions = HashMap<SessionKey, Record>;
+
+/// Every namespace of one "backend".
+type Universe = Arc<Mutex<HashMap<String, Sessions>>>;
+
+/// Opens [`RefStore`]s that share one universe of namespaces.
+#[derive(Debug, Clone)]
+pub(crate) struct RefFactory {
+    universe: Universe,
+    durable: bool,
+}
+
+impl Default for RefFactory {
+    fn default() -> Self {
+        Self {
+            universe: Universe::default(),
+            durable: true,
+        }
+    }
+}
+
+impl RefFactory {
+    /// The same store, declared not durable (the reopen check is skipped).
+    #[allow(dead_code, reason = "used by some of the test crates only")]
+    pub(crate) fn not_durable() -> Self {
+        Self {
+            durable: false,
+            ..Self::default()
+        }
+    }
+}
+
+#[async_trait]
+impl StoreFactory for RefFactory {
+    type Store = RefStore;
+
+    async fn open(&self, namespace: &str) -> RefStore {
+        RefStore {
+            universe: Arc::clone(&self.universe),
+            namespace: namespace.to_owned(),
+        }
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::new().durable(self.durable)
+    }
+}
+
+/// A correct store over one namespace of the shared universe.
+#[derive(Debug, Clone)]
+pub(crate) struct RefStore {
+    universe: Universe,
+    namespace: String,
+}
+
+impl RefStore {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Sessions>> {
+        self.universe.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Run `f` on this namespace's sessions, under the lock.
+    pub(crate) fn with_map<R>(&self, f: impl FnOnce(&mut Sessions) -> R) -> R {
+        let mut universe = self.lock();
+        f(universe.entry(self.namespace.clone()).or_default())
+    }
+
+    /// Run `f` on every namespace, under the lock.
+    #[allow(dead_code, reason = "used by some of the test crates only")]
+    pub(crate) fn with_universe<R>(
+        &self,
+        f: impl FnOnce(&mut HashMap<String, Sessions>) -> R,
+    ) -> R {
+        f(&mut self.lock())
+    }
+}
+
+/// `record` as a byte-oriented backend would return it: through the
+/// canonical JSON encoding.
+pub(crate) fn canonical(key: &SessionKey, record: &Record) -> Result<Record> {
+    Record::decode(key, &record.encode()?)
+}
+
+/// Whether `record` is live now.
+fn live(record: &Record) -> bool {
+    record.is_live_at(Timestamp::now())
+}
+
+#[async_trait]
+impl SessionStore for RefStore {
+    async fn load(&self, key: &SessionKey) -> Result<Option<Record>> {
+        Ok(self.with_map(|m| m.get(key).filter(|r| live(r)).cloned()))
+    }
+
+    async fn create(&self, key: &SessionKey, record: &Record) -> Result<bool> {
+        let record = canonical(key, record)?;
+        Ok(self.with_map(|m| {
+            if m.get(key).is_some_and(live) {
+                return false;
+            }
+            if live(&record) {
+                m.insert(*key, record);
+            } else {
+                m.remove(key);
+            }
+            true
+        }))
+    }
+
+    async fn update(
+        &self,
+        key: &SessionKey,
+        record: &Record,
+        expected_version: u64,
+    ) -> Result<UpdateOutcome> {
+        let record = canonical(key, record)?;
+        Ok(self.with_map(|m| match m.get(key).filter(|r| live(r)) {
+            None => UpdateOutcome::Missing,
+            Some(current) if current.version != expected_version => UpdateOutcome::Conflict,
+            Some(_) => {
+                // Kept even if already expired: reaping is lazy, as in an
+                // SQL backend, so every reader must filter.
+                m.insert(*key, record.with_version(expected_version + 1));
+                UpdateOutcome::Updated
+            }
+        }))
+    }
+
+    async fn save(&self, key: &SessionKey, record: &Record) -> Result<()> {
+        let record = canonical(key, record)?;
+        self.with_map(|m| {
+            if live(&record) {
+                m.insert(*key, record);
+            } else {
+                m.remove(key);
+            }
+        });
+        Ok(())
+    }
+
+    async fn touch(&self, key: &SessionKey, expires_at: Timestamp) -> Result<bool> {
+        Ok(self.with_map(|m| match m.get_mut(key).filter(|r| live(r)) {
+            None => false,
+            Some(record) => {
+                // A touch to the past leaves an expired record behind, for
+                // `delete_expired` (lazy reaping).
+                record.expires_at = expires_at;
+                true
+            }
+        }))
+    }
+
+    async fn destroy(&self, key: &SessionKey) -> Result<()> {
+        self.with_map(|m| m.remove(key));
+        Ok(())
+    }
+
+    async fn clear(&self) -> Result<()> {
+        self.with_map(HashMap::clear);
+        Ok(())
+    }
+
+    async fn len(&self) -> Result<u64> {
+        Ok(self.with_map(|m| m.values().filter(|r| live(r)).count() as u64))
+    }
+
+    async fn all(&self) -> Result<Vec<(SessionKey, Record)>> {
+        Ok(self.with_map(|m| {
+            m.iter()
+                .filter(|(_, r)| live(r))
+                .map(|(k, r)| (*k, r.clone()))
+                .collect()
+        }))
+    }
+
+    async fn delete_expired(&self) -> Result<u64> {
+        Ok(self.with_map(|m| {
+            let before = m.len();
+            m.retain(|_, r| live(r));
+            (before - m.len()) as u64
+        }))
+    }
+}
