@@ -43,7 +43,10 @@ impl Header {
     /// Read the header of the value stored under `key`.
     pub(crate) fn read(key: &SessionKey, value: &[u8]) -> Result<Self> {
         let Some(head) = value.get(..HEADER) else {
-            return Err(Error::decode(key, "stored value is shorter than its 25-byte header"));
+            return Err(Error::decode(
+                key,
+                "stored value is shorter than its 25-byte header",
+            ));
         };
         if head[0] != FORMAT {
             return Err(Error::decode(key, "stored value has an unknown format tag"));

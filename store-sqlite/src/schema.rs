@@ -34,7 +34,12 @@ const MIGRATIONS: &[Migration] = &[];
 /// for this crate's own objects) and not starting with `sqlite_` (reserved by
 /// SQLite). Names are interpolated into SQL only after this check, and quoted.
 pub(crate) fn validate_table(name: &str) -> Result<()> {
-    let bad = |reason: &str| Err(Error::config(BACKEND, format!("table name {name:?}: {reason}")));
+    let bad = |reason: &str| {
+        Err(Error::config(
+            BACKEND,
+            format!("table name {name:?}: {reason}"),
+        ))
+    };
     let mut chars = name.chars();
     match chars.next() {
         None => return bad("must not be empty"),
@@ -102,12 +107,25 @@ pub(crate) fn prepare(conn: &mut Connection, table: &str) -> Result<()> {
             let mut stmt = tx
                 .prepare(&format!("SELECT name FROM {REGISTRY}"))
                 .map_err(backend)?;
-            let rows = stmt.query_map([], |row| row.get::<_, String>(0)).map_err(backend)?;
-            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)?
+            let rows = stmt
+                .query_map([], |row| row.get::<_, String>(0))
+                .map_err(backend)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(backend)?
         };
-        for (from, migrate) in MIGRATIONS.iter().enumerate().skip(usize::try_from(version - 1).unwrap_or(0)) {
+        for (from, migrate) in MIGRATIONS
+            .iter()
+            .enumerate()
+            .skip(usize::try_from(version - 1).unwrap_or(0))
+        {
             migrate(&tx, &tables).map_err(|e| {
-                Error::backend(BACKEND, MigrationError { from: from + 1, source: e })
+                Error::backend(
+                    BACKEND,
+                    MigrationError {
+                        from: from + 1,
+                        source: e,
+                    },
+                )
             })?;
         }
     }
@@ -141,7 +159,11 @@ struct MigrationError {
 
 impl std::fmt::Display for MigrationError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "migrating the session schema from version {} failed", self.from)
+        write!(
+            f,
+            "migrating the session schema from version {} failed",
+            self.from
+        )
     }
 }
 

@@ -8,10 +8,10 @@ use session_core::{
     Error, Record, Result, SessionKey, SessionStore, Timestamp, UpdateOutcome, async_trait,
 };
 
+use crate::backend;
 use crate::config::SqliteStoreBuilder;
 use crate::pool::Pool;
 use crate::schema::{self, Statements};
-use crate::backend;
 
 /// A [`SessionStore`] on one table of a SQLite database.
 ///

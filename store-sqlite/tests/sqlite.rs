@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use serde_json::json;
 use session_conformance::unique_namespace;
-use session_core::{Data, Error, Record, SessionId, SessionKey, SessionStore, Timestamp, UpdateOutcome};
+use session_core::{
+    Data, Error, Record, SessionId, SessionKey, SessionStore, Timestamp, UpdateOutcome,
+};
 use session_store_sqlite::{SCHEMA_VERSION, SqliteStore, Synchronous, rusqlite};
 
 struct TempDir(PathBuf);
@@ -42,12 +44,19 @@ fn data(value: serde_json::Value) -> Data {
 }
 
 fn live() -> Record {
-    Record::new(data(json!({"user": "ada", "big": u64::MAX})), Duration::from_secs(600))
+    Record::new(
+        data(json!({"user": "ada", "big": u64::MAX})),
+        Duration::from_secs(600),
+    )
 }
 
 fn expired() -> Record {
     let now = Timestamp::now();
-    Record::with_times(data(json!({"old": true})), now - Duration::from_secs(60), now - Duration::from_secs(1))
+    Record::with_times(
+        data(json!({"old": true})),
+        now - Duration::from_secs(60),
+        now - Duration::from_secs(1),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -71,7 +80,10 @@ async fn garbage_in_the_table_is_a_decode_error_naming_the_key() {
     .unwrap();
     for k in [&bad_json, &bad_type] {
         let err = store.load(k).await.unwrap_err();
-        assert!(matches!(&err, Error::Decode { key, .. } if key == k.as_str()), "{err:?}");
+        assert!(
+            matches!(&err, Error::Decode { key, .. } if key == k.as_str()),
+            "{err:?}"
+        );
         assert!(err.to_string().contains(k.as_str()));
     }
     assert!(matches!(store.all().await, Err(Error::Decode { .. })));
@@ -93,10 +105,18 @@ async fn sessions_survive_reopening_the_file() {
             .unwrap();
         store.save(&k, &record).await.unwrap();
     }
-    let store = SqliteStore::builder(dir.db()).with_table("web").build().await.unwrap();
+    let store = SqliteStore::builder(dir.db())
+        .with_table("web")
+        .build()
+        .await
+        .unwrap();
     assert_eq!(store.load(&k).await.unwrap(), Some(record));
     // Another table of the same file does not see it.
-    let other = SqliteStore::builder(dir.db()).with_table("api").build().await.unwrap();
+    let other = SqliteStore::builder(dir.db())
+        .with_table("api")
+        .build()
+        .await
+        .unwrap();
     assert_eq!(other.load(&k).await.unwrap(), None);
 }
 
@@ -105,9 +125,13 @@ async fn schema_version_is_recorded_and_checked() {
     let dir = TempDir::new();
     drop(SqliteStore::open(dir.db()).await.unwrap());
     let conn = rusqlite::Connection::open(dir.db()).unwrap();
-    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
     assert_eq!(version, SCHEMA_VERSION);
-    let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
+    let mode: String = conn
+        .pragma_query_value(None, "journal_mode", |r| r.get(0))
+        .unwrap();
     assert_eq!(mode, "wal");
     let index: i64 = conn
         .query_row(
@@ -120,14 +144,16 @@ async fn schema_version_is_recorded_and_checked() {
     assert_eq!(index, 1);
 
     // A file from a newer version of this crate is refused, not damaged.
-    conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
+    conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+        .unwrap();
     let err = SqliteStore::open(dir.db()).await.unwrap_err();
     assert!(matches!(err, Error::Config { .. }), "{err:?}");
 
     // A file another application versions is refused.
     let foreign = dir.0.join("app.db");
     let app = rusqlite::Connection::open(&foreign).unwrap();
-    app.execute_batch("CREATE TABLE users (id INTEGER); PRAGMA user_version = 12;").unwrap();
+    app.execute_batch("CREATE TABLE users (id INTEGER); PRAGMA user_version = 12;")
+        .unwrap();
     let err = SqliteStore::open(&foreign).await.unwrap_err();
     assert!(matches!(err, Error::Config { .. }), "{err:?}");
 }
@@ -145,11 +171,26 @@ async fn bad_settings_fail_at_build_time() {
         SqliteStore::builder(""),
     ] {
         let err = builder.build().await.unwrap_err();
-        assert!(matches!(err, Error::Config { backend: "sqlite", .. }), "{err:?}");
+        assert!(
+            matches!(
+                err,
+                Error::Config {
+                    backend: "sqlite",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
     }
     let store = SqliteStore::open_in_memory().await.unwrap();
-    assert!(matches!(store.open_table("no spaces").await, Err(Error::Config { .. })));
-    assert!(!dir.db().exists(), "a refused configuration created the file");
+    assert!(matches!(
+        store.open_table("no spaces").await,
+        Err(Error::Config { .. })
+    ));
+    assert!(
+        !dir.db().exists(),
+        "a refused configuration created the file"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -158,22 +199,40 @@ async fn create_replaces_only_an_expired_row_and_update_tells_missing_from_confl
     let k = key();
     store.save(&k, &live().with_version(3)).await.unwrap();
     assert!(!store.create(&k, &live()).await.unwrap());
-    assert_eq!(store.update(&k, &live(), 2).await.unwrap(), UpdateOutcome::Conflict);
-    assert_eq!(store.update(&k, &live(), 3).await.unwrap(), UpdateOutcome::Updated);
+    assert_eq!(
+        store.update(&k, &live(), 2).await.unwrap(),
+        UpdateOutcome::Conflict
+    );
+    assert_eq!(
+        store.update(&k, &live(), 3).await.unwrap(),
+        UpdateOutcome::Updated
+    );
     assert_eq!(store.load(&k).await.unwrap().unwrap().version, 4);
 
     // Make the row expired behind the store's back (save would delete it).
     let e = key();
     assert!(store.create(&e, &expired()).await.unwrap());
-    assert_eq!(store.update(&e, &live(), 0).await.unwrap(), UpdateOutcome::Missing);
-    assert!(!store.touch(&e, Timestamp::now() + Duration::from_secs(60)).await.unwrap());
+    assert_eq!(
+        store.update(&e, &live(), 0).await.unwrap(),
+        UpdateOutcome::Missing
+    );
+    assert!(
+        !store
+            .touch(&e, Timestamp::now() + Duration::from_secs(60))
+            .await
+            .unwrap()
+    );
     assert!(store.create(&e, &live()).await.unwrap());
     assert_eq!(store.load(&e).await.unwrap().unwrap().version, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_expired_works_in_batches_and_spares_live_rows() {
-    let store = SqliteStore::builder_in_memory().with_reap_batch(7).build().await.unwrap();
+    let store = SqliteStore::builder_in_memory()
+        .with_reap_batch(7)
+        .build()
+        .await
+        .unwrap();
     let live_keys: Vec<_> = (0..5).map(|_| key()).collect();
     for k in &live_keys {
         store.save(k, &live()).await.unwrap();
