@@ -48,7 +48,7 @@ pub use crate::error::{BoxError, Error, Result};
 pub use crate::id::{SessionId, SessionKey};
 pub use crate::reaper::{Reaper, ReaperConfig};
 pub use crate::record::{Data, Record};
-pub use crate::session::{CookieAction, Commit, Session, SessionConfig, SessionManager, Written};
+pub use crate::session::{Commit, CookieAction, Session, SessionConfig, SessionManager, Written};
 pub use crate::store::{SessionStore, SessionStoreExt, UpdateOutcome};
 pub use crate::time::Timestamp;
 

@@ -92,7 +92,10 @@ impl Reaper {
                     Ok(0) => {}
                     Ok(n) => tracing::debug!(removed = n, "reaped expired sessions"),
                     Err(error) => {
-                        tracing::warn!(error = &error as &dyn std::error::Error, "session reaper sweep failed");
+                        tracing::warn!(
+                            error = &error as &dyn std::error::Error,
+                            "session reaper sweep failed"
+                        );
                     }
                 }
             }

@@ -134,16 +134,18 @@ mod tests {
         let serde_json::Value::Object(data) = data else {
             unreachable!()
         };
-        let record = Record::with_times(
-            data,
-            Timestamp::from_millis(1),
-            Timestamp::from_millis(2),
-        )
-        .with_version(u64::MAX);
+        let record = Record::with_times(data, Timestamp::from_millis(1), Timestamp::from_millis(2))
+            .with_version(u64::MAX);
         let key = SessionId::generate().unwrap().key();
-        assert_eq!(Record::decode(&key, &record.encode().unwrap()).unwrap(), record);
+        assert_eq!(
+            Record::decode(&key, &record.encode().unwrap()).unwrap(),
+            record
+        );
         let text = Record::encode_data(&record.data).unwrap();
-        assert_eq!(Record::decode_data(&key, text.as_bytes()).unwrap(), record.data);
+        assert_eq!(
+            Record::decode_data(&key, text.as_bytes()).unwrap(),
+            record.data
+        );
     }
 
     #[test]

@@ -106,9 +106,14 @@ impl SessionConfig {
             return fail("ttl must be at least 1 ms");
         }
         if self.touch_after >= self.ttl {
-            return fail("touch_after must be shorter than ttl, or rolling sessions expire while in use");
+            return fail(
+                "touch_after must be shorter than ttl, or rolling sessions expire while in use",
+            );
         }
-        if self.absolute_lifetime.is_some_and(|l| l < Duration::from_millis(1)) {
+        if self
+            .absolute_lifetime
+            .is_some_and(|l| l < Duration::from_millis(1))
+        {
             return fail("absolute_lifetime must be at least 1 ms");
         }
         if self.update_attempts == 0 || self.id_attempts == 0 {
@@ -215,7 +220,10 @@ impl SessionManager {
         if let Some(id) = cookie.and_then(|c| SessionId::parse(c).ok()) {
             let key = id.key();
             if let Some(record) = self.store.load(&key).await? {
-                if self.config.within_lifetime(record.created_at, Timestamp::now()) {
+                if self
+                    .config
+                    .within_lifetime(record.created_at, Timestamp::now())
+                {
                     return Ok(Session {
                         manager: self.clone(),
                         id,
@@ -331,7 +339,9 @@ enum Pending {
     None,
     Destroy,
     /// New ID; `keep_data` false also starts from empty data.
-    Cycle { keep_data: bool },
+    Cycle {
+        keep_data: bool,
+    },
 }
 
 /// This handle's own changes to the top-level keys, kept so they can be

@@ -140,11 +140,8 @@ pub enum UpdateOutcome {
 ///
 /// (Its `delete_expired` scans every record; a real store keeps an expiry
 /// index so the cost follows the number of expired records.) Then prove it
-/// with the conformance suite, in the store's test file:
-///
-/// ```ignore
-/// session_conformance::conformance_suite!(MyFactory::new());
-/// ```
+/// with the conformance suite: the `session-conformance` crate runs every
+/// rule above against a store with one macro call in its test file.
 #[allow(
     clippy::len_without_is_empty,
     reason = "is_empty lives on SessionStoreExt, so the trait stays minimal"
