@@ -1,1 +1,17 @@
-//! Placeholder: see the issue that builds this store.
+#![doc = include_str!("../README.md")]
+
+mod builder;
+mod connection;
+mod scripts;
+mod store;
+
+pub use crate::builder::{DEFAULT_PREFIX, DEFAULT_SCAN_COUNT, DEFAULT_TIMEOUT, RedisStoreBuilder};
+pub use crate::connection::RedisConnection;
+pub use crate::store::RedisStore;
+
+/// The driver this store runs on, re-exported so that a connection built by
+/// hand uses the same version.
+pub use redis;
+
+/// The backend name carried by [`session_core::Error`] variants.
+const BACKEND: &str = "redis";

@@ -1,0 +1,240 @@
+//! Configuration of a [`MongoStore`], checked when the store is built.
+
+use std::time::Duration;
+
+use mongodb::bson::doc;
+use mongodb::options::{
+    ClientOptions, CollectionOptions, IndexOptions, ReadPreference, SelectionCriteria,
+    WriteConcern,
+};
+use mongodb::{Client, IndexModel};
+use session_core::{Error, Result};
+
+use crate::{BACKEND, MongoStore, fields};
+
+/// The database used when none is configured.
+pub const DEFAULT_DATABASE: &str = "sessions";
+
+/// The collection (namespace) used when none is configured.
+pub const DEFAULT_COLLECTION: &str = "sessions";
+
+/// How long [`MongoStoreBuilder::connect`] waits to find a usable server
+/// when none is configured (the driver's own default is 30 s).
+pub const DEFAULT_SERVER_SELECTION_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The name of the TTL index the store creates on `expires_at`.
+pub const TTL_INDEX_NAME: &str = "expires_at_ttl";
+
+/// Builds a [`MongoStore`]: database, collection, write concern, and how to
+/// reach the server.
+///
+/// Building creates the TTL index, so settings and connectivity problems
+/// surface there, never on first use.
+///
+/// ```no_run
+/// # async fn example() -> session_core::Result<()> {
+/// use session_store_mongo::{MongoStore, mongodb::options::WriteConcern};
+///
+/// let store = MongoStore::builder()
+///     .database("myapp")
+///     .collection("sessions")
+///     .write_concern(WriteConcern::majority())
+///     .connect("mongodb://127.0.0.1:27017/")
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct MongoStoreBuilder {
+    database: String,
+    collection: String,
+    write_concern: Option<WriteConcern>,
+    server_selection_timeout: Duration,
+}
+
+impl Default for MongoStoreBuilder {
+    fn default() -> Self {
+        Self {
+            database: DEFAULT_DATABASE.to_owned(),
+            collection: DEFAULT_COLLECTION.to_owned(),
+            write_concern: None,
+            server_selection_timeout: DEFAULT_SERVER_SELECTION_TIMEOUT,
+        }
+    }
+}
+
+impl MongoStoreBuilder {
+    /// A builder with the defaults: database [`DEFAULT_DATABASE`], collection
+    /// [`DEFAULT_COLLECTION`], the client's write concern.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The database holding the collection.
+    pub fn database(mut self, name: impl Into<String>) -> Self {
+        self.database = name.into();
+        self
+    }
+
+    /// The collection: the store's namespace. `clear`, `len`, `all` and
+    /// `delete_expired` see this collection and nothing else.
+    pub fn collection(mut self, name: impl Into<String>) -> Self {
+        self.collection = name.into();
+        self
+    }
+
+    /// The write concern of every write (default: the client's, which is the
+    /// server's default). On a replica set, [`WriteConcern::majority`] makes
+    /// an acknowledged session write survive a failover.
+    pub fn write_concern(mut self, concern: WriteConcern) -> Self {
+        self.write_concern = Some(concern);
+        self
+    }
+
+    /// How long [`connect`](Self::connect) lets the driver look for a usable
+    /// server before an operation fails (default
+    /// [`DEFAULT_SERVER_SELECTION_TIMEOUT`]), unless the URL sets
+    /// `serverSelectionTimeoutMS`.
+    pub fn server_selection_timeout(mut self, timeout: Duration) -> Self {
+        self.server_selection_timeout = timeout;
+        self
+    }
+
+    /// Connect with a `mongodb://` or `mongodb+srv://` URL and build the
+    /// store (creating the TTL index).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for an invalid setting or URL (the URL's password is
+    /// never echoed); [`Error::Backend`] if the server cannot be reached or
+    /// refuses the index.
+    pub async fn connect(self, url: &str) -> Result<MongoStore> {
+        self.validate()?;
+        let mut options = ClientOptions::parse(url).await.map_err(|e| {
+            Error::config(
+                BACKEND,
+                format!("invalid MongoDB URL: {}", scrub(&e.to_string(), url)),
+            )
+        })?;
+        if options.server_selection_timeout.is_none() {
+            options.server_selection_timeout = Some(self.server_selection_timeout);
+        }
+        if options.connect_timeout.is_none() {
+            options.connect_timeout = Some(self.server_selection_timeout);
+        }
+        let hosts: Vec<String> = options.hosts.iter().map(ToString::to_string).collect();
+        let target = format!("mongodb://{}", hosts.join(","));
+        let client = Client::with_options(options).map_err(|e| {
+            Error::config(
+                BACKEND,
+                format!("invalid MongoDB client options: {}", scrub(&e.to_string(), url)),
+            )
+        })?;
+        self.finish(client, target).await
+    }
+
+    /// Build the store on a client you created yourself (creating the TTL
+    /// index).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for an invalid setting; [`Error::Backend`] if the
+    /// server cannot be reached or refuses the index.
+    pub async fn build(self, client: Client) -> Result<MongoStore> {
+        self.validate()?;
+        self.finish(client, "mongodb (provided client)".to_owned())
+            .await
+    }
+
+    async fn finish(self, client: Client, target: String) -> Result<MongoStore> {
+        // Reads always go to the primary: a secondary may lag, and `load`
+        // after `update` must see the write.
+        let options = CollectionOptions::builder()
+            .selection_criteria(SelectionCriteria::ReadPreference(ReadPreference::Primary))
+            .write_concern(self.write_concern)
+            .build();
+        let collection = client
+            .database(&self.database)
+            .collection_with_options(&self.collection, options);
+        let index = IndexModel::builder()
+            .keys(doc! { fields::EXPIRES_AT: 1 })
+            .options(
+                IndexOptions::builder()
+                    .name(TTL_INDEX_NAME.to_owned())
+                    .expire_after(Duration::ZERO)
+                    .build(),
+            )
+            .build();
+        collection
+            .create_index(index)
+            .await
+            .map_err(|e| Error::backend(BACKEND, e))?;
+        Ok(MongoStore::from_parts(
+            collection,
+            format!("{target}/{}.{}", self.database, self.collection),
+        ))
+    }
+
+    fn validate(&self) -> Result<()> {
+        let db = &self.database;
+        if db.is_empty() || db.len() > 63 {
+            return Err(Error::config(BACKEND, "the database name must be 1 to 63 bytes"));
+        }
+        if db
+            .chars()
+            .any(|c| matches!(c, '/' | '\\' | '.' | ' ' | '"' | '$' | '*' | '<' | '>' | ':' | '|' | '?' | '\0'))
+        {
+            return Err(Error::config(
+                BACKEND,
+                "the database name must not contain any of / \\ . space \" $ * < > : | ? or NUL",
+            ));
+        }
+        let coll = &self.collection;
+        if coll.is_empty() || coll.len() > 200 {
+            return Err(Error::config(BACKEND, "the collection name must be 1 to 200 bytes"));
+        }
+        if coll.contains('$') || coll.contains('\0') || coll.starts_with("system.") {
+            return Err(Error::config(
+                BACKEND,
+                "the collection name must not contain $ or NUL nor start with \"system.\"",
+            ));
+        }
+        if self.server_selection_timeout.is_zero() {
+            return Err(Error::config(
+                BACKEND,
+                "the server selection timeout must be longer than zero",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `message` with the password of `url` (if any) replaced, so that errors
+/// never carry credentials.
+fn scrub(message: &str, url: &str) -> String {
+    match password(url) {
+        Some(secret) if !secret.is_empty() => message.replace(secret, "***"),
+        _ => message.to_owned(),
+    }
+}
+
+/// The password part of `scheme://user:password@host...`, if any.
+fn password(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let userinfo = rest.rsplit_once('@')?.0;
+    Some(userinfo.split_once(':')?.1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_scrubbed() {
+        let url = "mongodb://ada:s3cr%40t@db.example:27017/?authSource=admin";
+        assert_eq!(password(url), Some("s3cr%40t"));
+        assert_eq!(scrub("bad s3cr%40t here", url), "bad *** here");
+        assert_eq!(password("mongodb://db.example/"), None);
+        assert_eq!(password("mongodb://ada@db.example/"), None);
+    }
+}

@@ -1,0 +1,330 @@
+//! [`MongoStore`]: the `SessionStore` implementation.
+
+use std::fmt;
+
+use mongodb::bson::{Bson, DateTime, Document, doc};
+use mongodb::error::{ErrorKind, WriteFailure};
+use mongodb::{Collection, bson};
+use session_core::{
+    Error, Record, Result, SessionKey, SessionStore, Timestamp, UpdateOutcome, async_trait,
+};
+
+use crate::fields::{CREATED_AT, DATA, EXPIRES_AT, ID, VERSION};
+use crate::{BACKEND, MongoStoreBuilder};
+
+/// MongoDB's duplicate-key error code.
+const DUPLICATE_KEY: i32 = 11000;
+
+/// How often `save` retries an upsert that lost a race to a concurrent
+/// insert of the same key (the retry then finds the document and replaces
+/// it).
+const SAVE_ATTEMPTS: usize = 3;
+
+/// A session store on a MongoDB collection.
+///
+/// One document per session, `_id` = the session key, `expires_at` a BSON
+/// date covered by a TTL index; every read and conditional write filters on
+/// `expires_at > now` (this process's clock), so results are exact whenever
+/// the server's TTL monitor runs. See the crate documentation.
+///
+/// Cloning is cheap and shares the client.
+#[derive(Clone)]
+pub struct MongoStore {
+    collection: Collection<Document>,
+    target: String,
+}
+
+impl fmt::Debug for MongoStore {
+    /// Shows hosts, database and collection; never credentials.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MongoStore")
+            .field("target", &self.target)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MongoStore {
+    /// A builder for every setting (database, collection, write concern).
+    pub fn builder() -> MongoStoreBuilder {
+        MongoStoreBuilder::new()
+    }
+
+    /// Connect with the default settings (see [`MongoStoreBuilder::connect`]).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for an invalid URL, [`Error::Backend`] if the server
+    /// cannot be reached.
+    pub async fn connect(url: &str) -> Result<Self> {
+        Self::builder().connect(url).await
+    }
+
+    pub(crate) fn from_parts(collection: Collection<Document>, target: String) -> Self {
+        Self { collection, target }
+    }
+
+    /// The collection the sessions live in.
+    #[must_use]
+    pub fn collection(&self) -> &Collection<Document> {
+        &self.collection
+    }
+
+    fn document(key: &SessionKey, record: &Record) -> Result<Document> {
+        Ok(doc! {
+            ID: key.as_str(),
+            DATA: Record::encode_data(&record.data)?,
+            CREATED_AT: DateTime::from_millis(record.created_at.as_millis()),
+            EXPIRES_AT: DateTime::from_millis(record.expires_at.as_millis()),
+            // Equality is the only comparison made on versions, so the bits
+            // of the u64 are stored as an Int64 (u64 above i64::MAX become
+            // negative) and read back the same way.
+            VERSION: version_to_bson(record.version),
+        })
+    }
+}
+
+fn version_to_bson(version: u64) -> i64 {
+    i64::from_ne_bytes(version.to_ne_bytes())
+}
+
+fn version_from_bson(stored: i64) -> u64 {
+    u64::from_ne_bytes(stored.to_ne_bytes())
+}
+
+/// Now, by this process's clock, as a BSON date.
+fn now() -> DateTime {
+    DateTime::from_millis(Timestamp::now().as_millis())
+}
+
+/// The filter matching the live document under `key`.
+fn live(key: &SessionKey, now: DateTime) -> Document {
+    doc! { ID: key.as_str(), EXPIRES_AT: { "$gt": now } }
+}
+
+fn backend(e: mongodb::error::Error) -> Error {
+    Error::backend(BACKEND, e)
+}
+
+fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
+    match e.kind.as_ref() {
+        ErrorKind::Write(WriteFailure::WriteError(w)) => w.code == DUPLICATE_KEY,
+        ErrorKind::Command(c) => c.code == DUPLICATE_KEY,
+        _ => false,
+    }
+}
+
+/// Decode a stored document into its key and record.
+fn decode(doc: &Document) -> Result<(SessionKey, Record)> {
+    let id = doc
+        .get_str(ID)
+        .map_err(|e| Error::InvalidKey {
+            key: format!("{:?}", doc.get(ID)),
+            reason: if matches!(e, bson::document::ValueAccessError::NotPresent) {
+                "document has no _id"
+            } else {
+                "_id is not a string"
+            },
+        })?;
+    let key = SessionKey::parse(id)?;
+    Ok((key, decode_record(&key, doc)?))
+}
+
+fn decode_record(key: &SessionKey, doc: &Document) -> Result<Record> {
+    let field = |name: &str| -> Result<&Bson> {
+        doc.get(name)
+            .ok_or_else(|| Error::decode(key, format!("field {name} is missing")))
+    };
+    let date = |name: &str| -> Result<Timestamp> {
+        match field(name)? {
+            Bson::DateTime(d) => Ok(Timestamp::from_millis(d.timestamp_millis())),
+            other => Err(Error::decode(
+                key,
+                format!("field {name} is a {:?}, not a date", other.element_type()),
+            )),
+        }
+    };
+    let data = match field(DATA)? {
+        Bson::String(text) => Record::decode_data(key, text.as_bytes())?,
+        other => {
+            return Err(Error::decode(
+                key,
+                format!("field {DATA} is a {:?}, not a string", other.element_type()),
+            ));
+        }
+    };
+    let version = match field(VERSION)? {
+        Bson::Int64(v) => version_from_bson(*v),
+        other => {
+            return Err(Error::decode(
+                key,
+                format!("field {VERSION} is a {:?}, not an int64", other.element_type()),
+            ));
+        }
+    };
+    Ok(Record::with_times(data, date(CREATED_AT)?, date(EXPIRES_AT)?).with_version(version))
+}
+
+#[async_trait]
+impl SessionStore for MongoStore {
+    async fn load(&self, key: &SessionKey) -> Result<Option<Record>> {
+        let found = self
+            .collection
+            .find_one(live(key, now()))
+            .await
+            .map_err(backend)?;
+        found.map(|doc| decode_record(key, &doc)).transpose()
+    }
+
+    async fn create(&self, key: &SessionKey, record: &Record) -> Result<bool> {
+        // One server-side step: replace an expired document, or insert when
+        // there is none (upsert). A live document matches neither, so the
+        // upsert's insert hits the unique `_id`: a duplicate-key error, which
+        // is the collision.
+        let filter = doc! { ID: key.as_str(), EXPIRES_AT: { "$lte": now() } };
+        match self
+            .collection
+            .replace_one(filter, Self::document(key, record)?)
+            .upsert(true)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if is_duplicate_key(&e) => Ok(false),
+            Err(e) => Err(backend(e)),
+        }
+    }
+
+    async fn update(
+        &self,
+        key: &SessionKey,
+        record: &Record,
+        expected_version: u64,
+    ) -> Result<UpdateOutcome> {
+        let next = expected_version.checked_add(1).ok_or_else(|| Error::Encode {
+            source: "the version u64::MAX cannot be incremented".into(),
+        })?;
+        let now = now();
+        let mut filter = live(key, now);
+        filter.insert(VERSION, version_to_bson(expected_version));
+        let replacement = Self::document(key, &record.clone().with_version(next))?;
+        let result = self
+            .collection
+            .replace_one(filter, replacement)
+            .await
+            .map_err(backend)?;
+        if result.matched_count == 1 {
+            return Ok(UpdateOutcome::Updated);
+        }
+        // Nothing was written. Tell a missing session from a concurrent
+        // writer by reading, never by writing.
+        let current = self
+            .collection
+            .find_one(live(key, now))
+            .projection(doc! { VERSION: 1 })
+            .await
+            .map_err(backend)?;
+        Ok(match current {
+            None => UpdateOutcome::Missing,
+            Some(_) => UpdateOutcome::Conflict,
+        })
+    }
+
+    async fn save(&self, key: &SessionKey, record: &Record) -> Result<()> {
+        if !record.is_live() {
+            self.collection
+                .delete_one(doc! { ID: key.as_str() })
+                .await
+                .map_err(backend)?;
+            return Ok(());
+        }
+        let document = Self::document(key, record)?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self
+                .collection
+                .replace_one(doc! { ID: key.as_str() }, &document)
+                .upsert(true)
+                .await
+            {
+                Ok(_) => return Ok(()),
+                // Two upserts of a new key raced and this one lost the insert:
+                // the document exists now, so the next attempt replaces it.
+                Err(e) if is_duplicate_key(&e) && attempt < SAVE_ATTEMPTS => {}
+                Err(e) => return Err(backend(e)),
+            }
+        }
+    }
+
+    async fn touch(&self, key: &SessionKey, expires_at: Timestamp) -> Result<bool> {
+        let result = self
+            .collection
+            .update_one(
+                live(key, now()),
+                doc! { "$set": { EXPIRES_AT: DateTime::from_millis(expires_at.as_millis()) } },
+            )
+            .await
+            .map_err(backend)?;
+        Ok(result.matched_count == 1)
+    }
+
+    async fn destroy(&self, key: &SessionKey) -> Result<()> {
+        self.collection
+            .delete_one(doc! { ID: key.as_str() })
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn clear(&self) -> Result<()> {
+        self.collection
+            .delete_many(doc! {})
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn len(&self) -> Result<u64> {
+        self.collection
+            .count_documents(doc! { EXPIRES_AT: { "$gt": now() } })
+            .await
+            .map_err(backend)
+    }
+
+    async fn all(&self) -> Result<Vec<(SessionKey, Record)>> {
+        let mut cursor = self
+            .collection
+            .find(doc! { EXPIRES_AT: { "$gt": now() } })
+            .await
+            .map_err(backend)?;
+        let mut out = Vec::new();
+        while cursor.advance().await.map_err(backend)? {
+            let doc: Document = cursor.deserialize_current().map_err(backend)?;
+            out.push(decode(&doc)?);
+        }
+        Ok(out)
+    }
+
+    async fn delete_expired(&self) -> Result<u64> {
+        // Uses the TTL index on `expires_at`: the cost follows the number of
+        // expired documents.
+        let result = self
+            .collection
+            .delete_many(doc! { EXPIRES_AT: { "$lte": now() } })
+            .await
+            .map_err(backend)?;
+        Ok(result.deleted_count)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_round_trip_through_int64_bits() {
+        for v in [0, 1, i64::MAX as u64, i64::MAX as u64 + 1, u64::MAX - 1, u64::MAX] {
+            assert_eq!(version_from_bson(version_to_bson(v)), v);
+        }
+        assert_eq!(version_to_bson(u64::MAX), -1);
+    }
+}

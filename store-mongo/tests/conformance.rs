@@ -1,0 +1,198 @@
+//! The conformance suite and MongoDB-specific checks.
+
+use std::time::Duration;
+
+use mongodb::bson::{Document, doc};
+use session_conformance::{Capabilities, StoreFactory, unique_namespace};
+use session_core::{Error, Record, SessionId, SessionStore, async_trait};
+use session_store_mongo::{MongoStore, TTL_INDEX_NAME};
+
+/// The database every test uses; each store gets its own collection.
+const DATABASE: &str = "session_conformance";
+
+fn mongo_url() -> String {
+    std::env::var("SESSION_MONGO_URL").unwrap_or_else(|_| "mongodb://127.0.0.1:27017/".to_owned())
+}
+
+fn skip() -> Option<String> {
+    match std::env::var("SESSION_SKIP_MONGO") {
+        Ok(v) if v == "1" => Some("SESSION_SKIP_MONGO=1".to_owned()),
+        _ => None,
+    }
+}
+
+async fn open(collection: &str) -> MongoStore {
+    let url = mongo_url();
+    match MongoStore::builder()
+        .database(DATABASE)
+        .collection(collection)
+        .server_selection_timeout(Duration::from_secs(10))
+        .connect(&url)
+        .await
+    {
+        Ok(store) => store,
+        Err(e) => panic!(
+            "cannot reach MongoDB at {url}: {e} ({:?}). Run ./scripts/test, which installs and \
+             starts a test server (SecantusDB), or start a MongoDB server and set \
+             SESSION_MONGO_URL; set SESSION_SKIP_MONGO=1 to skip these tests explicitly",
+            std::error::Error::source(&e).map(ToString::to_string)
+        ),
+    }
+}
+
+struct Mongo;
+
+#[async_trait]
+impl StoreFactory for Mongo {
+    type Store = MongoStore;
+
+    async fn open(&self, namespace: &str) -> MongoStore {
+        open(namespace).await
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::new().durable(true)
+    }
+
+    fn skip_reason(&self) -> Option<String> {
+        skip()
+    }
+}
+
+session_conformance::conformance_suite!(Mongo);
+
+fn data() -> session_core::Data {
+    let mut data = session_core::Data::new();
+    data.insert("user".into(), "ada".into());
+    data
+}
+
+#[tokio::test]
+async fn ttl_index_exists_after_build() {
+    if skip().is_some() {
+        return;
+    }
+    let store = open(&unique_namespace()).await;
+    let mut cursor = store.collection().list_indexes().await.unwrap();
+    let mut found = None;
+    while cursor.advance().await.unwrap() {
+        let index = cursor.deserialize_current().unwrap();
+        if index.options.as_ref().and_then(|o| o.name.as_deref()) == Some(TTL_INDEX_NAME) {
+            found = Some(index);
+        }
+    }
+    let index = found.expect("the TTL index is missing");
+    assert_eq!(index.keys, doc! { "expires_at": 1 });
+    let options = index.options.unwrap();
+    assert_eq!(options.expire_after, Some(Duration::ZERO));
+
+    // Building a second store on the same collection is fine (idempotent).
+    let again = open(store.collection().name()).await;
+    assert_eq!(again.collection().name(), store.collection().name());
+}
+
+#[tokio::test]
+async fn documents_hold_dates_and_json_text() {
+    if skip().is_some() {
+        return;
+    }
+    let store = open(&unique_namespace()).await;
+    let key = SessionId::generate().unwrap().key();
+    let record = Record::new(data(), Duration::from_secs(600)).with_version(u64::MAX);
+    store.save(&key, &record).await.unwrap();
+    let raw: Document = store
+        .collection()
+        .find_one(doc! { "_id": key.as_str() })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        raw.get_datetime("expires_at").unwrap().timestamp_millis(),
+        record.expires_at.as_millis()
+    );
+    assert_eq!(raw.get_str("data").unwrap(), r#"{"user":"ada"}"#);
+    assert_eq!(raw.get_i64("version").unwrap(), -1);
+    assert_eq!(store.load(&key).await.unwrap(), Some(record));
+}
+
+#[tokio::test]
+async fn garbage_written_directly_is_a_decode_error_naming_the_key() {
+    if skip().is_some() {
+        return;
+    }
+    let store = open(&unique_namespace()).await;
+    // A day from now (SecantusDB, the test server, handles dates up to the
+    // year 9999 only).
+    let far = mongodb::bson::DateTime::from_millis(
+        session_core::Timestamp::now().as_millis() + 86_400_000,
+    );
+    let key = SessionId::generate().unwrap().key();
+    store
+        .collection()
+        .insert_one(doc! {
+            "_id": key.as_str(), "data": "not json", "created_at": far,
+            "expires_at": far, "version": 1_i64,
+        })
+        .await
+        .unwrap();
+    let err = store.load(&key).await.unwrap_err();
+    assert!(matches!(&err, Error::Decode { key: k, .. } if k == key.as_str()), "{err:?}");
+    assert!(matches!(store.all().await, Err(Error::Decode { .. })));
+
+    let key2 = SessionId::generate().unwrap().key();
+    store
+        .collection()
+        .insert_one(doc! {
+            "_id": key2.as_str(), "data": "{}", "created_at": "yesterday",
+            "expires_at": far, "version": 1_i64,
+        })
+        .await
+        .unwrap();
+    let err = store.load(&key2).await.unwrap_err();
+    assert!(matches!(&err, Error::Decode { key: k, .. } if k == key2.as_str()), "{err:?}");
+    store.clear().await.unwrap();
+}
+
+#[tokio::test]
+async fn configuration_errors_are_reported_when_building() {
+    for (db, coll) in [("", "x"), ("a.b", "x"), ("ok", ""), ("ok", "a$b"), ("ok", "system.x")] {
+        let err = MongoStore::builder()
+            .database(db)
+            .collection(coll)
+            .connect("mongodb://127.0.0.1:1/")
+            .await;
+        assert!(matches!(err, Err(Error::Config { .. })), "{db:?}.{coll:?}: {err:?}");
+    }
+    let err = MongoStore::connect("not-a-url://hunter2").await;
+    assert!(matches!(err, Err(Error::Config { .. })), "{err:?}");
+}
+
+#[tokio::test]
+async fn unreachable_server_fails_at_build_without_leaking_the_password() {
+    let err = MongoStore::builder()
+        .server_selection_timeout(Duration::from_millis(300))
+        .connect("mongodb://ada:hunter2secret@127.0.0.1:1/")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Backend { .. }), "{err:?}");
+    let mut chain = format!("{err:?} {err}");
+    let mut source = std::error::Error::source(&err);
+    while let Some(s) = source {
+        chain.push_str(&s.to_string());
+        source = s.source();
+    }
+    assert!(!chain.contains("hunter2secret"), "{chain}");
+}
+
+#[tokio::test]
+async fn debug_shows_hosts_and_collection_but_never_credentials() {
+    if skip().is_some() {
+        return;
+    }
+    let collection = unique_namespace();
+    let store = open(&collection).await;
+    let shown = format!("{store:?}");
+    assert!(shown.contains(&collection), "{shown}");
+    assert!(shown.contains("mongodb://"), "{shown}");
+    assert!(!shown.contains('@'), "{shown}");
+}

@@ -1,0 +1,217 @@
+//! Configuration of a [`RedisStore`], checked when the store is built.
+
+use std::time::Duration;
+
+use redis::IntoConnectionInfo as _;
+use redis::aio::ConnectionManagerConfig;
+use redis::cluster::ClusterClientBuilder;
+use session_core::{Error, Result};
+
+use crate::{BACKEND, RedisConnection, RedisStore};
+
+/// The key prefix used when none is configured.
+pub const DEFAULT_PREFIX: &str = "session";
+
+/// The response and connection timeout used when none is configured.
+///
+/// The driver's own defaults (about 500 ms and 1 s) fail requests spuriously
+/// on a busy machine; a session store prefers a slow answer to a failed
+/// request.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How many keys one `SCAN` call asks for when none is configured.
+pub const DEFAULT_SCAN_COUNT: u32 = 500;
+
+/// Builds a [`RedisStore`]: key prefix, timeouts, and how to reach the server.
+///
+/// Every setting is checked when the store is built ([`connect`](Self::connect),
+/// [`connect_cluster`](Self::connect_cluster), [`build`](Self::build)), never on
+/// first use.
+///
+/// ```no_run
+/// # async fn example() -> session_core::Result<()> {
+/// use std::time::Duration;
+/// use session_store_redis::RedisStore;
+///
+/// let store = RedisStore::builder()
+///     .prefix("myapp:sessions")
+///     .response_timeout(Duration::from_secs(2))
+///     .connect("redis://127.0.0.1:6379/")
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct RedisStoreBuilder {
+    prefix: String,
+    response_timeout: Duration,
+    connection_timeout: Duration,
+    scan_count: u32,
+}
+
+impl Default for RedisStoreBuilder {
+    fn default() -> Self {
+        Self {
+            prefix: DEFAULT_PREFIX.to_owned(),
+            response_timeout: DEFAULT_TIMEOUT,
+            connection_timeout: DEFAULT_TIMEOUT,
+            scan_count: DEFAULT_SCAN_COUNT,
+        }
+    }
+}
+
+impl RedisStoreBuilder {
+    /// A builder with the defaults: prefix [`DEFAULT_PREFIX`], timeouts
+    /// [`DEFAULT_TIMEOUT`], `SCAN` batches of [`DEFAULT_SCAN_COUNT`].
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The namespace: sessions live under `{prefix}:{key}`, and
+    /// `clear`/`len`/`all` see only keys of that shape. Must be non-empty and
+    /// free of whitespace and control characters.
+    ///
+    /// On Redis Cluster, a prefix holding a hash tag (`{sessions}`) puts every
+    /// session into one slot, on one primary: usually not what you want.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// How long to wait for the answer to one command (default
+    /// [`DEFAULT_TIMEOUT`]). Applies to connections this builder opens.
+    pub fn response_timeout(mut self, timeout: Duration) -> Self {
+        self.response_timeout = timeout;
+        self
+    }
+
+    /// How long to wait for a TCP connection to a server (default
+    /// [`DEFAULT_TIMEOUT`]). Applies to connections this builder opens.
+    pub fn connection_timeout(mut self, timeout: Duration) -> Self {
+        self.connection_timeout = timeout;
+        self
+    }
+
+    /// How many keys each `SCAN` call asks for in `clear`, `len` and `all`
+    /// (default [`DEFAULT_SCAN_COUNT`]; at least 1).
+    pub fn scan_count(mut self, count: u32) -> Self {
+        self.scan_count = count;
+        self
+    }
+
+    /// Connect to a standalone server through an auto-reconnecting
+    /// [`ConnectionManager`](redis::aio::ConnectionManager).
+    ///
+    /// `url` is a `redis://`, `rediss://` (with a TLS feature of `redis`
+    /// enabled) or `redis+unix://` URL, e.g. `redis://:password@host:6379/0`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for an invalid setting or URL (the URL is not
+    /// echoed: it may hold a password); [`Error::Backend`] if the server
+    /// cannot be reached.
+    pub async fn connect(self, url: &str) -> Result<RedisStore> {
+        self.validate()?;
+        let client = redis::Client::open(url).map_err(|e| {
+            Error::config(BACKEND, format!("not a valid Redis URL ({:?})", e.kind()))
+        })?;
+        let target = format!("redis://{}", client.get_connection_info().addr());
+        let config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(self.response_timeout))
+            .set_connection_timeout(Some(self.connection_timeout));
+        let manager = client
+            .get_connection_manager_with_config(config)
+            .await
+            .map_err(|e| Error::backend(BACKEND, e))?;
+        Ok(self.into_store(RedisConnection::Manager(manager), target))
+    }
+
+    /// Connect to a Redis Cluster through any of its nodes (`redis://` URLs;
+    /// the cluster's topology is discovered from them).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for an invalid setting, an empty list or an invalid
+    /// URL; [`Error::Backend`] if the cluster cannot be reached.
+    pub async fn connect_cluster<I, S>(self, nodes: I) -> Result<RedisStore>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.validate()?;
+        let mut infos = Vec::new();
+        for node in nodes {
+            let info = node.as_ref().into_connection_info().map_err(|e| {
+                Error::config(
+                    BACKEND,
+                    format!("not a valid Redis cluster node URL ({:?})", e.kind()),
+                )
+            })?;
+            infos.push(info);
+        }
+        if infos.is_empty() {
+            return Err(Error::config(BACKEND, "no Redis Cluster node given"));
+        }
+        let addrs: Vec<String> = infos.iter().map(|i| i.addr().to_string()).collect();
+        let target = format!("redis-cluster://{}", addrs.join(","));
+        let client = ClusterClientBuilder::new(infos)
+            .connection_timeout(self.connection_timeout)
+            .response_timeout(self.response_timeout)
+            .build()
+            .map_err(|e| {
+                Error::config(
+                    BACKEND,
+                    format!("invalid Redis Cluster settings ({:?})", e.kind()),
+                )
+            })?;
+        let conn = client
+            .get_async_connection()
+            .await
+            .map_err(|e| Error::backend(BACKEND, e))?;
+        Ok(self.into_store(RedisConnection::Cluster(conn), target))
+    }
+
+    /// Build the store on a connection you opened yourself (timeouts are then
+    /// the connection's own: set them, the driver's defaults are short).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for an invalid setting.
+    pub fn build(self, conn: impl Into<RedisConnection>) -> Result<RedisStore> {
+        self.validate()?;
+        let conn = conn.into();
+        let target = if conn.is_cluster() {
+            "redis-cluster (provided connection)"
+        } else {
+            "redis (provided connection)"
+        };
+        Ok(self.into_store(conn, target.to_owned()))
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.prefix.is_empty() {
+            return Err(Error::config(BACKEND, "the key prefix must not be empty"));
+        }
+        if self
+            .prefix
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(Error::config(
+                BACKEND,
+                "the key prefix must not contain whitespace or control characters",
+            ));
+        }
+        if self.scan_count == 0 {
+            return Err(Error::config(BACKEND, "scan_count must be at least 1"));
+        }
+        if self.response_timeout.is_zero() || self.connection_timeout.is_zero() {
+            return Err(Error::config(BACKEND, "timeouts must be longer than zero"));
+        }
+        Ok(())
+    }
+
+    fn into_store(self, conn: RedisConnection, target: String) -> RedisStore {
+        RedisStore::from_parts(conn, self.prefix, target, self.scan_count)
+    }
+}

@@ -1,0 +1,552 @@
+//! [`RedisStore`]: the `SessionStore` implementation.
+
+use std::collections::HashSet;
+use std::fmt;
+
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use redis::{Cmd, RedisError, Value};
+use session_core::{
+    Error, Record, Result, SessionKey, SessionStore, Timestamp, UpdateOutcome, async_trait,
+};
+use tokio::task::JoinSet;
+
+use crate::builder::DEFAULT_SCAN_COUNT;
+use crate::{BACKEND, RedisConnection, RedisStoreBuilder, scripts};
+
+/// A session store on a standalone Redis server or a Redis Cluster.
+///
+/// Each session is a hash under `{prefix}:{key}` with its version, times and
+/// JSON data, and a Redis expiry (`PEXPIREAT`) at the record's `expires_at`:
+/// Redis alone decides when a session is gone, by **its** clock. Writes are
+/// Lua scripts on one key each, so every method works on Cluster. See the
+/// crate documentation for the details.
+///
+/// Cloning is cheap and shares the connection.
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: RedisConnection,
+    prefix: String,
+    target: String,
+    scan_count: u32,
+}
+
+impl fmt::Debug for RedisStore {
+    /// Shows the server address without credentials, and the prefix.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("target", &self.target)
+            .field("prefix", &self.prefix)
+            .field("scan_count", &self.scan_count)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where one `SCAN` goes.
+#[derive(Debug, Clone)]
+enum Node {
+    /// The standalone server behind the connection.
+    Server,
+    /// One primary of a cluster, by the address the cluster announces.
+    Primary { host: String, port: u16 },
+}
+
+impl RedisStore {
+    /// A builder for every setting (prefix, timeouts, `SCAN` batch size).
+    pub fn builder() -> RedisStoreBuilder {
+        RedisStoreBuilder::new()
+    }
+
+    /// Connect to a standalone server with the default settings
+    /// (see [`RedisStoreBuilder::connect`]).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for an invalid URL, [`Error::Backend`] if the server
+    /// cannot be reached.
+    pub async fn connect(url: &str) -> Result<Self> {
+        Self::builder().connect(url).await
+    }
+
+    /// Connect to a Redis Cluster with the default settings
+    /// (see [`RedisStoreBuilder::connect_cluster`]).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for an invalid or empty node list,
+    /// [`Error::Backend`] if the cluster cannot be reached.
+    pub async fn connect_cluster<I, S>(nodes: I) -> Result<Self>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        Self::builder().connect_cluster(nodes).await
+    }
+
+    /// A store with the default prefix on a connection you opened yourself.
+    pub fn new(conn: impl Into<RedisConnection>) -> Self {
+        let conn = conn.into();
+        let target = if conn.is_cluster() {
+            "redis-cluster (provided connection)"
+        } else {
+            "redis (provided connection)"
+        };
+        Self::from_parts(
+            conn,
+            crate::DEFAULT_PREFIX.to_owned(),
+            target.to_owned(),
+            DEFAULT_SCAN_COUNT,
+        )
+    }
+
+    pub(crate) fn from_parts(
+        conn: RedisConnection,
+        prefix: String,
+        target: String,
+        scan_count: u32,
+    ) -> Self {
+        Self {
+            conn,
+            prefix,
+            target,
+            scan_count,
+        }
+    }
+
+    /// The key prefix (the namespace).
+    #[must_use]
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The Redis key of a session: `{prefix}:{key}`.
+    #[must_use]
+    pub fn redis_key(&self, key: &SessionKey) -> String {
+        format!("{}:{}", self.prefix, key.as_str())
+    }
+
+    /// The session key of a Redis key of this namespace, if it is one.
+    fn session_key(&self, redis_key: &str) -> Option<SessionKey> {
+        let rest = redis_key.strip_prefix(self.prefix.as_str())?;
+        let hex = rest.strip_prefix(':')?;
+        SessionKey::parse(hex).ok()
+    }
+
+    /// The `SCAN MATCH` pattern of this namespace, glob characters of the
+    /// prefix escaped.
+    fn pattern(&self) -> String {
+        let mut pattern = String::with_capacity(self.prefix.len() + 2);
+        for c in self.prefix.chars() {
+            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+        }
+        pattern.push_str(":*");
+        pattern
+    }
+
+    /// A connection handle for one request (clones share the sockets).
+    fn conn(&self) -> RedisConnection {
+        self.conn.clone()
+    }
+
+    /// The nodes a full `SCAN` must visit: the server, or every primary of
+    /// the cluster (an unrouted `SCAN` on a cluster sees one node only).
+    async fn nodes(&self) -> Result<Vec<Node>> {
+        let RedisConnection::Cluster(conn) = &self.conn else {
+            return Ok(vec![Node::Server]);
+        };
+        let mut conn = conn.clone();
+        let slots = conn
+            .route_command(
+                redis::cmd("CLUSTER").arg("SLOTS").clone(),
+                RoutingInfo::SingleNode(SingleNodeRoutingInfo::RandomPrimary),
+            )
+            .await
+            .map_err(backend)?;
+        let primaries = parse_cluster_slots(slots)?;
+        Ok(primaries
+            .into_iter()
+            .map(|(host, port)| Node::Primary { host, port })
+            .collect())
+    }
+
+    /// One `SCAN` call on `node`: the next cursor and the session keys of
+    /// this namespace in the page.
+    async fn scan_page(&self, node: &Node, cursor: &str) -> Result<(String, Vec<SessionKey>)> {
+        let mut cmd = redis::cmd("SCAN");
+        cmd.arg(cursor)
+            .arg("MATCH")
+            .arg(self.pattern())
+            .arg("COUNT")
+            .arg(self.scan_count);
+        let value = match (node, self.conn()) {
+            (Node::Primary { host, port }, RedisConnection::Cluster(mut conn)) => {
+                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                    host: host.clone(),
+                    port: *port,
+                });
+                conn.route_command(cmd, routing).await.map_err(backend)?
+            }
+            (_, mut conn) => cmd.query_async::<Value>(&mut conn).await.map_err(backend)?,
+        };
+        let (next, names): (String, Vec<String>) =
+            redis::from_redis_value(value).map_err(|e| backend(e.into()))?;
+        let keys = names.iter().filter_map(|n| self.session_key(n)).collect();
+        Ok((next, keys))
+    }
+
+    /// Visit every page of session keys of this namespace on every node.
+    /// A key may appear more than once (`SCAN` guarantees at least once).
+    async fn scan(&self) -> Result<Scan> {
+        Ok(Scan {
+            nodes: self.nodes().await?,
+            next_node: 0,
+            cursor: None,
+        })
+    }
+
+    /// Run one single-key command per key, concurrently, and return the
+    /// answers in order: one pipeline on a standalone server, one request
+    /// per key (each routed to its slot's node) on a cluster, never a
+    /// cross-slot command.
+    async fn per_key(&self, cmds: Vec<Cmd>) -> Result<Vec<Value>> {
+        if cmds.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self.conn() {
+            RedisConnection::Cluster(conn) => {
+                let count = cmds.len();
+                let mut tasks = JoinSet::new();
+                for (i, cmd) in cmds.into_iter().enumerate() {
+                    let mut conn = conn.clone();
+                    tasks.spawn(async move { (i, cmd.query_async::<Value>(&mut conn).await) });
+                }
+                let mut values = vec![Value::Nil; count];
+                while let Some(joined) = tasks.join_next().await {
+                    let (i, result) = joined.map_err(|e| Error::backend(BACKEND, e))?;
+                    if let Some(slot) = values.get_mut(i) {
+                        *slot = result.map_err(backend)?;
+                    }
+                }
+                Ok(values)
+            }
+            mut conn => {
+                let mut pipe = redis::pipe();
+                for cmd in cmds {
+                    pipe.add_command(cmd);
+                }
+                pipe.query_async::<Vec<Value>>(&mut conn)
+                    .await
+                    .map_err(backend)
+            }
+        }
+    }
+
+    fn hmget(&self, key: &SessionKey) -> Cmd {
+        let mut cmd = redis::cmd("HMGET");
+        cmd.arg(self.redis_key(key))
+            .arg("v")
+            .arg("c")
+            .arg("e")
+            .arg("d");
+        cmd
+    }
+
+    /// The four fields of a record, as the scripts take them.
+    fn fields(record: &Record) -> Result<[String; 4]> {
+        Ok([
+            record.version.to_string(),
+            record.created_at.as_millis().to_string(),
+            record.expires_at.as_millis().to_string(),
+            Record::encode_data(&record.data)?,
+        ])
+    }
+}
+
+/// A full `SCAN` of one namespace, node after node.
+struct Scan {
+    nodes: Vec<Node>,
+    next_node: usize,
+    /// The cursor on `nodes[next_node]`; `None` before its first call.
+    cursor: Option<String>,
+}
+
+impl Scan {
+    /// The next page, or `None` when every node has been scanned.
+    async fn next_page(&mut self, store: &RedisStore) -> Result<Option<Vec<SessionKey>>> {
+        let Some(node) = self.nodes.get(self.next_node) else {
+            return Ok(None);
+        };
+        let cursor = self.cursor.take().unwrap_or_else(|| "0".to_owned());
+        let (next, keys) = store.scan_page(node, &cursor).await?;
+        if next == "0" {
+            self.next_node += 1;
+        } else {
+            self.cursor = Some(next);
+        }
+        Ok(Some(keys))
+    }
+}
+
+fn backend(e: RedisError) -> Error {
+    Error::backend(BACKEND, e)
+}
+
+/// A command on `key` failed: a key holding another type than a hash was
+/// written by something else, and is reported as undecodable.
+fn keyed(key: &SessionKey, e: RedisError) -> Error {
+    if e.code() == Some("WRONGTYPE") {
+        Error::decode(key, e)
+    } else {
+        backend(e)
+    }
+}
+
+/// The primaries (host, port) in a `CLUSTER SLOTS` answer:
+/// `[[start, end, [host, port, id, ...], replica...], ...]`.
+fn parse_cluster_slots(value: Value) -> Result<Vec<(String, u16)>> {
+    let ranges: Vec<Vec<Value>> = redis::from_redis_value(value).map_err(|e| backend(e.into()))?;
+    let mut primaries = Vec::new();
+    for range in ranges {
+        let Some(primary) = range.into_iter().nth(2) else {
+            continue;
+        };
+        let node: Vec<Value> = redis::from_redis_value(primary).map_err(|e| backend(e.into()))?;
+        let mut node = node.into_iter();
+        let (Some(host), Some(port)) = (node.next(), node.next()) else {
+            continue;
+        };
+        let host: String = redis::from_redis_value(host).map_err(|e| backend(e.into()))?;
+        let port: u16 = redis::from_redis_value(port).map_err(|e| backend(e.into()))?;
+        if !primaries.contains(&(host.clone(), port)) {
+            primaries.push((host, port));
+        }
+    }
+    if primaries.is_empty() {
+        return Err(Error::backend(
+            BACKEND,
+            "CLUSTER SLOTS names no primary: is the cluster up?",
+        ));
+    }
+    Ok(primaries)
+}
+
+/// Decode the `HMGET v c e d` answer for `key`: `None` if the key is absent
+/// (or expired: Redis hides expired keys from every command).
+fn decode(key: &SessionKey, value: Value) -> Result<Option<Record>> {
+    let fields: Vec<Option<Vec<u8>>> =
+        redis::from_redis_value(value).map_err(|e| Error::decode(key, e))?;
+    if fields.iter().all(Option::is_none) {
+        return Ok(None);
+    }
+    let [Some(v), Some(c), Some(e), Some(d)] = <[Option<Vec<u8>>; 4]>::try_from(fields)
+        .map_err(|_| Error::decode(key, "HMGET did not answer four fields"))?
+    else {
+        return Err(Error::decode(
+            key,
+            "the session hash lacks one of the fields v, c, e, d",
+        ));
+    };
+    let number = |bytes: &[u8], what: &str| -> Result<String> {
+        String::from_utf8(bytes.to_vec())
+            .map_err(|_| Error::decode(key, format!("field {what} is not UTF-8")))
+    };
+    let version: u64 = number(&v, "v")?
+        .parse()
+        .map_err(|e| Error::decode(key, e))?;
+    let created_at: i64 = number(&c, "c")?
+        .parse()
+        .map_err(|e| Error::decode(key, e))?;
+    let expires_at: i64 = number(&e, "e")?
+        .parse()
+        .map_err(|e| Error::decode(key, e))?;
+    let data = Record::decode_data(key, &d)?;
+    Ok(Some(
+        Record::with_times(
+            data,
+            Timestamp::from_millis(created_at),
+            Timestamp::from_millis(expires_at),
+        )
+        .with_version(version),
+    ))
+}
+
+#[async_trait]
+impl SessionStore for RedisStore {
+    async fn load(&self, key: &SessionKey) -> Result<Option<Record>> {
+        let value: Value = self
+            .hmget(key)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(|e| keyed(key, e))?;
+        decode(key, value)
+    }
+
+    async fn create(&self, key: &SessionKey, record: &Record) -> Result<bool> {
+        let [v, c, e, d] = Self::fields(record)?;
+        let written: i64 = scripts::CREATE
+            .key(self.redis_key(key))
+            .arg(v)
+            .arg(c)
+            .arg(e)
+            .arg(d)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(|e| keyed(key, e))?;
+        Ok(written == 1)
+    }
+
+    async fn update(
+        &self,
+        key: &SessionKey,
+        record: &Record,
+        expected_version: u64,
+    ) -> Result<UpdateOutcome> {
+        let next = expected_version
+            .checked_add(1)
+            .ok_or_else(|| Error::Encode {
+                source: "the version u64::MAX cannot be incremented".into(),
+            })?;
+        let [_, c, e, d] = Self::fields(record)?;
+        let outcome: i64 = scripts::UPDATE
+            .key(self.redis_key(key))
+            .arg(expected_version.to_string())
+            .arg(next.to_string())
+            .arg(c)
+            .arg(e)
+            .arg(d)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(|e| keyed(key, e))?;
+        match outcome {
+            1 => Ok(UpdateOutcome::Updated),
+            0 => Ok(UpdateOutcome::Missing),
+            2 => Ok(UpdateOutcome::Conflict),
+            _ => Err(Error::decode(key, "the session hash has no version field")),
+        }
+    }
+
+    async fn save(&self, key: &SessionKey, record: &Record) -> Result<()> {
+        let [v, c, e, d] = Self::fields(record)?;
+        let _: i64 = scripts::SAVE
+            .key(self.redis_key(key))
+            .arg(v)
+            .arg(c)
+            .arg(e)
+            .arg(d)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(|e| keyed(key, e))?;
+        Ok(())
+    }
+
+    async fn touch(&self, key: &SessionKey, expires_at: Timestamp) -> Result<bool> {
+        let touched: i64 = scripts::TOUCH
+            .key(self.redis_key(key))
+            .arg(expires_at.as_millis().to_string())
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(|e| keyed(key, e))?;
+        Ok(touched == 1)
+    }
+
+    async fn destroy(&self, key: &SessionKey) -> Result<()> {
+        let _: i64 = redis::cmd("UNLINK")
+            .arg(self.redis_key(key))
+            .query_async(&mut self.conn())
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn clear(&self) -> Result<()> {
+        let mut scan = self.scan().await?;
+        while let Some(keys) = scan.next_page(self).await? {
+            let cmds = keys
+                .iter()
+                .map(|k| {
+                    let mut cmd = redis::cmd("UNLINK");
+                    cmd.arg(self.redis_key(k));
+                    cmd
+                })
+                .collect();
+            self.per_key(cmds).await?;
+        }
+        Ok(())
+    }
+
+    async fn len(&self) -> Result<u64> {
+        // SCAN never returns a key whose TTL has passed (Redis checks the
+        // expiry of every key it returns), and may return a key twice.
+        let mut seen = HashSet::new();
+        let mut scan = self.scan().await?;
+        while let Some(keys) = scan.next_page(self).await? {
+            seen.extend(keys);
+        }
+        Ok(seen.len() as u64)
+    }
+
+    async fn all(&self) -> Result<Vec<(SessionKey, Record)>> {
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        let mut scan = self.scan().await?;
+        while let Some(keys) = scan.next_page(self).await? {
+            let fresh: Vec<SessionKey> = keys.into_iter().filter(|k| seen.insert(*k)).collect();
+            let values = self
+                .per_key(fresh.iter().map(|k| self.hmget(k)).collect())
+                .await?;
+            for (key, value) in fresh.iter().zip(values) {
+                // A key that expired or was destroyed since the SCAN reads
+                // back empty and is skipped.
+                if let Some(record) = decode(key, value)? {
+                    out.push((*key, record));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn delete_expired(&self) -> Result<u64> {
+        // Redis expires keys by itself (lazily on access, actively in the
+        // background); an expired key is invisible to every command.
+        Ok(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_slots_are_parsed_to_distinct_primaries() {
+        let node = |host: &str, port: i64| {
+            Value::Array(vec![
+                Value::BulkString(host.as_bytes().to_vec()),
+                Value::Int(port),
+                Value::BulkString(b"id".to_vec()),
+            ])
+        };
+        let range = |a: i64, b: i64, p: i64| {
+            Value::Array(vec![
+                Value::Int(a),
+                Value::Int(b),
+                node("127.0.0.1", p),
+                node("127.0.0.1", p + 1),
+            ])
+        };
+        let slots = Value::Array(vec![
+            range(0, 5, 7000),
+            range(6, 9, 7002),
+            range(10, 12, 7000),
+        ]);
+        let primaries = parse_cluster_slots(slots).unwrap();
+        assert_eq!(
+            primaries,
+            vec![
+                ("127.0.0.1".to_owned(), 7000),
+                ("127.0.0.1".to_owned(), 7002)
+            ]
+        );
+    }
+}

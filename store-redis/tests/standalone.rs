@@ -1,0 +1,222 @@
+//! The conformance suite and Redis-specific checks on a standalone server.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Standalone, redis_url, skip_standalone, standalone};
+use session_core::{Error, Record, SessionId, SessionStore, SessionStoreExt};
+use session_store_redis::RedisStore;
+
+session_conformance::conformance_suite!(Standalone);
+
+/// The whole suite again through `Arc<dyn SessionStore>`.
+mod dynamic {
+    session_conformance::conformance_suite!(session_conformance::Dyn(crate::common::Standalone));
+}
+
+fn data() -> session_core::Data {
+    let mut data = session_core::Data::new();
+    data.insert("user".into(), "ada".into());
+    data
+}
+
+async fn raw() -> redis::aio::MultiplexedConnection {
+    let client = redis::Client::open(redis_url()).unwrap();
+    client.get_multiplexed_async_connection().await.unwrap()
+}
+
+#[tokio::test]
+async fn garbage_written_directly_is_a_decode_error_naming_the_key() {
+    if skip_standalone().is_some() {
+        return;
+    }
+    let prefix = session_conformance::unique_namespace();
+    let store = standalone(&prefix).await;
+    let mut conn = raw().await;
+
+    // A hash with an unparsable version.
+    let key = SessionId::generate().unwrap().key();
+    let _: () = redis::cmd("HSET")
+        .arg(store.redis_key(&key))
+        .arg("v")
+        .arg("x")
+        .arg("c")
+        .arg("1")
+        .arg("e")
+        .arg("2")
+        .arg("d")
+        .arg("{}")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let err = store.load(&key).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Decode { key: k, .. } if k == key.as_str()),
+        "{err:?}"
+    );
+    assert!(matches!(store.all().await, Err(Error::Decode { .. })));
+
+    // Data that is not a JSON object.
+    let key2 = SessionId::generate().unwrap().key();
+    let _: () = redis::cmd("HSET")
+        .arg(store.redis_key(&key2))
+        .arg(&["v", "1", "c", "1", "e", "2", "d", "[1,2]"])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(matches!(store.load(&key2).await, Err(Error::Decode { .. })));
+
+    // A string where a hash belongs.
+    let key3 = SessionId::generate().unwrap().key();
+    let _: () = redis::cmd("SET")
+        .arg(store.redis_key(&key3))
+        .arg("not a session")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let err = store.load(&key3).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Decode { key: k, .. } if k == key3.as_str()),
+        "{err:?}"
+    );
+    let err = store
+        .update(&key3, &Record::new(data(), Duration::from_secs(60)), 0)
+        .await;
+    assert!(matches!(err, Err(Error::Decode { .. })), "{err:?}");
+
+    // A hash without a version: update reports it instead of guessing.
+    let key4 = SessionId::generate().unwrap().key();
+    let _: () = redis::cmd("HSET")
+        .arg(store.redis_key(&key4))
+        .arg("d")
+        .arg("{}")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let err = store
+        .update(&key4, &Record::new(data(), Duration::from_secs(60)), 0)
+        .await;
+    assert!(matches!(err, Err(Error::Decode { .. })), "{err:?}");
+
+    store.clear().await.unwrap();
+    assert!(store.is_empty().await.unwrap());
+}
+
+#[tokio::test]
+async fn keys_live_under_the_prefix_with_the_redis_ttl() {
+    if skip_standalone().is_some() {
+        return;
+    }
+    let prefix = session_conformance::unique_namespace();
+    let store = standalone(&prefix).await;
+    let key = SessionId::generate().unwrap().key();
+    let record = Record::new(data(), Duration::from_secs(600));
+    store.save(&key, &record).await.unwrap();
+
+    let mut conn = raw().await;
+    let name = format!("{prefix}:{}", key.as_str());
+    assert_eq!(store.redis_key(&key), name);
+    let expire_at: i64 = redis::cmd("PEXPIRETIME")
+        .arg(&name)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(expire_at, record.expires_at.as_millis());
+
+    // touch moves both the TTL and the stored expires_at.
+    let later = record.expires_at + Duration::from_secs(60);
+    assert!(store.touch(&key, later).await.unwrap());
+    let expire_at: i64 = redis::cmd("PEXPIRETIME")
+        .arg(&name)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(expire_at, later.as_millis());
+    assert_eq!(store.load(&key).await.unwrap().unwrap().expires_at, later);
+    store.destroy(&key).await.unwrap();
+}
+
+#[tokio::test]
+async fn prefixes_with_glob_characters_and_nested_prefixes_stay_apart() {
+    if skip_standalone().is_some() {
+        return;
+    }
+    let base = session_conformance::unique_namespace();
+    let star = standalone(&format!("{base}*")).await;
+    let plain = standalone(&base).await;
+    let nested = standalone(&format!("{base}:inner")).await;
+    let bracket = standalone(&format!("{base}[x]")).await;
+    for store in [&star, &plain, &nested, &bracket] {
+        let key = SessionId::generate().unwrap().key();
+        store
+            .save(&key, &Record::new(data(), Duration::from_secs(600)))
+            .await
+            .unwrap();
+    }
+    for store in [&star, &plain, &nested, &bracket] {
+        assert_eq!(store.len().await.unwrap(), 1, "{store:?}");
+        assert_eq!(store.all().await.unwrap().len(), 1, "{store:?}");
+    }
+    star.clear().await.unwrap();
+    plain.clear().await.unwrap();
+    assert_eq!(nested.len().await.unwrap(), 1);
+    assert_eq!(bracket.len().await.unwrap(), 1);
+    nested.clear().await.unwrap();
+    bracket.clear().await.unwrap();
+}
+
+#[tokio::test]
+async fn configuration_errors_are_reported_when_building() {
+    for bad in ["", "has space", "tab\t"] {
+        let err = RedisStore::builder()
+            .prefix(bad)
+            .connect("redis://127.0.0.1:1/")
+            .await;
+        assert!(matches!(err, Err(Error::Config { .. })), "{bad:?}: {err:?}");
+    }
+    let err = RedisStore::connect("http://not-redis/").await;
+    assert!(matches!(err, Err(Error::Config { .. })), "{err:?}");
+    let err = RedisStore::connect_cluster(Vec::<String>::new()).await;
+    assert!(matches!(err, Err(Error::Config { .. })), "{err:?}");
+    let err = RedisStore::builder()
+        .scan_count(0)
+        .connect("redis://127.0.0.1:1/")
+        .await;
+    assert!(matches!(err, Err(Error::Config { .. })), "{err:?}");
+}
+
+#[tokio::test]
+async fn unreachable_server_is_a_backend_error_and_urls_never_leak_passwords() {
+    let err = RedisStore::builder()
+        .connection_timeout(Duration::from_millis(500))
+        .connect("redis://user:hunter2secret@127.0.0.1:1/")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Backend { .. }), "{err:?}");
+    assert!(!format!("{err:?} {err}").contains("hunter2secret"));
+    let err = RedisStore::connect("redis://user:hunter2secret@[bad")
+        .await
+        .unwrap_err();
+    assert!(!format!("{err:?} {err}").contains("hunter2secret"));
+}
+
+#[tokio::test]
+async fn debug_shows_the_address_but_not_the_password() {
+    if skip_standalone().is_some() {
+        return;
+    }
+    // The test server has no password; `default` with an empty password is
+    // accepted, so build the URL with a user-info part that holds no secret
+    // and check the store from a ready connection as well.
+    let store = standalone("dbg").await;
+    let shown = format!("{store:?}");
+    assert!(shown.contains("dbg"), "{shown}");
+    assert!(shown.contains("redis://"), "{shown}");
+
+    let client = redis::Client::open(redis_url()).unwrap();
+    let conn = client.get_multiplexed_async_connection().await.unwrap();
+    let store = RedisStore::builder().prefix("p").build(conn).unwrap();
+    let shown = format!("{store:?}");
+    assert!(shown.contains("provided connection"), "{shown}");
+}
