@@ -151,7 +151,13 @@ impl Shard {
     /// `create`: insert unless a live entry exists. Returns whether it
     /// inserted (an entry that is already expired is "inserted" as nothing:
     /// the key ends up absent).
-    pub(crate) fn create(&mut self, key: Key, entry: Entry, now: i64, cap: usize) -> (bool, Removed) {
+    pub(crate) fn create(
+        &mut self,
+        key: Key,
+        entry: Entry,
+        now: i64,
+        cap: usize,
+    ) -> (bool, Removed) {
         match self.map.get(&key) {
             Some(old) if old.is_live(now) => return (false, Removed::default()),
             Some(_) => {
@@ -241,6 +247,12 @@ impl Shard {
     /// allocation: hash maps never shrink on their own. Keeps 2× headroom so
     /// that a shard that refills does not immediately regrow.
     pub(crate) fn shrink_if_sparse(&mut self) {
+        if self.index.is_empty() {
+            // A B-tree keeps its last (empty) node; that node was allocated
+            // late, high in the heap, and would stop the allocator from
+            // returning everything below it. Drop it.
+            self.index = BTreeSet::new();
+        }
         let capacity = self.map.capacity();
         if capacity > SHRINK_MIN_CAPACITY && self.map.len() < capacity / SHRINK_RATIO {
             self.map.shrink_to(self.map.len() * 2);

@@ -105,14 +105,25 @@ async fn store_evicts_soonest_to_expire_and_counts_it() {
     assert_eq!(store.evictions(), 0);
 
     // Writes to existing keys never evict.
-    store.save_at(&keys[0], &expiring_in(30_000, 7), T0).unwrap();
-    assert_eq!(store.update_at(&keys[1], &expiring_in(10_000, 8), 0, T0).unwrap(), UpdateOutcome::Updated);
+    store
+        .save_at(&keys[0], &expiring_in(30_000, 7), T0)
+        .unwrap();
+    assert_eq!(
+        store
+            .update_at(&keys[1], &expiring_in(10_000, 8), 0, T0)
+            .unwrap(),
+        UpdateOutcome::Updated
+    );
     assert!(store.touch_at(&keys[2], Timestamp::from_millis(T0 + 20_000), T0));
     assert_eq!(store.evictions(), 0);
 
     // A fourth session evicts keys[1], the one closest to expiring.
     let fourth = key();
-    assert!(store.create_at(&fourth, &expiring_in(40_000, 3), T0).unwrap());
+    assert!(
+        store
+            .create_at(&fourth, &expiring_in(40_000, 3), T0)
+            .unwrap()
+    );
     assert_eq!(store.evictions(), 1);
     assert_eq!(store.len_at(T0), 3);
     assert_eq!(store.load_at(&keys[1], T0).unwrap(), None);
@@ -122,7 +133,9 @@ async fn store_evicts_soonest_to_expire_and_counts_it() {
 
     // Once keys[2] has expired (at +20 s), it makes room without counting.
     let later = T0 + 25_000;
-    store.save_at(&key(), &expiring_in(50_000, 4), later).unwrap();
+    store
+        .save_at(&key(), &expiring_in(50_000, 4), later)
+        .unwrap();
     assert_eq!(store.evictions(), 1);
     assert_eq!(store.len_at(later), 3);
 }
@@ -132,7 +145,9 @@ fn capacity_bound_is_never_exceeded() {
     // One shard: exact.
     let store = MemoryStore::new().with_max_sessions(max(100));
     for i in 0..1000 {
-        store.save_at(&key(), &expiring_in(60_000 + i, i), T0).unwrap();
+        store
+            .save_at(&key(), &expiring_in(60_000 + i, i), T0)
+            .unwrap();
     }
     assert_eq!(store.len_at(T0), 100);
     assert_eq!(store.evictions(), 900);
@@ -147,7 +162,9 @@ fn capacity_bound_is_never_exceeded() {
     assert_eq!(expiries, (60_900..61_000).collect::<Vec<_>>());
 
     // Many shards: each holds max / shards, so the total stays <= max.
-    let store = MemoryStore::new().with_shards(16).with_max_sessions(max(100));
+    let store = MemoryStore::new()
+        .with_shards(16)
+        .with_max_sessions(max(100));
     assert_eq!(store.shard_count(), 16);
     for i in 0..1000 {
         store.save_at(&key(), &expiring_in(60_000, i), T0).unwrap();
@@ -172,10 +189,14 @@ fn delete_expired_leaves_live_ones_and_shrinks() {
     let store = MemoryStore::new();
     let live: Vec<_> = (0..100).map(|_| key()).collect();
     for (i, k) in live.iter().enumerate() {
-        store.save_at(k, &expiring_in(3_600_000, i as i64), T0).unwrap();
+        store
+            .save_at(k, &expiring_in(3_600_000, i as i64), T0)
+            .unwrap();
     }
     for i in 0..20_000 {
-        store.save_at(&key(), &expiring_in(1_000 + i % 500, i), T0).unwrap();
+        store
+            .save_at(&key(), &expiring_in(1_000 + i % 500, i), T0)
+            .unwrap();
     }
     let allocated = store.allocated();
     assert!(allocated >= 20_100);
@@ -190,14 +211,19 @@ fn delete_expired_leaves_live_ones_and_shrinks() {
         assert!(store.load_at(k, now).unwrap().is_some());
     }
     let after = store.allocated();
-    assert!(after * 4 < allocated, "maps shrank: {allocated} -> {after} slots");
+    assert!(
+        after * 4 < allocated,
+        "maps shrank: {allocated} -> {after} slots"
+    );
 }
 
 #[test]
 fn delete_expired_removes_only_what_expired_by_now() {
     let store = MemoryStore::new();
     for i in 0..10 {
-        store.save_at(&key(), &expiring_in(100 * (i + 1), i), T0).unwrap();
+        store
+            .save_at(&key(), &expiring_in(100 * (i + 1), i), T0)
+            .unwrap();
     }
     // Expiry is exclusive: at exactly T0 + 500, the record expiring then is gone.
     assert_eq!(store.len_at(T0 + 499), 6);
@@ -224,7 +250,9 @@ fn sharding_spreads_keys() {
     assert!(shards >= 16 && shards.is_power_of_two());
     let n = 1_000 * shards;
     for i in 0..n {
-        store.save_at(&key(), &expiring_in(60_000, i as i64), T0).unwrap();
+        store
+            .save_at(&key(), &expiring_in(60_000, i as i64), T0)
+            .unwrap();
     }
     let counts = store.stored_per_shard();
     // Mean 1000, standard deviation ~32: +-25% is over 7 deviations.
@@ -237,12 +265,22 @@ fn sharding_spreads_keys() {
 fn shard_layout() {
     assert_eq!(MemoryStore::new().with_shards(5).shard_count(), 8);
     assert_eq!(MemoryStore::new().with_shards(0).shard_count(), 1);
-    assert_eq!(MemoryStore::new().with_shards(1 << 30).shard_count(), 1 << 16);
+    assert_eq!(
+        MemoryStore::new().with_shards(1 << 30).shard_count(),
+        1 << 16
+    );
     // The bound caps the count so every shard holds at least one session.
-    let store = MemoryStore::new().with_shards(64).with_max_sessions(max(10));
+    let store = MemoryStore::new()
+        .with_shards(64)
+        .with_max_sessions(max(10));
     assert_eq!(store.shard_count(), 8);
     assert_eq!(store.max_sessions(), Some(max(10)));
-    assert_eq!(MemoryStore::new().with_max_sessions(max(2047)).shard_count(), 1);
+    assert_eq!(
+        MemoryStore::new()
+            .with_max_sessions(max(2047))
+            .shard_count(),
+        1
+    );
     assert_eq!(MemoryStore::default().max_sessions(), None);
 }
 
@@ -253,7 +291,9 @@ fn reconfiguring_keeps_sessions() {
     // Real clock here: `with_*` uses it to drop what has expired.
     for (i, k) in keys.iter().enumerate() {
         let record = Record::new(data(i as i64), Duration::from_secs(600));
-        store.save_at(k, &record, Timestamp::now().as_millis()).unwrap();
+        store
+            .save_at(k, &record, Timestamp::now().as_millis())
+            .unwrap();
     }
     let store = store.with_shards(4);
     let now = Timestamp::now().as_millis();
@@ -288,10 +328,16 @@ fn len_and_all_follow_expiry_and_touch() {
 async fn corrupt_data_is_a_decode_error_naming_the_key() {
     let store = MemoryStore::new();
     let k = key();
-    store.save(&k, &Record::new(data(1), Duration::from_secs(60))).await.unwrap();
+    store
+        .save(&k, &Record::new(data(1), Duration::from_secs(60)))
+        .await
+        .unwrap();
     store.with_shard(&k, |shard| shard.corrupt(&Key(*k.as_bytes()), "not json"));
     let err = store.load(&k).await.unwrap_err();
-    assert!(matches!(&err, Error::Decode { key, .. } if key == k.as_str()), "{err:?}");
+    assert!(
+        matches!(&err, Error::Decode { key, .. } if key == k.as_str()),
+        "{err:?}"
+    );
     assert!(store.all().await.is_err());
 }
 
@@ -303,7 +349,10 @@ async fn works_with_the_generic_reaper() {
         store.save(&key(), &record).await.unwrap();
     }
     let live = key();
-    store.save(&live, &Record::new(data(0), Duration::from_secs(600))).await.unwrap();
+    store
+        .save(&live, &Record::new(data(0), Duration::from_secs(600)))
+        .await
+        .unwrap();
     let reaper = Reaper::spawn(store.clone(), ReaperConfig::new(Duration::from_millis(50)));
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while store.stored_per_shard().iter().sum::<usize>() > 1 {
