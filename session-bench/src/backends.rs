@@ -1,0 +1,306 @@
+//! The backends the bench knows, how each store and its raw baseline are
+//! opened, and where servers are found.
+
+use std::any::Any;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use session_core::SessionStore;
+
+use crate::Result;
+use crate::target::Target;
+
+/// A backend: one store crate and the engine under it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
+pub enum Backend {
+    /// `session-store-memory` next to a plain sharded `HashMap`.
+    Memory,
+    /// `session-store-sqlite` next to plain rusqlite statements.
+    Sqlite,
+    /// `session-store-sled` next to plain sled calls.
+    Sled,
+    /// `session-store-redis` (standalone) next to the same connection doing
+    /// `GET` / `SET PX` / `PEXPIRE` / `DEL`.
+    Redis,
+    /// `session-store-redis` on Redis Cluster, next to the same cluster
+    /// connection doing the same commands.
+    RedisCluster,
+    /// `session-store-mongo` next to the `mongodb` driver's
+    /// insert / find / update / delete.
+    Mongo,
+}
+
+impl Backend {
+    /// Every backend, compiled in or not.
+    pub const ALL: [Self; 6] = [
+        Self::Memory,
+        Self::Sqlite,
+        Self::Sled,
+        Self::Redis,
+        Self::RedisCluster,
+        Self::Mongo,
+    ];
+
+    /// Its name in `--stores` and in the results.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Memory => "memory",
+            Self::Sqlite => "sqlite",
+            Self::Sled => "sled",
+            Self::Redis => "redis",
+            Self::RedisCluster => "redis-cluster",
+            Self::Mongo => "mongo",
+        }
+    }
+
+    /// Whether this binary was built with the backend's feature.
+    #[must_use]
+    pub fn compiled(self) -> bool {
+        match self {
+            Self::Memory => cfg!(feature = "memory"),
+            Self::Sqlite => cfg!(feature = "sqlite"),
+            Self::Sled => cfg!(feature = "sled"),
+            Self::Redis | Self::RedisCluster => cfg!(feature = "redis"),
+            Self::Mongo => cfg!(feature = "mongo"),
+        }
+    }
+
+    /// Every backend compiled in.
+    #[must_use]
+    pub fn all_compiled() -> Vec<Self> {
+        Self::ALL.into_iter().filter(|b| b.compiled()).collect()
+    }
+
+    /// Open a fresh store of this backend on a fresh namespace (a temporary
+    /// file or folder, a random key prefix or collection).
+    ///
+    /// # Errors
+    ///
+    /// If the backend is not compiled in, or cannot be reached (naming the
+    /// address tried).
+    pub async fn open_store(self, env: &Env) -> Result<Opened> {
+        let namespace = namespace();
+        match self {
+            Self::Memory => open::memory_store(),
+            Self::Sqlite => open::sqlite_store(env, &namespace).await,
+            Self::Sled => open::sled_store(env, &namespace).await,
+            Self::Redis => open::redis_store(env, &namespace, false).await,
+            Self::RedisCluster => open::redis_store(env, &namespace, true).await,
+            Self::Mongo => open::mongo_store(env, &namespace).await,
+        }
+    }
+
+    /// Open a fresh store and, beside it, the raw baseline of its engine on
+    /// its own namespace (the same connection for a server).
+    ///
+    /// # Errors
+    ///
+    /// As [`open_store`](Self::open_store).
+    pub async fn open_with_raw(self, env: &Env) -> Result<(Opened, Arc<dyn Target>)> {
+        let opened = self.open_store(env).await?;
+        let raw = opened
+            .raw
+            .clone()
+            .ok_or_else(|| format!("{}: no raw baseline was opened", self.name()))?;
+        Ok((opened, raw))
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// An opened store, its raw baseline, and whatever must live as long as they
+/// do (temporary folders are deleted when this is dropped).
+pub struct Opened {
+    /// The store.
+    pub store: Arc<dyn SessionStore>,
+    /// The raw baseline of the same engine, on another namespace.
+    pub raw: Option<Arc<dyn Target>>,
+    /// Kept alive with the store (temporary folders).
+    _guard: Vec<Box<dyn Any + Send + Sync>>,
+}
+
+impl fmt::Debug for Opened {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Opened")
+            .field("store", &self.store)
+            .field("raw", &self.raw)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where servers and files are: the same environment variables as the
+/// tests, with loopback defaults.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Env {
+    /// `SESSION_REDIS_URL`, default `redis://127.0.0.1:6379/`.
+    pub redis_url: String,
+    /// `SESSION_REDIS_CLUSTER_NODES` (comma-separated), default
+    /// `redis://127.0.0.1:7000/`.
+    pub redis_cluster_nodes: Vec<String>,
+    /// `SESSION_MONGO_URL`, default `mongodb://127.0.0.1:27017`.
+    pub mongo_url: String,
+    /// Folder for SQLite and sled files (a temporary folder inside it per
+    /// store); default the system's temporary folder.
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Env {
+    /// Read the environment.
+    #[must_use]
+    pub fn from_env() -> Self {
+        let var = |name: &str, default: &str| {
+            std::env::var(name)
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+                .unwrap_or_else(|| default.to_owned())
+        };
+        Self {
+            redis_url: var("SESSION_REDIS_URL", "redis://127.0.0.1:6379/"),
+            redis_cluster_nodes: var("SESSION_REDIS_CLUSTER_NODES", "redis://127.0.0.1:7000/")
+                .split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect(),
+            mongo_url: var("SESSION_MONGO_URL", "mongodb://127.0.0.1:27017"),
+            data_dir: None,
+        }
+    }
+
+    /// A new temporary folder for one store's files.
+    ///
+    /// # Errors
+    ///
+    /// If it cannot be created.
+    pub fn temp_dir(&self) -> Result<tempfile::TempDir> {
+        let builder = {
+            let mut b = tempfile::Builder::new();
+            b.prefix("session-bench-");
+            b
+        };
+        Ok(match &self.data_dir {
+            Some(dir) => builder.tempdir_in(dir)?,
+            None => builder.tempdir()?,
+        })
+    }
+}
+
+/// A fresh namespace: `bench_` and 12 hex digits from the clock and a
+/// counter (unique within the run, unlikely to collide across runs).
+fn namespace() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let t = session_core::Timestamp::now().as_millis().unsigned_abs();
+    let mut rng = crate::payload::Rng::new(t ^ (u64::from(std::process::id()) << 32) ^ n);
+    format!("bench_{:012x}", rng.next_u64() & 0xffff_ffff_ffff)
+}
+
+#[allow(
+    clippy::unused_async,
+    reason = "every opener has the same shape, compiled in or not"
+)]
+mod open {
+    use super::{Env, Opened};
+    use crate::Result;
+
+    fn not_compiled(name: &str) -> crate::BoxError {
+        format!(
+            "the {name} backend is not compiled in: build with `--features {}`",
+            name.split('-').next().unwrap_or(name)
+        )
+        .into()
+    }
+
+    #[cfg(feature = "memory")]
+    pub(super) fn memory_store() -> Result<Opened> {
+        use std::sync::Arc;
+        Ok(Opened {
+            store: Arc::new(session_store_memory::MemoryStore::new()),
+            raw: Some(Arc::new(crate::raw::RawMemory::new())),
+            _guard: Vec::new(),
+        })
+    }
+
+    #[cfg(not(feature = "memory"))]
+    pub(super) fn memory_store() -> Result<Opened> {
+        Err(not_compiled("memory"))
+    }
+
+    #[cfg(feature = "sqlite")]
+    pub(super) async fn sqlite_store(env: &Env, namespace: &str) -> Result<Opened> {
+        use std::sync::Arc;
+        let dir = env.temp_dir()?;
+        let store = session_store_sqlite::SqliteStore::builder(dir.path().join("store.db"))
+            .with_table(namespace)
+            .build()
+            .await?;
+        let raw = crate::raw::sqlite::RawSqlite::open(&dir.path().join("raw.db"))?;
+        Ok(Opened {
+            store: Arc::new(store),
+            raw: Some(Arc::new(raw)),
+            _guard: vec![Box::new(dir)],
+        })
+    }
+
+    #[cfg(not(feature = "sqlite"))]
+    pub(super) async fn sqlite_store(_env: &Env, _namespace: &str) -> Result<Opened> {
+        Err(not_compiled("sqlite"))
+    }
+
+    #[cfg(feature = "sled")]
+    pub(super) async fn sled_store(env: &Env, namespace: &str) -> Result<Opened> {
+        crate::raw::sled::open_pair(env, namespace).await
+    }
+
+    #[cfg(not(feature = "sled"))]
+    pub(super) async fn sled_store(_env: &Env, _namespace: &str) -> Result<Opened> {
+        Err(not_compiled("sled"))
+    }
+
+    #[cfg(feature = "redis")]
+    pub(super) async fn redis_store(env: &Env, namespace: &str, cluster: bool) -> Result<Opened> {
+        crate::raw::redis::open_pair(env, namespace, cluster).await
+    }
+
+    #[cfg(not(feature = "redis"))]
+    pub(super) async fn redis_store(
+        _env: &Env,
+        _namespace: &str,
+        _cluster: bool,
+    ) -> Result<Opened> {
+        Err(not_compiled("redis"))
+    }
+
+    #[cfg(feature = "mongo")]
+    pub(super) async fn mongo_store(env: &Env, namespace: &str) -> Result<Opened> {
+        crate::raw::mongo::open_pair(env, namespace).await
+    }
+
+    #[cfg(not(feature = "mongo"))]
+    pub(super) async fn mongo_store(_env: &Env, _namespace: &str) -> Result<Opened> {
+        Err(not_compiled("mongo"))
+    }
+
+    /// Build an [`Opened`] (for the per-engine modules).
+    #[allow(dead_code, reason = "used only by some backend features")]
+    pub(crate) fn opened(
+        store: std::sync::Arc<dyn session_core::SessionStore>,
+        raw: std::sync::Arc<dyn crate::target::Target>,
+        guard: Vec<Box<dyn std::any::Any + Send + Sync>>,
+    ) -> Opened {
+        Opened {
+            store,
+            raw: Some(raw),
+            _guard: guard,
+        }
+    }
+}
+
+#[allow(unused_imports, reason = "used only by some backend features")]
+pub(crate) use open::opened;

@@ -1,0 +1,565 @@
+//! `session-bench`: run the standard workload on every store next to its raw
+//! engine, or render `BENCHMARKS.md` from the results.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use session_bench::phase::Phase;
+use session_bench::render::{self, Selection};
+use session_bench::report::{self, Line, Measurement, PhaseLine, RunInfo};
+use session_bench::scale::{self, ReapSizes};
+use session_bench::{Backend, Bench, BoxError, Env, Result, StoreTarget, Target};
+
+/// Default results file (inside `target/`, so runs never dirty the tree).
+const DEFAULT_OUT: &str = "target/session-bench/results.jsonl";
+
+/// Seed of the preloaded keys (the same keys for a store and its raw engine).
+const KEY_SEED: u64 = 0x5e55_1011;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "session-bench",
+    version,
+    about = "The standard session-store workload: every store next to its raw engine",
+    long_about = "The standard session-store workload (BENCH.md): every store next to its raw \
+engine.\n\n\
+For each selected backend, a store and a raw baseline of its engine (a sharded HashMap; plain \
+rusqlite statements; plain sled calls; the same Redis connection's GET/SET PX/PEXPIRE/DEL; the \
+MongoDB driver) are each preloaded with sessions carrying the standard ~200-byte, 8-field payload \
+(expiry 30 min), then run the phases load, save (the store's versioned update, the raw engine's \
+unconditional write), create, touch, delete and mixed (80% load, 15% save, 5% create+destroy) for \
+a fixed time at each concurrency (tokio tasks sharing one store). Each phase reports ops/s and \
+p50/p99 latency (HDR histogram) and the store's throughput as a ratio of its raw engine's, \
+measured in the same run.\n\n\
+The scale experiments then time delete_expired with 200,000 and 1,000,000 live plus 2,000 and \
+10,000 expired sessions, and measure the memory store's resident set at 100,000 and 1,000,000 \
+sessions and after they all expired and were reaped (in a fresh child process).\n\n\
+Results: a Markdown table on stdout, and one JSON object per line appended to --out. \
+`session-bench render` turns the lines of several runs into BENCHMARKS.md (medians).\n\n\
+Servers come from the environment, as for the tests: SESSION_REDIS_URL (default \
+redis://127.0.0.1:6379/), SESSION_REDIS_CLUSTER_NODES (comma-separated, default \
+redis://127.0.0.1:7000/), SESSION_MONGO_URL (default mongodb://127.0.0.1:27017). A selected \
+server that cannot be reached is an error naming the address.",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Regenerate the tables of BENCHMARKS.md from the results file (the
+    /// median of the latest runs per row); the prose around them is kept.
+    Render(RenderArgs),
+    /// (internal) Measure the memory store's footprint in this fresh process
+    /// and print JSON lines.
+    #[command(hide = true)]
+    MemoryProbe(ProbeArgs),
+}
+
+#[derive(Debug, Args)]
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "command-line flags are booleans"
+)]
+struct RunArgs {
+    /// Backends to run, comma-separated: memory, sqlite, sled, redis,
+    /// redis-cluster, mongo. Default: every backend compiled into this
+    /// binary (see the crate's features).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    stores: Option<Vec<Backend>>,
+
+    /// Seconds each phase runs, per concurrency level and target
+    /// [default: 3; 0.2 with --quick].
+    #[arg(long, value_name = "SECS")]
+    duration: Option<f64>,
+
+    /// Concurrency levels (tokio tasks sharing one store), comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "1,64",
+        value_name = "C,..."
+    )]
+    concurrency: Vec<usize>,
+
+    /// Phases to run, comma-separated [default: all]. `delete` destroys the
+    /// keys `create` made (it creates some, untimed, if `create` is not run).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    phases: Option<Vec<Phase>>,
+
+    /// Sessions preloaded before the phases [default: 10000; 1000 with --quick].
+    #[arg(long, value_name = "N")]
+    preload: Option<usize>,
+
+    /// Everything in well under a minute: 0.2 s phases, 1,000 preloaded
+    /// sessions, small scale sizes. For smoke tests; `render` skips these
+    /// results.
+    #[arg(long)]
+    quick: bool,
+
+    /// Results file; one JSON object per line is appended per (store,
+    /// phase, C), per delete_expired timing and per memory size.
+    #[arg(long, default_value = DEFAULT_OUT, value_name = "PATH")]
+    out: PathBuf,
+
+    /// Run the scale experiments (delete_expired timings, memory footprint)
+    /// after the phases [the default].
+    #[arg(long, overrides_with = "no_scale")]
+    scale: bool,
+
+    /// Skip the scale experiments.
+    #[arg(long, overrides_with = "scale")]
+    no_scale: bool,
+
+    /// Repeat the whole run this many times (render takes medians).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    runs: usize,
+
+    /// Most keys one `create` phase may add before it stops early (ops/s is
+    /// over the time it ran): keeps in-process engines from growing by
+    /// gigabytes [default: 1000000; 100000 with --quick].
+    #[arg(long, value_name = "N")]
+    create_cap: Option<usize>,
+
+    /// Live populations for the delete_expired timings, comma-separated
+    /// [default: 200000,1000000; 5000,25000 with --quick].
+    #[arg(long, value_delimiter = ',', value_name = "N,...")]
+    reap_live: Option<Vec<u64>>,
+
+    /// Expired populations timed at each live population, comma-separated
+    /// [default: 2000,10000; 100,500 with --quick].
+    #[arg(long, value_delimiter = ',', value_name = "N,...")]
+    reap_expired: Option<Vec<u64>>,
+
+    /// Memory-store sizes whose resident set is measured, comma-separated
+    /// [default: 100000,1000000; 10000,50000 with --quick].
+    #[arg(long, value_delimiter = ',', value_name = "N,...")]
+    memory_sessions: Option<Vec<u64>>,
+
+    /// Folder for the SQLite and sled files (a temporary folder is created
+    /// and removed inside it) [default: the system's temporary folder].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct RenderArgs {
+    /// Results file to read.
+    #[arg(long, default_value = DEFAULT_OUT, value_name = "PATH")]
+    input: PathBuf,
+
+    /// Markdown file whose generated part (between the session-bench
+    /// markers) is replaced; the markers and the part are appended if
+    /// missing.
+    #[arg(long, default_value = "BENCHMARKS.md", value_name = "PATH")]
+    output: PathBuf,
+
+    /// Summarise the latest N runs of each store (median per row).
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    runs: usize,
+
+    /// Also use --quick results (normally skipped: not comparable).
+    #[arg(long)]
+    include_quick: bool,
+
+    /// Print the generated part instead of writing the file.
+    #[arg(long)]
+    stdout: bool,
+}
+
+#[derive(Debug, Args)]
+struct ProbeArgs {
+    /// Sizes to measure, ascending, comma-separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    sessions: Vec<u64>,
+    /// TTL of every session, ms (the preload must finish before it).
+    #[arg(long)]
+    ttl_ms: u64,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = runtime().and_then(|rt| match cli.command {
+        Some(Command::Render(args)) => render_cmd(&args),
+        Some(Command::MemoryProbe(args)) => rt.block_on(probe_cmd(&args)),
+        None => rt.block_on(run_cmd(cli.run)),
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("session-bench: error: {e}");
+            let mut source = e.source();
+            while let Some(s) = source {
+                eprintln!("  caused by: {s}");
+                source = s.source();
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cores())
+        .enable_all()
+        .build()?)
+}
+
+/// `git rev-parse HEAD`, or `"unknown"`.
+fn git_commit() -> String {
+    std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+fn render_cmd(args: &RenderArgs) -> Result<()> {
+    let lines = report::read_lines(&args.input)?;
+    let generated = render::generate(
+        &lines,
+        &Selection {
+            runs: args.runs,
+            include_quick: args.include_quick,
+        },
+    )?;
+    if args.stdout {
+        println!("{generated}");
+        return Ok(());
+    }
+    let document = match std::fs::read_to_string(&args.output) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(format!("cannot read {}: {e}", args.output.display()).into()),
+    };
+    std::fs::write(&args.output, render::splice(&document, &generated))
+        .map_err(|e| format!("cannot write {}: {e}", args.output.display()))?;
+    eprintln!(
+        "session-bench: rendered {} lines of {} into {}",
+        lines.len(),
+        args.input.display(),
+        args.output.display()
+    );
+    Ok(())
+}
+
+#[cfg(feature = "memory")]
+async fn probe_cmd(args: &ProbeArgs) -> Result<()> {
+    let store: Arc<dyn session_core::SessionStore> =
+        Arc::new(session_store_memory::MemoryStore::new());
+    let lines = scale::memory_probe(
+        "memory",
+        &store,
+        &args.sessions,
+        Duration::from_millis(args.ttl_ms),
+    )
+    .await?;
+    for line in lines {
+        println!("{}", serde_json::to_string(&line)?);
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "memory"))]
+async fn probe_cmd(_args: &ProbeArgs) -> Result<()> {
+    Err("the memory backend is not compiled in".into())
+}
+
+/// The run's settings, with `--quick` defaults resolved.
+struct Plan {
+    stores: Vec<Backend>,
+    duration: Duration,
+    concurrency: Vec<usize>,
+    phases: Vec<Phase>,
+    preload: usize,
+    create_cap: usize,
+    scale: bool,
+    reap: ReapSizes,
+    memory_sessions: Vec<u64>,
+    probe_ttl: Duration,
+}
+
+impl Plan {
+    fn new(args: &RunArgs) -> Result<Self> {
+        let q = args.quick;
+        let stores = args.stores.clone().unwrap_or_else(Backend::all_compiled);
+        if stores.is_empty() {
+            return Err(
+                "no backend compiled in: build with `--features memory` (or others)".into(),
+            );
+        }
+        if let Some(b) = stores.iter().find(|b| !b.compiled()) {
+            return Err(format!(
+                "the {b} backend is not compiled into this binary (compiled: {})",
+                names(&Backend::all_compiled())
+            )
+            .into());
+        }
+        let secs = args.duration.unwrap_or(if q { 0.2 } else { 3.0 });
+        if !(secs.is_finite() && secs > 0.0) {
+            return Err(
+                format!("--duration must be a positive number of seconds, got {secs}").into(),
+            );
+        }
+        if args.concurrency.is_empty() || args.concurrency.contains(&0) {
+            return Err("--concurrency needs levels of at least 1".into());
+        }
+        let mut stores = stores;
+        stores.dedup();
+        Ok(Self {
+            stores,
+            duration: Duration::from_secs_f64(secs),
+            concurrency: args.concurrency.clone(),
+            phases: args.phases.clone().unwrap_or_else(|| Phase::ALL.to_vec()),
+            preload: args.preload.unwrap_or(if q { 1_000 } else { 10_000 }),
+            create_cap: args
+                .create_cap
+                .unwrap_or(if q { 100_000 } else { 1_000_000 }),
+            scale: !args.no_scale,
+            reap: ReapSizes {
+                live: sorted(args.reap_live.clone().unwrap_or_else(|| {
+                    if q {
+                        vec![5_000, 25_000]
+                    } else {
+                        vec![200_000, 1_000_000]
+                    }
+                })),
+                expired: args.reap_expired.clone().unwrap_or_else(|| {
+                    if q {
+                        vec![100, 500]
+                    } else {
+                        vec![2_000, 10_000]
+                    }
+                }),
+                expired_ttl: Duration::from_millis(if q { 300 } else { 2_000 }),
+            },
+            memory_sessions: sorted(args.memory_sessions.clone().unwrap_or_else(|| {
+                if q {
+                    vec![10_000, 50_000]
+                } else {
+                    vec![100_000, 1_000_000]
+                }
+            })),
+            probe_ttl: Duration::from_secs(if q { 2 } else { 20 }),
+        })
+    }
+}
+
+fn sorted(mut v: Vec<u64>) -> Vec<u64> {
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+fn names(stores: &[Backend]) -> String {
+    stores
+        .iter()
+        .map(|b| b.name())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+async fn run_cmd(args: RunArgs) -> Result<()> {
+    let plan = Plan::new(&args)?;
+    let env = Env {
+        data_dir: args.data_dir.clone(),
+        ..Env::from_env()
+    };
+    let started = session_core::Timestamp::now();
+    let commit = git_commit();
+    eprintln!(
+        "session-bench: stores {}, {:?} per phase, C = {:?}, {} preloaded, {} core(s), commit {}",
+        names(&plan.stores),
+        plan.duration,
+        plan.concurrency,
+        plan.preload,
+        cores(),
+        commit.get(..10).unwrap_or(&commit),
+    );
+    for i in 0..args.runs.max(1) {
+        let info = RunInfo {
+            run: format!("{started}/{i}"),
+            commit: commit.clone(),
+            cores: cores(),
+            quick: args.quick,
+            duration_s: plan.duration.as_secs_f64(),
+            preload: plan.preload,
+        };
+        run_once(&plan, &env, &info, &args.out).await?;
+    }
+    eprintln!("session-bench: results appended to {}", args.out.display());
+    Ok(())
+}
+
+async fn run_once(plan: &Plan, env: &Env, info: &RunInfo, out: &Path) -> Result<()> {
+    let mut phase_lines = Vec::new();
+    for &backend in &plan.stores {
+        let lines = run_phases(plan, env, backend).await?;
+        let wrapped: Vec<Line> = lines
+            .iter()
+            .map(|l| wrap(info, Measurement::Phase(l.clone())))
+            .collect();
+        report::append_lines(out, &wrapped)?;
+        phase_lines.extend(lines);
+    }
+    println!(
+        "\n## Phases (run {})\n\n{}",
+        info.run,
+        report::phase_table(&phase_lines)
+    );
+    if !plan.scale {
+        return Ok(());
+    }
+    let mut reap_lines = Vec::new();
+    for &backend in &plan.stores {
+        eprintln!("{backend}: delete_expired timings");
+        let opened = backend
+            .open_store(env)
+            .await
+            .map_err(|e| with_context(backend, e))?;
+        let lines = scale::reap(backend.name(), &opened.store, &plan.reap, |l| {
+            eprintln!(
+                "  {:>9} live {:>7} expired: {:>9.2} ms, removed {}",
+                l.live, l.expired, l.ms, l.removed
+            );
+        })
+        .await
+        .map_err(|e| with_context(backend, e))?;
+        let wrapped: Vec<Line> = lines
+            .iter()
+            .map(|l| wrap(info, Measurement::Reap(l.clone())))
+            .collect();
+        report::append_lines(out, &wrapped)?;
+        reap_lines.extend(lines);
+    }
+    println!("## delete_expired\n\n{}", report::reap_table(&reap_lines));
+    if plan.stores.contains(&Backend::Memory) {
+        eprintln!("memory: footprint (child process)");
+        let lines = memory_probe_child(plan)?;
+        let wrapped: Vec<Line> = lines
+            .iter()
+            .map(|l| wrap(info, Measurement::Memory(l.clone())))
+            .collect();
+        report::append_lines(out, &wrapped)?;
+        println!("## Memory footprint\n\n{}", report::memory_table(&lines));
+    }
+    Ok(())
+}
+
+fn wrap(info: &RunInfo, measurement: Measurement) -> Line {
+    Line {
+        info: info.clone(),
+        measurement,
+    }
+}
+
+fn with_context(backend: Backend, e: BoxError) -> BoxError {
+    format!("{backend}: {e}").into()
+}
+
+/// Preload a store and its raw engine, run every phase at every
+/// concurrency on both (raw first, then the store, phase by phase), clean up.
+async fn run_phases(plan: &Plan, env: &Env, backend: Backend) -> Result<Vec<PhaseLine>> {
+    eprintln!(
+        "{backend}: opening and preloading {} sessions",
+        plan.preload
+    );
+    let (opened, raw) = backend
+        .open_with_raw(env)
+        .await
+        .map_err(|e| with_context(backend, e))?;
+    let store: Arc<dyn Target> = Arc::new(StoreTarget::new(opened.store.clone()));
+    let raw_bench = Bench::preload(raw.clone(), plan.preload, KEY_SEED).await?;
+    let store_bench = Bench::preload(store.clone(), plan.preload, KEY_SEED).await?;
+    let mut lines = Vec::new();
+    let mut seed = 1;
+    for &c in &plan.concurrency {
+        for phase in Phase::run_order(&plan.phases) {
+            seed += 1;
+            let r = raw_bench
+                .run(phase, c, plan.duration, plan.create_cap, seed)
+                .await
+                .map_err(|e| format!("{backend} raw, {phase} at C={c}: {e}"))?;
+            let s = store_bench
+                .run(phase, c, plan.duration, plan.create_cap, seed)
+                .await
+                .map_err(|e| format!("{backend} store, {phase} at C={c}: {e}"))?;
+            let line = PhaseLine::new(backend.name(), phase, c, &s, &r);
+            eprintln!(
+                "  {:<6} C={:<3} store {:>11} ops/s p50 {:>7} µs p99 {:>7} µs | raw {:>11} ops/s p50 {:>7} µs | {}{}",
+                phase.name(),
+                c,
+                report::thousands(line.ops_per_sec),
+                report::micros(line.p50_us),
+                report::micros(line.p99_us),
+                report::thousands(line.raw_ops_per_sec),
+                report::micros(line.raw_p50_us),
+                report::times(line.ratio),
+                if line.misses + line.raw_misses > 0 {
+                    format!("  (misses: store {}, raw {})", line.misses, line.raw_misses)
+                } else {
+                    String::new()
+                },
+            );
+            lines.push(line);
+        }
+        raw_bench.drain_pool().await?;
+        store_bench.drain_pool().await?;
+    }
+    raw.clear().await?;
+    opened.store.clear().await?;
+    // Phases are listed in the standard order, whatever order they ran in.
+    lines.sort_by_key(|l| (l.concurrency, l.phase));
+    Ok(lines)
+}
+
+/// Run the memory probe in a fresh child process (so the footprint is not
+/// blurred by what the phases allocated) and read its lines.
+fn memory_probe_child(plan: &Plan) -> Result<Vec<report::MemoryLine>> {
+    let exe = std::env::current_exe()?;
+    let sessions = plan
+        .memory_sessions
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let output = std::process::Command::new(exe)
+        .args(["memory-probe", "--sessions", &sessions, "--ttl-ms"])
+        .arg(plan.probe_ttl.as_millis().to_string())
+        .stderr(std::process::Stdio::inherit())
+        .output()?;
+    if !output.status.success() {
+        return Err(format!("memory probe failed: {}", output.status).into());
+    }
+    let text = String::from_utf8(output.stdout)?;
+    let lines = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).map_err(BoxError::from))
+        .collect::<Result<Vec<report::MemoryLine>>>()?;
+    for l in &lines {
+        eprintln!(
+            "  {:>9} sessions: {:.1} MiB ({} B/session), after reap {:.2}× baseline",
+            l.sessions,
+            l.rss_kib as f64 / 1024.0,
+            report::thousands(l.bytes_per_session),
+            l.after_reap_ratio
+        );
+    }
+    Ok(lines)
+}

@@ -1,0 +1,16 @@
+//! Raw baselines: each engine doing the workload's work directly, without a
+//! session store, on the same bytes. A store's throughput divided by its
+//! baseline's, measured in the same run, says how close the store comes to
+//! the limit of its engine.
+
+pub mod memory;
+#[cfg(feature = "mongo")]
+pub mod mongo;
+#[cfg(feature = "redis")]
+pub mod redis;
+#[cfg(feature = "sled")]
+pub mod sled;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
+
+pub use self::memory::RawMemory;

@@ -1,0 +1,1 @@
+//! Raw mongo baseline (in progress).

@@ -1,0 +1,1 @@
+//! Raw redis baseline (in progress).

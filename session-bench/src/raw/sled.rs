@@ -1,0 +1,1 @@
+//! Raw sled baseline (in progress).

@@ -1,0 +1,235 @@
+//! Scale: how long `delete_expired` takes as the live population grows, and
+//! the memory store's footprint.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use session_core::{Record, SessionStore, Timestamp};
+
+use crate::Result;
+use crate::payload::{Rng, SESSION_TTL, session_data};
+use crate::phase::BULK_TASKS;
+use crate::report::{MemoryLine, ReapLine};
+
+/// Save `n` fresh sessions concurrently. Each expires `ttl` after it is
+/// saved (so even a short `ttl` stores every one of them). Returns the latest
+/// expiry given.
+///
+/// # Errors
+///
+/// The first error of the store.
+pub async fn fill(
+    store: &Arc<dyn SessionStore>,
+    n: u64,
+    ttl: Duration,
+    seed: u64,
+) -> Result<Timestamp> {
+    let per_task = n.div_ceil(BULK_TASKS as u64);
+    let mut tasks = Vec::new();
+    for t in 0..BULK_TASKS as u64 {
+        let count = per_task.min(n.saturating_sub(t * per_task));
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut rng = Rng::new(seed.wrapping_mul(7919).wrapping_add(t));
+            let mut record = Record::new(session_data(t), ttl);
+            let mut latest = record.expires_at;
+            for _ in 0..count {
+                record.expires_at = Timestamp::now() + ttl;
+                latest = latest.max(record.expires_at);
+                store.save(&rng.key(), &record).await?;
+            }
+            Ok::<_, crate::BoxError>(latest)
+        }));
+    }
+    let mut latest = Timestamp::now();
+    for task in tasks {
+        latest = latest.max(task.await??);
+    }
+    Ok(latest)
+}
+
+/// Sleep until the process clock is past `t` (plus a small margin for a
+/// server clock).
+pub async fn sleep_past(t: Timestamp) {
+    let margin = Duration::from_millis(50);
+    let wait = t.duration_since(Timestamp::now()) + margin;
+    tokio::time::sleep(wait).await;
+}
+
+/// The sizes of the reaping experiment.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReapSizes {
+    /// Live populations, ascending (each step adds sessions to the last).
+    pub live: Vec<u64>,
+    /// Expired populations timed at each live population.
+    pub expired: Vec<u64>,
+    /// TTL of the sessions that are to expire.
+    pub expired_ttl: Duration,
+}
+
+/// Time one `delete_expired` for every (live, expired) pair of `sizes` on
+/// `store` (which should start empty; it is cleared at the end).
+///
+/// # Errors
+///
+/// The first error of the store.
+pub async fn reap(
+    name: &str,
+    store: &Arc<dyn SessionStore>,
+    sizes: &ReapSizes,
+    mut progress: impl FnMut(&ReapLine),
+) -> Result<Vec<ReapLine>> {
+    let mut lines = Vec::new();
+    let mut live = 0;
+    let mut seed = 1_000;
+    for &target in &sizes.live {
+        if target > live {
+            seed += 1;
+            fill(store, target - live, SESSION_TTL, seed).await?;
+            live = target;
+        }
+        for &expired in &sizes.expired {
+            seed += 1;
+            let latest = fill(store, expired, sizes.expired_ttl, seed).await?;
+            sleep_past(latest).await;
+            let start = Instant::now();
+            let removed = store.delete_expired().await?;
+            let ms = start.elapsed().as_secs_f64() * 1e3;
+            let line = ReapLine {
+                store: name.to_owned(),
+                live,
+                expired,
+                removed,
+                ms: crate::report::round(ms, 3),
+            };
+            progress(&line);
+            lines.push(line);
+        }
+    }
+    store.clear().await?;
+    Ok(lines)
+}
+
+/// The resident set of this process and its peak, in KiB, from
+/// `/proc/self/status` (`VmRSS`, `VmHWM`).
+///
+/// # Errors
+///
+/// If the file cannot be read (not Linux) or lacks the fields.
+pub fn rss_kib() -> Result<(u64, u64)> {
+    let status = std::fs::read_to_string("/proc/self/status")
+        .map_err(|e| format!("cannot read /proc/self/status (Linux only): {e}"))?;
+    let field = |name: &str| -> Result<u64> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .ok_or_else(|| format!("no {name} in /proc/self/status").into())
+    };
+    Ok((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+/// Fill `store` (empty, fresh, ideally in a fresh process) to each size of
+/// `sessions` in turn, reading the resident set at each; then wait for them
+/// all to expire, reap, and read it again.
+///
+/// Every session expires `ttl` after the start: the preload must finish
+/// before that (it is an error otherwise, as the footprint would be
+/// measured on a half-expired population).
+///
+/// # Errors
+///
+/// The first error of the store, or a preload slower than `ttl`.
+pub async fn memory_probe(
+    name: &str,
+    store: &Arc<dyn SessionStore>,
+    sessions: &[u64],
+    ttl: Duration,
+) -> Result<Vec<MemoryLine>> {
+    let (baseline, _) = rss_kib()?;
+    let expires_at = Timestamp::now() + ttl;
+    let record = Arc::new(Record::with_times(
+        session_data(1),
+        Timestamp::now(),
+        expires_at,
+    ));
+    let mut held = 0u64;
+    let mut measured = Vec::new();
+    for &n in sessions {
+        if n > held {
+            bulk_save(store, &record, n - held, n).await?;
+            held = n;
+        }
+        let (rss, peak) = rss_kib()?;
+        if !expires_at.is_after(Timestamp::now()) {
+            return Err(format!(
+                "preloading {n} sessions took longer than their {ttl:?} TTL: raise the probe TTL"
+            )
+            .into());
+        }
+        measured.push((n, rss, peak));
+    }
+    sleep_past(expires_at).await;
+    let reaped = store.delete_expired().await?;
+    let left = store.len().await?;
+    if left != 0 {
+        return Err(format!("{left} sessions left after reaping {reaped}").into());
+    }
+    let (after, _) = rss_kib()?;
+    Ok(measured
+        .into_iter()
+        .map(|(n, rss, peak)| MemoryLine {
+            store: name.to_owned(),
+            sessions: n,
+            baseline_kib: baseline,
+            rss_kib: rss,
+            peak_kib: peak,
+            bytes_per_session: crate::report::round(
+                rss.saturating_sub(baseline) as f64 * 1024.0 / n.max(1) as f64,
+                1,
+            ),
+            after_reap_kib: after,
+            after_reap_ratio: crate::report::round(after as f64 / baseline.max(1) as f64, 3),
+        })
+        .collect())
+}
+
+/// Save `n` sessions of `record` under fresh keys, with no per-key list (the
+/// keys would weigh in the footprint).
+async fn bulk_save(
+    store: &Arc<dyn SessionStore>,
+    record: &Arc<Record>,
+    n: u64,
+    seed: u64,
+) -> Result<()> {
+    let per_task = n.div_ceil(BULK_TASKS as u64);
+    let mut tasks = Vec::new();
+    for t in 0..BULK_TASKS as u64 {
+        let count = per_task.min(n.saturating_sub(t * per_task));
+        let (store, record) = (store.clone(), record.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut rng = Rng::new(seed.wrapping_mul(31).wrapping_add(t));
+            for _ in 0..count {
+                store.save(&rng.key(), &record).await?;
+            }
+            Ok::<_, crate::BoxError>(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rss_is_readable_on_linux() {
+        if cfg!(target_os = "linux") {
+            let (rss, peak) = rss_kib().unwrap();
+            assert!(rss > 0 && peak >= rss);
+        }
+    }
+}
