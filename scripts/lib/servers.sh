@@ -1,0 +1,308 @@
+# shellcheck shell=bash
+# Test servers for ./scripts/test: installs what is missing, starts what is
+# not running, exports where the tests find them, and stops what it started.
+#
+# Sourced, then:   servers_start     (registers servers_stop on EXIT)
+#
+# Exports for `cargo test`:
+#   SESSION_REDIS_URL            redis://127.0.0.1:PORT/ (standalone)
+#   SESSION_REDIS_CLUSTER_NODES  redis://127.0.0.1:P1/,... (6-node cluster)
+#   SESSION_MONGO_URL            mongodb://127.0.0.1:PORT/ (SecantusDB)
+#
+# Respected from the environment:
+#   SESSION_REDIS_URL, SESSION_REDIS_CLUSTER_NODES, SESSION_MONGO_URL
+#       already set: that server is used as is, nothing is started for it;
+#   SESSION_SKIP_REDIS=1, SESSION_SKIP_REDIS_CLUSTER=1, SESSION_SKIP_MONGO=1
+#       opt out: nothing is installed or started, the tests skip;
+#   SESSION_REDIS_REUSE_PORT (default 6379)
+#       a Redis answering PING there is reused for the standalone tests (it is
+#       never flushed: the tests use unique key prefixes). Point it at a port
+#       with nothing on it to force a private server.
+#
+# Everything it starts lives under .test-servers/run-<pid>/ and is stopped
+# on exit, also when tests fail or the run is interrupted. A run that died
+# without cleaning up is cleaned up by the next one.
+
+SERVERS_ROOT="${SERVERS_ROOT:-$PWD/.test-servers}"
+SERVERS_VENV="${SERVERS_VENV:-$PWD/.venv-test}"
+SERVERS_SECANTUS_VERSION="0.7.0b3"
+SERVERS_RUN=""
+
+servers_log() { printf '    [servers] %s\n' "$*" >&2; }
+
+# servers__ping PORT: does a Redis answer PING on 127.0.0.1:PORT? Pure bash,
+# so it works before redis-cli is installed.
+servers__ping() (
+    reply=""
+    exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
+    printf 'PING\r\n' >&3
+    IFS= read -r -t 2 reply <&3 || true
+    [[ "$reply" == "+PONG"* ]]
+) 2>/dev/null
+
+# servers__listening PORT: does anything accept connections there?
+servers__listening() {
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# servers__free_port: a loopback port that is free, and whose +10000
+# (Redis Cluster bus port) is free too.
+servers__free_port() {
+    local p i
+    for i in $(seq 1 500); do
+        p=$((20000 + (RANDOM * 32768 + RANDOM) % 25000))
+        if ! servers__listening "$p" && ! servers__listening $((p + 10000)); then
+            echo "$p"
+            return 0
+        fi
+    done
+    servers_log "no free loopback port found"
+    return 1
+}
+
+# servers__track PID: remember a process this run started.
+servers__track() { echo "$1" >>"$SERVERS_RUN/pids"; }
+
+# servers__kill_tracked DIR: stop the processes recorded in DIR/pids that
+# are still ours (their working directory or command line is inside DIR).
+servers__kill_tracked() {
+    local dir="$1" pid cwd cmd alive=()
+    [[ -f "$dir/pids" ]] || return 0
+    while read -r pid; do
+        [[ "$pid" =~ ^[0-9]+$ ]] || continue
+        kill -0 "$pid" 2>/dev/null || continue
+        cwd="$(readlink "/proc/$pid/cwd" 2>/dev/null || true)"
+        cmd="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null || true)"
+        if [[ "$cwd" == "$dir" || "$cwd" == "$dir/"* || "$cmd" == *"$dir/"* ]]; then
+            kill -TERM "$pid" 2>/dev/null || true
+            alive+=("$pid")
+        fi
+    done <"$dir/pids"
+    local i
+    for i in $(seq 1 50); do
+        local still=()
+        for pid in "${alive[@]}"; do
+            kill -0 "$pid" 2>/dev/null && still+=("$pid")
+        done
+        alive=("${still[@]}")
+        [[ ${#alive[@]} -eq 0 ]] && return 0
+        sleep 0.1
+    done
+    for pid in "${alive[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+}
+
+# servers__clean_stale: remove what earlier runs left behind when they died.
+servers__clean_stale() {
+    local dir owner
+    [[ -d "$SERVERS_ROOT" ]] || return 0
+    for dir in "$SERVERS_ROOT"/run-*; do
+        [[ -d "$dir" ]] || continue
+        owner="$(cat "$dir/owner" 2>/dev/null || true)"
+        if [[ "$owner" =~ ^[0-9]+$ ]] && kill -0 "$owner" 2>/dev/null; then
+            continue # another run of the test command is still going
+        fi
+        servers_log "cleaning up after an earlier run: $dir"
+        servers__kill_tracked "$dir"
+        rm -rf "$dir"
+    done
+}
+
+servers_stop() {
+    local status=$?
+    if [[ -n "$SERVERS_RUN" && -d "$SERVERS_RUN" ]]; then
+        servers_log "stopping test servers"
+        servers__kill_tracked "$SERVERS_RUN"
+        rm -rf "$SERVERS_RUN"
+        rmdir "$SERVERS_ROOT" 2>/dev/null || true
+    fi
+    SERVERS_RUN=""
+    return "$status"
+}
+
+servers__apt_install() {
+    if [[ "$(id -u)" != 0 ]]; then
+        servers_log "missing $*: install it (apt-get install $*) or run as root"
+        return 1
+    fi
+    servers_log "installing $* (apt-get)"
+    if [[ -z "${SERVERS_APT_UPDATED:-}" ]]; then
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+        SERVERS_APT_UPDATED=1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >&2
+}
+
+servers__ensure_redis() {
+    if command -v redis-server >/dev/null && command -v redis-cli >/dev/null; then
+        return 0
+    fi
+    servers__apt_install redis-server redis-tools
+}
+
+# servers__start_redis NAME [ARGS...]: start one redis-server on a free
+# port in its own directory; prints the port.
+servers__start_redis() {
+    local name="$1" dir port attempt pid i
+    shift
+    dir="$SERVERS_RUN/$name"
+    mkdir -p "$dir"
+    for attempt in 1 2 3 4 5; do
+        port="$(servers__free_port)" || return 1
+        (cd "$dir" && exec redis-server --bind 127.0.0.1 --port "$port" --dir "$dir" \
+            --save "" --appendonly no --daemonize no --logfile "$dir/redis.log" "$@") \
+            >/dev/null 2>&1 &
+        pid=$!
+        servers__track "$pid"
+        for i in $(seq 1 100); do
+            if servers__ping "$port"; then
+                echo "$port"
+                return 0
+            fi
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -TERM "$pid" 2>/dev/null || true
+        servers_log "redis-server $name did not come up on port $port (attempt $attempt)"
+        tail -n 5 "$dir/redis.log" >&2 2>/dev/null || true
+    done
+    return 1
+}
+
+servers__redis_standalone() {
+    if [[ "${SESSION_SKIP_REDIS:-}" == 1 ]]; then
+        servers_log "Redis: skipped (SESSION_SKIP_REDIS=1)"
+        return 0
+    fi
+    if [[ -n "${SESSION_REDIS_URL:-}" ]]; then
+        servers_log "Redis: using SESSION_REDIS_URL as given"
+        return 0
+    fi
+    local reuse="${SESSION_REDIS_REUSE_PORT:-6379}" port
+    if servers__ping "$reuse"; then
+        servers_log "Redis: reusing the server on 127.0.0.1:$reuse"
+        export SESSION_REDIS_URL="redis://127.0.0.1:$reuse/"
+        return 0
+    fi
+    servers__ensure_redis
+    port="$(servers__start_redis standalone)"
+    servers_log "Redis: started on 127.0.0.1:$port"
+    export SESSION_REDIS_URL="redis://127.0.0.1:$port/"
+}
+
+servers__redis_cluster() {
+    if [[ "${SESSION_SKIP_REDIS:-}" == 1 || "${SESSION_SKIP_REDIS_CLUSTER:-}" == 1 ]]; then
+        servers_log "Redis Cluster: skipped (opted out)"
+        return 0
+    fi
+    if [[ -n "${SESSION_REDIS_CLUSTER_NODES:-}" ]]; then
+        servers_log "Redis Cluster: using SESSION_REDIS_CLUSTER_NODES as given"
+        return 0
+    fi
+    servers__ensure_redis
+    local ports=() port i n addrs=() urls=() info ok
+    for i in 1 2 3 4 5 6; do
+        port="$(servers__start_redis "cluster-$i" --cluster-enabled yes \
+            --cluster-config-file nodes.conf --cluster-node-timeout 5000)"
+        ports+=("$port")
+        addrs+=("127.0.0.1:$port")
+        urls+=("redis://127.0.0.1:$port/")
+    done
+    redis-cli --cluster create "${addrs[@]}" --cluster-replicas 1 --cluster-yes \
+        >"$SERVERS_RUN/cluster-create.log" 2>&1 || {
+        cat "$SERVERS_RUN/cluster-create.log" >&2
+        return 1
+    }
+    for i in $(seq 1 300); do
+        ok=0
+        for port in "${ports[@]}"; do
+            info="$(redis-cli -p "$port" cluster info 2>/dev/null | tr -d '\r')" || true
+            if [[ "$info" == *"cluster_state:ok"* && "$info" == *"cluster_slots_ok:16384"* &&
+                "$info" == *"cluster_known_nodes:6"* ]]; then
+                ok=$((ok + 1))
+            fi
+        done
+        [[ $ok -eq 6 ]] && break
+        sleep 0.2
+    done
+    if [[ $ok -ne 6 ]]; then
+        servers_log "Redis Cluster: not ok after 60 s"
+        for port in "${ports[@]}"; do redis-cli -p "$port" cluster info >&2 || true; done
+        return 1
+    fi
+    n="$(IFS=,; echo "${urls[*]}")"
+    servers_log "Redis Cluster: 6 nodes (3 primaries, 3 replicas) on ${ports[*]}"
+    export SESSION_REDIS_CLUSTER_NODES="$n"
+}
+
+servers__ensure_secantus() {
+    local bin="$SERVERS_VENV/bin/secantusd-py" installed
+    if [[ -x "$bin" ]]; then
+        installed="$("$SERVERS_VENV/bin/python" -m pip show SecantusDB 2>/dev/null |
+            sed -n 's/^Version: //p')" || true
+        [[ "$installed" == "$SERVERS_SECANTUS_VERSION" ]] && return 0
+    fi
+    if ! command -v python3 >/dev/null; then
+        servers__apt_install python3 python3-venv python3-pip
+    fi
+    if [[ ! -x "$SERVERS_VENV/bin/python" ]]; then
+        rm -rf "$SERVERS_VENV"
+        if ! python3 -m venv "$SERVERS_VENV" >&2; then
+            rm -rf "$SERVERS_VENV"
+            servers__apt_install python3-venv
+            python3 -m venv "$SERVERS_VENV" >&2
+        fi
+    fi
+    servers_log "installing SecantusDB==$SERVERS_SECANTUS_VERSION into $SERVERS_VENV (pip)"
+    "$SERVERS_VENV/bin/python" -m pip install -q --disable-pip-version-check \
+        "SecantusDB==$SERVERS_SECANTUS_VERSION" >&2
+}
+
+servers__mongo() {
+    if [[ "${SESSION_SKIP_MONGO:-}" == 1 ]]; then
+        servers_log "MongoDB: skipped (SESSION_SKIP_MONGO=1)"
+        return 0
+    fi
+    if [[ -n "${SESSION_MONGO_URL:-}" ]]; then
+        servers_log "MongoDB: using SESSION_MONGO_URL as given"
+        return 0
+    fi
+    servers__ensure_secantus
+    local dir="$SERVERS_RUN/mongo" pid port="" i
+    mkdir -p "$dir/data"
+    # Started from its own directory, so that no ./secantusd.toml is picked up.
+    (cd "$dir" && exec "$SERVERS_VENV/bin/secantusd-py" --host 127.0.0.1 --port 0 \
+        --storage-path "$dir/data" --standalone --log-level INFO) >"$dir/log" 2>&1 &
+    pid=$!
+    servers__track "$pid"
+    for i in $(seq 1 300); do
+        port="$(sed -n 's/.*secantus listening on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$dir/log" |
+            head -n 1)"
+        [[ -n "$port" ]] && servers__listening "$port" && break
+        port=""
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if [[ -z "$port" ]]; then
+        servers_log "MongoDB (SecantusDB) did not start:"
+        tail -n 20 "$dir/log" >&2 || true
+        return 1
+    fi
+    servers_log "MongoDB: SecantusDB started on 127.0.0.1:$port"
+    export SESSION_MONGO_URL="mongodb://127.0.0.1:$port/"
+}
+
+servers_start() {
+    mkdir -p "$SERVERS_ROOT"
+    servers__clean_stale
+    SERVERS_RUN="$SERVERS_ROOT/run-$$"
+    rm -rf "$SERVERS_RUN"
+    mkdir -p "$SERVERS_RUN"
+    echo "$$" >"$SERVERS_RUN/owner"
+    : >"$SERVERS_RUN/pids"
+    trap servers_stop EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    servers__redis_standalone
+    servers__redis_cluster
+    servers__mongo
+}
