@@ -4,8 +4,7 @@ use std::time::Duration;
 
 use mongodb::bson::doc;
 use mongodb::options::{
-    ClientOptions, CollectionOptions, IndexOptions, ReadPreference, SelectionCriteria,
-    WriteConcern,
+    ClientOptions, CollectionOptions, IndexOptions, ReadPreference, SelectionCriteria, WriteConcern,
 };
 use mongodb::{Client, IndexModel};
 use session_core::{Error, Result};
@@ -127,7 +126,10 @@ impl MongoStoreBuilder {
         let client = Client::with_options(options).map_err(|e| {
             Error::config(
                 BACKEND,
-                format!("invalid MongoDB client options: {}", scrub(&e.to_string(), url)),
+                format!(
+                    "invalid MongoDB client options: {}",
+                    scrub(&e.to_string(), url)
+                ),
             )
         })?;
         self.finish(client, target).await
@@ -178,12 +180,17 @@ impl MongoStoreBuilder {
     fn validate(&self) -> Result<()> {
         let db = &self.database;
         if db.is_empty() || db.len() > 63 {
-            return Err(Error::config(BACKEND, "the database name must be 1 to 63 bytes"));
+            return Err(Error::config(
+                BACKEND,
+                "the database name must be 1 to 63 bytes",
+            ));
         }
-        if db
-            .chars()
-            .any(|c| matches!(c, '/' | '\\' | '.' | ' ' | '"' | '$' | '*' | '<' | '>' | ':' | '|' | '?' | '\0'))
-        {
+        if db.chars().any(|c| {
+            matches!(
+                c,
+                '/' | '\\' | '.' | ' ' | '"' | '$' | '*' | '<' | '>' | ':' | '|' | '?' | '\0'
+            )
+        }) {
             return Err(Error::config(
                 BACKEND,
                 "the database name must not contain any of / \\ . space \" $ * < > : | ? or NUL",
@@ -191,7 +198,10 @@ impl MongoStoreBuilder {
         }
         let coll = &self.collection;
         if coll.is_empty() || coll.len() > 200 {
-            return Err(Error::config(BACKEND, "the collection name must be 1 to 200 bytes"));
+            return Err(Error::config(
+                BACKEND,
+                "the collection name must be 1 to 200 bytes",
+            ));
         }
         if coll.contains('$') || coll.contains('\0') || coll.starts_with("system.") {
             return Err(Error::config(

@@ -115,16 +115,14 @@ fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
 
 /// Decode a stored document into its key and record.
 fn decode(doc: &Document) -> Result<(SessionKey, Record)> {
-    let id = doc
-        .get_str(ID)
-        .map_err(|e| Error::InvalidKey {
-            key: format!("{:?}", doc.get(ID)),
-            reason: if matches!(e, bson::document::ValueAccessError::NotPresent) {
-                "document has no _id"
-            } else {
-                "_id is not a string"
-            },
-        })?;
+    let id = doc.get_str(ID).map_err(|e| Error::InvalidKey {
+        key: format!("{:?}", doc.get(ID)),
+        reason: if matches!(e, bson::document::ValueAccessError::NotPresent) {
+            "document has no _id"
+        } else {
+            "_id is not a string"
+        },
+    })?;
     let key = SessionKey::parse(id)?;
     Ok((key, decode_record(&key, doc)?))
 }
@@ -157,7 +155,10 @@ fn decode_record(key: &SessionKey, doc: &Document) -> Result<Record> {
         other => {
             return Err(Error::decode(
                 key,
-                format!("field {VERSION} is a {:?}, not an int64", other.element_type()),
+                format!(
+                    "field {VERSION} is a {:?}, not an int64",
+                    other.element_type()
+                ),
             ));
         }
     };
@@ -199,9 +200,11 @@ impl SessionStore for MongoStore {
         record: &Record,
         expected_version: u64,
     ) -> Result<UpdateOutcome> {
-        let next = expected_version.checked_add(1).ok_or_else(|| Error::Encode {
-            source: "the version u64::MAX cannot be incremented".into(),
-        })?;
+        let next = expected_version
+            .checked_add(1)
+            .ok_or_else(|| Error::Encode {
+                source: "the version u64::MAX cannot be incremented".into(),
+            })?;
         let now = now();
         let mut filter = live(key, now);
         filter.insert(VERSION, version_to_bson(expected_version));
@@ -322,7 +325,14 @@ mod tests {
 
     #[test]
     fn versions_round_trip_through_int64_bits() {
-        for v in [0, 1, i64::MAX as u64, i64::MAX as u64 + 1, u64::MAX - 1, u64::MAX] {
+        for v in [
+            0,
+            1,
+            i64::MAX as u64,
+            i64::MAX as u64 + 1,
+            u64::MAX - 1,
+            u64::MAX,
+        ] {
             assert_eq!(version_from_bson(version_to_bson(v)), v);
         }
         assert_eq!(version_to_bson(u64::MAX), -1);

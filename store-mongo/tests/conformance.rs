@@ -21,6 +21,10 @@ fn skip() -> Option<String> {
     }
 }
 
+#[allow(
+    clippy::panic,
+    reason = "an unreachable server must fail the test, with a message"
+)]
 async fn open(collection: &str) -> MongoStore {
     let url = mongo_url();
     match MongoStore::builder()
@@ -136,7 +140,10 @@ async fn garbage_written_directly_is_a_decode_error_naming_the_key() {
         .await
         .unwrap();
     let err = store.load(&key).await.unwrap_err();
-    assert!(matches!(&err, Error::Decode { key: k, .. } if k == key.as_str()), "{err:?}");
+    assert!(
+        matches!(&err, Error::Decode { key: k, .. } if k == key.as_str()),
+        "{err:?}"
+    );
     assert!(matches!(store.all().await, Err(Error::Decode { .. })));
 
     let key2 = SessionId::generate().unwrap().key();
@@ -149,19 +156,31 @@ async fn garbage_written_directly_is_a_decode_error_naming_the_key() {
         .await
         .unwrap();
     let err = store.load(&key2).await.unwrap_err();
-    assert!(matches!(&err, Error::Decode { key: k, .. } if k == key2.as_str()), "{err:?}");
+    assert!(
+        matches!(&err, Error::Decode { key: k, .. } if k == key2.as_str()),
+        "{err:?}"
+    );
     store.clear().await.unwrap();
 }
 
 #[tokio::test]
 async fn configuration_errors_are_reported_when_building() {
-    for (db, coll) in [("", "x"), ("a.b", "x"), ("ok", ""), ("ok", "a$b"), ("ok", "system.x")] {
+    for (db, coll) in [
+        ("", "x"),
+        ("a.b", "x"),
+        ("ok", ""),
+        ("ok", "a$b"),
+        ("ok", "system.x"),
+    ] {
         let err = MongoStore::builder()
             .database(db)
             .collection(coll)
             .connect("mongodb://127.0.0.1:1/")
             .await;
-        assert!(matches!(err, Err(Error::Config { .. })), "{db:?}.{coll:?}: {err:?}");
+        assert!(
+            matches!(err, Err(Error::Config { .. })),
+            "{db:?}.{coll:?}: {err:?}"
+        );
     }
     let err = MongoStore::connect("not-a-url://hunter2").await;
     assert!(matches!(err, Err(Error::Config { .. })), "{err:?}");

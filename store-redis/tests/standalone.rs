@@ -21,6 +21,7 @@ fn data() -> session_core::Data {
     data
 }
 
+#[allow(clippy::unwrap_used, reason = "test helper")]
 async fn raw() -> redis::aio::MultiplexedConnection {
     let client = redis::Client::open(redis_url()).unwrap();
     client.get_multiplexed_async_connection().await.unwrap()

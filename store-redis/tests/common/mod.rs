@@ -1,6 +1,10 @@
 //! Test factories: which servers to use, and the failure message when they
 //! are unreachable.
 #![allow(dead_code, unreachable_pub)]
+#![allow(
+    clippy::panic,
+    reason = "an unreachable server must fail the test, with a message"
+)]
 
 use session_conformance::{Capabilities, StoreFactory};
 use session_core::async_trait;
