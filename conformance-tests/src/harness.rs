@@ -138,7 +138,7 @@ where
     });
 }
 
-/// The result of one behaviour in [`run_all`].
+/// The result of one behaviour in [`run_all`](crate::run_all).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
     /// The behaviour's name (its function name).

@@ -92,7 +92,7 @@ pub async fn save_expired_removes_existing<F: StoreFactory>(factory: &F) {
     finish(&store).await;
 }
 
-/// "On a missing key [`touch`] returns `false` and must not resurrect
+/// "On a missing key `touch` returns `false` and must not resurrect
 /// anything."
 pub async fn touch_absent_returns_false<F: StoreFactory>(factory: &F) {
     let store = open(factory).await;
@@ -165,7 +165,7 @@ pub async fn touch_after_destroy_returns_false<F: StoreFactory>(factory: &F) {
     finish(&store).await;
 }
 
-/// "On an expired key [`touch`] returns `false` and must not resurrect
+/// "On an expired key `touch` returns `false` and must not resurrect
 /// anything", even when the expired record is still stored.
 pub async fn touch_expired_does_not_resurrect<F: StoreFactory>(factory: &F) {
     let store = open(factory).await;
@@ -414,6 +414,11 @@ pub async fn delete_expired_removes_only_expired<F: StoreFactory>(factory: &F) {
     let live_records = sorted(live_records);
 
     assert_eq!(ok("len", store.len().await), 6, "len before delete_expired");
+    assert_eq!(
+        all_sorted(&store).await,
+        live_records,
+        "all before delete_expired"
+    );
     let first = ok("delete_expired", store.delete_expired().await);
     assert!(
         first <= 5,

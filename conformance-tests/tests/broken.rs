@@ -1,0 +1,891 @@
+//! The suite catches broken stores.
+//!
+//! Each fault below wraps the correct reference store and breaks exactly one
+//! rule of the contract; each test runs the whole suite on it and requires
+//! that it fails, and that the behaviours written for that rule are among
+//! the failures.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use common::{RefFactory, RefStore, canonical};
+use session_conformance::{Capabilities, StoreFactory, run_all, unique_namespace};
+use session_core::{
+    Data, Record, Result, SessionKey, SessionStore, Timestamp, UpdateOutcome, async_trait,
+};
+
+/// One deliberate deviation from the contract. Every method defaults to the
+/// reference store's correct behaviour; a fault overrides one or two.
+#[async_trait]
+trait Fault: Debug + Default + Send + Sync + 'static {
+    async fn load(&self, s: &RefStore, key: &SessionKey) -> Result<Option<Record>> {
+        s.load(key).await
+    }
+    async fn create(&self, s: &RefStore, key: &SessionKey, record: &Record) -> Result<bool> {
+        s.create(key, record).await
+    }
+    async fn update(
+        &self,
+        s: &RefStore,
+        key: &SessionKey,
+        record: &Record,
+        expected: u64,
+    ) -> Result<UpdateOutcome> {
+        s.update(key, record, expected).await
+    }
+    async fn save(&self, s: &RefStore, key: &SessionKey, record: &Record) -> Result<()> {
+        s.save(key, record).await
+    }
+    async fn touch(&self, s: &RefStore, key: &SessionKey, expires_at: Timestamp) -> Result<bool> {
+        s.touch(key, expires_at).await
+    }
+    async fn destroy(&self, s: &RefStore, key: &SessionKey) -> Result<()> {
+        s.destroy(key).await
+    }
+    async fn clear(&self, s: &RefStore) -> Result<()> {
+        s.clear().await
+    }
+    async fn len(&self, s: &RefStore) -> Result<u64> {
+        s.len().await
+    }
+    async fn all(&self, s: &RefStore) -> Result<Vec<(SessionKey, Record)>> {
+        s.all().await
+    }
+    async fn delete_expired(&self, s: &RefStore) -> Result<u64> {
+        s.delete_expired().await
+    }
+}
+
+/// The reference store with fault `B`.
+#[derive(Debug)]
+struct Faulty<B> {
+    inner: RefStore,
+    fault: B,
+}
+
+#[async_trait]
+impl<B: Fault> SessionStore for Faulty<B> {
+    async fn load(&self, key: &SessionKey) -> Result<Option<Record>> {
+        self.fault.load(&self.inner, key).await
+    }
+    async fn create(&self, key: &SessionKey, record: &Record) -> Result<bool> {
+        self.fault.create(&self.inner, key, record).await
+    }
+    async fn update(
+        &self,
+        key: &SessionKey,
+        record: &Record,
+        expected: u64,
+    ) -> Result<UpdateOutcome> {
+        self.fault.update(&self.inner, key, record, expected).await
+    }
+    async fn save(&self, key: &SessionKey, record: &Record) -> Result<()> {
+        self.fault.save(&self.inner, key, record).await
+    }
+    async fn touch(&self, key: &SessionKey, expires_at: Timestamp) -> Result<bool> {
+        self.fault.touch(&self.inner, key, expires_at).await
+    }
+    async fn destroy(&self, key: &SessionKey) -> Result<()> {
+        self.fault.destroy(&self.inner, key).await
+    }
+    async fn clear(&self) -> Result<()> {
+        self.fault.clear(&self.inner).await
+    }
+    async fn len(&self) -> Result<u64> {
+        self.fault.len(&self.inner).await
+    }
+    async fn all(&self) -> Result<Vec<(SessionKey, Record)>> {
+        self.fault.all(&self.inner).await
+    }
+    async fn delete_expired(&self) -> Result<u64> {
+        self.fault.delete_expired(&self.inner).await
+    }
+}
+
+/// Opens [`Faulty`] stores over one reference universe.
+#[derive(Debug, Default)]
+struct FaultyFactory<B> {
+    reference: RefFactory,
+    fault: PhantomData<B>,
+}
+
+#[async_trait]
+impl<B: Fault> StoreFactory for FaultyFactory<B> {
+    type Store = Faulty<B>;
+
+    async fn open(&self, namespace: &str) -> Faulty<B> {
+        Faulty {
+            inner: self.reference.open(namespace).await,
+            fault: B::default(),
+        }
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.reference.capabilities()
+    }
+}
+
+/// Run the suite on `factory` and return the failed behaviours.
+async fn failures<F: StoreFactory>(factory: F) -> BTreeMap<&'static str, String> {
+    run_all(Arc::new(factory))
+        .await
+        .into_iter()
+        .filter_map(|o| o.failure.map(|f| (o.name, f)))
+        .collect()
+}
+
+/// Require the suite to fail on `factory`, at least in every behaviour of
+/// `must_fail`.
+async fn assert_caught<F: StoreFactory>(what: &str, factory: F, must_fail: &[&str]) {
+    let failed = failures(factory).await;
+    eprintln!("{what} caught by {} behaviour(s):", failed.len());
+    for (name, message) in &failed {
+        eprintln!("  {name}: {}", message.lines().next().unwrap_or(""));
+    }
+    assert!(
+        !failed.is_empty(),
+        "the suite passed a broken store: {what}"
+    );
+    for name in must_fail {
+        assert!(
+            session_conformance::BEHAVIOURS.contains(name),
+            "{name} is not a behaviour"
+        );
+        assert!(
+            failed.contains_key(name),
+            "{name} should have caught {what}; it failed only: {:?}",
+            failed.keys().collect::<Vec<_>>()
+        );
+    }
+}
+
+/// Run the suite on the reference store with fault `B`.
+async fn assert_fault_caught<B: Fault>(must_fail: &[&str]) {
+    let name = std::any::type_name::<B>()
+        .rsplit("::")
+        .next()
+        .unwrap_or("?");
+    assert_caught(name, FaultyFactory::<B>::default(), must_fail).await;
+}
+
+/// Whether `record` is live now.
+fn live(record: &Record) -> bool {
+    record.is_live_at(Timestamp::now())
+}
+
+// ---------------------------------------------------------------- expiry
+
+/// `load` returns expired records (trusts reaping to have removed them).
+#[derive(Debug, Default)]
+struct LoadReturnsExpired;
+
+#[async_trait]
+impl Fault for LoadReturnsExpired {
+    async fn load(&self, s: &RefStore, key: &SessionKey) -> Result<Option<Record>> {
+        Ok(s.with_map(|m| m.get(key).cloned()))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catches_load_returning_expired_records() {
+    assert_fault_caught::<LoadReturnsExpired>(&[
+        "touch_to_past_expires",
+        "update_after_expiry_is_missing",
+        "touch_expired_does_not_resurrect",
+        "update_to_past_expiry_removes",
+        "expiry_boundary_live_before_gone_after",
+    ])
+    .await;
+}
+
+/// `len` counts expired records too.
+#[derive(Debug, Default)]
+struct LenCountsExpired;
+
+#[async_trait]
+impl Fault for LenCountsExpired {
+    async fn len(&self, s: &RefStore) -> Result<u64> {
+        Ok(s.with_map(|m| m.len() as u64))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catches_len_counting_expired_records() {
+    assert_fault_caught::<LenCountsExpired>(&[
+        "len_counts_only_live",
+        "touch_to_past_expires",
+        "delete_expired_removes_only_expired",
+    ])
+    .await;
+}
+
+/// `all` lists expired records too.
+#[derive(Debug, Default)]
+struct AllIncludesExpired;
+
+#[async_trait]
+impl Fault for AllIncludesExpired {
+    async fn all(&self, s: &RefStore) -> Result<Vec<(SessionKey, Record)>> {
+        Ok(s.with_map(|m| m.iter().map(|(k, r)| (*k, r.clone())).collect()))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catches_all_listing_expired_records() {
+    assert_fault_caught::<AllIncludesExpired>(&[
+        "all_lists_exactly_live_records",
+        "touch_to_past_expires",
+        "delete_expired_removes_only_expired",
+    ])
+    .await;
+}
+
+/// `save` of a past-expiry record is ignored, keeping the existing record.
+#[derive(Debug, Default)]
+struct SaveIgnoresPastExpiry;
+
+#[async_trait]
+impl Fault for SaveIgnoresPastExpiry {
+    async fn save(&self, s: &RefStore, key: &SessionKey, record: &Record) -> Result<()> {
+        if live(record) {
+            s.save(key, record).await
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catches_save_keeping_the_record_a_past_expiry_should_remove() {
+    assert_fault_caught::<SaveIgnoresPastExpiry>(&["save_expired_removes_existing"]).await;
+}
+
+/// `save` stores a past-expiry record as given (invisible to readers, but
+/// stored: `delete_expired` finds it).
+#[derive(Debug, Default)]
+struct SaveStoresPastExpiry;
+
+#[async_trait]
+impl Fault for SaveStoresPastExpiry {
+    async fn save(&self, s: &RefStore, key: &SessionKey, record: &Record) -> Result<()> {
+        let record = canonical(key, record)?;
+        s.with_map(|m| m.insert(*key, record));
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catches_save_storing_a_past_expiry_record() {
+    assert_fault_caught::<SaveStoresPastExpiry>(&["save_expired_stores_nothing"]).await;
+}
+
+/// `delete_expired` confuses `created_at` with `expires_at` and removes
+/// live records.
+#[derive(Debug, Default)]
+struct DeleteExpiredRemovesLive;
+
+#[async_trait]
+impl Fault for DeleteExpiredRemovesLive {
+    async fn delete_expired(&self, s: &RefStore) -> Result<u64> {
+        let now = Timestamp::now();
+        Ok(s.with_map(|m| {
+            let before = m.len();
+            m.retain(|_, r| r.created_at > now);
+            (before - m.len()) as u64
+        }))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catches_delete_expired_removing_live_records() {
+    assert_fault_caught::<DeleteExpiredRemovesLive>(&["delete_expired_removes_only_expired"]).await;
+}
+
+/// Times are stored truncated to whole seconds.
+#[derive(Debug, Default)]
+struct TruncatesToSeconds;
+
+fn to_seconds(t: Timestamp) -> Timestamp {
+    Timestamp::from_millis(t.as_millis() - t.as_millis().rem_euclid(1000))
+}
+
+fn truncated(record: &Record) -> Record {
+    let mut record = record.clone();
+    record.created_at = to_seconds(record.created_at);
+    record.expires_at = to_seconds(record.expires_at);
+    record
+}
+
+#[async_trait]
+impl Fault for TruncatesToSeconds {
+    async fn create(&self, s: &RefStore, key: &SessionKey, record: &Record) -> Result<bool> {
+        s.create(key, &truncated(record)).await
+    }
+    async fn save(&self, s: &RefStore, key: &SessionKey, record: &Record) -> Result<()> {
+        s.save(key, &truncated(record)).await
+    }
+    async fn update(
+        &self,
+        s: &RefStore,
+        key: &SessionKey,
+        record: &Record,
+        expected: u64,
+    ) -> Result<UpdateOutcome> {
+        s.update(key, &truncated(record), expected).await
+    }
+    async fn touch(&self, s: &RefStore, key: &SessionKey, expires_at: Timestamp) -> Result<bool> {
+        s.touch(key, to_seconds(expires_at)).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catches_timestamps_truncated_to_seconds() {
+    assert_fault_caught::<TruncatesToSeconds>(&[
+        "round_trip_times_and_version_exact",
+        "touch_extends_and_keeps_data_and_version",
+    ])
+    .await;
+}
+
+// ---------------------------------------------------------------- touch
+
+/// `touch` ignores liveness: it re-lives expired records and creates an
+/// empty one on a missing key.
+#[derive(Debug, Default)]
+struct TouchResurrects;
+
+#[async_trait]
+impl Fault for TouchResurrects {
+    async fn touch(&self, s: &RefStore, key: &SessionKey, expires_at: Timestamp) -> Result<bool> {
+        Ok(s.with_map(|m| {
+            let record = m
+                .entry(*key)
+                .or_insert_with(|| Record::with_times(Data::new(), Timestamp::now(), expires_at));
+            record.expires_at = expires_at;
+            true
+        }))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catches_touch_resurrecting() {
+    assert_fault_caught::<TouchResurrects>(&[
+        "touch_absent_returns_false",
+        "touch_after_destroy_returns_false",
+        "touch_expired_does_not_resurrect",
+    ])
+    .await;
+}
+
+/// `touch` bumps the version (rewrites the record instead of moving expiry).
+#[derive(Debug, Default)]
+struct TouchBumpsVersion;
+
+#[async_trait]
+impl Fault for TouchBumpsVersion {
+    async fn touch(&self, s: &RefStore, key: &SessionKey, expires_at: Timestamp) -> Result<bool> {
+        Ok(s.with_map(|m| match m.get_mut(key).filter(|r| live(r)) {
+            Some(record) => {
+                record.expires_at = expires_at;
+                record.version += 1;
+                true
+            }
+            None => false,
+        }))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catches_touch_bumping_the_version() {
+    assert_fault_caught::<TouchBumpsVersion>(&[
+        "touch_extends_and_keeps_data_and_version",
+        "all_lists_exactly_live_records",
+    ])
+    .await;
+}
+
+/// `touch` rewrites the record with empty data.
+#[derive(Debug, Default)]
+struct TouchClearsData;
+
+#[async_trait]
+impl Fault for TouchClearsData {
+    async fn touch(&self, s: &RefStore, key: &SessionKey, expires_at: Timestamp) -> Result<bool> {
+        Ok(s.with_map(|m| match m.get_mut(key).filter(|r| live(r)) {
+            Some(record) => {
+                record.expires_at = expires_at;
+                record.data = Data::new();
+                true
+            }
+            None => false,
+        }))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catches_touch_clearing_data() {
+    assert_fault_caught::<TouchClearsData>(&[
+        "touch_extends_and_keeps_data_and_version",
+        "all_lists_exactly_live_records",
+        "expiry_follows_touch_and_update",
+    ])
+    .await;
+}
+
+// ---------------------------------------------------------------- create
+
+/// `create` overwrites a live record.
+#[derive(Debug, Default)]
+struct CreateOverwrites;
+
+#[async_trait]
+impl Fault for CreateOverwrites {
+    async fn create(&self, s: &RefStore, key: &SessionKey, record: &Record) -> Result<bool> {
+        s.save(key, record).await?;
+        Ok(true)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catches_create_overwriting_a_live_record() {
+    assert_fault_caught::<CreateOverwrites>(&[
+        "create_collision_leaves_existing",
+        "concurrent_create_has_one_winner",
+    ])
+    .await;
+}
+
+/// `create` stores version 0 instead of the record's version.
+#[derive(Debug, Default)]
+struct CreateResetsVersion;
+
+#[async_trait]
+impl Fault for CreateResetsVersion {
+    async fn create(&self, s: &RefStore, key: &SessionKey, record: &Record) -> Result<bool> {
+        s.create(key, &record.clone().with_version(0)).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catches_create_resetting_the_version() {
+    assert_fault_caught::<CreateResetsVersion>(&[
+        "create_inserts_as_given",
+        "round_trip_times_and_version_exact",
+    ])
+    .await;
+}
+
+// ---------------------------------------------------------------- update
+
+/// `update` ignores the expected version (last writer wins).
+#[derive(Debug, Default)]
+struct UpdateIgnoresVersion;
+
+#[async_trait]
+impl Fault for UpdateIgnoresVersion {
+    async fn update(
+        &self,
+        s: &RefStore,
+        key: &SessionKey,
+        record: &Record,
+        expected: u64,
+    ) -> Result<UpdateOutcome> {
+        let record = canonical(key, record)?;
+        Ok(s.with_map(|m| match m.get(key).filter(|r| live(r)) {
+            None => UpdateOutcome::Missing,
+            Some(_) => {
+                m.insert(*key, record.with_version(expected.wrapping_add(1)));
+                UpdateOutcome::Updated
+            }
+        }))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catches_update_ignoring_the_version() {
+    assert_fault_caught::<UpdateIgnoresVersion>(&[
+        "update_wrong_version_conflicts",
+        "concurrent_updates_are_atomic",
+    ])
+    .await;
+}
+
+/// `update` treats a missing or expired record as an insert (upsert).
+#[derive(Debug, Default)]
+struct UpdateUpserts;
+
+#[async_trait]
+impl Fault for UpdateUpserts {
+    async fn update(
+        &self,
+        s: &RefStore,
+        key: &SessionKey,
+        record: &Record,
+        expected: u64,
+    ) -> Result<UpdateOutcome> {
+        let record = canonical(key, record)?;
+        Ok(s.with_map(|m| match m.get(key).filter(|r| live(r)) {
+            Some(current) if current.version != expected => UpdateOutcome::Conflict,
+            _ => {
+                m.insert(*key, record.with_version(expected + 1));
+                UpdateOutcome::Updated
+            }
+        }))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catches_update_resurrecting_a_destroyed_record() {
+    assert_fault_caught::<UpdateUpserts>(&[
+        "update_absent_is_missing",
+        "update_after_destroy_is_missing",
+        "update_after_expiry_is_missing",
+        "concurrent_destroy_never_resurrected",
+    ])
+    .await;
+}
+
+/// `update` checks the version, then yields before writing: read-then-write
+/// instead of one atomic step.
+#[derive(Debug, Default)]
+struct UpdateNotAtomic;
+
+#[async_trait]
+impl Fault for UpdateNotAtomic {
+    async fn update(
+        &self,
+        s: &RefStore,
+        key: &SessionKey,
+        record: &Record,
+        expected: u64,
+    ) -> Result<UpdateOutcome> {
+        let record = canonical(key, record)?;
+        let checked = s.with_map(|m| match m.get(key).filter(|r| live(r)) {
+            None => UpdateOutcome::Missing,
+            Some(current) if current.version != expected => UpdateOutcome::Conflict,
+            Some(_) => UpdateOutcome::Updated,
+        });
+        if checked == UpdateOutcome::Updated {
+            tokio::task::yield_now().await;
+            s.with_map(|m| m.insert(*key, record.with_version(expected + 1)));
+        }
+        Ok(checked)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catches_update_that_is_not_atomic() {
+    assert_fault_caught::<UpdateNotAtomic>(&["concurrent_updates_are_atomic"]).await;
+}
+
+/// `update` merges the new data into the old instead of replacing it.
+#[derive(Debug, Default)]
+struct UpdateMergesData;
+
+#[async_trait]
+impl Fault for UpdateMergesData {
+    async fn update(
+        &self,
+        s: &RefStore,
+        key: &SessionKey,
+        record: &Record,
+        expected: u64,
+    ) -> Result<UpdateOutcome> {
+        let mut merged = record.clone();
+        if let Some(current) = s.load(key).await? {
+            merged.data = current.data;
+            merged.data.extend(record.data.clone());
+        }
+        s.update(key, &merged, expected).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catches_update_merging_data() {
+    assert_fault_caught::<UpdateMergesData>(&["update_applies_and_bumps_version"]).await;
+}
+
+/// `update` replaces the data but keeps the old times.
+#[derive(Debug, Default)]
+struct UpdateKeepsTimes;
+
+#[async_trait]
+impl Fault for UpdateKeepsTimes {
+    async fn update(
+        &self,
+        s: &RefStore,
+        key: &SessionKey,
+        record: &Record,
+        expected: u64,
+    ) -> Result<UpdateOutcome> {
+        let mut kept = record.clone();
+        if let Some(current) = s.load(key).await? {
+            kept.created_at = current.created_at;
+            kept.expires_at = current.expires_at;
+        }
+        s.update(key, &kept, expected).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catches_update_keeping_old_times() {
+    assert_fault_caught::<UpdateKeepsTimes>(&[
+        "update_applies_and_bumps_version",
+        "update_to_past_expiry_removes",
+    ])
+    .await;
+}
+
+/// Versions are stored as `i64`, saturating: `u64::MAX` is lost.
+#[derive(Debug, Default)]
+struct VersionAsI64;
+
+fn saturated(record: &Record) -> Record {
+    let version = record.version.min(i64::MAX as u64);
+    record.clone().with_version(version)
+}
+
+#[async_trait]
+impl Fault for VersionAsI64 {
+    async fn create(&self, s: &RefStore, key: &SessionKey, record: &Record) -> Result<bool> {
+        s.create(key, &saturated(record)).await
+    }
+    async fn save(&self, s: &RefStore, key: &SessionKey, record: &Record) -> Result<()> {
+        s.save(key, &saturated(record)).await
+    }
+    async fn update(
+        &self,
+        s: &RefStore,
+        key: &SessionKey,
+        record: &Record,
+        expected: u64,
+    ) -> Result<UpdateOutcome> {
+        let outcome = s.update(key, record, expected).await?;
+        if outcome == UpdateOutcome::Updated {
+            s.with_map(|m| {
+                if let Some(r) = m.get_mut(key) {
+                    r.version = r.version.min(i64::MAX as u64);
+                }
+            });
+        }
+        Ok(outcome)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catches_versions_truncated_to_i64() {
+    assert_fault_caught::<VersionAsI64>(&[
+        "update_reaches_u64_max",
+        "round_trip_times_and_version_exact",
+    ])
+    .await;
+}
+
+// ---------------------------------------------------------------- data
+
+/// Integers above `i64::MAX` are stored as floats.
+#[derive(Debug, Default)]
+struct LosesBigIntegers;
+
+fn lossy_value(value: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) if n.as_u64().is_some_and(|u| u > i64::MAX as u64) => {
+            serde_json::json!(n.as_f64().unwrap_or(0.0))
+        }
+        Value::Array(items) => Value::Array(items.iter().map(lossy_value).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), lossy_value(v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+fn lossy(record: &Record) -> Record {
+    let mut record = record.clone();
+    record.data = record
+        .data
+        .iter()
+        .map(|(k, v)| (k.clone(), lossy_value(v)))
+        .collect();
+    record
+}
+
+#[async_trait]
+impl Fault for LosesBigIntegers {
+    async fn create(&self, s: &RefStore, key: &SessionKey, record: &Record) -> Result<bool> {
+        s.create(key, &lossy(record)).await
+    }
+    async fn save(&self, s: &RefStore, key: &SessionKey, record: &Record) -> Result<()> {
+        s.save(key, &lossy(record)).await
+    }
+    async fn update(
+        &self,
+        s: &RefStore,
+        key: &SessionKey,
+        record: &Record,
+        expected: u64,
+    ) -> Result<UpdateOutcome> {
+        s.update(key, &lossy(record), expected).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catches_data_losing_u64_max() {
+    assert_fault_caught::<LosesBigIntegers>(&[
+        "round_trip_integer_extremes",
+        "round_trip_preserves_values",
+    ])
+    .await;
+}
+
+/// `save` writes the data, yields, then the times and version: two
+/// concurrent saves to one key can leave a mix of both.
+#[derive(Debug, Default)]
+struct TornSave;
+
+#[async_trait]
+impl Fault for TornSave {
+    async fn save(&self, s: &RefStore, key: &SessionKey, record: &Record) -> Result<()> {
+        if !live(record) {
+            return s.save(key, record).await;
+        }
+        let record = canonical(key, record)?;
+        let existed = s.with_map(|m| match m.get_mut(key) {
+            Some(current) => {
+                current.data = record.data.clone();
+                true
+            }
+            None => false,
+        });
+        if !existed {
+            return s.save(key, &record).await;
+        }
+        tokio::task::yield_now().await;
+        s.with_map(|m| {
+            if let Some(current) = m.get_mut(key) {
+                current.created_at = record.created_at;
+                current.expires_at = record.expires_at;
+                current.version = record.version;
+            }
+        });
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catches_torn_concurrent_saves() {
+    assert_fault_caught::<TornSave>(&["concurrent_writers_same_key_no_torn_records"]).await;
+}
+
+// ---------------------------------------------------------------- destroy
+
+/// `destroy` also removes another key of the namespace.
+#[derive(Debug, Default)]
+struct DestroyRemovesNeighbour;
+
+#[async_trait]
+impl Fault for DestroyRemovesNeighbour {
+    async fn destroy(&self, s: &RefStore, key: &SessionKey) -> Result<()> {
+        s.with_map(|m| {
+            m.remove(key);
+            if let Some(other) = m.keys().min().copied() {
+                m.remove(&other);
+            }
+        });
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catches_destroy_removing_a_neighbour() {
+    assert_fault_caught::<DestroyRemovesNeighbour>(&["destroy_leaves_neighbours"]).await;
+}
+
+// ---------------------------------------------------------------- namespaces
+
+/// `clear` clears every namespace of the backend.
+#[derive(Debug, Default)]
+struct ClearCrossesNamespaces;
+
+#[async_trait]
+impl Fault for ClearCrossesNamespaces {
+    async fn clear(&self, s: &RefStore) -> Result<()> {
+        s.with_universe(std::collections::HashMap::clear);
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catches_clear_crossing_namespaces() {
+    assert_fault_caught::<ClearCrossesNamespaces>(&[
+        "clear_respects_namespaces",
+        "empty_namespace_is_empty",
+    ])
+    .await;
+}
+
+/// A factory whose stores ignore the namespace: every store shares one.
+#[derive(Debug, Default)]
+struct IgnoresNamespace(RefFactory);
+
+#[async_trait]
+impl StoreFactory for IgnoresNamespace {
+    type Store = RefStore;
+
+    async fn open(&self, _namespace: &str) -> RefStore {
+        self.0.open("shared").await
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.0.capabilities()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catches_stores_sharing_one_namespace() {
+    assert_caught(
+        "IgnoresNamespace",
+        IgnoresNamespace::default(),
+        &[
+            "empty_namespace_is_empty",
+            "clear_respects_namespaces",
+            "namespaces_are_isolated",
+        ],
+    )
+    .await;
+}
+
+/// A factory that claims to be durable but opens an empty namespace every
+/// time.
+#[derive(Debug, Default)]
+struct ForgetsOnReopen(RefFactory);
+
+#[async_trait]
+impl StoreFactory for ForgetsOnReopen {
+    type Store = RefStore;
+
+    async fn open(&self, _namespace: &str) -> RefStore {
+        self.0.open(&unique_namespace()).await
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::new().durable(true)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catches_a_durable_store_that_forgets_on_reopen() {
+    assert_caught(
+        "ForgetsOnReopen",
+        ForgetsOnReopen::default(),
+        &["reopen_durable_store"],
+    )
+    .await;
+}
