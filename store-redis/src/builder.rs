@@ -47,6 +47,7 @@ pub struct RedisStoreBuilder {
     response_timeout: Duration,
     connection_timeout: Duration,
     scan_count: u32,
+    retries: Option<u32>,
 }
 
 impl Default for RedisStoreBuilder {
@@ -56,6 +57,7 @@ impl Default for RedisStoreBuilder {
             response_timeout: DEFAULT_TIMEOUT,
             connection_timeout: DEFAULT_TIMEOUT,
             scan_count: DEFAULT_SCAN_COUNT,
+            retries: None,
         }
     }
 }
@@ -99,6 +101,16 @@ impl RedisStoreBuilder {
         self
     }
 
+    /// How often the connection retries (re)connecting, with exponential
+    /// backoff, before a request fails; default: the driver's (6 for a
+    /// standalone server, about 10 s in all when the server is down). Also
+    /// bounds how long building waits for a server that refuses
+    /// connections.
+    pub fn reconnect_retries(mut self, retries: u32) -> Self {
+        self.retries = Some(retries);
+        self
+    }
+
     /// Connect to a standalone server through an auto-reconnecting
     /// [`ConnectionManager`](redis::aio::ConnectionManager).
     ///
@@ -116,9 +128,12 @@ impl RedisStoreBuilder {
             Error::config(BACKEND, format!("not a valid Redis URL ({:?})", e.kind()))
         })?;
         let target = format!("redis://{}", client.get_connection_info().addr());
-        let config = ConnectionManagerConfig::new()
+        let mut config = ConnectionManagerConfig::new()
             .set_response_timeout(Some(self.response_timeout))
             .set_connection_timeout(Some(self.connection_timeout));
+        if let Some(retries) = self.retries {
+            config = config.set_number_of_retries(usize::try_from(retries).unwrap_or(usize::MAX));
+        }
         let manager = client
             .get_connection_manager_with_config(config)
             .await
@@ -154,16 +169,18 @@ impl RedisStoreBuilder {
         }
         let addrs: Vec<String> = infos.iter().map(|i| i.addr().to_string()).collect();
         let target = format!("redis-cluster://{}", addrs.join(","));
-        let client = ClusterClientBuilder::new(infos)
+        let mut builder = ClusterClientBuilder::new(infos)
             .connection_timeout(self.connection_timeout)
-            .response_timeout(self.response_timeout)
-            .build()
-            .map_err(|e| {
-                Error::config(
-                    BACKEND,
-                    format!("invalid Redis Cluster settings ({:?})", e.kind()),
-                )
-            })?;
+            .response_timeout(self.response_timeout);
+        if let Some(retries) = self.retries {
+            builder = builder.retries(retries);
+        }
+        let client = builder.build().map_err(|e| {
+            Error::config(
+                BACKEND,
+                format!("invalid Redis Cluster settings ({:?})", e.kind()),
+            )
+        })?;
         let conn = client
             .get_async_connection()
             .await

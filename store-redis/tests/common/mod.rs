@@ -47,7 +47,12 @@ pub fn skip_cluster() -> Option<String> {
 /// A standalone store on `prefix`, or a panic that says how to get a server.
 pub async fn standalone(prefix: &str) -> RedisStore {
     let url = redis_url();
-    match RedisStore::builder().prefix(prefix).connect(&url).await {
+    match RedisStore::builder()
+        .prefix(prefix)
+        .reconnect_retries(2)
+        .connect(&url)
+        .await
+    {
         Ok(store) => store,
         Err(e) => panic!(
             "cannot reach Redis at {url}: {e} ({:?}). Run ./scripts/test, which starts a \
@@ -63,6 +68,7 @@ pub async fn cluster(prefix: &str) -> RedisStore {
     let nodes = cluster_nodes();
     match RedisStore::builder()
         .prefix(prefix)
+        .reconnect_retries(2)
         .connect_cluster(&nodes)
         .await
     {
