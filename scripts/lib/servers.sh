@@ -28,7 +28,7 @@ SERVERS_VENV="${SERVERS_VENV:-$PWD/.venv-test}"
 SERVERS_SECANTUS_VERSION="0.7.0b3"
 SERVERS_RUN=""
 
-servers_log() { printf '    [servers] %s\n' "$*" >&2; }
+servers_log() { printf '    [servers] %s\n' "$*" >&2 || true; }
 
 # servers__ping PORT: does a Redis answer PING on 127.0.0.1:PORT? Pure bash,
 # so it works before redis-cli is installed.
@@ -91,14 +91,28 @@ servers__kill_tracked() {
     for pid in "${alive[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
 }
 
+# servers__identity PID: the process's start time (field 22 of
+# /proc/PID/stat), empty if it is gone or a zombie. PID plus start time
+# names a process even after its PID is reused.
+servers__identity() {
+    local stat rest
+    stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 0
+    rest="${stat##*) }" # fields after the command name, from field 3 on
+    # shellcheck disable=SC2086
+    set -- $rest
+    [[ "$1" == Z || "$1" == X ]] && return 0
+    echo "${20}"
+}
+
 # servers__clean_stale: remove what earlier runs left behind when they died.
 servers__clean_stale() {
     local dir owner
     [[ -d "$SERVERS_ROOT" ]] || return 0
     for dir in "$SERVERS_ROOT"/run-*; do
         [[ -d "$dir" ]] || continue
-        owner="$(cat "$dir/owner" 2>/dev/null || true)"
-        if [[ "$owner" =~ ^[0-9]+$ ]] && kill -0 "$owner" 2>/dev/null; then
+        owner="$(cat "$dir/owner" 2>/dev/null || true)" # "PID STARTTIME"
+        if [[ "$owner" =~ ^([0-9]+)\ ([0-9]+)$ ]] &&
+            [[ "$(servers__identity "${BASH_REMATCH[1]}")" == "${BASH_REMATCH[2]}" ]]; then
             continue # another run of the test command is still going
         fi
         servers_log "cleaning up after an earlier run: $dir"
@@ -109,6 +123,8 @@ servers__clean_stale() {
 
 servers_stop() {
     local status=$?
+    # Stopping must finish even if nobody reads our output any more.
+    trap '' PIPE HUP INT TERM
     if [[ -n "$SERVERS_RUN" && -d "$SERVERS_RUN" ]]; then
         servers_log "stopping test servers"
         servers__kill_tracked "$SERVERS_RUN"
@@ -297,10 +313,12 @@ servers_start() {
     SERVERS_RUN="$SERVERS_ROOT/run-$$"
     rm -rf "$SERVERS_RUN"
     mkdir -p "$SERVERS_RUN"
-    echo "$$" >"$SERVERS_RUN/owner"
+    echo "$$ $(servers__identity $$)" >"$SERVERS_RUN/owner"
     : >"$SERVERS_RUN/pids"
     trap servers_stop EXIT
+    trap 'exit 129' HUP
     trap 'exit 130' INT
+    trap 'exit 141' PIPE
     trap 'exit 143' TERM
     servers__redis_standalone
     servers__redis_cluster
