@@ -9,6 +9,9 @@
 //! JSON encoding on every write, so the suite's exactness checks are proven
 //! achievable by a byte-oriented backend.
 
+#[allow(dead_code, reason = "not every test crate uses every helper")]
+pub(crate) mod fault;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
