@@ -6,6 +6,8 @@
 //! database really closes, and reopening a namespace opens the directory
 //! again from disk (a true reopen, not a cached handle).
 
+#![allow(clippy::panic, reason = "the factory must fail the test, with a message, when it cannot open a store")]
+
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;

@@ -2,6 +2,8 @@
 //! behind the store's back, a real reopen of the directory, the expiry index
 //! staying in step with the records, configuration errors.
 
+#![allow(clippy::unwrap_used, reason = "test helpers fail the test on error")]
+
 use std::path::PathBuf;
 use std::time::Duration;
 

@@ -2,6 +2,8 @@
 //! behind the store's back, reopening, the schema version, configuration
 //! errors, batched reaping, namespaces sharing an in-memory database.
 
+#![allow(clippy::unwrap_used, reason = "test helpers fail the test on error")]
+
 use std::path::PathBuf;
 use std::time::Duration;
 
