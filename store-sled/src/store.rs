@@ -27,13 +27,24 @@ const REAP_BATCH: usize = 1000;
 /// its disk writes on its own background flusher (see the crate docs for
 /// the measurements). Whole-namespace scans (`len`, `all`, `clear`,
 /// `delete_expired`) and flushes run on tokio's blocking pool.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct SledStore {
     db: sled::Db,
     records: Tree,
     expiry: Tree,
     namespace: Arc<str>,
     sync_writes: bool,
+}
+
+impl std::fmt::Debug for SledStore {
+    /// The namespace and settings only: sled's own `Debug` prints every
+    /// tree's contents, which would put session data in logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SledStore")
+            .field("namespace", &self.namespace)
+            .field("sync_writes", &self.sync_writes)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Check a namespace: 1 to 128 characters among ASCII letters, digits, `_`,

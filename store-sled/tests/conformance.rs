@@ -6,7 +6,10 @@
 //! database really closes, and reopening a namespace opens the directory
 //! again from disk (a true reopen, not a cached handle).
 
-#![allow(clippy::panic, reason = "the factory must fail the test, with a message, when it cannot open a store")]
+#![allow(
+    clippy::panic,
+    reason = "the factory must fail the test, with a message, when it cannot open a store"
+)]
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
@@ -64,10 +67,16 @@ impl Drop for Factory {
 }
 
 /// A `SledStore` that keeps the factory's database handle alive.
-#[derive(Debug)]
 struct Held {
     store: SledStore,
     _db: Arc<sled::Db>,
+}
+
+impl std::fmt::Debug for Held {
+    // Not derived: sled's `Debug` for a `Db` prints every tree's contents.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.store.fmt(f)
+    }
 }
 
 #[async_trait]

@@ -257,3 +257,12 @@ async fn namespaces_of_one_db_are_separate_trees() {
     assert_eq!((a.len().await.unwrap(), b.len().await.unwrap()), (1, 0));
     assert!(a.flush().await.is_ok());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debug_never_prints_session_data() {
+    let store = SledStore::temporary().await.unwrap();
+    store.save(&key(), &live()).await.unwrap();
+    let printed = format!("{store:?}");
+    assert!(!printed.contains("ada"), "{printed}");
+    assert!(printed.contains("sessions"), "{printed}");
+}

@@ -20,12 +20,21 @@ use crate::schema::{self, Statements};
 /// database's single writer connection, reads on a small pool of read
 /// connections (WAL lets them run beside the writer). See the crate docs for
 /// how expiry is enforced.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct SqliteStore {
     pub(crate) pool: Arc<Pool>,
     pub(crate) sql: Arc<Statements>,
     pub(crate) table: Arc<str>,
     pub(crate) reap_batch: usize,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("table", &self.table)
+            .field("reap_batch", &self.reap_batch)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SqliteStore {
@@ -102,14 +111,14 @@ fn version_from_sql(version: i64) -> u64 {
 }
 
 /// The columns of a record, encoded for binding.
-struct Row5 {
+struct Columns {
     data: String,
     created_at: i64,
     expires_at: i64,
     version: i64,
 }
 
-impl Row5 {
+impl Columns {
     fn new(record: &Record) -> Result<Self> {
         Ok(Self {
             data: Record::encode_data(&record.data)?,
@@ -159,7 +168,7 @@ impl SessionStore for SqliteStore {
     }
 
     async fn create(&self, key: &SessionKey, record: &Record) -> Result<bool> {
-        let (sql, key, row) = (Arc::clone(&self.sql), *key, Row5::new(record)?);
+        let (sql, key, row) = (Arc::clone(&self.sql), *key, Columns::new(record)?);
         self.pool
             .write(move |conn| {
                 // One statement: insert, or replace a row that is expired
@@ -188,7 +197,7 @@ impl SessionStore for SqliteStore {
         record: &Record,
         expected_version: u64,
     ) -> Result<UpdateOutcome> {
-        let (sql, key, row) = (Arc::clone(&self.sql), *key, Row5::new(record)?);
+        let (sql, key, row) = (Arc::clone(&self.sql), *key, Columns::new(record)?);
         // Wrapping: a version is only compared for equality, and 2^64 updates
         // of one session do not happen.
         let next = version_to_sql(expected_version.wrapping_add(1));
@@ -231,7 +240,7 @@ impl SessionStore for SqliteStore {
     }
 
     async fn save(&self, key: &SessionKey, record: &Record) -> Result<()> {
-        let (sql, key, row) = (Arc::clone(&self.sql), *key, Row5::new(record)?);
+        let (sql, key, row) = (Arc::clone(&self.sql), *key, Columns::new(record)?);
         self.pool
             .write(move |conn| {
                 if row.expires_at > now() {

@@ -2,7 +2,10 @@
 //! every namespace the suite opens is a table of that file, and reopening a
 //! namespace opens the file again with fresh connections.
 
-#![allow(clippy::panic, reason = "the factory must fail the test, with a message, when it cannot open a store")]
+#![allow(
+    clippy::panic,
+    reason = "the factory must fail the test, with a message, when it cannot open a store"
+)]
 
 use std::path::PathBuf;
 
