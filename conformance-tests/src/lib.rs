@@ -31,8 +31,52 @@
 //! Wrap the call in a module of your own to run the suite more than once,
 //! e.g. a second time through `Arc<dyn SessionStore>` with [`Dyn`].
 //!
-//! The suite checks itself: its own tests run it against deliberately broken
-//! stores and require it to fail on each.
+//! # What it checks
+//!
+//! [`BEHAVIOURS`] lists every behaviour; each is a `pub async fn` of this
+//! crate whose doc quotes the contract sentence it checks. By topic:
+//!
+//! - **round trips**: integers from `i64::MIN` to `u64::MAX`, floats bit for
+//!   bit (`-0.0`, `1.0`, subnormals), unicode and awkward data keys (`$set`,
+//!   `a.b`, `""`, NUL), deep nesting, empty data, times at millisecond
+//!   precision, versions up to `u64::MAX`, records of about 2 MiB;
+//! - **`save`, `create`, `destroy`**: replace, collisions, create over
+//!   expired or destroyed records, idempotent destroy that spares neighbours;
+//! - **versioned `update`**: applied (`expected + 1`), `Conflict`, `Missing`
+//!   when absent, destroyed or expired, never resurrecting;
+//! - **expiry**: save in the past, `touch` (extends, keeps data and version,
+//!   never resurrects, expires when moved to the past), the clock boundary,
+//!   `delete_expired`;
+//! - **listing and namespaces**: `len`/`all` exact and live-only, 500 keys,
+//!   `clear` and every method confined to the store's namespace, reopening a
+//!   [`durable`](Capabilities::durable) store (the only capability switch);
+//! - **concurrency**: writers on distinct keys and on one key (no torn
+//!   records), atomic versioned updates (no lost increment), one winner per
+//!   `create` race, updates racing a destroy.
+//!
+//! # Timing
+//!
+//! The whole suite takes about 4 s on an in-memory store. Only
+//! [`expiry_boundary_live_before_gone_after`] and
+//! [`expiry_follows_touch_and_update`] wait on the clock (1 s lifetimes):
+//! they check "live" only when the check finished at least 400 ms before the
+//! expiry, retrying the attempt if the machine stalled, and "gone" 600 ms
+//! after it. Every other expiry rule uses records already expired (touched
+//! to a minute ago), so nothing depends on scheduling.
+//!
+//! # Calling behaviours directly
+//!
+//! Each behaviour panics with a message naming the operation and the rule on
+//! failure, opens its stores on fresh namespaces ([`unique_namespace`]) and
+//! clears them when it passes. Behaviours spawn tasks and sleep, so call them
+//! inside a tokio runtime with timers enabled (preferably multi-threaded, as
+//! [`conformance_suite!`] and [`run_behaviour`] do). [`run_all`] runs them
+//! all and reports each outcome instead of panicking.
+//!
+//! The suite checks itself: its own tests run it against a correct reference
+//! store (which must pass everything, also when it stalls near an expiry)
+//! and against two dozen deliberately broken ones, each breaking one rule,
+//! and require the behaviours written for that rule to fail.
 //!
 //! [`SessionStore`]: session_core::SessionStore
 
@@ -143,9 +187,16 @@ macro_rules! define_run_all {
         /// Every behaviour's name, in suite order.
         pub const BEHAVIOURS: &[&str] = &[$(stringify!($name)),*];
 
-        /// Run every behaviour against `factory` and report each outcome
-        /// instead of panicking: how the suite tests itself against broken
-        /// stores, and how a tool can print a compliance table.
+        /// Run every behaviour against `factory`, one after the other, and
+        /// report each outcome instead of panicking: how the suite tests
+        /// itself against broken stores, and how a tool can print a
+        /// compliance table.
+        ///
+        /// Call it inside a tokio runtime with timers enabled, preferably
+        /// multi-threaded (`#[tokio::test(flavor = "multi_thread")]`): the
+        /// concurrency behaviours spawn tasks. Each behaviour fails as hung
+        /// after [`BEHAVIOUR_TIMEOUT`]. Ignores
+        /// [`skip_reason`](StoreFactory::skip_reason).
         pub async fn run_all<F: StoreFactory>(factory: std::sync::Arc<F>) -> Vec<Outcome> {
             let mut outcomes = Vec::with_capacity(BEHAVIOURS.len());
             $(
