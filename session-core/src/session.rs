@@ -677,7 +677,7 @@ impl Session {
             match store.update(&key, &record, version).await? {
                 UpdateOutcome::Updated => {
                     self.state = State::Loaded {
-                        version: version + 1,
+                        version: version.wrapping_add(1),
                         created_at,
                         expires_at,
                     };

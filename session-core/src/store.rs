@@ -97,7 +97,7 @@ pub enum UpdateOutcome {
 ///             None => Ok(UpdateOutcome::Missing),
 ///             Some(r) if r.version != expected => Ok(UpdateOutcome::Conflict),
 ///             Some(r) => {
-///                 *r = record.clone().with_version(expected + 1);
+///                 *r = record.clone().with_version(expected.wrapping_add(1));
 ///                 Ok(UpdateOutcome::Updated)
 ///             }
 ///         }
@@ -160,12 +160,14 @@ pub trait SessionStore: fmt::Debug + Send + Sync + 'static {
     /// untouched. An expired record under the key does not count as a
     /// collision: it is replaced. The record is stored as given, version
     /// included. A `record` whose `expires_at` is not in the future leaves
-    /// nothing live under the key.
+    /// nothing live under the key (and, if nothing live was there, the call
+    /// returns `true`).
     async fn create(&self, key: &SessionKey, record: &Record) -> Result<bool>;
 
     /// Replace the **live** record under `key` only if its version is still
-    /// `expected_version`; the stored version becomes `expected_version + 1`
-    /// (`record.version` is ignored).
+    /// `expected_version`; the stored version becomes `expected_version + 1`,
+    /// wrapping from `u64::MAX` to 0 (versions are only ever compared for
+    /// equality; `record.version` is ignored).
     ///
     /// - [`UpdateOutcome::Updated`]: replaced (data, `created_at` and
     ///   `expires_at` all come from `record`). If `record.expires_at` is not
@@ -195,8 +197,8 @@ pub trait SessionStore: fmt::Debug + Send + Sync + 'static {
     /// without rewriting its data or version.
     ///
     /// Returns `true` if it did. On an absent or expired key it returns
-    /// `false` and must **never** resurrect anything. Touching to a time that
-    /// is not in the future expires the record.
+    /// `false` and must **never** resurrect anything. Touching a live record
+    /// to a time that is not in the future expires it, and returns `true`.
     async fn touch(&self, key: &SessionKey, expires_at: Timestamp) -> Result<bool>;
 
     /// Remove the record under `key`. Idempotent; other keys are untouched.
