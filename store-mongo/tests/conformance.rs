@@ -215,3 +215,17 @@ async fn debug_shows_hosts_and_collection_but_never_credentials() {
     assert!(shown.contains("mongodb://"), "{shown}");
     assert!(!shown.contains('@'), "{shown}");
 }
+
+#[tokio::test]
+async fn versions_wrap_from_u64_max_to_zero() {
+    if skip().is_some() {
+        return;
+    }
+    let store = open(&unique_namespace()).await;
+    let key = SessionId::generate().unwrap().key();
+    let record = Record::new(data(), Duration::from_secs(600)).with_version(u64::MAX);
+    store.save(&key, &record).await.unwrap();
+    let outcome = store.update(&key, &record, u64::MAX).await.unwrap();
+    assert_eq!(outcome, session_core::UpdateOutcome::Updated);
+    assert_eq!(store.load(&key).await.unwrap().unwrap().version, 0);
+}

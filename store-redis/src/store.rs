@@ -403,11 +403,9 @@ impl SessionStore for RedisStore {
         record: &Record,
         expected_version: u64,
     ) -> Result<UpdateOutcome> {
-        let next = expected_version
-            .checked_add(1)
-            .ok_or_else(|| Error::Encode {
-                source: "the version u64::MAX cannot be incremented".into(),
-            })?;
+        // Versions wrap from u64::MAX to 0 (the contract: they are only
+        // compared for equality).
+        let next = expected_version.wrapping_add(1);
         let [_, c, e, d] = Self::fields(record)?;
         let outcome: i64 = scripts::UPDATE
             .key(self.redis_key(key))

@@ -222,3 +222,18 @@ async fn debug_shows_the_address_but_not_the_password() {
     let shown = format!("{store:?}");
     assert!(shown.contains("provided connection"), "{shown}");
 }
+
+#[tokio::test]
+async fn versions_wrap_from_u64_max_to_zero() {
+    if skip_standalone().is_some() {
+        return;
+    }
+    let store = standalone(&session_conformance::unique_namespace()).await;
+    let key = SessionId::generate().unwrap().key();
+    let record = Record::new(data(), Duration::from_secs(600)).with_version(u64::MAX);
+    store.save(&key, &record).await.unwrap();
+    let outcome = store.update(&key, &record, u64::MAX).await.unwrap();
+    assert_eq!(outcome, session_core::UpdateOutcome::Updated);
+    assert_eq!(store.load(&key).await.unwrap().unwrap().version, 0);
+    store.destroy(&key).await.unwrap();
+}
