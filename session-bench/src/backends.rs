@@ -209,6 +209,7 @@ mod open {
     use super::{Env, Opened};
     use crate::Result;
 
+    #[allow(dead_code, reason = "used only when a backend feature is off")]
     fn not_compiled(name: &str) -> crate::BoxError {
         format!(
             "the {name} backend is not compiled in: build with `--features {}`",
