@@ -262,7 +262,7 @@ impl Shard {
     /// Empty the shard, returning its old contents so the caller can drop
     /// them after releasing the lock.
     pub(crate) fn take(&mut self) -> Self {
-        let hasher = *self.map.hasher();
+        let hasher = self.map.hasher().clone();
         std::mem::replace(self, Self::new(hasher))
     }
 

@@ -57,7 +57,7 @@ impl MemoryStore {
         let seeds = Seeds::random();
         let (count, shard_cap) = layout(None, None);
         Self {
-            shards: new_shards(count, seeds),
+            shards: new_shards(count, &seeds),
             mask: count - 1,
             seeds,
             requested_shards: None,
@@ -115,7 +115,7 @@ impl MemoryStore {
     /// already stored into the new shards (evicting if a new bound requires).
     fn rebuild(mut self) -> Self {
         let (count, shard_cap) = layout(self.requested_shards, self.max_sessions);
-        let old = std::mem::replace(&mut self.shards, new_shards(count, self.seeds));
+        let old = std::mem::replace(&mut self.shards, new_shards(count, &self.seeds));
         self.mask = count - 1;
         self.shard_cap = shard_cap;
         let now = Timestamp::now().as_millis();
@@ -306,7 +306,7 @@ fn floor_power_of_two(n: usize) -> usize {
     }
 }
 
-fn new_shards(count: usize, seeds: Seeds) -> Box<[Slot]> {
+fn new_shards(count: usize, seeds: &Seeds) -> Box<[Slot]> {
     (0..count)
         .map(|_| Slot(RwLock::new(Shard::new(seeds.map_hasher()))))
         .collect()
