@@ -129,7 +129,8 @@ struct RunArgs {
     create_cap: Option<usize>,
 
     /// Live populations for the delete_expired timings, comma-separated
-    /// [default: 200000,1000000; 5000,25000 with --quick].
+    /// [default: 200000,1000000; 5000,25000 with --quick; a tenth of the
+    /// default for mongo, whose test server writes ~2k sessions/s].
     #[arg(long, value_delimiter = ',', value_name = "N,...")]
     reap_live: Option<Vec<u64>>,
 
@@ -290,6 +291,9 @@ struct Plan {
     create_cap: usize,
     scale: bool,
     reap: ReapSizes,
+    /// The reaping sizes for MongoDB: a tenth of the live populations unless
+    /// `--reap-live` was given (the test server manages ~2k writes/s).
+    mongo_reap: ReapSizes,
     memory_sessions: Vec<u64>,
     probe_ttl: Duration,
 }
@@ -321,6 +325,31 @@ impl Plan {
         }
         let mut stores = stores;
         stores.dedup();
+        let reap = ReapSizes {
+            live: sorted(args.reap_live.clone().unwrap_or_else(|| {
+                if q {
+                    vec![5_000, 25_000]
+                } else {
+                    vec![200_000, 1_000_000]
+                }
+            })),
+            expired: args.reap_expired.clone().unwrap_or_else(|| {
+                if q {
+                    vec![100, 500]
+                } else {
+                    vec![2_000, 10_000]
+                }
+            }),
+            expired_ttl: Duration::from_millis(if q { 300 } else { 2_000 }),
+        };
+        let mongo_reap = if args.reap_live.is_some() {
+            reap.clone()
+        } else {
+            ReapSizes {
+                live: reap.live.iter().map(|n| n / 10).collect(),
+                ..reap.clone()
+            }
+        };
         Ok(Self {
             stores,
             duration: Duration::from_secs_f64(secs),
@@ -331,23 +360,8 @@ impl Plan {
                 .create_cap
                 .unwrap_or(if q { 100_000 } else { 1_000_000 }),
             scale: !args.no_scale,
-            reap: ReapSizes {
-                live: sorted(args.reap_live.clone().unwrap_or_else(|| {
-                    if q {
-                        vec![5_000, 25_000]
-                    } else {
-                        vec![200_000, 1_000_000]
-                    }
-                })),
-                expired: args.reap_expired.clone().unwrap_or_else(|| {
-                    if q {
-                        vec![100, 500]
-                    } else {
-                        vec![2_000, 10_000]
-                    }
-                }),
-                expired_ttl: Duration::from_millis(if q { 300 } else { 2_000 }),
-            },
+            reap,
+            mongo_reap,
             memory_sessions: sorted(args.memory_sessions.clone().unwrap_or_else(|| {
                 if q {
                     vec![10_000, 50_000]
@@ -422,6 +436,12 @@ async fn run_once(plan: &Plan, env: &Env, info: &RunInfo, out: &Path) -> Result<
         info.run,
         report::phase_table(&phase_lines)
     );
+    let codec = scale::codec(Duration::from_millis(if info.quick { 20 } else { 300 }))?;
+    report::append_lines(out, &[wrap(info, Measurement::Codec(codec.clone()))])?;
+    println!(
+        "## Payload encoding (one core)\n\n{}",
+        report::codec_table(&codec)
+    );
     if !plan.scale {
         return Ok(());
     }
@@ -432,7 +452,12 @@ async fn run_once(plan: &Plan, env: &Env, info: &RunInfo, out: &Path) -> Result<
             .open_store(env)
             .await
             .map_err(|e| with_context(backend, e))?;
-        let lines = scale::reap(backend.name(), &opened.store, &plan.reap, |l| {
+        let sizes = if backend == Backend::Mongo {
+            &plan.mongo_reap
+        } else {
+            &plan.reap
+        };
+        let lines = scale::reap(backend.name(), &opened.store, sizes, |l| {
             eprintln!(
                 "  {:>9} live {:>7} expired: {:>9.2} ms, removed {}",
                 l.live, l.expired, l.ms, l.removed

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use crate::Result;
 use crate::phase::Phase;
-use crate::report::{self, Line, Measurement, MemoryLine, PhaseLine, ReapLine};
+use crate::report::{self, CodecLine, Line, Measurement, MemoryLine, PhaseLine, ReapLine};
 
 /// Start of the generated part of `BENCHMARKS.md`.
 pub const BEGIN: &str =
@@ -49,6 +49,7 @@ fn latest<'a>(lines: &'a [Line], sel: &Selection) -> Vec<&'a Line> {
             Measurement::Phase(p) => (0, p.store.clone()),
             Measurement::Reap(r) => (1, r.store.clone()),
             Measurement::Memory(m) => (2, m.store.clone()),
+            Measurement::Codec(_) => (3, String::new()),
         }
     };
     let mut runs: BTreeMap<(u8, String), Vec<&str>> = BTreeMap::new();
@@ -170,6 +171,25 @@ pub fn memory_medians(lines: &[&Line]) -> Vec<MemoryLine> {
             })
         })
         .collect()
+}
+
+/// Medians of the codec timings, if any were measured.
+#[must_use]
+pub fn codec_median(lines: &[&Line]) -> Option<CodecLine> {
+    let g: Vec<&CodecLine> = lines
+        .iter()
+        .filter_map(|l| match &l.measurement {
+            Measurement::Codec(c) => Some(c),
+            _ => None,
+        })
+        .collect();
+    let first = (*g.first()?).clone();
+    Some(CodecLine {
+        encode_data_ns: median_of(&g, |c| c.encode_data_ns),
+        decode_data_ns: median_of(&g, |c| c.decode_data_ns),
+        clone_record_ns: median_of(&g, |c| c.clone_record_ns),
+        ..first
+    })
 }
 
 /// One row of the targets table.
@@ -373,6 +393,11 @@ pub fn generate(lines: &[Line], sel: &Selection) -> Result<String> {
     if !memory.is_empty() {
         let _ = writeln!(out, "### Memory footprint\n");
         out.push_str(&report::memory_table(&memory));
+        out.push('\n');
+    }
+    if let Some(codec) = codec_median(&chosen) {
+        let _ = writeln!(out, "### Payload encoding (one core)\n");
+        out.push_str(&report::codec_table(&codec));
         out.push('\n');
     }
     out.push_str(END);

@@ -120,6 +120,21 @@ pub struct MemoryLine {
     pub after_reap_ratio: f64,
 }
 
+/// What encoding and decoding the standard payload costs on one core: the
+/// work a store does on every load or write that its raw engine, moving
+/// bytes, does not.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CodecLine {
+    /// Bytes of the data JSON.
+    pub data_bytes: u64,
+    /// `Record::encode_data`, ns per call.
+    pub encode_data_ns: f64,
+    /// `Record::decode_data`, ns per call.
+    pub decode_data_ns: f64,
+    /// `Record::clone`, ns per call.
+    pub clone_record_ns: f64,
+}
+
 /// The measurement a line holds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
@@ -130,6 +145,8 @@ pub enum Measurement {
     Reap(ReapLine),
     /// The memory footprint.
     Memory(MemoryLine),
+    /// The cost of the payload's JSON encoding.
+    Codec(CodecLine),
 }
 
 /// One line of the results file.
@@ -325,6 +342,17 @@ pub fn memory_table(lines: &[MemoryLine]) -> String {
         );
     }
     out
+}
+
+/// The Markdown table of the payload's encoding costs.
+#[must_use]
+pub fn codec_table(c: &CodecLine) -> String {
+    format!(
+        "| data bytes | `encode_data` ns | `decode_data` ns | `Record::clone` ns |\n\
+         |---:|---:|---:|---:|\n\
+         | {} | {:.0} | {:.0} | {:.0} |\n",
+        c.data_bytes, c.encode_data_ns, c.decode_data_ns, c.clone_record_ns
+    )
 }
 
 #[cfg(test)]

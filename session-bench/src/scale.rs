@@ -9,7 +9,7 @@ use session_core::{Record, SessionStore, Timestamp};
 use crate::Result;
 use crate::payload::{Rng, SESSION_TTL, session_data};
 use crate::phase::BULK_TASKS;
-use crate::report::{MemoryLine, ReapLine};
+use crate::report::{CodecLine, MemoryLine, ReapLine};
 
 /// Save `n` fresh sessions concurrently. Each expires `ttl` after it is
 /// saved (so even a short `ttl` stores every one of them). Returns the latest
@@ -221,9 +221,63 @@ async fn bulk_save(
     Ok(())
 }
 
+/// Time `Record::encode_data`, `Record::decode_data` and `Record::clone` of
+/// the standard payload on this thread, each for about `budget`.
+///
+/// # Errors
+///
+/// If the payload cannot be encoded or decoded (it always can).
+pub fn codec(budget: Duration) -> Result<CodecLine> {
+    let record = Record::new(session_data(3), SESSION_TTL);
+    let key = Rng::new(5).key();
+    let text = Record::encode_data(&record.data)?;
+    let per_call = |f: &mut dyn FnMut() -> Result<()>| -> Result<f64> {
+        let start = Instant::now();
+        let mut calls = 0u64;
+        while start.elapsed() < budget {
+            for _ in 0..64 {
+                f()?;
+            }
+            calls += 64;
+        }
+        Ok(crate::report::round(
+            start.elapsed().as_secs_f64() * 1e9 / calls as f64,
+            1,
+        ))
+    };
+    let encode_data_ns = per_call(&mut || {
+        std::hint::black_box(Record::encode_data(std::hint::black_box(&record.data))?);
+        Ok(())
+    })?;
+    let decode_data_ns = per_call(&mut || {
+        std::hint::black_box(Record::decode_data(
+            &key,
+            std::hint::black_box(text.as_bytes()),
+        )?);
+        Ok(())
+    })?;
+    let clone_record_ns = per_call(&mut || {
+        std::hint::black_box(std::hint::black_box(&record).clone());
+        Ok(())
+    })?;
+    Ok(CodecLine {
+        data_bytes: text.len() as u64,
+        encode_data_ns,
+        decode_data_ns,
+        clone_record_ns,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn codec_costs_are_measured() {
+        let c = codec(Duration::from_millis(5)).unwrap();
+        assert!((180..=230).contains(&c.data_bytes));
+        assert!(c.encode_data_ns > 0.0 && c.decode_data_ns > 0.0 && c.clone_record_ns > 0.0);
+    }
 
     #[test]
     fn rss_is_readable_on_linux() {
