@@ -76,7 +76,7 @@ struct RunArgs {
     stores: Option<Vec<Backend>>,
 
     /// Seconds each phase runs, per concurrency level and target
-    /// [default: 3; 0.2 with --quick].
+    /// [default: 3; 0.1 with --quick].
     #[arg(long, value_name = "SECS")]
     duration: Option<f64>,
 
@@ -98,7 +98,7 @@ struct RunArgs {
     #[arg(long, value_name = "N")]
     preload: Option<usize>,
 
-    /// Everything in well under a minute: 0.2 s phases, 1,000 preloaded
+    /// Everything in well under a minute: 0.1 s phases, 1,000 preloaded
     /// sessions, small scale sizes. For smoke tests; `render` skips these
     /// results.
     #[arg(long)]
@@ -129,7 +129,7 @@ struct RunArgs {
     create_cap: Option<usize>,
 
     /// Live populations for the delete_expired timings, comma-separated
-    /// [default: 200000,1000000; 5000,25000 with --quick; a tenth of the
+    /// [default: 200000,1000000; 2000,10000 with --quick; a tenth of the
     /// default for mongo, whose test server writes ~2k sessions/s].
     #[arg(long, value_delimiter = ',', value_name = "N,...")]
     reap_live: Option<Vec<u64>>,
@@ -314,7 +314,7 @@ impl Plan {
             )
             .into());
         }
-        let secs = args.duration.unwrap_or(if q { 0.2 } else { 3.0 });
+        let secs = args.duration.unwrap_or(if q { 0.1 } else { 3.0 });
         if !(secs.is_finite() && secs > 0.0) {
             return Err(
                 format!("--duration must be a positive number of seconds, got {secs}").into(),
@@ -328,7 +328,7 @@ impl Plan {
         let reap = ReapSizes {
             live: sorted(args.reap_live.clone().unwrap_or_else(|| {
                 if q {
-                    vec![5_000, 25_000]
+                    vec![2_000, 10_000]
                 } else {
                     vec![200_000, 1_000_000]
                 }
@@ -369,7 +369,7 @@ impl Plan {
                     vec![100_000, 1_000_000]
                 }
             })),
-            probe_ttl: Duration::from_secs(if q { 2 } else { 20 }),
+            probe_ttl: Duration::from_millis(if q { 1_000 } else { 20_000 }),
         })
     }
 }
