@@ -15,21 +15,25 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
-use session_conformance::{Capabilities, StoreFactory, conformance_suite, unique_namespace};
+use session_conformance::{Capabilities, StoreFactory, conformance_suite};
 use session_core::{
     Record, Result, SessionKey, SessionStore, Timestamp, UpdateOutcome, async_trait,
 };
 use session_store_sled::{SledStore, sled};
 
 struct Factory {
+    /// Removed when the factory is dropped.
+    _temp: tempfile::TempDir,
     dir: PathBuf,
     db: Mutex<Weak<sled::Db>>,
 }
 
 impl Factory {
     fn new() -> Self {
-        let dir = std::env::temp_dir().join(format!("session-sled-{}", unique_namespace()));
+        let temp = tempfile::tempdir().unwrap_or_else(|e| panic!("cannot create a temp dir: {e}"));
+        let dir = temp.path().join("db");
         Self {
+            _temp: temp,
             dir,
             db: Mutex::new(Weak::new()),
         }
@@ -57,12 +61,6 @@ impl Factory {
         };
         *slot = Arc::downgrade(&db);
         db
-    }
-}
-
-impl Drop for Factory {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

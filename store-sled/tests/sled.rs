@@ -8,23 +8,23 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::json;
-use session_conformance::unique_namespace;
 use session_core::{
     Data, Error, Record, SessionId, SessionKey, SessionStore, Timestamp, UpdateOutcome,
 };
 use session_store_sled::{SledStore, sled};
 
-struct TempDir(PathBuf);
+/// A database path (not created yet) inside a temporary directory that is
+/// removed on drop.
+struct TempDir {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+}
 
 impl TempDir {
     fn new() -> Self {
-        Self(std::env::temp_dir().join(format!("session-sled-{}", unique_namespace())))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        Self { _dir: dir, path }
     }
 }
 
@@ -119,7 +119,7 @@ async fn sessions_survive_closing_and_reopening_the_directory() {
     let dir = TempDir::new();
     let (k, record) = (key(), live().with_version(9));
     {
-        let store = SledStore::builder(&dir.0)
+        let store = SledStore::builder(&dir.path)
             .with_namespace("web")
             .with_flush_every_ms(None)
             .build()
@@ -127,9 +127,9 @@ async fn sessions_survive_closing_and_reopening_the_directory() {
             .unwrap();
         store.save(&k, &record).await.unwrap();
         // The directory is locked while open.
-        assert!(SledStore::open(&dir.0).await.is_err());
+        assert!(SledStore::open(&dir.path).await.is_err());
     } // last handle dropped: sled flushes and unlocks
-    let store = SledStore::builder(&dir.0)
+    let store = SledStore::builder(&dir.path)
         .with_namespace("web")
         .build()
         .await
@@ -216,10 +216,10 @@ async fn delete_expired_removes_expired_records_and_their_entries_only() {
 async fn bad_settings_fail_at_build_time() {
     let dir = TempDir::new();
     for builder in [
-        SledStore::builder(&dir.0).with_namespace(""),
-        SledStore::builder(&dir.0).with_namespace("a/b"),
-        SledStore::builder(&dir.0).with_namespace("x".repeat(129)),
-        SledStore::builder(&dir.0).with_flush_every_ms(Some(0)),
+        SledStore::builder(&dir.path).with_namespace(""),
+        SledStore::builder(&dir.path).with_namespace("a/b"),
+        SledStore::builder(&dir.path).with_namespace("x".repeat(129)),
+        SledStore::builder(&dir.path).with_flush_every_ms(Some(0)),
         SledStore::builder(""),
     ] {
         let err = builder.build().await.unwrap_err();
@@ -235,7 +235,7 @@ async fn bad_settings_fail_at_build_time() {
         );
     }
     assert!(
-        !dir.0.exists(),
+        !dir.path.exists(),
         "a refused configuration created the directory"
     );
     let db = sled::Config::new().temporary(true).open().unwrap();

@@ -7,29 +7,19 @@
     reason = "the factory must fail the test, with a message, when it cannot open a store"
 )]
 
-use std::path::PathBuf;
-
-use session_conformance::{Capabilities, StoreFactory, conformance_suite, unique_namespace};
+use session_conformance::{Capabilities, StoreFactory, conformance_suite};
 use session_core::async_trait;
 use session_store_sqlite::SqliteStore;
 
-/// A directory removed when the factory is dropped.
+/// A temporary directory, removed when the factory is dropped.
 struct Factory {
-    dir: PathBuf,
+    dir: tempfile::TempDir,
 }
 
 impl Factory {
     fn new() -> Self {
-        let dir = std::env::temp_dir().join(format!("session-sqlite-{}", unique_namespace()));
-        std::fs::create_dir_all(&dir)
-            .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("cannot create a temp dir: {e}"));
         Self { dir }
-    }
-}
-
-impl Drop for Factory {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -38,7 +28,7 @@ impl StoreFactory for Factory {
     type Store = SqliteStore;
 
     async fn open(&self, namespace: &str) -> SqliteStore {
-        let path = self.dir.join("sessions.db");
+        let path = self.dir.path().join("sessions.db");
         SqliteStore::builder(&path)
             .with_table(namespace)
             .with_read_connections(2)

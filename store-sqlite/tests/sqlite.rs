@@ -8,29 +8,21 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::json;
-use session_conformance::unique_namespace;
 use session_core::{
     Data, Error, Record, SessionId, SessionKey, SessionStore, Timestamp, UpdateOutcome,
 };
 use session_store_sqlite::{SCHEMA_VERSION, SqliteStore, Synchronous, rusqlite};
 
-struct TempDir(PathBuf);
+/// A temporary directory (removed on drop) holding the test database.
+struct TempDir(tempfile::TempDir);
 
 impl TempDir {
     fn new() -> Self {
-        let dir = std::env::temp_dir().join(format!("session-sqlite-{}", unique_namespace()));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
+        Self(tempfile::tempdir().unwrap())
     }
 
     fn db(&self) -> PathBuf {
-        self.0.join("sessions.db")
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        self.0.path().join("sessions.db")
     }
 }
 
@@ -152,7 +144,7 @@ async fn schema_version_is_recorded_and_checked() {
     assert!(matches!(err, Error::Config { .. }), "{err:?}");
 
     // A file another application versions is refused.
-    let foreign = dir.0.join("app.db");
+    let foreign = dir.0.path().join("app.db");
     let app = rusqlite::Connection::open(&foreign).unwrap();
     app.execute_batch("CREATE TABLE users (id INTEGER); PRAGMA user_version = 12;")
         .unwrap();
