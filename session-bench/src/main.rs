@@ -118,6 +118,11 @@ struct RunArgs {
     #[arg(long, overrides_with = "scale")]
     no_scale: bool,
 
+    /// Skip the timed phases (and the payload encoding timing): run only
+    /// the scale experiments.
+    #[arg(long)]
+    no_phases: bool,
+
     /// Repeat the whole run this many times (render takes medians).
     #[arg(long, default_value_t = 1, value_name = "N")]
     runs: usize,
@@ -177,6 +182,9 @@ struct RenderArgs {
 
 #[derive(Debug, Args)]
 struct ProbeArgs {
+    /// Store name written in the lines.
+    #[arg(long, default_value = "memory")]
+    label: String,
     /// Sizes to measure, ascending, comma-separated.
     #[arg(long, value_delimiter = ',', required = true)]
     sessions: Vec<u64>,
@@ -264,7 +272,7 @@ async fn probe_cmd(args: &ProbeArgs) -> Result<()> {
     let store: Arc<dyn session_core::SessionStore> =
         Arc::new(session_store_memory::MemoryStore::new());
     let lines = scale::memory_probe(
-        "memory",
+        &args.label,
         &store,
         &args.sessions,
         Duration::from_millis(args.ttl_ms),
@@ -290,6 +298,7 @@ struct Plan {
     preload: usize,
     create_cap: usize,
     scale: bool,
+    phases_on: bool,
     reap: ReapSizes,
     /// The reaping sizes for MongoDB: a tenth of the live populations unless
     /// `--reap-live` was given (the test server manages ~2k writes/s).
@@ -360,6 +369,7 @@ impl Plan {
                 .create_cap
                 .unwrap_or(if q { 100_000 } else { 1_000_000 }),
             scale: !args.no_scale,
+            phases_on: !args.no_phases,
             reap,
             mongo_reap,
             memory_sessions: sorted(args.memory_sessions.clone().unwrap_or_else(|| {
@@ -421,6 +431,16 @@ async fn run_cmd(args: RunArgs) -> Result<()> {
 }
 
 async fn run_once(plan: &Plan, env: &Env, info: &RunInfo, out: &Path) -> Result<()> {
+    if plan.phases_on {
+        run_all_phases(plan, env, info, out).await?;
+    }
+    if plan.scale {
+        run_scale(plan, env, info, out).await?;
+    }
+    Ok(())
+}
+
+async fn run_all_phases(plan: &Plan, env: &Env, info: &RunInfo, out: &Path) -> Result<()> {
     let mut phase_lines = Vec::new();
     for &backend in &plan.stores {
         let lines = run_phases(plan, env, backend).await?;
@@ -442,9 +462,10 @@ async fn run_once(plan: &Plan, env: &Env, info: &RunInfo, out: &Path) -> Result<
         "## Payload encoding (one core)\n\n{}",
         report::codec_table(&codec)
     );
-    if !plan.scale {
-        return Ok(());
-    }
+    Ok(())
+}
+
+async fn run_scale(plan: &Plan, env: &Env, info: &RunInfo, out: &Path) -> Result<()> {
     let mut reap_lines = Vec::new();
     for &backend in &plan.stores {
         eprintln!("{backend}: delete_expired timings");
@@ -474,14 +495,18 @@ async fn run_once(plan: &Plan, env: &Env, info: &RunInfo, out: &Path) -> Result<
     }
     println!("## delete_expired\n\n{}", report::reap_table(&reap_lines));
     if plan.stores.contains(&Backend::Memory) {
-        eprintln!("memory: footprint (child process)");
-        let lines = memory_probe_child(plan)?;
-        let wrapped: Vec<Line> = lines
-            .iter()
-            .map(|l| wrap(info, Measurement::Memory(l.clone())))
-            .collect();
-        report::append_lines(out, &wrapped)?;
-        println!("## Memory footprint\n\n{}", report::memory_table(&lines));
+        let mut all = Vec::new();
+        for (label, tunables) in [("memory", None), ("memory+glibc-trim", Some(GLIBC_TRIM))] {
+            eprintln!("{label}: footprint (child process)");
+            let lines = memory_probe_child(plan, label, tunables)?;
+            let wrapped: Vec<Line> = lines
+                .iter()
+                .map(|l| wrap(info, Measurement::Memory(l.clone())))
+                .collect();
+            report::append_lines(out, &wrapped)?;
+            all.extend(lines);
+        }
+        println!("## Memory footprint\n\n{}", report::memory_table(&all));
     }
     Ok(())
 }
@@ -553,9 +578,20 @@ async fn run_phases(plan: &Plan, env: &Env, backend: Backend) -> Result<Vec<Phas
     Ok(lines)
 }
 
+/// glibc settings under which freed memory goes back to the system promptly
+/// (no per-thread cache, a fixed trim threshold): what an application that
+/// wants its memory back after a mass expiry runs with. Without them glibc
+/// keeps most of a freed heap mapped (see store-memory's README).
+const GLIBC_TRIM: &str = "glibc.malloc.tcache_count=0:glibc.malloc.trim_threshold=131072";
+
 /// Run the memory probe in a fresh child process (so the footprint is not
-/// blurred by what the phases allocated) and read its lines.
-fn memory_probe_child(plan: &Plan) -> Result<Vec<report::MemoryLine>> {
+/// blurred by what the phases allocated), with `GLIBC_TUNABLES` if given,
+/// and read its lines, labelled `label`.
+fn memory_probe_child(
+    plan: &Plan,
+    label: &str,
+    tunables: Option<&str>,
+) -> Result<Vec<report::MemoryLine>> {
     let exe = std::env::current_exe()?;
     let sessions = plan
         .memory_sessions
@@ -563,11 +599,23 @@ fn memory_probe_child(plan: &Plan) -> Result<Vec<report::MemoryLine>> {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join(",");
-    let output = std::process::Command::new(exe)
-        .args(["memory-probe", "--sessions", &sessions, "--ttl-ms"])
+    let mut command = std::process::Command::new(exe);
+    command
+        .args([
+            "memory-probe",
+            "--label",
+            label,
+            "--sessions",
+            &sessions,
+            "--ttl-ms",
+        ])
         .arg(plan.probe_ttl.as_millis().to_string())
-        .stderr(std::process::Stdio::inherit())
-        .output()?;
+        .stderr(std::process::Stdio::inherit());
+    match tunables {
+        Some(t) => command.env("GLIBC_TUNABLES", t),
+        None => command.env_remove("GLIBC_TUNABLES"),
+    };
+    let output = command.output()?;
     if !output.status.success() {
         return Err(format!("memory probe failed: {}", output.status).into());
     }

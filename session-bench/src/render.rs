@@ -219,7 +219,13 @@ pub fn checks(
             .map(|(p, _)| p)
             .find(|p| p.store == store && p.phase == phase && p.concurrency == c)
     };
-    let stores: BTreeSet<&str> = phases.iter().map(|(p, _)| p.store.as_str()).collect();
+    // In the order of the phase table (backend order), each once.
+    let mut stores: Vec<&str> = Vec::new();
+    for (p, _) in phases {
+        if !stores.contains(&p.store.as_str()) {
+            stores.push(&p.store);
+        }
+    }
     for store in &stores {
         for (phase, min) in [
             (Phase::Load, 0.8),
@@ -313,7 +319,11 @@ pub fn checks(
                     report::thousands(expired as f64)
                 ),
                 store: store.to_owned(),
-                value: format!("{r:.2}× ({:.2} vs {:.2} ms)", hi.ms, lo.ms),
+                value: format!(
+                    "{r:.2}× ({} vs {} ms)",
+                    report::millis(hi.ms),
+                    report::millis(lo.ms)
+                ),
                 met: r <= 1.5,
             });
         }

@@ -261,6 +261,18 @@ pub fn micros(x: f64) -> String {
     }
 }
 
+/// A duration in ms: three decimals below 1 ms, two below 100 ms, then none.
+#[must_use]
+pub fn millis(x: f64) -> String {
+    if x < 1.0 {
+        format!("{x:.3}")
+    } else if x < 100.0 {
+        format!("{x:.2}")
+    } else {
+        thousands(x)
+    }
+}
+
 /// A ratio as `0.93×`, or `–`.
 #[must_use]
 pub fn times(r: Option<f64>) -> String {
@@ -308,12 +320,12 @@ pub fn reap_table(lines: &[ReapLine]) -> String {
     for l in lines {
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {:.2} |",
+            "| {} | {} | {} | {} | {} |",
             l.store,
             thousands(l.live as f64),
             thousands(l.expired as f64),
             thousands(l.removed as f64),
-            l.ms
+            millis(l.ms)
         );
     }
     out
