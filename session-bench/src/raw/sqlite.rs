@@ -41,7 +41,7 @@ const CREATE: &str = "INSERT INTO sessions (key, data, created_at, expires_at, v
 const TOUCH: &str = "UPDATE sessions SET expires_at = ?1 WHERE key = ?2 AND expires_at > ?3";
 const DESTROY: &str = "DELETE FROM sessions WHERE key = ?1";
 
-/// One writer and [`READERS`] read connections (WAL, `synchronous=NORMAL`,
+/// One writer and `READERS` read connections (WAL, `synchronous=NORMAL`,
 /// as the store), each behind a `parking_lot` mutex, used inline on the
 /// calling task's thread: the engine's own speed, with none of the async
 /// bridging a store needs.
