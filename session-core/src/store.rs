@@ -60,7 +60,7 @@ pub enum UpdateOutcome {
 /// # Implementing a store
 ///
 /// The trait is object-safe (`Arc<dyn SessionStore>` works) and uses
-/// [`async_trait`]. A minimal, correct in-process store:
+/// [`async_trait`](macro@async_trait). A minimal, correct in-process store:
 ///
 /// ```
 /// use std::collections::HashMap;
