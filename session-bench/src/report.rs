@@ -331,18 +331,34 @@ pub fn reap_table(lines: &[ReapLine]) -> String {
     out
 }
 
+/// The share of the growth from the baseline to the largest resident set
+/// `peak_kib` that was given back after reaping (1.0: all of it).
+#[must_use]
+pub fn returned(l: &MemoryLine, peak_kib: u64) -> Option<f64> {
+    let grown = peak_kib.checked_sub(l.baseline_kib).filter(|g| *g > 0)?;
+    let kept = l.after_reap_kib.saturating_sub(l.baseline_kib);
+    Some(1.0 - kept as f64 / grown as f64)
+}
+
 /// The Markdown table of memory footprints.
 #[must_use]
 pub fn memory_table(lines: &[MemoryLine]) -> String {
     let mut out = String::from(
-        "| store | sessions | baseline RSS MiB | RSS MiB | peak RSS MiB | bytes/session | RSS after reap MiB | after reap / baseline |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| store | sessions | baseline RSS MiB | RSS MiB | peak RSS MiB | bytes/session | RSS after reap MiB | after reap / baseline | growth returned after reap |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for l in lines {
+        // The growth is measured up to the largest size of the same probe.
+        let peak = lines
+            .iter()
+            .filter(|m| m.store == l.store && m.after_reap_kib == l.after_reap_kib)
+            .map(|m| m.rss_kib)
+            .max()
+            .unwrap_or(l.rss_kib);
         let mib = |k: u64| k as f64 / 1024.0;
         let _ = writeln!(
             out,
-            "| {} | {} | {:.1} | {:.1} | {:.1} | {} | {:.1} | {:.2} |",
+            "| {} | {} | {:.1} | {:.1} | {:.1} | {} | {:.1} | {:.2} | {} |",
             l.store,
             thousands(l.sessions as f64),
             mib(l.baseline_kib),
@@ -351,6 +367,7 @@ pub fn memory_table(lines: &[MemoryLine]) -> String {
             thousands(l.bytes_per_session),
             mib(l.after_reap_kib),
             l.after_reap_ratio,
+            returned(l, peak).map_or_else(|| "–".to_owned(), |r| format!("{:.1}%", r * 100.0)),
         );
     }
     out
