@@ -379,7 +379,7 @@ impl Plan {
                     vec![100_000, 1_000_000]
                 }
             })),
-            probe_ttl: Duration::from_millis(if q { 1_000 } else { 20_000 }),
+            probe_ttl: Duration::from_millis(if q { 3_000 } else { 20_000 }),
         })
     }
 }
