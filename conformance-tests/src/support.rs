@@ -4,17 +4,12 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use session_core::{Data, Record, SessionId, SessionKey, SessionStore, Timestamp};
+use session_core::{Data, Record, SessionKey, SessionStore, Timestamp};
 use tokio::task::JoinHandle;
 
 use crate::StoreFactory;
 
-/// A fresh random key.
-pub(crate) fn key() -> SessionKey {
-    SessionId::generate()
-        .unwrap_or_else(|e| panic!("cannot generate a session id: {e}"))
-        .key()
-}
+pub(crate) use crate::fixtures::{key, object};
 
 /// `count` fresh random keys.
 pub(crate) fn keys(count: usize) -> Vec<SessionKey> {
@@ -24,14 +19,6 @@ pub(crate) fn keys(count: usize) -> Vec<SessionKey> {
 /// `{"n": n}`: small data that identifies a write.
 pub(crate) fn data_n(n: i64) -> Data {
     object(json!({ "n": n }))
-}
-
-/// Turn a `json!({...})` into session data.
-pub(crate) fn object(value: Value) -> Data {
-    match value {
-        Value::Object(map) => map,
-        other => panic!("test data must be a JSON object, got {other}"),
-    }
 }
 
 /// A live record expiring `ttl` from now, created now, version 0.

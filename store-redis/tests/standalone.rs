@@ -5,6 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Standalone, redis_url, skip_standalone, standalone};
+use session_conformance::fixtures::assert_decode_error;
 use session_core::{Error, Record, SessionId, SessionStore, SessionStoreExt};
 use session_store_redis::RedisStore;
 
@@ -51,11 +52,7 @@ async fn garbage_written_directly_is_a_decode_error_naming_the_key() {
         .query_async(&mut conn)
         .await
         .unwrap();
-    let err = store.load(&key).await.unwrap_err();
-    assert!(
-        matches!(&err, Error::Decode { key: k, .. } if k == key.as_str()),
-        "{err:?}"
-    );
+    assert_decode_error(store.load(&key).await, &key);
     assert!(matches!(store.all().await, Err(Error::Decode { .. })));
 
     // Data that is not a JSON object.
@@ -76,11 +73,7 @@ async fn garbage_written_directly_is_a_decode_error_naming_the_key() {
         .query_async(&mut conn)
         .await
         .unwrap();
-    let err = store.load(&key3).await.unwrap_err();
-    assert!(
-        matches!(&err, Error::Decode { key: k, .. } if k == key3.as_str()),
-        "{err:?}"
-    );
+    assert_decode_error(store.load(&key3).await, &key3);
     let err = store
         .update(&key3, &Record::new(data(), Duration::from_secs(60)), 0)
         .await;

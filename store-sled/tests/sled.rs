@@ -8,9 +8,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::json;
-use session_core::{
-    Data, Error, Record, SessionId, SessionKey, SessionStore, Timestamp, UpdateOutcome,
-};
+use session_conformance::fixtures::{assert_decode_error, key, object};
+use session_core::{Error, Record, SessionKey, SessionStore, Timestamp, UpdateOutcome};
 use session_store_sled::{SledStore, sled};
 
 /// A database path (not created yet) inside a temporary directory that is
@@ -28,20 +27,9 @@ impl TempDir {
     }
 }
 
-fn key() -> SessionKey {
-    SessionId::generate().unwrap().key()
-}
-
-fn data(value: serde_json::Value) -> Data {
-    match value {
-        serde_json::Value::Object(map) => map,
-        _ => unreachable!(),
-    }
-}
-
 fn live() -> Record {
     Record::new(
-        data(json!({"user": "ada", "big": u64::MAX})),
+        object(json!({"user": "ada", "big": u64::MAX})),
         Duration::from_secs(600),
     )
 }
@@ -49,7 +37,7 @@ fn live() -> Record {
 fn expired() -> Record {
     let now = Timestamp::now();
     Record::with_times(
-        data(json!({"old": true})),
+        object(json!({"old": true})),
         now - Duration::from_secs(60),
         now - Duration::from_secs(1),
     )
@@ -94,12 +82,7 @@ async fn garbage_in_the_tree_is_a_decode_error_naming_the_key() {
         .insert(bad_json.as_bytes(), value)
         .unwrap();
     for k in [&short, &bad_json] {
-        let err = store.load(k).await.unwrap_err();
-        assert!(
-            matches!(&err, Error::Decode { key, .. } if key == k.as_str()),
-            "{err:?}"
-        );
-        assert!(err.to_string().contains(k.as_str()));
+        assert_decode_error(store.load(k).await, k);
     }
     assert!(matches!(store.all().await, Err(Error::Decode { .. })));
     assert!(matches!(store.len().await, Err(Error::Decode { .. })));

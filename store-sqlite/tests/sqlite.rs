@@ -8,9 +8,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::json;
-use session_core::{
-    Data, Error, Record, SessionId, SessionKey, SessionStore, Timestamp, UpdateOutcome,
-};
+use session_conformance::fixtures::{assert_decode_error, key, object};
+use session_core::{Error, Record, SessionStore, Timestamp, UpdateOutcome};
 use session_store_sqlite::{SCHEMA_VERSION, SqliteStore, Synchronous, rusqlite};
 
 /// A temporary directory (removed on drop) holding the test database.
@@ -26,20 +25,9 @@ impl TempDir {
     }
 }
 
-fn key() -> SessionKey {
-    SessionId::generate().unwrap().key()
-}
-
-fn data(value: serde_json::Value) -> Data {
-    match value {
-        serde_json::Value::Object(map) => map,
-        _ => unreachable!(),
-    }
-}
-
 fn live() -> Record {
     Record::new(
-        data(json!({"user": "ada", "big": u64::MAX})),
+        object(json!({"user": "ada", "big": u64::MAX})),
         Duration::from_secs(600),
     )
 }
@@ -47,7 +35,7 @@ fn live() -> Record {
 fn expired() -> Record {
     let now = Timestamp::now();
     Record::with_times(
-        data(json!({"old": true})),
+        object(json!({"old": true})),
         now - Duration::from_secs(60),
         now - Duration::from_secs(1),
     )
@@ -73,12 +61,7 @@ async fn garbage_in_the_table_is_a_decode_error_naming_the_key() {
     )
     .unwrap();
     for k in [&bad_json, &bad_type] {
-        let err = store.load(k).await.unwrap_err();
-        assert!(
-            matches!(&err, Error::Decode { key, .. } if key == k.as_str()),
-            "{err:?}"
-        );
-        assert!(err.to_string().contains(k.as_str()));
+        assert_decode_error(store.load(k).await, k);
     }
     assert!(matches!(store.all().await, Err(Error::Decode { .. })));
     // The rest of the table is unaffected.
