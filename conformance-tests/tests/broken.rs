@@ -7,6 +7,7 @@
 
 mod common;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -210,20 +211,8 @@ fn truncated(record: &Record) -> Record {
 
 #[async_trait]
 impl Fault for TruncatesToSeconds {
-    async fn create(&self, s: &RefStore, key: &SessionKey, record: &Record) -> Result<bool> {
-        s.create(key, &truncated(record)).await
-    }
-    async fn save(&self, s: &RefStore, key: &SessionKey, record: &Record) -> Result<()> {
-        s.save(key, &truncated(record)).await
-    }
-    async fn update(
-        &self,
-        s: &RefStore,
-        key: &SessionKey,
-        record: &Record,
-        expected: u64,
-    ) -> Result<UpdateOutcome> {
-        s.update(key, &truncated(record), expected).await
+    fn written<'a>(&self, record: &'a Record) -> Cow<'a, Record> {
+        Cow::Owned(truncated(record))
     }
     async fn touch(&self, s: &RefStore, key: &SessionKey, expires_at: Timestamp) -> Result<bool> {
         s.touch(key, to_seconds(expires_at)).await
@@ -539,12 +528,11 @@ fn saturated(record: &Record) -> Record {
 
 #[async_trait]
 impl Fault for VersionAsI64 {
-    async fn create(&self, s: &RefStore, key: &SessionKey, record: &Record) -> Result<bool> {
-        s.create(key, &saturated(record)).await
+    fn written<'a>(&self, record: &'a Record) -> Cow<'a, Record> {
+        Cow::Owned(saturated(record))
     }
-    async fn save(&self, s: &RefStore, key: &SessionKey, record: &Record) -> Result<()> {
-        s.save(key, &saturated(record)).await
-    }
+    // `update` ignores `record.version`: the stored `expected + 1` is what
+    // gets saturated.
     async fn update(
         &self,
         s: &RefStore,
@@ -607,20 +595,8 @@ fn lossy(record: &Record) -> Record {
 
 #[async_trait]
 impl Fault for LosesBigIntegers {
-    async fn create(&self, s: &RefStore, key: &SessionKey, record: &Record) -> Result<bool> {
-        s.create(key, &lossy(record)).await
-    }
-    async fn save(&self, s: &RefStore, key: &SessionKey, record: &Record) -> Result<()> {
-        s.save(key, &lossy(record)).await
-    }
-    async fn update(
-        &self,
-        s: &RefStore,
-        key: &SessionKey,
-        record: &Record,
-        expected: u64,
-    ) -> Result<UpdateOutcome> {
-        s.update(key, &lossy(record), expected).await
+    fn written<'a>(&self, record: &'a Record) -> Cow<'a, Record> {
+        Cow::Owned(lossy(record))
     }
 }
 

@@ -2,6 +2,7 @@
 //! (broken stores the suite must catch) and harmless disturbances (stalls
 //! the suite must tolerate).
 
+use std::borrow::Cow;
 use std::fmt::Debug;
 use std::marker::PhantomData;
 
@@ -19,8 +20,13 @@ pub(crate) trait Fault: Debug + Default + Send + Sync + 'static {
     async fn load(&self, s: &RefStore, key: &SessionKey) -> Result<Option<Record>> {
         s.load(key).await
     }
+    /// What `create`, `save` and `update` store in place of `record`: a
+    /// fault that corrupts every write overrides only this.
+    fn written<'a>(&self, record: &'a Record) -> Cow<'a, Record> {
+        Cow::Borrowed(record)
+    }
     async fn create(&self, s: &RefStore, key: &SessionKey, record: &Record) -> Result<bool> {
-        s.create(key, record).await
+        s.create(key, &self.written(record)).await
     }
     async fn update(
         &self,
@@ -29,10 +35,10 @@ pub(crate) trait Fault: Debug + Default + Send + Sync + 'static {
         record: &Record,
         expected: u64,
     ) -> Result<UpdateOutcome> {
-        s.update(key, record, expected).await
+        s.update(key, &self.written(record), expected).await
     }
     async fn save(&self, s: &RefStore, key: &SessionKey, record: &Record) -> Result<()> {
-        s.save(key, record).await
+        s.save(key, &self.written(record)).await
     }
     async fn touch(&self, s: &RefStore, key: &SessionKey, expires_at: Timestamp) -> Result<bool> {
         s.touch(key, expires_at).await
