@@ -262,6 +262,26 @@ impl RedisStore {
             Record::encode_data(&record.data)?,
         ])
     }
+
+    /// Run a write script whose `ARGV` is the record's version, times and
+    /// data (see [`scripts`]), returning its integer reply.
+    async fn write(
+        &self,
+        script: &redis::Script,
+        key: &SessionKey,
+        record: &Record,
+    ) -> Result<i64> {
+        let [v, c, e, d] = Self::fields(record)?;
+        script
+            .key(self.redis_key(key))
+            .arg(v)
+            .arg(c)
+            .arg(e)
+            .arg(d)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(|e| keyed(key, e))
+    }
 }
 
 /// A full `SCAN` of one namespace, node after node.
@@ -384,17 +404,7 @@ impl SessionStore for RedisStore {
     }
 
     async fn create(&self, key: &SessionKey, record: &Record) -> Result<bool> {
-        let [v, c, e, d] = Self::fields(record)?;
-        let written: i64 = scripts::CREATE
-            .key(self.redis_key(key))
-            .arg(v)
-            .arg(c)
-            .arg(e)
-            .arg(d)
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(|e| keyed(key, e))?;
-        Ok(written == 1)
+        Ok(self.write(&scripts::CREATE, key, record).await? == 1)
     }
 
     async fn update(
@@ -426,16 +436,7 @@ impl SessionStore for RedisStore {
     }
 
     async fn save(&self, key: &SessionKey, record: &Record) -> Result<()> {
-        let [v, c, e, d] = Self::fields(record)?;
-        let _: i64 = scripts::SAVE
-            .key(self.redis_key(key))
-            .arg(v)
-            .arg(c)
-            .arg(e)
-            .arg(d)
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(|e| keyed(key, e))?;
+        self.write(&scripts::SAVE, key, record).await?;
         Ok(())
     }
 
