@@ -34,7 +34,7 @@ pub fn key() -> SessionKey {
 #[must_use]
 pub fn object(value: Value) -> Data {
     match value {
-        Value::Object(map) => map,
+        Value::Object(map) => map.into(),
         other => panic!("test data must be a JSON object, got {other}"),
     }
 }

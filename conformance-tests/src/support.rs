@@ -200,8 +200,8 @@ pub(crate) async fn assert_loads<S: SessionStore + ?Sized>(
             assert_eq!(&got, expected, "load returned another record: {why}");
             assert!(
                 identical(
-                    &Value::Object(got.data.clone()),
-                    &Value::Object(expected.data.clone())
+                    &Value::Object(got.data.as_map().clone()),
+                    &Value::Object(expected.data.as_map().clone())
                 ),
                 "data came back equal but not identical (number kinds or float bits differ): {why}\n got: {:?}\nwant: {:?}",
                 got.data,

@@ -31,7 +31,7 @@ pub fn session_data(n: u64) -> Data {
         "last_seen": 1_700_000_000_000_u64 + n,
     });
     match value {
-        serde_json::Value::Object(map) => map,
+        serde_json::Value::Object(map) => map.into(),
         // `json!` of an object literal is always an object.
         _ => Data::new(),
     }
@@ -65,7 +65,7 @@ impl Payload {
         let record = Record::with_times(session_data(n), created_at, expires_at);
         Ok(Self {
             record_bytes: record.encode()?,
-            data_json: Record::encode_data(&record.data)?,
+            data_json: Record::encode_data(&record.data)?.to_string(),
             expires_at,
             created_at,
             record,

@@ -377,7 +377,7 @@ pub fn memory_table(lines: &[MemoryLine]) -> String {
 #[must_use]
 pub fn codec_table(c: &CodecLine) -> String {
     format!(
-        "| data bytes | `encode_data` ns | `decode_data` ns | `Record::clone` ns |\n\
+        "| data bytes | `encode_data` of changed data ns | `decode_data` ns | `Record::clone` ns |\n\
          |---:|---:|---:|---:|\n\
          | {} | {:.0} | {:.0} | {:.0} |\n",
         c.data_bytes, c.encode_data_ns, c.decode_data_ns, c.clone_record_ns

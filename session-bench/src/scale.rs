@@ -221,8 +221,10 @@ async fn bulk_save(
     Ok(())
 }
 
-/// Time `Record::encode_data`, `Record::decode_data` and `Record::clone` of
-/// the standard payload on this thread, each for about `budget`.
+/// Time `Record::encode_data` of changed data (`Data` remembers its text
+/// until it changes, so this encodes a fresh copy each time, the copy not
+/// timed), `Record::decode_data` and `Record::clone` of the standard
+/// payload on this thread, each for about `budget`.
 ///
 /// # Errors
 ///
@@ -246,7 +248,9 @@ pub fn codec(budget: Duration) -> Result<CodecLine> {
         ))
     };
     let encode_data_ns = per_call(&mut || {
-        std::hint::black_box(Record::encode_data(std::hint::black_box(&record.data))?);
+        // What `encode_data` does when the data is not already encoded.
+        let fresh = std::hint::black_box(record.data.as_map());
+        std::hint::black_box(serde_json::to_vec(fresh)?);
         Ok(())
     })?;
     let decode_data_ns = per_call(&mut || {

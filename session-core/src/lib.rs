@@ -36,6 +36,7 @@
 //! use the server's clock, and say so. No store ever returns, counts, touches
 //! or updates an expired record, whatever the state of its reaping.
 
+mod data;
 mod error;
 mod id;
 mod reaper;
@@ -44,10 +45,11 @@ mod session;
 mod store;
 mod time;
 
+pub use crate::data::{Data, EncodedData};
 pub use crate::error::{BoxError, Error, Result};
 pub use crate::id::{SessionId, SessionKey};
 pub use crate::reaper::{Reaper, ReaperConfig};
-pub use crate::record::{Data, Record};
+pub use crate::record::Record;
 pub use crate::session::{Commit, CookieAction, Session, SessionConfig, SessionManager, Written};
 pub use crate::store::{SessionStore, SessionStoreExt, UpdateOutcome};
 pub use crate::time::Timestamp;

@@ -4,11 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Result, SessionKey, Timestamp};
-
-/// Session data: a JSON object. Any JSON value round-trips exactly through
-/// every store, including integers from `i64::MIN` to `u64::MAX` and floats.
-pub type Data = serde_json::Map<String, serde_json::Value>;
+use crate::{Data, EncodedData, Error, Result, SessionKey, Timestamp};
 
 /// What a store keeps under a [`SessionKey`].
 ///
@@ -45,16 +41,16 @@ pub struct Record {
 impl Record {
     /// A record created now, expiring `ttl` from now, at version 0.
     #[must_use]
-    pub fn new(data: Data, ttl: Duration) -> Self {
+    pub fn new(data: impl Into<Data>, ttl: Duration) -> Self {
         let now = Timestamp::now();
         Self::with_times(data, now, now + ttl)
     }
 
     /// A record with explicit times, at version 0.
     #[must_use]
-    pub fn with_times(data: Data, created_at: Timestamp, expires_at: Timestamp) -> Self {
+    pub fn with_times(data: impl Into<Data>, created_at: Timestamp, expires_at: Timestamp) -> Self {
         Self {
-            data,
+            data: data.into(),
             created_at,
             expires_at,
             version: 0,
@@ -100,22 +96,28 @@ impl Record {
     }
 
     /// Encode only the data, as a JSON text, for stores that keep the times
-    /// and version in their own columns or fields.
+    /// and version in their own columns or fields. The same as
+    /// [`Data::encoded`]: data that was encoded before and not changed since
+    /// is not encoded again.
     ///
     /// # Errors
     ///
-    /// [`Error::Encode`] if serialization fails.
-    pub fn encode_data(data: &Data) -> Result<String> {
-        serde_json::to_string(data).map_err(|e| Error::Encode { source: e.into() })
+    /// [`Error::Encode`] if the data nests deeper than [`Data::MAX_DEPTH`].
+    pub fn encode_data(data: &Data) -> Result<EncodedData> {
+        data.encoded()
     }
 
-    /// Decode what [`encode_data`](Self::encode_data) produced.
+    /// Decode what [`encode_data`](Self::encode_data) produced, after it
+    /// went through a backend: the text is checked here, so bad stored data
+    /// is an error of the `load` that met it.
     ///
     /// # Errors
     ///
     /// [`Error::Decode`] naming `key` if `text` is not a JSON object.
     pub fn decode_data(key: &SessionKey, text: &[u8]) -> Result<Data> {
-        serde_json::from_slice(text).map_err(|e| Error::decode(key, e))
+        serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(text)
+            .map(Data::from)
+            .map_err(|e| Error::decode(key, e))
     }
 }
 

@@ -54,7 +54,7 @@ fn payload(i: u64) -> Data {
         "csrf": "9f86d081884c7d65",
     });
     match value {
-        serde_json::Value::Object(map) => map,
+        serde_json::Value::Object(map) => map.into(),
         _ => Data::new(),
     }
 }

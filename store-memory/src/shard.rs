@@ -6,20 +6,21 @@
 //! Invariant: `(entry.expires_at, key)` is in `index` exactly when `key` maps
 //! to `entry` in `map`. Every method that changes one changes the other.
 
+use session_core::EncodedData;
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
 
 use crate::hash::{Key, KeyHashBuilder};
 
 /// What is kept per session besides its key: 40 bytes plus the data as a
 /// JSON text.
 ///
-/// The text is an `Arc<str>` so that `load` clones a pointer under the lock
-/// and decodes after releasing it.
+/// The text is shared ([`EncodedData`] is an `Arc<str>`), so that `load`
+/// clones a pointer under the lock and the data is decoded, if the
+/// application reads it at all, outside of the store.
 #[derive(Clone, Debug)]
 pub(crate) struct Entry {
     /// The session data, as produced by `Record::encode_data`.
-    pub(crate) data: Arc<str>,
+    pub(crate) data: EncodedData,
     /// `created_at` in Unix milliseconds.
     pub(crate) created_at: i64,
     /// `expires_at` in Unix milliseconds; live while `now < expires_at`.
@@ -269,13 +270,5 @@ impl Shard {
     /// Every entry, expired or not (for redistributing into new shards).
     pub(crate) fn into_entries(self) -> impl Iterator<Item = (Key, Entry)> {
         self.map.into_iter()
-    }
-
-    /// Overwrite an entry's data as is, bypassing the codec (tests only).
-    #[cfg(test)]
-    pub(crate) fn corrupt(&mut self, key: &Key, data: &str) {
-        if let Some(entry) = self.map.get_mut(key) {
-            entry.data = data.into();
-        }
     }
 }

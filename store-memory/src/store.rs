@@ -153,19 +153,13 @@ impl MemoryStore {
         self.shards.iter().map(|s| s.0.read().capacity()).sum()
     }
 
-    /// Run `f` on the shard of `key` (tests).
-    #[cfg(test)]
-    pub(crate) fn with_shard<T>(&self, key: &SessionKey, f: impl FnOnce(&mut Shard) -> T) -> T {
-        f(&mut self.slot(&Key(*key.as_bytes())).write())
-    }
-
     // The operations at an explicit time (Unix milliseconds): the trait
     // methods call them with the clock, the tests with chosen instants.
 
     pub(crate) fn load_at(&self, key: &SessionKey, now: i64) -> Result<Option<Record>> {
         let k = Key(*key.as_bytes());
         let entry = self.slot(&k).read().get(&k, now).cloned();
-        entry.map(|e| decode(key, &e)).transpose()
+        Ok(entry.map(decode))
     }
 
     pub(crate) fn create_at(&self, key: &SessionKey, record: &Record, now: i64) -> Result<bool> {
@@ -216,14 +210,10 @@ impl MemoryStore {
         for slot in self.shards.iter() {
             slot.0.read().collect_live(now, &mut entries);
         }
-        // Decode outside the locks.
-        entries
+        Ok(entries
             .into_iter()
-            .map(|(k, e)| {
-                let key = SessionKey::from_bytes(k.0);
-                decode(&key, &e).map(|record| (key, record))
-            })
-            .collect()
+            .map(|(k, e)| (SessionKey::from_bytes(k.0), decode(e)))
+            .collect())
     }
 
     pub(crate) fn delete_expired_at(&self, now: i64) -> u64 {
@@ -314,25 +304,24 @@ fn new_shards(count: usize, seeds: &Seeds) -> Box<[Slot]> {
 
 fn encode(record: &Record) -> Result<Entry> {
     Ok(Entry {
-        data: Record::encode_data(&record.data)?.into(),
+        data: Record::encode_data(&record.data)?,
         created_at: record.created_at.as_millis(),
         expires_at: record.expires_at.as_millis(),
         version: record.version,
     })
 }
 
-/// Decode an entry. The text was produced by `Record::encode_data` and
-/// cannot be changed from outside, so this fails only on a bug; it still
-/// reports [`Error::Decode`](session_core::Error::Decode) naming the key
-/// rather than panicking.
-fn decode(key: &SessionKey, entry: &Entry) -> Result<Record> {
-    let data = Record::decode_data(key, entry.data.as_bytes())?;
-    Ok(Record::with_times(
-        data,
+/// The record of an entry. The data is handed out as the shared text and
+/// decoded only when the application first reads it: the text was made by
+/// `Record::encode_data` and cannot be changed from outside, so it needs
+/// no checking.
+fn decode(entry: Entry) -> Record {
+    Record::with_times(
+        entry.data,
         Timestamp::from_millis(entry.created_at),
         Timestamp::from_millis(entry.expires_at),
     )
-    .with_version(entry.version))
+    .with_version(entry.version)
 }
 
 fn now() -> i64 {

@@ -72,7 +72,7 @@ impl MongoStore {
     fn document(key: &SessionKey, record: &Record) -> Result<Document> {
         Ok(doc! {
             ID: key.as_str(),
-            DATA: Record::encode_data(&record.data)?,
+            DATA: Record::encode_data(&record.data)?.as_str(),
             CREATED_AT: DateTime::from_millis(record.created_at.as_millis()),
             EXPIRES_AT: DateTime::from_millis(record.expires_at.as_millis()),
             // Equality is the only comparison made on versions, so the bits

@@ -259,7 +259,7 @@ impl RedisStore {
             record.version.to_string(),
             record.created_at.as_millis().to_string(),
             record.expires_at.as_millis().to_string(),
-            Record::encode_data(&record.data)?,
+            Record::encode_data(&record.data)?.to_string(),
         ])
     }
 

@@ -37,7 +37,7 @@ fn data(i: u64) -> Data {
     }) else {
         unreachable!()
     };
-    map
+    map.into()
 }
 
 fn db(e: sled::Error) -> Error {

@@ -34,7 +34,7 @@ fn data(i: u64) -> Data {
     }) else {
         unreachable!()
     };
-    map
+    map.into()
 }
 
 fn sql(e: rusqlite::Error) -> Error {
@@ -68,7 +68,7 @@ fn raw(path: &std::path::Path) -> Result<()> {
              ON CONFLICT (key) DO UPDATE SET data = excluded.data, created_at = excluded.created_at, \
              expires_at = excluded.expires_at, version = excluded.version",
         )
-        .and_then(|mut s| s.execute(rusqlite::params![key(i).as_str(), data, now, now + 3_600_000]))
+        .and_then(|mut s| s.execute(rusqlite::params![key(i).as_str(), data.as_str(), now, now + 3_600_000]))
         .map_err(sql)?;
     }
     rate("raw rusqlite save (upsert, 1 thread)", N, started.elapsed());

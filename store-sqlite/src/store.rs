@@ -121,7 +121,7 @@ struct Columns {
 impl Columns {
     fn new(record: &Record) -> Result<Self> {
         Ok(Self {
-            data: Record::encode_data(&record.data)?,
+            data: Record::encode_data(&record.data)?.to_string(),
             created_at: record.created_at.as_millis(),
             expires_at: record.expires_at.as_millis(),
             version: version_to_sql(record.version),

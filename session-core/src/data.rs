@@ -1,0 +1,388 @@
+//! [`Data`], the session data, and [`EncodedData`], its JSON text.
+//!
+//! Why not a plain `serde_json::Map`: turning the map into JSON text and
+//! back is the most expensive part of most store operations (decoding a
+//! ~200-byte object costs more than a whole in-process lookup). `Data`
+//! remembers the text it was encoded to until it is mutated, so a session
+//! that is saved unmodified is not encoded again, and an in-process store
+//! can hand back data that is only decoded when the application first reads
+//! it.
+
+use std::fmt;
+use std::ops::{Deref, DerefMut};
+use std::sync::{Arc, OnceLock};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::{Error, Result};
+
+/// A JSON object, the type behind [`Data`].
+type Map = serde_json::Map<String, serde_json::Value>;
+
+/// Session data: a JSON object. Any JSON value round-trips exactly through
+/// every store, including integers from `i64::MIN` to `u64::MAX` and floats.
+///
+/// It dereferences to a [`serde_json::Map`], so it is read and changed like
+/// one. Behind that, it keeps whichever forms it has been asked for (the
+/// map, its JSON text, or both); changing the map drops the text.
+///
+/// ```
+/// use session_core::Data;
+///
+/// let mut data = Data::new();
+/// data.insert("user".into(), "ada".into());
+/// let text = data.encoded()?;               // encoded once...
+/// assert_eq!(text.as_str(), r#"{"user":"ada"}"#);
+/// assert_eq!(data.encoded()?, text);        // ...and remembered
+///
+/// let copy = Data::from(text);              // decoded on first read
+/// assert_eq!(copy["user"], "ada");
+/// assert_eq!(copy, data);
+/// # Ok::<(), session_core::Error>(())
+/// ```
+#[derive(Clone, Default)]
+pub struct Data {
+    /// The object. Unset only while `json` is set and nobody has read it.
+    map: OnceLock<Map>,
+    /// Its JSON text, once encoded and until the map is changed.
+    json: OnceLock<EncodedData>,
+}
+
+impl Data {
+    /// How deeply data may nest (the top-level object counts as one), so
+    /// that whatever is stored can be read back: `serde_json`'s parser
+    /// refuses deeper documents.
+    pub const MAX_DEPTH: usize = 127;
+
+    /// Empty data.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The object, read-only (what `*data` gives).
+    #[must_use]
+    pub fn as_map(&self) -> &Map {
+        self.map.get_or_init(|| {
+            let json = self.json.get().map_or("{}", EncodedData::as_str);
+            parse_own(json)
+        })
+    }
+
+    /// The object, owned.
+    #[must_use]
+    pub fn into_map(mut self) -> Map {
+        match self.map.take() {
+            Some(map) => map,
+            None => self.json.get().map_or_else(Map::new, |j| parse_own(j)),
+        }
+    }
+
+    /// The JSON text of the object: remembered from the last call (or from
+    /// the [`EncodedData`] this was made from) unless the data changed
+    /// since, encoded otherwise.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Encode`] if the data nests deeper than [`Data::MAX_DEPTH`]
+    /// levels, as no store could read it back.
+    pub fn encoded(&self) -> Result<EncodedData> {
+        if let Some(json) = self.json.get() {
+            return Ok(json.clone());
+        }
+        let map = self.as_map();
+        if depth_exceeds(map, Self::MAX_DEPTH) {
+            return Err(Error::Encode {
+                source: format!("the data nests deeper than {} levels", Self::MAX_DEPTH).into(),
+            });
+        }
+        let text = serde_json::to_string(map).map_err(|e| Error::Encode { source: e.into() })?;
+        let json = EncodedData(text.into());
+        // A concurrent caller may have set it first; both texts are equal.
+        let _ = self.json.set(json.clone());
+        Ok(json)
+    }
+
+    /// Whether the JSON text is at hand without encoding, e.g. for data
+    /// loaded from an in-process store and not changed since.
+    #[must_use]
+    pub fn is_encoded(&self) -> bool {
+        self.json.get().is_some()
+    }
+}
+
+impl Data {
+    #[allow(clippy::expect_used, reason = "deref_mut sets the map just before")]
+    fn map_mut(&mut self) -> &mut Map {
+        self.map.get_mut().expect("the map is set")
+    }
+}
+
+/// Parse text this module encoded itself.
+///
+/// `EncodedData` is only ever made by [`Data::encoded`], from a map within
+/// [`Data::MAX_DEPTH`], with strings that are valid UTF-8 and finite numbers
+/// (`serde_json::Value` cannot hold others), and `serde_json` writes floats
+/// so that they parse back exactly (`float_roundtrip`). So parsing it back
+/// cannot fail; if it ever did, that would be a bug in `serde_json`.
+#[allow(
+    clippy::expect_used,
+    reason = "the text was produced by serde_json from a map within the depth limit; see above"
+)]
+fn parse_own(json: &str) -> Map {
+    serde_json::from_str(json).expect("session data encoded by Data::encoded parses back")
+}
+
+/// Whether any value in `map` nests more than `limit` containers deep,
+/// counting `map` itself.
+fn depth_exceeds(map: &Map, limit: usize) -> bool {
+    fn value(v: &serde_json::Value, left: usize) -> bool {
+        match v {
+            serde_json::Value::Object(m) => object(m, left),
+            serde_json::Value::Array(a) => left == 0 || a.iter().any(|v| value(v, left - 1)),
+            _ => false,
+        }
+    }
+    fn object(m: &Map, left: usize) -> bool {
+        left == 0 || m.values().any(|v| value(v, left - 1))
+    }
+    object(map, limit)
+}
+
+impl Deref for Data {
+    type Target = Map;
+
+    fn deref(&self) -> &Map {
+        self.as_map()
+    }
+}
+
+impl DerefMut for Data {
+    /// Mutable access forgets the remembered text.
+    fn deref_mut(&mut self) -> &mut Map {
+        if self.map.get().is_none() {
+            let map = self.json.get().map_or_else(Map::new, |j| parse_own(j));
+            let _ = self.map.set(map);
+        }
+        self.json.take();
+        self.map_mut()
+    }
+}
+
+impl From<Map> for Data {
+    fn from(map: Map) -> Self {
+        Self {
+            map: OnceLock::from(map),
+            json: OnceLock::new(),
+        }
+    }
+}
+
+impl From<EncodedData> for Data {
+    /// Data that is decoded when first read.
+    fn from(json: EncodedData) -> Self {
+        Self {
+            map: OnceLock::new(),
+            json: OnceLock::from(json),
+        }
+    }
+}
+
+impl From<Data> for Map {
+    fn from(data: Data) -> Self {
+        data.into_map()
+    }
+}
+
+impl FromIterator<(String, serde_json::Value)> for Data {
+    fn from_iter<I: IntoIterator<Item = (String, serde_json::Value)>>(iter: I) -> Self {
+        Map::from_iter(iter).into()
+    }
+}
+
+impl IntoIterator for Data {
+    type Item = (String, serde_json::Value);
+    type IntoIter = serde_json::map::IntoIter;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.into_map().into_iter()
+    }
+}
+
+impl<'a> IntoIterator for &'a Data {
+    type Item = (&'a String, &'a serde_json::Value);
+    type IntoIter = serde_json::map::Iter<'a>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.as_map().iter()
+    }
+}
+
+impl PartialEq for Data {
+    fn eq(&self, other: &Self) -> bool {
+        match (self.json.get(), other.json.get()) {
+            // Same text, same object; different texts may still be equal
+            // objects (key order), so compare the maps then.
+            (Some(a), Some(b)) if a == b => true,
+            _ => self.as_map() == other.as_map(),
+        }
+    }
+}
+
+impl PartialEq<Map> for Data {
+    fn eq(&self, other: &Map) -> bool {
+        self.as_map() == other
+    }
+}
+
+impl PartialEq<Data> for Map {
+    fn eq(&self, other: &Data) -> bool {
+        self == other.as_map()
+    }
+}
+
+impl fmt::Debug for Data {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.as_map().fmt(f)
+    }
+}
+
+impl Serialize for Data {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        self.as_map().serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Data {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        Map::deserialize(deserializer).map(Self::from)
+    }
+}
+
+/// The JSON text of a [`Data`], shared (cloning it copies a pointer).
+///
+/// Made only by [`Data::encoded`] (or [`Record::encode_data`](crate::Record::encode_data)),
+/// so it always decodes back to the data it came from: a store that keeps
+/// it can rebuild the data with `Data::from` without checking it again.
+/// Stores that read bytes from outside the process decode them with
+/// [`Record::decode_data`](crate::Record::decode_data) instead, which
+/// checks them.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct EncodedData(Arc<str>);
+
+impl EncodedData {
+    /// The JSON text.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The JSON text as bytes.
+    #[must_use]
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl Deref for EncodedData {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for EncodedData {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<[u8]> for EncodedData {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl fmt::Debug for EncodedData {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("EncodedData").field(&&*self.0).finish()
+    }
+}
+
+impl fmt::Display for EncodedData {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn object(v: Value) -> Map {
+        let Value::Object(map) = v else {
+            unreachable!()
+        };
+        map
+    }
+
+    fn nested(depth: usize) -> Map {
+        let mut v = json!(1);
+        for _ in 1..depth {
+            v = json!({ "a": v });
+        }
+        object(json!({ "a": v }))
+    }
+
+    #[test]
+    fn encoding_is_remembered_until_the_map_changes() {
+        let mut data = Data::from(object(json!({"n": 1})));
+        assert!(!data.is_encoded());
+        let first = data.encoded().unwrap();
+        assert!(data.is_encoded());
+        assert!(Arc::ptr_eq(&first.0, &data.encoded().unwrap().0));
+        data.insert("m".into(), 2.into());
+        assert!(!data.is_encoded());
+        let text = data.encoded().unwrap();
+        assert_eq!(
+            serde_json::from_str::<Value>(&text).unwrap(),
+            json!({"n": 1, "m": 2})
+        );
+    }
+
+    #[test]
+    fn data_from_text_decodes_lazily_and_equals_the_original() {
+        let original = Data::from(object(json!({"max": u64::MAX, "f": 0.1, "s": "ü"})));
+        let copy = Data::from(original.encoded().unwrap());
+        assert!(copy.map.get().is_none());
+        assert_eq!(copy, original);
+        assert_eq!(copy["max"], u64::MAX);
+        let mut changed = copy.clone();
+        changed.remove("f");
+        assert_ne!(changed, original);
+        assert_eq!(copy.into_map(), original.into_map());
+    }
+
+    #[test]
+    fn the_depth_limit_matches_what_the_parser_reads_back() {
+        let deepest = Data::from(nested(Data::MAX_DEPTH));
+        let text = deepest.encoded().unwrap();
+        assert!(serde_json::from_str::<Map>(&text).is_ok());
+        let too_deep = Data::from(nested(Data::MAX_DEPTH + 1));
+        let err = too_deep.encoded().unwrap_err();
+        assert!(matches!(err, Error::Encode { .. }), "{err}");
+        let text = serde_json::to_string(&*too_deep).unwrap();
+        assert!(serde_json::from_str::<Map>(&text).is_err());
+    }
+
+    #[test]
+    fn serde_sees_a_plain_object() {
+        let data = Data::from(object(json!({"a": [1, {"b": null}]})));
+        let text = serde_json::to_string(&data).unwrap();
+        assert_eq!(text, r#"{"a":[1,{"b":null}]}"#);
+        assert_eq!(serde_json::from_str::<Data>(&text).unwrap(), data);
+        assert_eq!(format!("{data:?}"), format!("{:?}", data.as_map()));
+    }
+}
