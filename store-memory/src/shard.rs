@@ -3,15 +3,26 @@
 //! milliseconds) explicitly, so the rules are plain functions of their
 //! inputs and are tested without a clock.
 //!
-//! Invariant: `(entry.expires_at, key)` is in `index` exactly when `key` maps
-//! to `entry` in `map`. Every method that changes one changes the other.
+//! The expiry index is lazy about postponements: a key sits in `index` under
+//! an expiry that is never later than its entry's real one, and moving an
+//! expiry later (`touch`, or a write with a later expiry, the common case)
+//! changes only the entry. Whoever meets an index position that is earlier
+//! than the entry's real expiry (reaping, eviction, counting) moves it then.
+//! So a touch costs a hash-map write, and reaping still walks only the
+//! index prefix that is due, each postponed key being moved at most once
+//! per pass.
+//!
+//! Invariant: `(slot.indexed_at, key)` is in `index` exactly when `key`
+//! maps to `slot` in `map`, and `slot.indexed_at <= slot.entry.expires_at`.
+//! Every method that changes one keeps the other in step.
 
 use session_core::EncodedData;
 use std::collections::{BTreeSet, HashMap};
 
 use crate::hash::{Key, KeyHashBuilder};
 
-/// What is kept per session besides its key: 40 bytes plus the data as a
+/// What is kept per session besides its key: 40 bytes (48 with its index
+/// position) plus the data as a
 /// JSON text.
 ///
 /// The text is shared ([`EncodedData`] is an `Arc<str>`), so that `load`
@@ -50,11 +61,19 @@ pub(crate) enum Update {
     Conflict,
 }
 
+/// An entry and where it sits in the index.
+#[derive(Debug)]
+struct Slot {
+    entry: Entry,
+    /// The expiry it is indexed under: at most `entry.expires_at`.
+    indexed_at: i64,
+}
+
 /// A map with an expiry index.
 #[derive(Debug)]
 pub(crate) struct Shard {
-    map: HashMap<Key, Entry, KeyHashBuilder>,
-    /// `(expires_at, key)` of every entry, soonest first.
+    map: HashMap<Key, Slot, KeyHashBuilder>,
+    /// `(indexed_at, key)` of every entry, soonest first.
     index: BTreeSet<(i64, Key)>,
 }
 
@@ -86,13 +105,25 @@ impl Shard {
 
     /// The live entry under `key`.
     pub(crate) fn get(&self, key: &Key, now: i64) -> Option<&Entry> {
-        self.map.get(key).filter(|e| e.is_live(now))
+        self.map
+            .get(key)
+            .map(|slot| &slot.entry)
+            .filter(|e| e.is_live(now))
     }
 
-    /// Live entries: all of them minus the index prefix that has expired,
-    /// so the cost follows the expired count.
+    /// Live entries: all of them minus the expired ones, which are all in
+    /// the index prefix that is due (indexed expiries are never later than
+    /// real ones), so the cost follows that prefix, not the live count.
     pub(crate) fn live_len(&self, now: i64) -> usize {
-        let expired = self.index.range(..=(now, Key::MAX)).count();
+        let expired = self
+            .index
+            .range(..=(now, Key::MAX))
+            .filter(|(_, key)| {
+                self.map
+                    .get(key)
+                    .is_some_and(|slot| !slot.entry.is_live(now))
+            })
+            .count();
         self.map.len() - expired
     }
 
@@ -101,27 +132,36 @@ impl Shard {
         out.extend(
             self.map
                 .iter()
-                .filter(|(_, e)| e.is_live(now))
-                .map(|(k, e)| (*k, e.clone())),
+                .filter(|(_, slot)| slot.entry.is_live(now))
+                .map(|(k, slot)| (*k, slot.entry.clone())),
         );
     }
 
     /// Remove `key`, returning its entry.
     pub(crate) fn remove(&mut self, key: &Key) -> Option<Entry> {
-        let entry = self.map.remove(key)?;
-        self.index.remove(&(entry.expires_at, *key));
-        Some(entry)
+        let slot = self.map.remove(key)?;
+        self.index.remove(&(slot.indexed_at, *key));
+        Some(slot.entry)
+    }
+
+    /// Set the expiry of the entry in `slot` under `key`, moving its index
+    /// position only if the new expiry is earlier than that position.
+    fn set_expiry(index: &mut BTreeSet<(i64, Key)>, key: Key, slot: &mut Slot, expires_at: i64) {
+        if expires_at < slot.indexed_at {
+            index.remove(&(slot.indexed_at, key));
+            index.insert((expires_at, key));
+            slot.indexed_at = expires_at;
+        }
+        slot.entry.expires_at = expires_at;
     }
 
     /// Insert-or-replace a **live** entry. A new key in a full shard
     /// (`stored() >= cap`) first makes room (see [`make_room`](Self::make_room)).
     pub(crate) fn put(&mut self, key: Key, entry: Entry, now: i64, cap: usize) -> Removed {
-        if let Some(old) = self.map.get_mut(&key) {
-            if old.expires_at != entry.expires_at {
-                self.index.remove(&(old.expires_at, key));
-                self.index.insert((entry.expires_at, key));
-            }
-            *old = entry;
+        if let Some(slot) = self.map.get_mut(&key) {
+            let expires_at = entry.expires_at;
+            slot.entry = entry;
+            Self::set_expiry(&mut self.index, key, slot, expires_at);
             return Removed::default();
         }
         let mut removed = Removed::default();
@@ -131,7 +171,8 @@ impl Shard {
             }
         }
         self.index.insert((entry.expires_at, key));
-        self.map.insert(key, entry);
+        let indexed_at = entry.expires_at;
+        self.map.insert(key, Slot { entry, indexed_at });
         removed
     }
 
@@ -139,14 +180,25 @@ impl Shard {
     /// entries expire before live ones, so they always go first; removing a
     /// live one counts as an eviction. `false` if the shard is empty.
     fn make_room(&mut self, now: i64, removed: &mut Removed) -> bool {
-        let Some((expires_at, key)) = self.index.pop_first() else {
-            return false;
-        };
-        self.map.remove(&key);
-        if now < expires_at {
-            removed.evicted += 1;
+        while let Some((indexed_at, key)) = self.index.pop_first() {
+            let Some(slot) = self.map.get_mut(&key) else {
+                // Cannot happen (the invariant); nothing to remove for it.
+                continue;
+            };
+            let expires_at = slot.entry.expires_at;
+            if indexed_at < expires_at {
+                // Postponed since it was indexed: not the first after all.
+                slot.indexed_at = expires_at;
+                self.index.insert((expires_at, key));
+                continue;
+            }
+            self.map.remove(&key);
+            if now < expires_at {
+                removed.evicted += 1;
+            }
+            return true;
         }
-        true
+        false
     }
 
     /// `create`: insert unless a live entry exists. Returns whether it
@@ -160,7 +212,7 @@ impl Shard {
         cap: usize,
     ) -> (bool, Removed) {
         match self.map.get(&key) {
-            Some(old) if old.is_live(now) => return (false, Removed::default()),
+            Some(old) if old.entry.is_live(now) => return (false, Removed::default()),
             Some(_) => {
                 self.remove(&key);
             }
@@ -186,7 +238,7 @@ impl Shard {
     /// `expected`; the new version is `expected + 1` (wrapping: versions are
     /// only compared for equality).
     pub(crate) fn update(&mut self, key: Key, mut entry: Entry, expected: u64, now: i64) -> Update {
-        let Some(old) = self.map.get(&key) else {
+        let Some(old) = self.map.get(&key).map(|slot| &slot.entry) else {
             return Update::Missing;
         };
         if !old.is_live(now) {
@@ -209,39 +261,45 @@ impl Shard {
 
     /// `touch`: move the expiry of the live entry under `key`.
     pub(crate) fn touch(&mut self, key: Key, expires_at: i64, now: i64) -> bool {
-        let Some(entry) = self.map.get_mut(&key) else {
+        let Some(slot) = self.map.get_mut(&key) else {
             return false;
         };
-        let old = entry.expires_at;
-        if !entry.is_live(now) || now >= expires_at {
+        if !slot.entry.is_live(now) || now >= expires_at {
             // Expired already, or touched into the past: either way gone.
-            let live = entry.is_live(now);
+            let live = slot.entry.is_live(now);
             self.remove(&key);
             return live;
         }
-        if old != expires_at {
-            entry.expires_at = expires_at;
-            self.index.remove(&(old, key));
-            self.index.insert((expires_at, key));
-        }
+        Self::set_expiry(&mut self.index, key, slot, expires_at);
         true
     }
 
-    /// Remove up to `budget` expired entries, soonest first. Returns how
-    /// many it removed; fewer than `budget` means none is left.
-    pub(crate) fn reap(&mut self, now: i64, budget: usize) -> usize {
+    /// Remove expired entries, soonest first, taking at most `budget` steps
+    /// (a step removes an entry or moves a postponed one to its real
+    /// expiry). Returns how many it removed and whether it finished.
+    pub(crate) fn reap(&mut self, now: i64, budget: usize) -> (usize, bool) {
         let mut removed = 0;
-        while removed < budget {
-            match self.index.first() {
-                Some(&(expires_at, key)) if expires_at <= now => {
-                    self.index.pop_first();
-                    self.map.remove(&key);
-                    removed += 1;
-                }
-                _ => break,
+        for _ in 0..budget {
+            let Some(&(indexed_at, key)) = self.index.first() else {
+                return (removed, true);
+            };
+            if indexed_at > now {
+                return (removed, true);
+            }
+            self.index.pop_first();
+            let Some(slot) = self.map.get_mut(&key) else {
+                // Cannot happen (the invariant); the stale position is gone.
+                continue;
+            };
+            if slot.entry.is_live(now) {
+                slot.indexed_at = slot.entry.expires_at;
+                self.index.insert((slot.indexed_at, key));
+            } else {
+                self.map.remove(&key);
+                removed += 1;
             }
         }
-        removed
+        (removed, false)
     }
 
     /// Give memory back when the map has become much emptier than its
@@ -269,6 +327,6 @@ impl Shard {
 
     /// Every entry, expired or not (for redistributing into new shards).
     pub(crate) fn into_entries(self) -> impl Iterator<Item = (Key, Entry)> {
-        self.map.into_iter()
+        self.map.into_iter().map(|(key, slot)| (key, slot.entry))
     }
 }

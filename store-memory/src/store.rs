@@ -22,7 +22,8 @@ const MAX_SHARDS: usize = 1 << 16;
 /// the bound is at least this many sessions, so that the per-shard bound
 /// stays close to the global one.
 const MIN_SHARE: usize = 1024;
-/// `delete_expired` releases a shard's lock after this many removals, so a
+/// `delete_expired` releases a shard's lock after this many steps (a step
+/// removes an entry or re-indexes a postponed one), so a
 /// sweep never blocks requests for long.
 const REAP_BATCH: usize = 4096;
 
@@ -221,9 +222,9 @@ impl MemoryStore {
         for slot in self.shards.iter() {
             loop {
                 let mut shard = slot.0.write();
-                let removed = shard.reap(now, REAP_BATCH);
+                let (removed, finished) = shard.reap(now, REAP_BATCH);
                 total += removed as u64;
-                if removed < REAP_BATCH {
+                if finished {
                     shard.shrink_if_sparse();
                     break;
                 }

@@ -367,3 +367,44 @@ async fn works_with_the_generic_reaper() {
     assert!(store.load(&live).await.unwrap().is_some());
     assert_eq!(store.len().await.unwrap(), 1);
 }
+
+#[test]
+fn postponed_expiries_are_reindexed_when_met() {
+    let mut shard = Shard::new(crate::hash::Seeds::random().map_hasher());
+    let cap = usize::MAX;
+    shard.put(raw_key(1), entry(T0 + 100), T0, cap);
+    shard.put(raw_key(2), entry(T0 + 100), T0, cap);
+    shard.put(raw_key(3), entry(T0 + 100), T0, cap);
+    // Key 1 postponed by touch, key 2 by a write; key 3 moved earlier.
+    assert!(shard.touch(raw_key(1), T0 + 500, T0));
+    shard.put(raw_key(2), entry(T0 + 300), T0, cap);
+    assert!(shard.touch(raw_key(3), T0 + 50, T0));
+
+    let now = T0 + 200;
+    assert_eq!(shard.live_len(now), 2);
+    // One step at a time: key 3 is removed at its earlier expiry...
+    assert_eq!(shard.reap(T0 + 60, 1), (1, false));
+    assert_eq!(shard.reap(T0 + 60, 1), (0, true));
+    // ...and the postponed keys are moved, not removed, when met.
+    assert_eq!(shard.reap(now, 10), (0, true));
+    assert_eq!(shard.stored(), 2);
+    assert_eq!(shard.live_len(now), 2);
+    assert_eq!(shard.reap(T0 + 300, 10), (1, true));
+    assert!(shard.get(&raw_key(1), T0 + 300).is_some());
+    assert_eq!(shard.live_len(T0 + 500), 0);
+    assert_eq!(shard.reap(T0 + 500, 10), (1, true));
+    assert_eq!(shard.stored(), 0);
+}
+
+#[test]
+fn eviction_skips_postponed_index_positions() {
+    let mut shard = Shard::new(crate::hash::Seeds::random().map_hasher());
+    shard.put(raw_key(1), entry(T0 + 100), T0, 2);
+    shard.put(raw_key(2), entry(T0 + 200), T0, 2);
+    // Key 1 now expires last, although it is still indexed first.
+    assert!(shard.touch(raw_key(1), T0 + 900, T0));
+    assert_eq!(shard.put(raw_key(3), entry(T0 + 300), T0, 2).evicted, 1);
+    assert!(shard.get(&raw_key(2), T0).is_none());
+    assert!(shard.get(&raw_key(1), T0).is_some());
+    assert!(shard.get(&raw_key(3), T0).is_some());
+}
