@@ -161,12 +161,13 @@ impl SqliteStoreBuilder {
 
     /// The most memory SQLite's page cache may take, per connection
     /// (`PRAGMA cache_size`), in bytes. Default 16 MiB, between 64 KiB and
-    /// 1 TiB. The cache fills only as pages are read, so a small database
-    /// never uses it all; a large one keeps the pages of its indexes hot.
-    /// SQLite's own default, 2 MiB, makes `delete_expired` at a million
-    /// sessions re-read the pages it dirties (measured 1.6× its time at
-    /// 200,000 sessions, against 1.0–1.2× with 16 MiB; see the crate
-    /// README). Each connection (the writer and every reader) has its own.
+    /// 1 TiB. Each connection (the writer and every reader) has its own, and
+    /// it fills only as pages are read, so a small database never uses it
+    /// all. SQLite's own default, 2 MiB (500 pages), is smaller than what one
+    /// `delete_expired` batch of 1,000 rows dirties at a million sessions
+    /// (about one random leaf of the key index per row): the pages written
+    /// by the saves of those sessions are evicted before the reap rewrites
+    /// them, and a batch spills.
     pub fn with_cache_size(mut self, bytes: usize) -> Self {
         self.cache_size = bytes;
         self
