@@ -60,6 +60,7 @@ enum Location {
 ///     .with_synchronous(Synchronous::Full)
 ///     .with_busy_timeout(Duration::from_secs(2))
 ///     .with_read_connections(2)
+///     .with_cache_size(64 << 20)
 ///     .build()
 ///     .await?;
 /// # Ok(()) }
@@ -73,6 +74,7 @@ pub struct SqliteStoreBuilder {
     busy_timeout: Duration,
     read_connections: usize,
     reap_batch: usize,
+    cache_size: usize,
 }
 
 /// Default namespace table.
@@ -83,11 +85,16 @@ pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_READ_CONNECTIONS: usize = 4;
 /// Default [`SqliteStoreBuilder::with_reap_batch`].
 pub const DEFAULT_REAP_BATCH: usize = 1000;
+/// Default [`SqliteStoreBuilder::with_cache_size`]: 16 MiB per connection.
+pub const DEFAULT_CACHE_SIZE: usize = 16 * 1024 * 1024;
 
 /// Upper bound for [`SqliteStoreBuilder::with_read_connections`].
 const MAX_READ_CONNECTIONS: usize = 64;
 /// Upper bound for [`SqliteStoreBuilder::with_reap_batch`].
 const MAX_REAP_BATCH: usize = 1_000_000;
+/// Bounds for [`SqliteStoreBuilder::with_cache_size`]: 64 KiB to 1 TiB.
+const MIN_CACHE_SIZE: usize = 64 * 1024;
+const MAX_CACHE_SIZE: u64 = 1 << 40;
 
 impl SqliteStoreBuilder {
     pub(crate) fn file(path: &Path) -> Self {
@@ -106,6 +113,7 @@ impl SqliteStoreBuilder {
             busy_timeout: DEFAULT_BUSY_TIMEOUT,
             read_connections: DEFAULT_READ_CONNECTIONS,
             reap_batch: DEFAULT_REAP_BATCH,
+            cache_size: DEFAULT_CACHE_SIZE,
         }
     }
 
@@ -151,6 +159,20 @@ impl SqliteStoreBuilder {
         self
     }
 
+    /// The most memory SQLite's page cache may take, per connection
+    /// (`PRAGMA cache_size`), in bytes. Default 16 MiB, between 64 KiB and
+    /// 1 TiB. Each connection (the writer and every reader) has its own, and
+    /// it fills only as pages are read, so a small database never uses it
+    /// all. SQLite's own default, 2 MiB (500 pages), is smaller than what one
+    /// `delete_expired` batch of 1,000 rows dirties at a million sessions
+    /// (about one random leaf of the key index per row): the pages written
+    /// by the saves of those sessions are evicted before the reap rewrites
+    /// them, and a batch spills.
+    pub fn with_cache_size(mut self, bytes: usize) -> Self {
+        self.cache_size = bytes;
+        self
+    }
+
     fn validate(&self) -> Result<()> {
         schema::validate_table(&self.table)?;
         if !(1..=MAX_READ_CONNECTIONS).contains(&self.read_connections) {
@@ -171,6 +193,15 @@ impl SqliteStoreBuilder {
                 ),
             ));
         }
+        if self.cache_size < MIN_CACHE_SIZE || self.cache_size as u64 > MAX_CACHE_SIZE {
+            return Err(Error::config(
+                BACKEND,
+                format!(
+                    "cache_size must be between {MIN_CACHE_SIZE} and {MAX_CACHE_SIZE} bytes, got {}",
+                    self.cache_size
+                ),
+            ));
+        }
         if self.busy_timeout.as_millis() > i32::MAX as u128 {
             return Err(Error::config(
                 BACKEND,
@@ -187,8 +218,8 @@ impl SqliteStoreBuilder {
 
     /// Check the settings, open the database (creating the file if needed),
     /// bring its schema to the current version and create the table and its
-    /// expiry index if missing. The blocking work runs on tokio's blocking
-    /// pool.
+    /// expiry index if missing, and start the connection threads. The
+    /// blocking work runs on tokio's blocking pool.
     ///
     /// # Errors
     ///
@@ -202,7 +233,11 @@ impl SqliteStoreBuilder {
 
     fn open_blocking(self) -> Result<SqliteStore> {
         let (mut writer, readers) = match &self.location {
-            Location::Memory => (Connection::open_in_memory().map_err(backend)?, Vec::new()),
+            Location::Memory => {
+                let conn = Connection::open_in_memory().map_err(backend)?;
+                self.tune(&conn)?;
+                (conn, Vec::new())
+            }
             Location::File(path) => {
                 let writer = self.open_file(path)?;
                 writer
@@ -225,10 +260,9 @@ impl SqliteStoreBuilder {
                 (writer, readers)
             }
         };
-        writer.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         schema::prepare(&mut writer, &self.table)?;
         Ok(SqliteStore {
-            pool: Arc::new(Pool::new(writer, readers)),
+            pool: Arc::new(Pool::start(writer, readers)?),
             sql: Arc::new(Statements::new(&self.table)),
             table: self.table.into(),
             reap_batch: self.reap_batch,
@@ -242,11 +276,20 @@ impl SqliteStoreBuilder {
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags).map_err(backend)?;
         conn.busy_timeout(self.busy_timeout).map_err(backend)?;
-        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        self.tune(&conn)?;
         Ok(conn)
+    }
+
+    fn tune(&self, conn: &Connection) -> Result<()> {
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        // A negative cache_size is in KiB.
+        let kib = i64::try_from(self.cache_size / 1024).unwrap_or(i64::MAX);
+        conn.pragma_update(None, "cache_size", -kib)
+            .map_err(backend)
     }
 }
 
-/// Prepared statements kept per connection: eleven per table, room for a few
-/// tables sharing the connections (see `SqliteStore::open_table`).
+/// Prepared statements kept per connection: eleven per table (and five for
+/// group commits on the writer), room for a few tables sharing the
+/// connections (see `SqliteStore::open_table`).
 const STATEMENT_CACHE: usize = 64;

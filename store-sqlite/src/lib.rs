@@ -6,8 +6,8 @@ mod schema;
 mod store;
 
 pub use crate::config::{
-    DEFAULT_BUSY_TIMEOUT, DEFAULT_READ_CONNECTIONS, DEFAULT_REAP_BATCH, DEFAULT_TABLE,
-    SqliteStoreBuilder, Synchronous,
+    DEFAULT_BUSY_TIMEOUT, DEFAULT_CACHE_SIZE, DEFAULT_READ_CONNECTIONS, DEFAULT_REAP_BATCH,
+    DEFAULT_TABLE, SqliteStoreBuilder, Synchronous,
 };
 pub use crate::schema::SCHEMA_VERSION;
 pub use crate::store::SqliteStore;

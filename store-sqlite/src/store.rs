@@ -15,11 +15,14 @@ use crate::schema::{self, Statements};
 
 /// A [`SessionStore`] on one table of a SQLite database.
 ///
-/// Cloning is cheap and shares the connections. Every SQLite call runs on
-/// tokio's blocking pool, never on an async worker thread: writes on the
-/// database's single writer connection, reads on a small pool of read
-/// connections (WAL lets them run beside the writer). See the crate docs for
-/// how expiry is enforced.
+/// Cloning is cheap and shares the connections. No SQLite call runs on an
+/// async worker thread: each connection lives on a thread of its own, writes
+/// on the database's single writer connection (committed in groups), reads
+/// on a few read connections (WAL lets them run beside the writer). The
+/// threads stop, and the connections close, when the last clone (and every
+/// store from [`open_table`](Self::open_table)) is dropped; that drop waits
+/// for them. See the crate docs for how expiry is enforced and what a group
+/// commit means for durability.
 #[derive(Clone)]
 pub struct SqliteStore {
     pub(crate) pool: Arc<Pool>,
@@ -83,7 +86,7 @@ impl SqliteStore {
         schema::validate_table(table)?;
         let name = table.to_owned();
         self.pool
-            .write(move |conn| schema::prepare(conn, &name))
+            .write_alone(move |conn| schema::prepare(conn, &name))
             .await?;
         Ok(Self {
             pool: Arc::clone(&self.pool),
@@ -335,8 +338,8 @@ impl SessionStore for SqliteStore {
 
     async fn delete_expired(&self) -> Result<u64> {
         // One cut-off for the whole sweep, so that it ends. Each batch is its
-        // own statement (and transaction) on the writer, which is released
-        // between batches: a large backlog never holds writers off for
+        // own statement (committed, maybe with other writes, before the next
+        // batch is queued): a large backlog never holds writers off for
         // longer than one batch.
         let cutoff = now();
         let batch = self.reap_batch;

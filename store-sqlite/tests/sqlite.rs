@@ -247,3 +247,67 @@ async fn works_on_a_current_thread_runtime() {
     store.save(&k, &live()).await.unwrap();
     assert!(store.load(&k).await.unwrap().is_some());
 }
+
+/// Concurrent saves of fresh keys, some of which a trigger makes fail with
+/// `raise`; returns each key with its outcome. With 64 writers queued at
+/// once most of them share group commits.
+async fn saves_with_failures(raise: &str) -> Vec<(session_core::SessionKey, bool, bool)> {
+    let dir = TempDir::new();
+    let store = SqliteStore::open(dir.db()).await.unwrap();
+    let keys: Vec<_> = (0..64).map(|_| key()).collect();
+    let doomed: Vec<_> = keys
+        .iter()
+        .step_by(5)
+        .map(|k| k.as_str().to_owned())
+        .collect();
+    let list = doomed
+        .iter()
+        .map(|k| format!("'{k}'"))
+        .collect::<Vec<_>>()
+        .join(",");
+    rusqlite::Connection::open(dir.db())
+        .unwrap()
+        .execute_batch(&format!(
+            "CREATE TRIGGER doom BEFORE INSERT ON sessions WHEN NEW.key IN ({list}) \
+             BEGIN SELECT RAISE({raise}, 'doomed'); END"
+        ))
+        .unwrap();
+    let writes: Vec<_> = keys
+        .iter()
+        .map(|key| {
+            let (store, key) = (store.clone(), *key);
+            tokio::spawn(async move { (key, store.save(&key, &live()).await) })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for write in writes {
+        let (key, result) = write.await.unwrap();
+        let stored = store.load(&key).await.unwrap().is_some();
+        outcomes.push((
+            key,
+            doomed.contains(&key.as_str().to_owned()),
+            result.is_ok(),
+        ));
+        // A write answered Ok is committed; one answered with an error left
+        // nothing behind.
+        assert_eq!(result.is_ok(), stored, "{result:?}");
+    }
+    outcomes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_write_in_a_group_commit_fails_only_its_caller() {
+    for (_, doomed, ok) in saves_with_failures("ABORT").await {
+        assert_eq!(ok, !doomed);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_that_rolls_back_the_whole_group_fails_its_callers_only() {
+    // RAISE(ROLLBACK) ends the shared transaction: writes of the group that
+    // ran before it are lost and their callers hear so; the doomed ones
+    // always fail, and everything answered Ok is stored (checked inside).
+    let outcomes = saves_with_failures("ROLLBACK").await;
+    assert!(outcomes.iter().all(|(_, doomed, ok)| !(*doomed && *ok)));
+    assert!(outcomes.iter().any(|(_, _, ok)| *ok));
+}
