@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use rusqlite::{OptionalExtension as _, Row, params};
 use session_core::{
-    Error, Record, Result, SessionKey, SessionStore, Timestamp, UpdateOutcome, async_trait,
+    EncodedData, Error, Record, Result, SessionKey, SessionStore, Timestamp, UpdateOutcome,
+    async_trait,
 };
 
 use crate::backend;
@@ -115,7 +116,7 @@ fn version_from_sql(version: i64) -> u64 {
 
 /// The columns of a record, encoded for binding.
 struct Columns {
-    data: String,
+    data: EncodedData,
     created_at: i64,
     expires_at: i64,
     version: i64,
@@ -124,7 +125,7 @@ struct Columns {
 impl Columns {
     fn new(record: &Record) -> Result<Self> {
         Ok(Self {
-            data: Record::encode_data(&record.data)?.to_string(),
+            data: Record::encode_data(&record.data)?,
             created_at: record.created_at.as_millis(),
             expires_at: record.expires_at.as_millis(),
             version: version_to_sql(record.version),
@@ -181,7 +182,7 @@ impl SessionStore for SqliteStore {
                     .and_then(|mut stmt| {
                         stmt.execute(params![
                             key.as_str(),
-                            row.data,
+                            row.data.as_str(),
                             row.created_at,
                             row.expires_at,
                             row.version,
@@ -212,7 +213,7 @@ impl SessionStore for SqliteStore {
                     .prepare_cached(&sql.update)
                     .and_then(|mut stmt| {
                         stmt.execute(params![
-                            row.data,
+                            row.data.as_str(),
                             row.created_at,
                             row.expires_at,
                             next,
@@ -250,7 +251,7 @@ impl SessionStore for SqliteStore {
                     let mut stmt = conn.prepare_cached(&sql.save).map_err(backend)?;
                     stmt.execute(params![
                         key.as_str(),
-                        row.data,
+                        row.data.as_str(),
                         row.created_at,
                         row.expires_at,
                         row.version

@@ -49,7 +49,7 @@ async fn threads_stop_when_the_last_store_is_dropped() {
     }
     let other = store.open_table("other").await.unwrap();
     let clone = store.clone();
-    let record = Record::new(Default::default(), Duration::from_secs(60));
+    let record = Record::new(session_core::Data::new(), Duration::from_secs(60));
     // Concurrent writes, so that some share a group commit.
     let keys: Vec<_> = (0..50).map(|_| key()).collect();
     let writes = keys.iter().map(|key| {
