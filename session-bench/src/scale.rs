@@ -194,8 +194,8 @@ pub async fn memory_probe(
         .collect())
 }
 
-/// Save `n` sessions of `record` under fresh keys, with no per-key list (the
-/// keys would weigh in the footprint).
+/// Save `n` sessions with `record`'s data and times under fresh keys, with
+/// no per-key list (the keys would weigh in the footprint).
 async fn bulk_save(
     store: &Arc<dyn SessionStore>,
     record: &Arc<Record>,
@@ -210,7 +210,15 @@ async fn bulk_save(
         tasks.push(tokio::spawn(async move {
             let mut rng = Rng::new(seed.wrapping_mul(31).wrapping_add(t));
             for _ in 0..count {
-                store.save(&rng.key(), &record).await?;
+                // A copy of the data per session: `Data` shares its encoded
+                // text between clones, and an in-process store keeps that
+                // text, so saving one `Record` n times would store it once.
+                let own = Record::with_times(
+                    record.data.as_map().clone(),
+                    record.created_at,
+                    record.expires_at,
+                );
+                store.save(&rng.key(), &own).await?;
             }
             Ok::<_, crate::BoxError>(())
         }));

@@ -17,6 +17,7 @@
 //! Every method that changes one keeps the other in step.
 
 use session_core::EncodedData;
+use std::collections::hash_map::Entry as MapEntry;
 use std::collections::{BTreeSet, HashMap};
 
 use crate::hash::{Key, KeyHashBuilder};
@@ -287,16 +288,20 @@ impl Shard {
                 return (removed, true);
             }
             self.index.pop_first();
-            let Some(slot) = self.map.get_mut(&key) else {
+            // One lookup whichever way it goes: at a million sessions each
+            // is a cache miss.
+            match self.map.entry(key) {
+                MapEntry::Occupied(mut slot) if slot.get().entry.is_live(now) => {
+                    let slot = slot.get_mut();
+                    slot.indexed_at = slot.entry.expires_at;
+                    self.index.insert((slot.indexed_at, key));
+                }
+                MapEntry::Occupied(slot) => {
+                    slot.remove();
+                    removed += 1;
+                }
                 // Cannot happen (the invariant); the stale position is gone.
-                continue;
-            };
-            if slot.entry.is_live(now) {
-                slot.indexed_at = slot.entry.expires_at;
-                self.index.insert((slot.indexed_at, key));
-            } else {
-                self.map.remove(&key);
-                removed += 1;
+                MapEntry::Vacant(_) => {}
             }
         }
         (removed, false)
