@@ -1,6 +1,7 @@
 //! The standard data: the ~200-byte, 8-field session payload, keys, and a
 //! small fast random number generator for picking keys.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
@@ -44,8 +45,9 @@ pub fn session_data(n: u64) -> Data {
 pub struct Payload {
     /// What a store receives (version 0).
     pub record: Record,
-    /// `record.encode()`: the bytes a raw byte-oriented engine stores.
-    pub record_bytes: Vec<u8>,
+    /// `record.encode()`: the bytes a raw byte-oriented engine stores,
+    /// shared as the memory store shares its data text.
+    pub record_bytes: Arc<[u8]>,
     /// `Record::encode_data(&record.data)`: the bytes of a data column.
     pub data_json: String,
     /// `record.expires_at`, for raw engines that keep it beside the bytes.
@@ -64,7 +66,7 @@ impl Payload {
         let created_at = Timestamp::now();
         let record = Record::with_times(session_data(n), created_at, expires_at);
         Ok(Self {
-            record_bytes: record.encode()?,
+            record_bytes: record.encode()?.into(),
             data_json: Record::encode_data(&record.data)?.to_string(),
             expires_at,
             created_at,

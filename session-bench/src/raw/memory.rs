@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use parking_lot::Mutex;
@@ -33,11 +34,13 @@ impl Hasher for FoldHasher {
     }
 }
 
-type Map = HashMap<[u8; 32], (Vec<u8>, i64), BuildHasherDefault<FoldHasher>>;
+type Map = HashMap<[u8; 32], (Arc<[u8]>, i64), BuildHasherDefault<FoldHasher>>;
 
 /// `SHARDS` × `parking_lot::Mutex<HashMap<[u8; 32], (bytes, expires_at ms)>>`,
 /// doing the same operations as the memory store on the canonical record
-/// bytes, with the same liveness rule (`now < expires_at`).
+/// bytes, with the same liveness rule (`now < expires_at`). The bytes are
+/// shared (`Arc<[u8]>`), as the store shares its data text: a load or a
+/// write copies a pointer, on both sides.
 #[derive(Debug)]
 pub struct RawMemory {
     shards: Vec<Mutex<Map>>,

@@ -66,7 +66,7 @@ impl Target for RawRedis {
         let mut conn = self.conn.clone();
         let reply: Option<String> = redis::cmd("SET")
             .arg(self.key(key))
-            .arg(&payload.record_bytes)
+            .arg(&*payload.record_bytes)
             .arg("PX")
             .arg(ttl_ms(payload.expires_at))
             .arg("NX")
@@ -95,7 +95,7 @@ impl Target for RawRedis {
         let mut conn = self.conn.clone();
         let () = redis::cmd("SET")
             .arg(self.key(key))
-            .arg(&payload.record_bytes)
+            .arg(&*payload.record_bytes)
             .arg("PX")
             .arg(ttl_ms(payload.expires_at))
             .query_async(&mut conn)
