@@ -149,10 +149,8 @@ mod tests {
     use session_core::SessionId;
 
     fn record(version: u64, created: i64, expires: i64) -> Record {
-        let serde_json::Value::Object(data) = serde_json::json!({"max": u64::MAX, "s": "ünï"})
-        else {
-            unreachable!()
-        };
+        let data =
+            session_conformance::fixtures::object(serde_json::json!({"max": u64::MAX, "s": "ünï"}));
         Record::with_times(
             data,
             Timestamp::from_millis(created),

@@ -84,25 +84,7 @@ async fn sessions_stored_as_hashes_by_earlier_versions_are_read_and_converted() 
     let mut keys = Vec::new();
     for _ in 0..10 {
         let key = SessionId::generate().unwrap().key();
-        let _: i64 = redis::cmd("HSET")
-            .arg(store.redis_key(&key))
-            .arg("v")
-            .arg(record.version)
-            .arg("c")
-            .arg(record.created_at.as_millis())
-            .arg("e")
-            .arg(record.expires_at.as_millis())
-            .arg("d")
-            .arg(Record::encode_data(&record.data).unwrap())
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        let _: i64 = redis::cmd("PEXPIREAT")
-            .arg(store.redis_key(&key))
-            .arg(record.expires_at.as_millis())
-            .query_async(&mut conn)
-            .await
-            .unwrap();
+        common::write_hash(&mut conn, &store.redis_key(&key), &record).await;
         keys.push(key);
     }
     assert_eq!(store.all().await.unwrap().len(), 10);

@@ -275,31 +275,9 @@ async fn sessions_are_strings_with_a_readable_header() {
     store.destroy(&key).await.unwrap();
 }
 
-/// Write `record` the way versions before the string layout did: a hash
-/// with the fields v, c, e, d and a key expiry.
-#[allow(clippy::unwrap_used, reason = "test helper")]
+/// Write `record` as a hash, the layout of earlier versions.
 async fn write_hash(store: &RedisStore, key: &session_core::SessionKey, record: &Record) {
-    let mut conn = raw().await;
-    let name = store.redis_key(key);
-    let _: i64 = redis::cmd("HSET")
-        .arg(&name)
-        .arg("v")
-        .arg(record.version)
-        .arg("c")
-        .arg(record.created_at.as_millis())
-        .arg("e")
-        .arg(record.expires_at.as_millis())
-        .arg("d")
-        .arg(Record::encode_data(&record.data).unwrap())
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    let _: i64 = redis::cmd("PEXPIREAT")
-        .arg(&name)
-        .arg(record.expires_at.as_millis())
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    common::write_hash(&mut raw().await, &store.redis_key(key), record).await;
 }
 
 #[tokio::test]
