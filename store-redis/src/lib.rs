@@ -2,6 +2,7 @@
 
 mod builder;
 mod connection;
+mod format;
 mod scripts;
 mod store;
 

@@ -2,24 +2,28 @@
 
 use std::collections::HashSet;
 use std::fmt;
+use std::io::Write as _;
 
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
-use redis::{Cmd, RedisError, Value};
+use redis::{
+    Cmd, ErrorKind, RedisError, RedisResult, RedisWrite as _, Script, ServerErrorKind, Value,
+};
 use session_core::{
     Error, Record, Result, SessionKey, SessionStore, Timestamp, UpdateOutcome, async_trait,
 };
 use tokio::task::JoinSet;
 
 use crate::builder::DEFAULT_SCAN_COUNT;
-use crate::{BACKEND, RedisConnection, RedisStoreBuilder, scripts};
+use crate::{BACKEND, RedisConnection, RedisStoreBuilder, format, scripts};
 
 /// A session store on a standalone Redis server or a Redis Cluster.
 ///
-/// Each session is a hash under `{prefix}:{key}` with its version, times and
-/// JSON data, and a Redis expiry (`PEXPIREAT`) at the record's `expires_at`:
-/// Redis alone decides when a session is gone, by **its** clock. Writes are
-/// Lua scripts on one key each, so every method works on Cluster. See the
-/// crate documentation for the details.
+/// Each session is a string under `{prefix}:{key}`: a fixed-width header
+/// with its version and times, then the JSON data; the key has a Redis
+/// expiry at the record's `expires_at`, so Redis alone decides when a
+/// session is gone, by **its** clock. Every command and script works on one
+/// key, so every method works on Cluster. See the crate documentation for
+/// the details.
 ///
 /// Cloning is cheap and shares the connection.
 #[derive(Clone)]
@@ -210,7 +214,7 @@ impl RedisStore {
     /// answers in order: one pipeline on a standalone server, one request
     /// per key (each routed to its slot's node) on a cluster, never a
     /// cross-slot command.
-    async fn per_key(&self, cmds: Vec<Cmd>) -> Result<Vec<Value>> {
+    async fn per_key(&self, cmds: Vec<Cmd>) -> Result<Vec<RedisResult<Value>>> {
         if cmds.is_empty() {
             return Ok(Vec::new());
         }
@@ -222,65 +226,144 @@ impl RedisStore {
                     let mut conn = conn.clone();
                     tasks.spawn(async move { (i, cmd.query_async::<Value>(&mut conn).await) });
                 }
-                let mut values = vec![Value::Nil; count];
+                let mut answers: Vec<RedisResult<Value>> =
+                    (0..count).map(|_| Ok(Value::Nil)).collect();
                 while let Some(joined) = tasks.join_next().await {
-                    let (i, result) = joined.map_err(|e| Error::backend(BACKEND, e))?;
-                    if let Some(slot) = values.get_mut(i) {
-                        *slot = result.map_err(backend)?;
+                    let (i, answer) = joined.map_err(|e| Error::backend(BACKEND, e))?;
+                    if let Some(slot) = answers.get_mut(i) {
+                        *slot = answer;
                     }
                 }
-                Ok(values)
+                Ok(answers)
             }
             mut conn => {
                 let mut pipe = redis::pipe();
+                pipe.ignore_errors();
                 for cmd in cmds {
                     pipe.add_command(cmd);
                 }
-                pipe.query_async::<Vec<Value>>(&mut conn)
+                let values = pipe
+                    .query_async::<Vec<Value>>(&mut conn)
                     .await
-                    .map_err(backend)
+                    .map_err(backend)?;
+                Ok(values
+                    .into_iter()
+                    .map(|value| match value {
+                        Value::ServerError(e) => Err(e.into()),
+                        value => Ok(value),
+                    })
+                    .collect())
             }
         }
     }
 
-    fn hmget(&self, key: &SessionKey) -> Cmd {
-        let mut cmd = redis::cmd("HMGET");
-        cmd.arg(self.redis_key(key))
-            .arg("v")
-            .arg("c")
-            .arg("e")
-            .arg("d");
+    /// Write `{prefix}:{key}` (what [`redis_key`](Self::redis_key) returns)
+    /// as the next argument of `cmd`, straight into its buffer.
+    fn key_arg(&self, cmd: &mut Cmd, key: &SessionKey) {
+        let mut arg = cmd.writer_for_next_arg();
+        // Writing into the command's own buffer (a `Vec`) cannot fail.
+        let _ = arg
+            .write_all(self.prefix.as_bytes())
+            .and_then(|()| arg.write_all(b":"))
+            .and_then(|()| arg.write_all(key.as_str().as_bytes()));
+    }
+
+    /// The length of `{prefix}:{key}`.
+    fn key_len(&self, key: &SessionKey) -> usize {
+        self.prefix.len() + 1 + key.as_str().len()
+    }
+
+    /// `name {prefix}:{key}`, with room for `more_args` further arguments of
+    /// about `more_bytes` bytes in all (one allocation per buffer when the
+    /// estimate holds).
+    fn key_cmd(&self, name: &str, key: &SessionKey, more_args: usize, more_bytes: usize) -> Cmd {
+        let mut cmd =
+            Cmd::with_capacity(2 + more_args, name.len() + self.key_len(key) + more_bytes);
+        cmd.arg(name);
+        self.key_arg(&mut cmd, key);
         cmd
     }
 
-    /// The four fields of a record, as the scripts take them.
-    fn fields(record: &Record) -> Result<[String; 4]> {
-        Ok([
-            record.version.to_string(),
-            record.created_at.as_millis().to_string(),
-            record.expires_at.as_millis().to_string(),
-            Record::encode_data(&record.data)?.to_string(),
-        ])
+    /// `EVALSHA {script} 1 {prefix}:{key}`, with room for `more_args`
+    /// arguments of about `more_bytes` bytes in all.
+    fn script_cmd(
+        &self,
+        script: &Script,
+        key: &SessionKey,
+        more_args: usize,
+        more_bytes: usize,
+    ) -> Cmd {
+        let hash = script.get_hash();
+        let mut cmd = Cmd::with_capacity(
+            4 + more_args,
+            "EVALSHA".len() + hash.len() + 1 + self.key_len(key) + more_bytes,
+        );
+        cmd.arg("EVALSHA").arg(hash).arg(1);
+        self.key_arg(&mut cmd, key);
+        cmd
     }
 
-    /// Run a write script whose `ARGV` is the record's version, times and
-    /// data (see [`scripts`]), returning its integer reply.
-    async fn write(
-        &self,
-        script: &redis::Script,
-        key: &SessionKey,
-        record: &Record,
-    ) -> Result<i64> {
-        let [v, c, e, d] = Self::fields(record)?;
-        script
-            .key(self.redis_key(key))
-            .arg(v)
-            .arg(c)
-            .arg(e)
-            .arg(d)
-            .invoke_async(&mut self.conn())
+    /// Run a script command built by [`script_cmd`](Self::script_cmd),
+    /// loading the script first if the server does not know it yet, and
+    /// return its integer reply.
+    async fn run_script(&self, script: &Script, cmd: &Cmd, key: &SessionKey) -> Result<i64> {
+        let mut conn = self.conn();
+        let reply = match cmd.query_async(&mut conn).await {
+            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                script.load_async(&mut conn).await.map_err(backend)?;
+                cmd.query_async(&mut conn).await
+            }
+            reply => reply,
+        };
+        reply.map_err(|e| keyed(key, e))
+    }
+
+    /// `SET {prefix}:{key} {value} PXAT {expires_at}`, plus `NX` if
+    /// `only_new`: whether it was written (`NX` found no live key).
+    async fn set(&self, key: &SessionKey, record: &Record, only_new: bool) -> Result<bool> {
+        let mut cmd = self.key_cmd("SET", key, 4, format::VALUE_ROOM + 4 + 20 + 2);
+        format::write_value(&mut cmd.writer_for_next_arg(), record.version, record)?;
+        cmd.arg("PXAT").arg(px_at(record.expires_at));
+        if only_new {
+            cmd.arg("NX");
+        }
+        let reply: Value = cmd
+            .query_async(&mut self.conn())
             .await
-            .map_err(|e| keyed(key, e))
+            .map_err(|e| keyed(key, e))?;
+        Ok(reply != Value::Nil)
+    }
+
+    /// Read a session stored by an earlier version of this crate: a hash
+    /// with the fields `v`, `c`, `e`, `d`.
+    async fn load_hash(&self, key: &SessionKey) -> Result<Option<Record>> {
+        let mut cmd = self.key_cmd("HMGET", key, 4, 4);
+        cmd.arg("v").arg("c").arg("e").arg("d");
+        let value: Value = cmd
+            .query_async(&mut self.conn())
+            .await
+            .map_err(|e| keyed(key, e))?;
+        decode_hash(key, value)
+    }
+
+    /// The record in the answer to `GET` on `key`: `None` if the key is
+    /// absent (or expired: Redis hides expired keys from every command); a
+    /// hash (written by an earlier version) is read with [`load_hash`](Self::load_hash).
+    async fn decode_get(
+        &self,
+        key: &SessionKey,
+        answer: RedisResult<Value>,
+    ) -> Result<Option<Record>> {
+        match answer {
+            Ok(Value::BulkString(bytes)) => format::decode(key, &bytes).map(Some),
+            Ok(Value::Nil) => Ok(None),
+            Ok(_) => Err(Error::decode(
+                key,
+                "GET answered something else than a string",
+            )),
+            Err(e) if e.code() == Some("WRONGTYPE") => self.load_hash(key).await,
+            Err(e) => Err(backend(e)),
+        }
     }
 }
 
@@ -307,6 +390,12 @@ impl Scan {
         }
         Ok(Some(keys))
     }
+}
+
+/// The `PXAT` argument for a record expiring at `expires_at`: Redis refuses
+/// times before 1 ms after the epoch, all of which are past anyway.
+fn px_at(expires_at: Timestamp) -> i64 {
+    expires_at.as_millis().max(1)
 }
 
 fn backend(e: RedisError) -> Error {
@@ -352,9 +441,9 @@ fn parse_cluster_slots(value: Value) -> Result<Vec<(String, u16)>> {
     Ok(primaries)
 }
 
-/// Decode the `HMGET v c e d` answer for `key`: `None` if the key is absent
-/// (or expired: Redis hides expired keys from every command).
-fn decode(key: &SessionKey, value: Value) -> Result<Option<Record>> {
+/// Decode the `HMGET v c e d` answer for `key` (a session stored as a hash
+/// by an earlier version of this crate): `None` if the key is absent.
+fn decode_hash(key: &SessionKey, value: Value) -> Result<Option<Record>> {
     let fields: Vec<Option<Vec<u8>>> =
         redis::from_redis_value(value).map_err(|e| Error::decode(key, e))?;
     if fields.iter().all(Option::is_none) {
@@ -395,16 +484,16 @@ fn decode(key: &SessionKey, value: Value) -> Result<Option<Record>> {
 #[async_trait]
 impl SessionStore for RedisStore {
     async fn load(&self, key: &SessionKey) -> Result<Option<Record>> {
-        let value: Value = self
-            .hmget(key)
+        let answer = self
+            .key_cmd("GET", key, 0, 0)
             .query_async(&mut self.conn())
-            .await
-            .map_err(|e| keyed(key, e))?;
-        decode(key, value)
+            .await;
+        self.decode_get(key, answer).await
     }
 
     async fn create(&self, key: &SessionKey, record: &Record) -> Result<bool> {
-        Ok(self.write(&scripts::CREATE, key, record).await? == 1)
+        // NX: an expired key does not exist for Redis, so it never collides.
+        self.set(key, record, true).await
     }
 
     async fn update(
@@ -416,43 +505,38 @@ impl SessionStore for RedisStore {
         // Versions wrap from u64::MAX to 0 (the contract: they are only
         // compared for equality).
         let next = expected_version.wrapping_add(1);
-        let [_, c, e, d] = Self::fields(record)?;
-        let outcome: i64 = scripts::UPDATE
-            .key(self.redis_key(key))
-            .arg(expected_version.to_string())
-            .arg(next.to_string())
-            .arg(c)
-            .arg(e)
-            .arg(d)
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(|e| keyed(key, e))?;
-        match outcome {
+        let mut cmd = self.script_cmd(
+            &scripts::UPDATE,
+            key,
+            3,
+            format::VERSION_PREFIX_LEN + format::VALUE_ROOM + 20,
+        );
+        cmd.arg(&format::version_prefix(expected_version)[..]);
+        format::write_value(&mut cmd.writer_for_next_arg(), next, record)?;
+        cmd.arg(px_at(record.expires_at));
+        match self.run_script(&scripts::UPDATE, &cmd, key).await? {
             1 => Ok(UpdateOutcome::Updated),
             0 => Ok(UpdateOutcome::Missing),
             2 => Ok(UpdateOutcome::Conflict),
-            _ => Err(Error::decode(key, "the session hash has no version field")),
+            _ => Err(Error::decode(key, "the key holds no session version")),
         }
     }
 
     async fn save(&self, key: &SessionKey, record: &Record) -> Result<()> {
-        self.write(&scripts::SAVE, key, record).await?;
+        self.set(key, record, false).await?;
         Ok(())
     }
 
     async fn touch(&self, key: &SessionKey, expires_at: Timestamp) -> Result<bool> {
-        let touched: i64 = scripts::TOUCH
-            .key(self.redis_key(key))
-            .arg(expires_at.as_millis().to_string())
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(|e| keyed(key, e))?;
-        Ok(touched == 1)
+        let mut cmd = self.script_cmd(&scripts::TOUCH, key, 2, 20 + 20);
+        cmd.arg(expires_at.as_millis())
+            .arg(&format::expires_field(expires_at)[..]);
+        Ok(self.run_script(&scripts::TOUCH, &cmd, key).await? == 1)
     }
 
     async fn destroy(&self, key: &SessionKey) -> Result<()> {
-        let _: i64 = redis::cmd("UNLINK")
-            .arg(self.redis_key(key))
+        let _: i64 = self
+            .key_cmd("UNLINK", key, 0, 0)
             .query_async(&mut self.conn())
             .await
             .map_err(backend)?;
@@ -464,13 +548,11 @@ impl SessionStore for RedisStore {
         while let Some(keys) = scan.next_page(self).await? {
             let cmds = keys
                 .iter()
-                .map(|k| {
-                    let mut cmd = redis::cmd("UNLINK");
-                    cmd.arg(self.redis_key(k));
-                    cmd
-                })
+                .map(|k| self.key_cmd("UNLINK", k, 0, 0))
                 .collect();
-            self.per_key(cmds).await?;
+            for answer in self.per_key(cmds).await? {
+                answer.map_err(backend)?;
+            }
         }
         Ok(())
     }
@@ -492,13 +574,13 @@ impl SessionStore for RedisStore {
         let mut scan = self.scan().await?;
         while let Some(keys) = scan.next_page(self).await? {
             let fresh: Vec<SessionKey> = keys.into_iter().filter(|k| seen.insert(*k)).collect();
-            let values = self
-                .per_key(fresh.iter().map(|k| self.hmget(k)).collect())
+            let answers = self
+                .per_key(fresh.iter().map(|k| self.key_cmd("GET", k, 0, 0)).collect())
                 .await?;
-            for (key, value) in fresh.iter().zip(values) {
+            for (key, answer) in fresh.iter().zip(answers) {
                 // A key that expired or was destroyed since the SCAN reads
                 // back empty and is skipped.
-                if let Some(record) = decode(key, value)? {
+                if let Some(record) = self.decode_get(key, answer).await? {
                     out.push((*key, record));
                 }
             }

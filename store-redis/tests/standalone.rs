@@ -230,3 +230,154 @@ async fn versions_wrap_from_u64_max_to_zero() {
     assert_eq!(store.load(&key).await.unwrap().unwrap().version, 0);
     store.destroy(&key).await.unwrap();
 }
+
+#[tokio::test]
+async fn sessions_are_strings_with_a_readable_header() {
+    if skip_standalone().is_some() {
+        return;
+    }
+    let store = standalone(&session_conformance::unique_namespace()).await;
+    let key = SessionId::generate().unwrap().key();
+    let record = Record::with_times(
+        data(),
+        session_core::Timestamp::from_millis(1_764_500_000_000),
+        session_core::Timestamp::now() + Duration::from_secs(600),
+    )
+    .with_version(7);
+    store.save(&key, &record).await.unwrap();
+    let mut conn = raw().await;
+    let value: String = redis::cmd("GET")
+        .arg(store.redis_key(&key))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let expected = format!(
+        "s1 00000000000000000007 +0000001764500000000 {:+020} {{\"user\":\"ada\"}}",
+        record.expires_at.as_millis()
+    );
+    assert_eq!(value, expected);
+
+    // touch rewrites the header's expires_at in place, nothing else.
+    let later = record.expires_at + Duration::from_secs(60);
+    assert!(store.touch(&key, later).await.unwrap());
+    let value: String = redis::cmd("GET")
+        .arg(store.redis_key(&key))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        value,
+        expected.replace(
+            &format!("{:+020}", record.expires_at.as_millis()),
+            &format!("{:+020}", later.as_millis())
+        )
+    );
+    store.destroy(&key).await.unwrap();
+}
+
+/// Write `record` as a hash, the layout of earlier versions.
+async fn write_hash(store: &RedisStore, key: &session_core::SessionKey, record: &Record) {
+    common::write_hash(&mut raw().await, &store.redis_key(key), record).await;
+}
+
+#[tokio::test]
+async fn sessions_stored_as_hashes_by_earlier_versions_keep_working() {
+    if skip_standalone().is_some() {
+        return;
+    }
+    let store = standalone(&session_conformance::unique_namespace()).await;
+    let mut conn = raw().await;
+    let record = Record::new(data(), Duration::from_secs(600)).with_version(41);
+    let key = SessionId::generate().unwrap().key();
+    write_hash(&store, &key, &record).await;
+
+    // Read, listed, counted, and a live one collides with create.
+    assert_eq!(store.load(&key).await.unwrap(), Some(record.clone()));
+    assert_eq!(store.all().await.unwrap(), vec![(key, record.clone())]);
+    assert_eq!(store.len().await.unwrap(), 1);
+    assert!(!store.create(&key, &record).await.unwrap());
+
+    // touch moves the hash's e field and its expiry.
+    let later = record.expires_at + Duration::from_secs(60);
+    assert!(store.touch(&key, later).await.unwrap());
+    let loaded = store.load(&key).await.unwrap().unwrap();
+    assert_eq!(loaded.expires_at, later);
+    assert_eq!(loaded.data, record.data);
+    let kind: String = redis::cmd("TYPE")
+        .arg(store.redis_key(&key))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(kind, "hash");
+
+    // update compares the hash's version, then converts it to a string.
+    let mut changed = data();
+    changed.insert("cart".into(), 3.into());
+    let next = Record::new(changed, Duration::from_secs(600));
+    assert_eq!(
+        store.update(&key, &next, 40).await.unwrap(),
+        session_core::UpdateOutcome::Conflict
+    );
+    assert_eq!(
+        store.update(&key, &next, 41).await.unwrap(),
+        session_core::UpdateOutcome::Updated
+    );
+    assert_eq!(
+        store.load(&key).await.unwrap(),
+        Some(next.clone().with_version(42))
+    );
+    let kind: String = redis::cmd("TYPE")
+        .arg(store.redis_key(&key))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(kind, "string");
+
+    // Version 0 is compared as "0" in a hash, not as 20 zeros.
+    let key0 = SessionId::generate().unwrap().key();
+    write_hash(&store, &key0, &record.clone().with_version(0)).await;
+    assert_eq!(
+        store.update(&key0, &next, 0).await.unwrap(),
+        session_core::UpdateOutcome::Updated
+    );
+
+    // touch into the past removes a hash, and nothing comes back.
+    let key2 = SessionId::generate().unwrap().key();
+    write_hash(&store, &key2, &record).await;
+    let past = session_core::Timestamp::now() - Duration::from_secs(5);
+    assert!(store.touch(&key2, past).await.unwrap());
+    assert_eq!(store.load(&key2).await.unwrap(), None);
+    let exists: i64 = redis::cmd("EXISTS")
+        .arg(store.redis_key(&key2))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(exists, 0);
+
+    store.clear().await.unwrap();
+    assert!(store.is_empty().await.unwrap());
+}
+
+#[tokio::test]
+async fn touch_into_the_past_leaves_no_key_behind() {
+    if skip_standalone().is_some() {
+        return;
+    }
+    let store = standalone(&session_conformance::unique_namespace()).await;
+    let key = SessionId::generate().unwrap().key();
+    store
+        .save(&key, &Record::new(data(), Duration::from_secs(600)))
+        .await
+        .unwrap();
+    let past = session_core::Timestamp::now() - Duration::from_secs(5);
+    assert!(store.touch(&key, past).await.unwrap());
+    let mut conn = raw().await;
+    let exists: i64 = redis::cmd("EXISTS")
+        .arg(store.redis_key(&key))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(exists, 0);
+    assert!(!store.touch(&key, past).await.unwrap());
+    assert_eq!(store.len().await.unwrap(), 0);
+}

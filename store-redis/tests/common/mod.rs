@@ -125,3 +125,32 @@ impl StoreFactory for Cluster {
         skip_cluster()
     }
 }
+
+/// Write `record` under the Redis key `name` the way versions before the
+/// string layout did: a hash with the fields v, c, e, d and a key expiry.
+#[allow(clippy::unwrap_used, reason = "test helper")]
+pub async fn write_hash(
+    conn: &mut impl redis::aio::ConnectionLike,
+    name: &str,
+    record: &session_core::Record,
+) {
+    let _: i64 = redis::cmd("HSET")
+        .arg(name)
+        .arg("v")
+        .arg(record.version)
+        .arg("c")
+        .arg(record.created_at.as_millis())
+        .arg("e")
+        .arg(record.expires_at.as_millis())
+        .arg("d")
+        .arg(&*session_core::Record::encode_data(&record.data).unwrap())
+        .query_async(conn)
+        .await
+        .unwrap();
+    let _: i64 = redis::cmd("PEXPIREAT")
+        .arg(name)
+        .arg(record.expires_at.as_millis())
+        .query_async(conn)
+        .await
+        .unwrap();
+}
