@@ -35,7 +35,14 @@ async fn threads_stop_when_the_last_store_is_dropped() {
         .await
         .unwrap();
     if cfg!(target_os = "linux") {
+        // A new thread names itself once it runs: wait for that (bounded),
+        // not for a fixed time.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
         let mut names = store_threads();
+        while names.len() < 4 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            names = store_threads();
+        }
         names.sort();
         assert_eq!(
             names,
