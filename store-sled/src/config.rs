@@ -73,9 +73,10 @@ impl SledStoreBuilder {
     /// sled's background flush period (`sled::Config::flush_every_ms`):
     /// writes reach the disk (written and fsynced) within about this many
     /// milliseconds. A crash (process or machine) loses at most the writes
-    /// of the last period; the database stays consistent, and since both
-    /// trees change in one transaction, the expiry index never disagrees
-    /// with the records. `None` disables background flushing: only
+    /// of the last period; the database stays consistent (sled recovers a
+    /// prefix of its log), and since a writer inserts a record's index
+    /// entry before the record, every record that survives keeps an entry
+    /// covering it. `None` disables background flushing: only
     /// [`SledStore::flush`], [`with_sync_writes`](Self::with_sync_writes)
     /// and a clean shutdown (dropping the last handle) write to disk.
     /// Default `Some(500)`; `Some(0)` is rejected.

@@ -6,27 +6,26 @@ use std::sync::Arc;
 use session_core::{
     Error, Record, Result, SessionKey, SessionStore, Timestamp, UpdateOutcome, async_trait,
 };
-use sled::transaction::{
-    ConflictableTransactionError, ConflictableTransactionResult, TransactionError,
-    TransactionalTree,
-};
-use sled::{IVec, Transactional as _, Tree};
+use std::ops::Bound;
+
+use sled::{IVec, Tree};
 
 use crate::codec::{self, Header};
 use crate::config::SledStoreBuilder;
 use crate::{BACKEND, backend, blocking};
 
-/// Index entries handled per transaction by `delete_expired`.
+/// Index entries read per range scan by `delete_expired`.
 const REAP_BATCH: usize = 1000;
 
 /// A [`SessionStore`] on one namespace (two trees) of a [`sled::Db`].
 ///
 /// Cloning is cheap and shares the database. Point operations (`load`,
-/// `create`, `update`, `save`, `touch`, `destroy`) run inline: each is one
-/// sled read or one small transaction, a few microseconds, and sled does
-/// its disk writes on its own background flusher (see the crate docs for
-/// the measurements). Whole-namespace scans (`len`, `all`, `clear`,
-/// `delete_expired`) and flushes run on tokio's blocking pool.
+/// `create`, `update`, `save`, `touch`, `destroy`) run inline: each is a
+/// read and a compare-and-swap of one record (plus an index insert when the
+/// expiry moves earlier), a few microseconds, and sled does its disk writes
+/// on its own background flusher (see the crate docs for the measurements).
+/// Whole-namespace scans (`len`, `all`, `clear`, `delete_expired`) and
+/// flushes run on tokio's blocking pool.
 #[derive(Clone)]
 pub struct SledStore {
     db: sled::Db,
@@ -65,39 +64,6 @@ pub(crate) fn validate_namespace(namespace: &str) -> Result<()> {
             ),
         ))
     }
-}
-
-/// Run a transaction over (records, expiry), unwrapping sled's error layers:
-/// an abort carries our own error, storage failures become backend errors.
-fn transact<T>(
-    records: &Tree,
-    expiry: &Tree,
-    f: impl Fn(&TransactionalTree, &TransactionalTree) -> ConflictableTransactionResult<T, Error>,
-) -> Result<T> {
-    (records, expiry)
-        .transaction(|(r, e)| f(r, e))
-        .map_err(|e| match e {
-            TransactionError::Abort(e) => e,
-            TransactionError::Storage(e) => backend(e),
-        })
-}
-
-/// Abort the running transaction with `error`.
-fn abort(error: Error) -> ConflictableTransactionError<Error> {
-    ConflictableTransactionError::Abort(error)
-}
-
-/// Remove the index entry of the value currently stored under `key`, if it
-/// has a readable header.
-fn unindex(
-    expiry: &TransactionalTree,
-    key: &SessionKey,
-    old: Option<&IVec>,
-) -> ConflictableTransactionResult<(), Error> {
-    if let Some(header) = old.and_then(|v| Header::read(key, v).ok()) {
-        expiry.remove(&codec::index_key(header.expires_at, key)[..])?;
-    }
-    Ok(())
 }
 
 fn now() -> i64 {
@@ -226,12 +192,202 @@ impl SledStore {
         }
         Ok(())
     }
+
+    /// The record stored under `key`, if any.
+    fn get(&self, key: &SessionKey) -> Result<Option<IVec>> {
+        self.records.get(key.as_bytes()).map_err(backend)
+    }
+
+    /// Replace the record `old` (what was read under `key`) with `new`,
+    /// which expires at `expires_at`, keeping the index invariant (see the crate docs):
+    /// some entry at or before a record's expiry always exists.
+    ///
+    /// Returns the value found instead of `old` if another writer got
+    /// there first (nothing is written then), for the caller to decide
+    /// again on fresh data.
+    fn swap(
+        &self,
+        key: &SessionKey,
+        old: Option<&IVec>,
+        new: &IVec,
+        expires_at: i64,
+    ) -> Result<std::result::Result<(), Option<IVec>>> {
+        let entry = self.prepare_entry(key, old, expires_at)?;
+        let swapped = self
+            .records
+            .compare_and_swap(key.as_bytes(), old, Some(new))
+            .map_err(backend)?;
+        if let Err(raced) = swapped {
+            return Ok(Err(raced.current));
+        }
+        if let Some(entry) = entry {
+            // A reaper may have removed this same entry (another record of
+            // this key expiring in the same millisecond) after we inserted
+            // it and before it could see our record: put it back. The
+            // reaper checks the record after its removal, so one of the two
+            // always sees the other.
+            self.ensure_entry(&entry)?;
+        }
+        Ok(Ok(()))
+    }
+
+    /// The first step of a write replacing `old` under `key` by a record
+    /// expiring at `expires_at`: insert the index entry it needs, if any,
+    /// and return it.
+    fn prepare_entry(
+        &self,
+        key: &SessionKey,
+        old: Option<&IVec>,
+        expires_at: i64,
+    ) -> Result<Option<[u8; codec::INDEX_KEY]>> {
+        // The old record's entry is at or before its expiry, so it covers
+        // a record that expires no sooner: postponing writes no entry, and
+        // the reaper moves the entry forward when it meets it. An old value
+        // without a readable header has no known entry.
+        let old_expiry = old
+            .and_then(|v| Header::read(key, v).ok())
+            .map(|h| h.expires_at);
+        if old_expiry.is_some_and(|old| expires_at >= old) {
+            return Ok(None);
+        }
+        // Entry first: a crash in between leaves an entry without its
+        // record, which the reaper drops, never a record nothing reaps.
+        let entry = codec::index_key(expires_at, key);
+        self.expiry.insert(&entry[..], &[][..]).map_err(backend)?;
+        Ok(Some(entry))
+    }
+
+    /// Insert the index entry `entry` unless it exists.
+    fn ensure_entry(&self, entry: &[u8; codec::INDEX_KEY]) -> Result<()> {
+        if !self.expiry.contains_key(&entry[..]).map_err(backend)? {
+            self.expiry.insert(&entry[..], &[][..]).map_err(backend)?;
+        }
+        Ok(())
+    }
+
+    /// Handle one due index entry (expiry at or before `cutoff`) for
+    /// `key`: remove the record if it is expired, move the entry to the
+    /// record's expiry if the record was postponed, drop the entry.
+    /// Returns whether a record was removed.
+    fn reap_entry(&self, entry: &[u8], key: &SessionKey, cutoff: i64) -> Result<bool> {
+        let (removed, moved_to) = self.reap_record(key, cutoff)?;
+        self.drop_entry(entry, key, moved_to)?;
+        Ok(removed)
+    }
+
+    /// The first step of [`reap_entry`](Self::reap_entry): remove the
+    /// record if it is expired at `cutoff`; if it is live, insert the entry
+    /// at its expiry and return that expiry.
+    fn reap_record(&self, key: &SessionKey, cutoff: i64) -> Result<(bool, Option<i64>)> {
+        let mut current = self.get(key)?;
+        loop {
+            let header = current.as_ref().map(|v| Header::read(key, v));
+            match header {
+                Some(Ok(h)) if h.is_live_at(cutoff) => {
+                    // Postponed since the due entry was written: the new
+                    // entry goes in before the old one goes, so the record
+                    // is always covered.
+                    let moved = codec::index_key(h.expires_at, key);
+                    self.expiry.insert(&moved[..], &[][..]).map_err(backend)?;
+                    return Ok((false, Some(h.expires_at)));
+                }
+                Some(Ok(_)) => {
+                    let swapped = self
+                        .records
+                        .compare_and_swap(key.as_bytes(), current.as_ref(), None::<&[u8]>)
+                        .map_err(backend)?;
+                    match swapped {
+                        Ok(()) => return Ok((true, None)),
+                        // Written meanwhile: decide again on what is there.
+                        Err(raced) => current = raced.current,
+                    }
+                }
+                // No record (destroyed, or reaped through another entry),
+                // or one whose header is unreadable (left for `load` to
+                // report): only the entry goes.
+                None | Some(Err(_)) => return Ok((false, None)),
+            }
+        }
+    }
+
+    /// The second step of [`reap_entry`](Self::reap_entry): remove the due
+    /// entry, then make sure the record now under `key` (if any) is still
+    /// covered. `moved_to` is the expiry [`reap_record`](Self::reap_record)
+    /// inserted an entry at, if it did.
+    fn drop_entry(&self, entry: &[u8], key: &SessionKey, moved_to: Option<i64>) -> Result<()> {
+        self.expiry.remove(entry).map_err(backend)?;
+        // A writer may have stored a record under this key that relies on
+        // the entry just removed (same expiry millisecond); see `swap`.
+        if let Some(value) = self.get(key)?
+            && let Ok(h) = Header::read(key, &value)
+            && moved_to.is_none_or(|moved| h.expires_at < moved)
+        {
+            self.ensure_entry(&codec::index_key(h.expires_at, key))?;
+        }
+        Ok(())
+    }
+}
+
+/// What a write decides after reading the current record.
+enum Step<T> {
+    /// Finish with this result, writing nothing.
+    Done(T),
+    /// Swap in `new`, expiring at the given time, then finish with `T`.
+    Write(IVec, i64, T),
+}
+
+impl SledStore {
+    /// Read, decide, compare-and-swap; decide again if another writer got
+    /// in between. Each round means another write succeeded, so the loop
+    /// makes progress. Returns what `decide` finished with.
+    fn write_loop<T>(
+        &self,
+        key: &SessionKey,
+        decide: impl FnMut(Option<&IVec>) -> Result<Step<T>>,
+    ) -> Result<T> {
+        let current = self.get(key)?;
+        self.write_loop_from(key, current, decide)
+    }
+
+    /// [`write_loop`](Self::write_loop) starting from a guess of the
+    /// current value instead of a read: a wrong guess costs one failed
+    /// compare-and-swap, which returns the real value.
+    fn write_loop_from<T>(
+        &self,
+        key: &SessionKey,
+        mut current: Option<IVec>,
+        mut decide: impl FnMut(Option<&IVec>) -> Result<Step<T>>,
+    ) -> Result<T> {
+        loop {
+            match decide(current.as_ref())? {
+                Step::Done(out) => return Ok(out),
+                Step::Write(new, expires_at, out) => {
+                    match self.swap(key, current.as_ref(), &new, expires_at)? {
+                        Ok(()) => return Ok(out),
+                        Err(fresh) => current = fresh,
+                    }
+                }
+            }
+        }
+    }
+
+    /// The header of `old`, if a live record: `Ok(None)` when there is no
+    /// record or it expired by `now`; a decode error for a corrupt one.
+    fn live_header(key: &SessionKey, old: Option<&IVec>, now: i64) -> Result<Option<Header>> {
+        match old {
+            None => Ok(None),
+            Some(old) => {
+                let header = Header::read(key, old)?;
+                Ok(header.is_live_at(now).then_some(header))
+            }
+        }
+    }
 }
 
 #[async_trait]
 impl SessionStore for SledStore {
     async fn load(&self, key: &SessionKey) -> Result<Option<Record>> {
-        let Some(value) = self.records.get(key.as_bytes()).map_err(backend)? else {
+        let Some(value) = self.get(key)? else {
             return Ok(None);
         };
         if !Header::read(key, &value)?.is_live_at(now()) {
@@ -243,20 +399,15 @@ impl SessionStore for SledStore {
     async fn create(&self, key: &SessionKey, record: &Record) -> Result<bool> {
         let header = Header::of(record);
         let value = IVec::from(codec::encode(header, record)?);
-        let index = codec::index_key(header.expires_at, key);
         let now = now();
-        let created = transact(&self.records, &self.expiry, |r, e| {
-            let old = r.get(key.as_bytes())?;
-            if let Some(old) = &old {
-                let old_header = Header::read(key, old).map_err(abort)?;
-                if old_header.is_live_at(now) {
-                    return Ok(false);
-                }
+        // Session keys are fresh random values: guess that nothing is
+        // stored, and save the read.
+        let created = self.write_loop_from(key, None, |old| {
+            // A corrupt record is reported, not silently replaced.
+            if Self::live_header(key, old, now)?.is_some() {
+                return Ok(Step::Done(false));
             }
-            unindex(e, key, old.as_ref())?;
-            r.insert(&key.as_bytes()[..], value.clone())?;
-            e.insert(&index[..], &[][..])?;
-            Ok(true)
+            Ok(Step::Write(value.clone(), header.expires_at, true))
         })?;
         if created {
             self.written().await?;
@@ -277,23 +428,19 @@ impl SessionStore for SledStore {
             ..Header::of(record)
         };
         let value = IVec::from(codec::encode(header, record)?);
-        let index = codec::index_key(header.expires_at, key);
         let now = now();
-        let outcome = transact(&self.records, &self.expiry, |r, e| {
-            let Some(old) = r.get(key.as_bytes())? else {
-                return Ok(UpdateOutcome::Missing);
+        let outcome = self.write_loop(key, |old| {
+            let Some(old_header) = Self::live_header(key, old, now)? else {
+                return Ok(Step::Done(UpdateOutcome::Missing));
             };
-            let old_header = Header::read(key, &old).map_err(abort)?;
-            if !old_header.is_live_at(now) {
-                return Ok(UpdateOutcome::Missing);
-            }
             if old_header.version != expected_version {
-                return Ok(UpdateOutcome::Conflict);
+                return Ok(Step::Done(UpdateOutcome::Conflict));
             }
-            e.remove(&codec::index_key(old_header.expires_at, key)[..])?;
-            r.insert(&key.as_bytes()[..], value.clone())?;
-            e.insert(&index[..], &[][..])?;
-            Ok(UpdateOutcome::Updated)
+            Ok(Step::Write(
+                value.clone(),
+                header.expires_at,
+                UpdateOutcome::Updated,
+            ))
         })?;
         if outcome == UpdateOutcome::Updated {
             self.written().await?;
@@ -303,46 +450,31 @@ impl SessionStore for SledStore {
 
     async fn save(&self, key: &SessionKey, record: &Record) -> Result<()> {
         let header = Header::of(record);
-        let live = header.is_live_at(now());
-        let value = if live {
-            Some(IVec::from(codec::encode(header, record)?))
-        } else {
-            None
-        };
-        let index = codec::index_key(header.expires_at, key);
-        transact(&self.records, &self.expiry, |r, e| {
-            let old = r.get(key.as_bytes())?;
-            unindex(e, key, old.as_ref())?;
-            match &value {
-                Some(value) => {
-                    r.insert(&key.as_bytes()[..], value.clone())?;
-                    e.insert(&index[..], &[][..])?;
-                }
-                None => {
-                    r.remove(&key.as_bytes()[..])?;
-                }
-            }
-            Ok(())
+        if !header.is_live_at(now()) {
+            // Not stored; whatever was there goes. Its index entry is left
+            // for the reaper, which drops entries without a record.
+            self.records.remove(key.as_bytes()).map_err(backend)?;
+            return self.written().await;
+        }
+        let value = IVec::from(codec::encode(header, record)?);
+        // Unconditional: the loop only retries when another writer changed
+        // the record between the read and the swap. A corrupt old record is
+        // overwritten (its header is unreadable, so the new one is indexed).
+        self.write_loop(key, |_| {
+            Ok(Step::Write(value.clone(), header.expires_at, ()))
         })?;
         self.written().await
     }
 
     async fn touch(&self, key: &SessionKey, expires_at: Timestamp) -> Result<bool> {
         let expires_at = expires_at.as_millis();
-        let index = codec::index_key(expires_at, key);
         let now = now();
-        let touched = transact(&self.records, &self.expiry, |r, e| {
-            let Some(old) = r.get(key.as_bytes())? else {
-                return Ok(false);
+        let touched = self.write_loop(key, |old| {
+            let (Some(old), Some(_)) = (old, Self::live_header(key, old, now)?) else {
+                return Ok(Step::Done(false));
             };
-            let old_header = Header::read(key, &old).map_err(abort)?;
-            if !old_header.is_live_at(now) {
-                return Ok(false);
-            }
-            e.remove(&codec::index_key(old_header.expires_at, key)[..])?;
-            r.insert(&key.as_bytes()[..], codec::with_expiry(&old, expires_at))?;
-            e.insert(&index[..], &[][..])?;
-            Ok(true)
+            let new = IVec::from(codec::with_expiry(old, expires_at));
+            Ok(Step::Write(new, expires_at, true))
         })?;
         if touched {
             self.written().await?;
@@ -351,12 +483,11 @@ impl SessionStore for SledStore {
     }
 
     async fn destroy(&self, key: &SessionKey) -> Result<()> {
-        let removed = transact(&self.records, &self.expiry, |r, e| {
-            let old = r.remove(&key.as_bytes()[..])?;
-            unindex(e, key, old.as_ref())?;
-            Ok(old.is_some())
-        })?;
-        if removed {
+        // The record's index entry stays until its time comes: the reaper
+        // drops entries whose record is gone. Finding the entry here would
+        // need its position, which postponements do not record.
+        let removed = self.records.remove(key.as_bytes()).map_err(backend)?;
+        if removed.is_some() {
             self.written().await?;
         }
         Ok(())
@@ -365,9 +496,11 @@ impl SessionStore for SledStore {
     async fn clear(&self) -> Result<()> {
         let (records, expiry) = (self.records.clone(), self.expiry.clone());
         blocking(move || {
-            // Index first, records second: a write racing with the clear can
-            // at worst leave an index entry without a record (harmless: the
-            // reaper drops it), never a record without its index entry.
+            // Index first, records second: a record written during the
+            // clear either goes with it or was swapped in after the index
+            // was cleared, and then its writer finds its entry missing and
+            // puts it back (see `swap`). The reverse order could remove the
+            // entry of a record that stays.
             expiry.clear().map_err(backend)?;
             records.clear().map_err(backend)
         })
@@ -410,41 +543,44 @@ impl SessionStore for SledStore {
     }
 
     async fn delete_expired(&self) -> Result<u64> {
-        let (records, expiry) = (self.records.clone(), self.expiry.clone());
+        let store = self.clone();
         let removed = blocking(move || {
             let cutoff = now();
-            // Index keys below this bound are exactly the entries expiring
-            // at or before the cut-off: the walk never sees a live entry.
+            // Index keys below this bound are exactly the entries due at or
+            // before the cut-off: the walk never reads a later entry, so its
+            // cost follows what is due, not what lives.
             let bound = codec::sortable(cutoff.saturating_add(1));
+            let mut from = Bound::Unbounded;
             let mut removed = 0u64;
             loop {
-                let batch = expiry
-                    .range(..&bound[..])
+                let batch = store
+                    .expiry
+                    .range::<&[u8], _>((
+                        from.as_ref().map(|k: &IVec| &k[..]),
+                        Bound::Excluded(&bound[..]),
+                    ))
                     .keys()
                     .take(REAP_BATCH)
                     .collect::<sled::Result<Vec<IVec>>>()
                     .map_err(backend)?;
-                removed += transact(&records, &expiry, |r, e| {
-                    let mut n = 0;
-                    for index in &batch {
-                        e.remove(index.clone())?;
-                        let Some(Ok(key)) = index.get(8..).map(codec::session_key) else {
-                            continue; // malformed entry: dropped
-                        };
-                        let Some(value) = r.get(key.as_bytes())? else {
-                            continue; // already gone: a stale entry
-                        };
-                        // Only a record that is expired now goes; its own
-                        // index entry is this one, or also in the range.
-                        if Header::read(&key, &value).is_ok_and(|h| !h.is_live_at(cutoff)) {
-                            r.remove(&key.as_bytes()[..])?;
-                            n += 1;
+                for entry in &batch {
+                    match entry.get(8..).map(codec::session_key) {
+                        Some(Ok(key)) => {
+                            if store.reap_entry(entry, &key, cutoff)? {
+                                removed += 1;
+                            }
+                        }
+                        // Malformed entry: dropped.
+                        _ => {
+                            store.expiry.remove(entry).map_err(backend)?;
                         }
                     }
-                    Ok(n)
-                })?;
-                if batch.len() < REAP_BATCH {
-                    return Ok(removed);
+                }
+                // Resume after the last entry rather than from the start,
+                // so that a batch never rescans what the previous one did.
+                match batch.last() {
+                    Some(last) if batch.len() == REAP_BATCH => from = Bound::Excluded(last.clone()),
+                    _ => return Ok(removed),
                 }
             }
         })
@@ -453,5 +589,108 @@ impl SessionStore for SledStore {
             self.written().await?;
         }
         Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test code fails the test on error")]
+
+    use std::time::Duration;
+
+    use session_core::Data;
+
+    use super::*;
+
+    /// A stored value for `key` expiring at `expires_at` (milliseconds).
+    fn value(expires_at: i64) -> IVec {
+        let record = Record::with_times(
+            Data::new(),
+            Timestamp::from_millis(expires_at - 60_000),
+            Timestamp::from_millis(expires_at),
+        );
+        IVec::from(codec::encode(Header::of(&record), &record).unwrap())
+    }
+
+    fn has_entry(store: &SledStore, at: i64, key: &SessionKey) -> bool {
+        store
+            .expiry
+            .contains_key(&codec::index_key(at, key)[..])
+            .unwrap()
+    }
+
+    async fn setup() -> (SledStore, SessionKey, i64) {
+        let store = SledStore::temporary().await.unwrap();
+        let key = SessionKey::from_bytes([3; 32]);
+        // Due: at or before any cut-off taken from now on.
+        let due = (Timestamp::now() - Duration::from_secs(1)).as_millis();
+        (store, key, due)
+    }
+
+    // A writer stores a record expiring in the same millisecond as a due
+    // entry of its key that a reaper handles at the same time. Each
+    // interleaving of the writer's steps (insert entry, swap record, check
+    // entry) with the reaper's (read record, remove entry, check record)
+    // must leave the record covered.
+
+    #[tokio::test]
+    async fn the_writers_check_restores_an_entry_the_reaper_removed() {
+        let (store, key, due) = setup().await;
+        let new = value(due);
+        let entry = store.prepare_entry(&key, None, due).unwrap().unwrap();
+        // The reaper sees no record yet, and removes the entry.
+        let (removed, moved_to) = store.reap_record(&key, due).unwrap();
+        assert_eq!((removed, moved_to), (false, None));
+        store.drop_entry(&entry, &key, moved_to).unwrap();
+        assert!(!has_entry(&store, due, &key));
+        // The writer swaps its record in and finds its entry gone.
+        store
+            .records
+            .compare_and_swap(key.as_bytes(), None::<&[u8]>, Some(&new))
+            .unwrap()
+            .unwrap();
+        store.ensure_entry(&entry).unwrap();
+        assert!(has_entry(&store, due, &key));
+        // So the next reap removes the expired record.
+        assert_eq!(store.delete_expired().await.unwrap(), 1);
+        assert!(store.records.is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_reapers_check_restores_an_entry_it_removed_under_a_new_record() {
+        let (store, key, due) = setup().await;
+        let entry = codec::index_key(due, &key);
+        store.expiry.insert(&entry[..], &[][..]).unwrap();
+        // The reaper reads: no record.
+        let (_, moved_to) = store.reap_record(&key, due).unwrap();
+        // The whole write happens now; its entry already exists.
+        assert!(store.swap(&key, None, &value(due), due).unwrap().is_ok());
+        // The reaper removes the entry, then sees the record and restores it.
+        store.drop_entry(&entry, &key, moved_to).unwrap();
+        assert!(has_entry(&store, due, &key));
+    }
+
+    #[tokio::test]
+    async fn an_expiry_moved_earlier_while_the_reaper_moves_the_entry_stays_covered() {
+        let (store, key, due) = setup().await;
+        let later = (Timestamp::now() + Duration::from_secs(3600)).as_millis();
+        // A postponed record: live until `later`, its entry still at `due`.
+        store.records.insert(key.as_bytes(), value(later)).unwrap();
+        let entry = codec::index_key(due, &key);
+        store.expiry.insert(&entry[..], &[][..]).unwrap();
+        let (removed, moved_to) = store.reap_record(&key, due).unwrap();
+        assert_eq!((removed, moved_to), (false, Some(later)));
+        // A touch moves the expiry back to `due`, reusing the same entry.
+        let old = store.get(&key).unwrap();
+        let touched = IVec::from(codec::with_expiry(old.as_ref().unwrap(), due));
+        assert!(
+            store
+                .swap(&key, old.as_ref(), &touched, due)
+                .unwrap()
+                .is_ok()
+        );
+        store.drop_entry(&entry, &key, moved_to).unwrap();
+        assert!(has_entry(&store, due, &key));
+        assert!(has_entry(&store, later, &key));
     }
 }

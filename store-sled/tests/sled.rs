@@ -1,6 +1,7 @@
 //! sled-specific checks the shared suite cannot make: corrupt values written
 //! behind the store's back, a real reopen of the directory, the expiry index
-//! staying in step with the records, configuration errors.
+//! covering every record (also under racing writers and reapers),
+//! configuration errors.
 
 #![allow(clippy::unwrap_used, reason = "test helpers fail the test on error")]
 
@@ -123,8 +124,31 @@ async fn sessions_survive_closing_and_reopening_the_directory() {
     assert_eq!(other.load(&k).await.unwrap(), None);
 }
 
+/// The index invariant: every record has an index entry at or before its
+/// expiry, so that `delete_expired` meets it once it has expired.
+fn assert_covered(store: &SledStore) {
+    let index = index(store);
+    for entry in store.records_tree().iter() {
+        let (k, _) = entry.unwrap();
+        let k = SessionKey::from_bytes(k[..].try_into().unwrap());
+        let record = store.records_tree().get(k.as_bytes()).unwrap().unwrap();
+        let expires_at = i64::from_be_bytes(record[1..9].try_into().unwrap());
+        assert!(
+            index.iter().any(|&(at, ik)| ik == k && at <= expires_at),
+            "record {k:?} expiring at {expires_at} has no index entry at or before it: {index:?}"
+        );
+    }
+}
+
+/// An index entry for `k` at `at`, written behind the store's back.
+fn entry(at: i64, k: &SessionKey) -> Vec<u8> {
+    let mut e = ((at as u64) ^ (1 << 63)).to_be_bytes().to_vec();
+    e.extend_from_slice(k.as_bytes());
+    e
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_expiry_index_follows_every_write() {
+async fn the_expiry_index_covers_every_write() {
     let store = SledStore::builder_temporary()
         .with_sync_writes(true)
         .build()
@@ -135,37 +159,148 @@ async fn the_expiry_index_follows_every_write() {
     assert!(store.create(&k, &r).await.unwrap());
     assert_eq!(index(&store), vec![(r.expires_at.as_millis(), k)]);
 
+    // Postponing writes no entry: the earlier one still covers the record.
     let later = Timestamp::now() + Duration::from_secs(3600);
     assert!(store.touch(&k, later).await.unwrap());
-    assert_eq!(index(&store), vec![(later.as_millis(), k)]);
+    assert_eq!(index(&store), vec![(r.expires_at.as_millis(), k)]);
     let loaded = store.load(&k).await.unwrap().unwrap();
     assert_eq!(
         (loaded.data, loaded.version, loaded.expires_at),
         (r.data.clone(), 0, later)
     );
 
+    // Moving the expiry earlier adds an entry at the new expiry.
+    let sooner = Timestamp::now() + Duration::from_secs(60);
+    assert!(store.touch(&k, sooner).await.unwrap());
+    assert_eq!(index(&store)[0], (sooner.as_millis(), k));
+    assert_covered(&store);
+
     let r2 = live();
     assert_eq!(
         store.update(&k, &r2, 0).await.unwrap(),
         UpdateOutcome::Updated
     );
-    assert_eq!(index(&store), vec![(r2.expires_at.as_millis(), k)]);
-
+    assert_covered(&store);
     store.save(&k, &r).await.unwrap();
-    assert_eq!(index(&store), vec![(r.expires_at.as_millis(), k)]);
+    assert_covered(&store);
+
+    // Saving an expired record removes the record; its entries stay until
+    // they are due, and the reaper drops them then.
     store.save(&k, &expired()).await.unwrap();
-    assert_eq!(index(&store), vec![]);
     assert!(store.records_tree().is_empty());
 
-    // An expired record (created expired) is replaced by create, index too.
+    // An expired record (created expired) is replaced by create.
     let old = expired();
     assert!(store.create(&k, &old).await.unwrap());
+    assert_covered(&store);
     assert!(store.create(&k, &r).await.unwrap());
-    assert_eq!(index(&store), vec![(r.expires_at.as_millis(), k)]);
+    assert_covered(&store);
+    assert_eq!(store.load(&k).await.unwrap().unwrap().data, r.data);
 
     store.destroy(&k).await.unwrap();
-    assert_eq!(index(&store), vec![]);
     assert!(store.records_tree().is_empty());
+    // Entries without a record are dropped when due; the future ones stay
+    // until then.
+    assert_eq!(store.delete_expired().await.unwrap(), 0);
+    let now = Timestamp::now().as_millis();
+    assert!(
+        index(&store).iter().all(|&(at, _)| at > now),
+        "{:?}",
+        index(&store)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reaper_moves_the_entry_of_a_postponed_record() {
+    let store = SledStore::temporary().await.unwrap();
+    let k = key();
+    let r = live();
+    store.save(&k, &r).await.unwrap();
+    // As if the record had been postponed after its entry was written.
+    let past = Timestamp::now().as_millis() - 1000;
+    store.expiry_tree().clear().unwrap();
+    store
+        .expiry_tree()
+        .insert(entry(past, &k), &[][..])
+        .unwrap();
+
+    assert_eq!(store.delete_expired().await.unwrap(), 0);
+    assert_eq!(index(&store), vec![(r.expires_at.as_millis(), k)]);
+    assert!(store.load(&k).await.unwrap().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writers_and_reapers_keep_every_record_covered() {
+    // Few keys and few distinct expiries, so that writers and reapers race
+    // on the same index entries (same key, same millisecond) all the time.
+    let store = SledStore::temporary().await.unwrap();
+    let keys: Vec<SessionKey> = (0..4).map(|_| key()).collect();
+    let now = Timestamp::now();
+    let times = [
+        now - Duration::from_secs(2),
+        now - Duration::from_secs(1),
+        now + Duration::from_secs(3600),
+        now + Duration::from_secs(7200),
+    ];
+    let record = move |i: usize| {
+        Record::with_times(
+            object(json!({"i": i})),
+            now - Duration::from_secs(10),
+            times[i % times.len()],
+        )
+    };
+    let mut tasks = Vec::new();
+    for w in 0..4usize {
+        let (store, keys) = (store.clone(), keys.clone());
+        tasks.push(tokio::spawn(async move {
+            for i in 0..1500usize {
+                let n = i.wrapping_mul(31).wrapping_add(w * 7);
+                let k = &keys[n % keys.len()];
+                match n % 6 {
+                    0 => {
+                        let _ = store.create(k, &record(n / 6)).await.unwrap();
+                    }
+                    1 => store.save(k, &record(n / 6)).await.unwrap(),
+                    2 => {
+                        let _ = store.touch(k, times[(n / 6) % times.len()]).await.unwrap();
+                    }
+                    3 => {
+                        if let Some(r) = store.load(k).await.unwrap() {
+                            let _ = store.update(k, &record(n / 6), r.version).await.unwrap();
+                        }
+                    }
+                    4 => store.destroy(k).await.unwrap(),
+                    _ => {
+                        let _ = store.delete_expired().await.unwrap();
+                    }
+                }
+            }
+        }));
+    }
+    for _ in 0..2 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..300 {
+                store.delete_expired().await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_covered(&store);
+    // And the reaper then removes exactly the expired records.
+    let cutoff = Timestamp::now();
+    let expired_now = store
+        .records_tree()
+        .iter()
+        .values()
+        .filter(|v| {
+            i64::from_be_bytes(v.as_ref().unwrap()[1..9].try_into().unwrap()) <= cutoff.as_millis()
+        })
+        .count();
+    assert_eq!(store.delete_expired().await.unwrap(), expired_now as u64);
+    assert_covered(&store);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
