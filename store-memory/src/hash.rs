@@ -20,13 +20,8 @@ use foldhash::fast::RandomState;
 pub(crate) const KEY_BYTES: usize = 32;
 
 /// The 32 raw bytes of a session key, as stored in the maps and the index.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) struct Key(pub(crate) [u8; KEY_BYTES]);
-
-impl Key {
-    /// The largest key, to build inclusive upper bounds in the index.
-    pub(crate) const MAX: Self = Self([u8::MAX; KEY_BYTES]);
-}
 
 impl Hash for Key {
     /// Two 128-bit words: one folded multiply each in `foldhash`, no length

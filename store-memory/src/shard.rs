@@ -12,19 +12,25 @@
 //! index prefix that is due, each postponed key being moved at most once
 //! per pass.
 //!
-//! Invariant: `(slot.indexed_at, key)` is in `index` exactly when `key`
+//! Index positions are `(expiry, sequence number)`, the number counting
+//! the shard's index insertions: positions are small integers, cheap to
+//! compare, and entries written with the same expiry (a burst of logins in
+//! one millisecond, a fixed absolute lifetime) go in at the end of their
+//! run rather than at random places by key. Ties expire, and are evicted,
+//! in the order they were indexed.
+//!
+//! Invariant: `index` maps `slot.position()` to `key` exactly when `key`
 //! maps to `slot` in `map`, and `slot.indexed_at <= slot.entry.expires_at`.
 //! Every method that changes one keeps the other in step.
 
 use session_core::EncodedData;
 use std::collections::hash_map::Entry as MapEntry;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 use crate::hash::{Key, KeyHashBuilder};
 
-/// What is kept per session besides its key: 40 bytes (48 with its index
-/// position) plus the data as a
-/// JSON text.
+/// What is kept per session besides its key: 40 bytes (56 with its index
+/// position) plus the data as a JSON text.
 ///
 /// The text is shared ([`EncodedData`] is an `Arc<str>`), so that `load`
 /// clones a pointer under the lock and the data is decoded, if the
@@ -62,20 +68,35 @@ pub(crate) enum Update {
     Conflict,
 }
 
+/// A position in the expiry index: (expiry, sequence number).
+type Position = (i64, u64);
+
 /// An entry and where it sits in the index.
 #[derive(Debug)]
 struct Slot {
     entry: Entry,
     /// The expiry it is indexed under: at most `entry.expires_at`.
     indexed_at: i64,
+    /// Its sequence number in the index.
+    seq: u64,
+}
+
+impl Slot {
+    fn position(&self) -> Position {
+        (self.indexed_at, self.seq)
+    }
 }
 
 /// A map with an expiry index.
 #[derive(Debug)]
 pub(crate) struct Shard {
     map: HashMap<Key, Slot, KeyHashBuilder>,
-    /// `(indexed_at, key)` of every entry, soonest first.
-    index: BTreeSet<(i64, Key)>,
+    /// Every entry's key by index position, soonest first.
+    index: BTreeMap<Position, Key>,
+    /// The next sequence number. A `u64` counted up by one per index
+    /// insertion does not wrap in practice (584 years at a billion per
+    /// second); the `wrapping_add` only keeps it from panicking.
+    next_seq: u64,
 }
 
 /// Shrink a map when fewer than one slot in `SHRINK_RATIO` is used...
@@ -88,7 +109,8 @@ impl Shard {
     pub(crate) fn new(hasher: KeyHashBuilder) -> Self {
         Self {
             map: HashMap::with_hasher(hasher),
-            index: BTreeSet::new(),
+            index: BTreeMap::new(),
+            next_seq: 0,
         }
     }
 
@@ -118,7 +140,7 @@ impl Shard {
     pub(crate) fn live_len(&self, now: i64) -> usize {
         let expired = self
             .index
-            .range(..=(now, Key::MAX))
+            .range(..=(now, u64::MAX))
             .filter(|(_, key)| {
                 self.map
                     .get(key)
@@ -141,16 +163,36 @@ impl Shard {
     /// Remove `key`, returning its entry.
     pub(crate) fn remove(&mut self, key: &Key) -> Option<Entry> {
         let slot = self.map.remove(key)?;
-        self.index.remove(&(slot.indexed_at, *key));
+        self.index.remove(&slot.position());
         Some(slot.entry)
+    }
+
+    /// Index `key` at `expires_at`, returning the new position's sequence
+    /// number.
+    fn index_at(
+        index: &mut BTreeMap<Position, Key>,
+        next_seq: &mut u64,
+        key: Key,
+        expires_at: i64,
+    ) -> u64 {
+        let seq = *next_seq;
+        *next_seq = seq.wrapping_add(1);
+        index.insert((expires_at, seq), key);
+        seq
     }
 
     /// Set the expiry of the entry in `slot` under `key`, moving its index
     /// position only if the new expiry is earlier than that position.
-    fn set_expiry(index: &mut BTreeSet<(i64, Key)>, key: Key, slot: &mut Slot, expires_at: i64) {
+    fn set_expiry(
+        index: &mut BTreeMap<Position, Key>,
+        next_seq: &mut u64,
+        key: Key,
+        slot: &mut Slot,
+        expires_at: i64,
+    ) {
         if expires_at < slot.indexed_at {
-            index.remove(&(slot.indexed_at, key));
-            index.insert((expires_at, key));
+            index.remove(&slot.position());
+            slot.seq = Self::index_at(index, next_seq, key, expires_at);
             slot.indexed_at = expires_at;
         }
         slot.entry.expires_at = expires_at;
@@ -162,7 +204,7 @@ impl Shard {
         if let Some(slot) = self.map.get_mut(&key) {
             let expires_at = entry.expires_at;
             slot.entry = entry;
-            Self::set_expiry(&mut self.index, key, slot, expires_at);
+            Self::set_expiry(&mut self.index, &mut self.next_seq, key, slot, expires_at);
             return Removed::default();
         }
         let mut removed = Removed::default();
@@ -171,17 +213,24 @@ impl Shard {
                 break;
             }
         }
-        self.index.insert((entry.expires_at, key));
         let indexed_at = entry.expires_at;
-        self.map.insert(key, Slot { entry, indexed_at });
+        let seq = Self::index_at(&mut self.index, &mut self.next_seq, key, indexed_at);
+        self.map.insert(
+            key,
+            Slot {
+                entry,
+                indexed_at,
+                seq,
+            },
+        );
         removed
     }
 
-    /// Remove the entry that expires first (ties: the smallest key). Expired
+    /// Remove the entry that expires first (ties: the first indexed). Expired
     /// entries expire before live ones, so they always go first; removing a
     /// live one counts as an eviction. `false` if the shard is empty.
     fn make_room(&mut self, now: i64, removed: &mut Removed) -> bool {
-        while let Some((indexed_at, key)) = self.index.pop_first() {
+        while let Some(((indexed_at, _), key)) = self.index.pop_first() {
             let Some(slot) = self.map.get_mut(&key) else {
                 // Cannot happen (the invariant); nothing to remove for it.
                 continue;
@@ -190,7 +239,7 @@ impl Shard {
             if indexed_at < expires_at {
                 // Postponed since it was indexed: not the first after all.
                 slot.indexed_at = expires_at;
-                self.index.insert((expires_at, key));
+                slot.seq = Self::index_at(&mut self.index, &mut self.next_seq, key, expires_at);
                 continue;
             }
             self.map.remove(&key);
@@ -271,7 +320,7 @@ impl Shard {
             self.remove(&key);
             return live;
         }
-        Self::set_expiry(&mut self.index, key, slot, expires_at);
+        Self::set_expiry(&mut self.index, &mut self.next_seq, key, slot, expires_at);
         true
     }
 
@@ -281,7 +330,7 @@ impl Shard {
     pub(crate) fn reap(&mut self, now: i64, budget: usize) -> (usize, bool) {
         let mut removed = 0;
         for _ in 0..budget {
-            let Some(&(indexed_at, key)) = self.index.first() else {
+            let Some((&(indexed_at, _), &key)) = self.index.first_key_value() else {
                 return (removed, true);
             };
             if indexed_at > now {
@@ -294,7 +343,8 @@ impl Shard {
                 MapEntry::Occupied(mut slot) if slot.get().entry.is_live(now) => {
                     let slot = slot.get_mut();
                     slot.indexed_at = slot.entry.expires_at;
-                    self.index.insert((slot.indexed_at, key));
+                    slot.seq =
+                        Self::index_at(&mut self.index, &mut self.next_seq, key, slot.indexed_at);
                 }
                 MapEntry::Occupied(slot) => {
                     slot.remove();
@@ -315,7 +365,7 @@ impl Shard {
             // A B-tree keeps its last (empty) node; that node was allocated
             // late, high in the heap, and would stop the allocator from
             // returning everything below it. Drop it.
-            self.index = BTreeSet::new();
+            self.index = BTreeMap::new();
         }
         let capacity = self.map.capacity();
         if capacity > SHRINK_MIN_CAPACITY && self.map.len() < capacity / SHRINK_RATIO {

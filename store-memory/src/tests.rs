@@ -85,13 +85,21 @@ fn shard_evicts_expired_first_then_soonest_to_expire() {
 }
 
 #[test]
-fn equal_expiries_evict_the_smallest_key_first() {
+fn equal_expiries_evict_in_the_order_they_were_indexed() {
     let mut shard = Shard::new(crate::hash::Seeds::random().map_hasher());
-    shard.put(raw_key(9), entry(T0 + 100), T0, 2);
     shard.put(raw_key(3), entry(T0 + 100), T0, 2);
+    shard.put(raw_key(9), entry(T0 + 100), T0, 2);
     assert_eq!(shard.put(raw_key(7), entry(T0 + 100), T0, 2).evicted, 1);
     assert!(shard.get(&raw_key(3), T0).is_none());
     assert!(shard.get(&raw_key(9), T0).is_some());
+    // Moving a key's expiry earlier to the same millisecond indexes it
+    // again, after the others.
+    assert!(shard.touch(raw_key(9), T0 + 50, T0));
+    shard.put(raw_key(5), entry(T0 + 50), T0, usize::MAX);
+    assert!(shard.touch(raw_key(7), T0 + 50, T0));
+    assert_eq!(shard.put(raw_key(1), entry(T0 + 400), T0, 3).evicted, 1);
+    assert!(shard.get(&raw_key(9), T0).is_none());
+    assert!(shard.get(&raw_key(5), T0).is_some());
 }
 
 #[tokio::test]
