@@ -66,6 +66,14 @@ pub(crate) fn validate_namespace(namespace: &str) -> Result<()> {
     }
 }
 
+/// What a write decides after reading the current record.
+enum Step<T> {
+    /// Finish with this result, writing nothing.
+    Done(T),
+    /// Swap in `new`, expiring at the given time, then finish with `T`.
+    Write(IVec, i64, T),
+}
+
 fn now() -> i64 {
     Timestamp::now().as_millis()
 }
@@ -199,8 +207,9 @@ impl SledStore {
     }
 
     /// Replace the record `old` (what was read under `key`) with `new`,
-    /// which expires at `expires_at`, keeping the index invariant (see the crate docs):
-    /// some entry at or before a record's expiry always exists.
+    /// which expires at `expires_at`, keeping the index invariant (see the
+    /// crate docs): some entry at or before a record's expiry always
+    /// exists.
     ///
     /// Returns the value found instead of `old` if another writer got
     /// there first (nothing is written then), for the caller to decide
@@ -326,17 +335,7 @@ impl SledStore {
         }
         Ok(())
     }
-}
 
-/// What a write decides after reading the current record.
-enum Step<T> {
-    /// Finish with this result, writing nothing.
-    Done(T),
-    /// Swap in `new`, expiring at the given time, then finish with `T`.
-    Write(IVec, i64, T),
-}
-
-impl SledStore {
     /// Read, decide, compare-and-swap; decide again if another writer got
     /// in between. Each round means another write succeeded, so the loop
     /// makes progress. Returns what `decide` finished with.
