@@ -19,8 +19,8 @@
 //! run rather than at random places by key. Ties expire, and are evicted,
 //! in the order they were indexed.
 //!
-//! Invariant: `index` maps `slot.position()` to `key` exactly when `key`
-//! maps to `slot` in `map`, and `slot.indexed_at <= slot.entry.expires_at`.
+//! Invariant: `index` maps `slot.position` to `key` exactly when `key`
+//! maps to `slot` in `map`, and `slot.indexed_at() <= slot.entry.expires_at`.
 //! Every method that changes one keeps the other in step.
 
 use session_core::EncodedData;
@@ -75,15 +75,44 @@ type Position = (i64, u64);
 #[derive(Debug)]
 struct Slot {
     entry: Entry,
-    /// The expiry it is indexed under: at most `entry.expires_at`.
-    indexed_at: i64,
-    /// Its sequence number in the index.
-    seq: u64,
+    /// Its index position, whose expiry is at most `entry.expires_at`.
+    position: Position,
 }
 
 impl Slot {
-    fn position(&self) -> Position {
-        (self.indexed_at, self.seq)
+    /// The expiry it is indexed under.
+    fn indexed_at(&self) -> i64 {
+        self.position.0
+    }
+}
+
+/// Keys by index position, soonest first.
+#[derive(Debug, Default)]
+struct ExpiryIndex {
+    by_position: BTreeMap<Position, Key>,
+    /// The next sequence number. A `u64` counted up by one per insertion
+    /// does not wrap in practice (584 years at a billion per second); the
+    /// `wrapping_add` only keeps it from panicking.
+    next_seq: u64,
+}
+
+impl ExpiryIndex {
+    /// Index `key` at `expires_at`, after every key already indexed there.
+    fn insert(&mut self, expires_at: i64, key: Key) -> Position {
+        let position = (expires_at, self.next_seq);
+        self.next_seq = self.next_seq.wrapping_add(1);
+        self.by_position.insert(position, key);
+        position
+    }
+
+    /// Move the slot of `key` to an earlier expiry if `expires_at` is
+    /// earlier than its position, and set its entry's expiry.
+    fn set_expiry(&mut self, key: Key, slot: &mut Slot, expires_at: i64) {
+        if expires_at < slot.indexed_at() {
+            self.by_position.remove(&slot.position);
+            slot.position = self.insert(expires_at, key);
+        }
+        slot.entry.expires_at = expires_at;
     }
 }
 
@@ -91,12 +120,7 @@ impl Slot {
 #[derive(Debug)]
 pub(crate) struct Shard {
     map: HashMap<Key, Slot, KeyHashBuilder>,
-    /// Every entry's key by index position, soonest first.
-    index: BTreeMap<Position, Key>,
-    /// The next sequence number. A `u64` counted up by one per index
-    /// insertion does not wrap in practice (584 years at a billion per
-    /// second); the `wrapping_add` only keeps it from panicking.
-    next_seq: u64,
+    index: ExpiryIndex,
 }
 
 /// Shrink a map when fewer than one slot in `SHRINK_RATIO` is used...
@@ -109,8 +133,7 @@ impl Shard {
     pub(crate) fn new(hasher: KeyHashBuilder) -> Self {
         Self {
             map: HashMap::with_hasher(hasher),
-            index: BTreeMap::new(),
-            next_seq: 0,
+            index: ExpiryIndex::default(),
         }
     }
 
@@ -140,6 +163,7 @@ impl Shard {
     pub(crate) fn live_len(&self, now: i64) -> usize {
         let expired = self
             .index
+            .by_position
             .range(..=(now, u64::MAX))
             .filter(|(_, key)| {
                 self.map
@@ -163,39 +187,8 @@ impl Shard {
     /// Remove `key`, returning its entry.
     pub(crate) fn remove(&mut self, key: &Key) -> Option<Entry> {
         let slot = self.map.remove(key)?;
-        self.index.remove(&slot.position());
+        self.index.by_position.remove(&slot.position);
         Some(slot.entry)
-    }
-
-    /// Index `key` at `expires_at`, returning the new position's sequence
-    /// number.
-    fn index_at(
-        index: &mut BTreeMap<Position, Key>,
-        next_seq: &mut u64,
-        key: Key,
-        expires_at: i64,
-    ) -> u64 {
-        let seq = *next_seq;
-        *next_seq = seq.wrapping_add(1);
-        index.insert((expires_at, seq), key);
-        seq
-    }
-
-    /// Set the expiry of the entry in `slot` under `key`, moving its index
-    /// position only if the new expiry is earlier than that position.
-    fn set_expiry(
-        index: &mut BTreeMap<Position, Key>,
-        next_seq: &mut u64,
-        key: Key,
-        slot: &mut Slot,
-        expires_at: i64,
-    ) {
-        if expires_at < slot.indexed_at {
-            index.remove(&slot.position());
-            slot.seq = Self::index_at(index, next_seq, key, expires_at);
-            slot.indexed_at = expires_at;
-        }
-        slot.entry.expires_at = expires_at;
     }
 
     /// Insert-or-replace a **live** entry. A new key in a full shard
@@ -204,7 +197,7 @@ impl Shard {
         if let Some(slot) = self.map.get_mut(&key) {
             let expires_at = entry.expires_at;
             slot.entry = entry;
-            Self::set_expiry(&mut self.index, &mut self.next_seq, key, slot, expires_at);
+            self.index.set_expiry(key, slot, expires_at);
             return Removed::default();
         }
         let mut removed = Removed::default();
@@ -213,16 +206,8 @@ impl Shard {
                 break;
             }
         }
-        let indexed_at = entry.expires_at;
-        let seq = Self::index_at(&mut self.index, &mut self.next_seq, key, indexed_at);
-        self.map.insert(
-            key,
-            Slot {
-                entry,
-                indexed_at,
-                seq,
-            },
-        );
+        let position = self.index.insert(entry.expires_at, key);
+        self.map.insert(key, Slot { entry, position });
         removed
     }
 
@@ -230,7 +215,7 @@ impl Shard {
     /// entries expire before live ones, so they always go first; removing a
     /// live one counts as an eviction. `false` if the shard is empty.
     fn make_room(&mut self, now: i64, removed: &mut Removed) -> bool {
-        while let Some(((indexed_at, _), key)) = self.index.pop_first() {
+        while let Some(((indexed_at, _), key)) = self.index.by_position.pop_first() {
             let Some(slot) = self.map.get_mut(&key) else {
                 // Cannot happen (the invariant); nothing to remove for it.
                 continue;
@@ -238,8 +223,7 @@ impl Shard {
             let expires_at = slot.entry.expires_at;
             if indexed_at < expires_at {
                 // Postponed since it was indexed: not the first after all.
-                slot.indexed_at = expires_at;
-                slot.seq = Self::index_at(&mut self.index, &mut self.next_seq, key, expires_at);
+                slot.position = self.index.insert(expires_at, key);
                 continue;
             }
             self.map.remove(&key);
@@ -320,7 +304,7 @@ impl Shard {
             self.remove(&key);
             return live;
         }
-        Self::set_expiry(&mut self.index, &mut self.next_seq, key, slot, expires_at);
+        self.index.set_expiry(key, slot, expires_at);
         true
     }
 
@@ -330,21 +314,19 @@ impl Shard {
     pub(crate) fn reap(&mut self, now: i64, budget: usize) -> (usize, bool) {
         let mut removed = 0;
         for _ in 0..budget {
-            let Some((&(indexed_at, _), &key)) = self.index.first_key_value() else {
+            let Some((&(indexed_at, _), &key)) = self.index.by_position.first_key_value() else {
                 return (removed, true);
             };
             if indexed_at > now {
                 return (removed, true);
             }
-            self.index.pop_first();
+            self.index.by_position.pop_first();
             // One lookup whichever way it goes: at a million sessions each
             // is a cache miss.
             match self.map.entry(key) {
                 MapEntry::Occupied(mut slot) if slot.get().entry.is_live(now) => {
                     let slot = slot.get_mut();
-                    slot.indexed_at = slot.entry.expires_at;
-                    slot.seq =
-                        Self::index_at(&mut self.index, &mut self.next_seq, key, slot.indexed_at);
+                    slot.position = self.index.insert(slot.entry.expires_at, key);
                 }
                 MapEntry::Occupied(slot) => {
                     slot.remove();
@@ -361,11 +343,11 @@ impl Shard {
     /// allocation: hash maps never shrink on their own. Keeps 2× headroom so
     /// that a shard that refills does not immediately regrow.
     pub(crate) fn shrink_if_sparse(&mut self) {
-        if self.index.is_empty() {
+        if self.index.by_position.is_empty() {
             // A B-tree keeps its last (empty) node; that node was allocated
             // late, high in the heap, and would stop the allocator from
             // returning everything below it. Drop it.
-            self.index = BTreeMap::new();
+            self.index.by_position = BTreeMap::new();
         }
         let capacity = self.map.capacity();
         if capacity > SHRINK_MIN_CAPACITY && self.map.len() < capacity / SHRINK_RATIO {
