@@ -129,9 +129,8 @@ async fn sessions_survive_closing_and_reopening_the_directory() {
 fn assert_covered(store: &SledStore) {
     let index = index(store);
     for entry in store.records_tree().iter() {
-        let (k, _) = entry.unwrap();
+        let (k, record) = entry.unwrap();
         let k = SessionKey::from_bytes(k[..].try_into().unwrap());
-        let record = store.records_tree().get(k.as_bytes()).unwrap().unwrap();
         let expires_at = i64::from_be_bytes(record[1..9].try_into().unwrap());
         assert!(
             index.iter().any(|&(at, ik)| ik == k && at <= expires_at),
