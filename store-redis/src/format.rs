@@ -12,7 +12,8 @@
 //! Every field has a fixed width and place, separated by single spaces, so
 //! that the scripts can read the version with `GETRANGE` and move
 //! `expires_at` with `SETRANGE`, without touching the data. The key itself
-//! carries a Redis expiry (`PXAT`/`PEXPIREAT`) at `expires_at`.
+//! carries a Redis expiry (`PXAT`/`PEXPIREAT`) at `expires_at - 1`, the
+//! last millisecond the record is live.
 
 use std::io::Write;
 use std::ops::Range;

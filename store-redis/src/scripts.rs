@@ -7,9 +7,10 @@
 //! so it runs unchanged on Redis Cluster, and makes as few `redis.call`s as it
 //! can (each costs the server about as much as a command of its own). Scripts
 //! compare versions as text (Lua numbers are doubles and cannot hold every
-//! `u64`) and pass times through to Redis untouched. `PEXPIREAT` or
-//! `SET ... PXAT` with a time that is not in the future deletes the key at
-//! once.
+//! `u64`) and pass times through to Redis untouched (the Redis expiry is
+//! computed by the caller: `expires_at - 1`, see `store::px_at`).
+//! `PEXPIREAT` or `SET ... PXAT` with a time that is not in the future
+//! deletes the key at once.
 //!
 //! Sessions written by earlier versions of this crate are hashes (fields `v`,
 //! `c`, `e`, `d`); the scripts still update and touch those (their
@@ -26,7 +27,7 @@ use redis::Script;
 ///
 /// `ARGV`: the expected tag and version as the value starts with them
 /// ([`crate::format::version_prefix`]), the new value, its expiry (Unix ms,
-/// at least 1).
+/// at least 1, the millisecond before the record's `expires_at`).
 pub(crate) static UPDATE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -74,8 +75,9 @@ return 2
 /// touch: a string of another shape under a session key (which `load`
 /// reports as undecodable) gets its bytes 45 to 64 overwritten instead.
 ///
-/// `ARGV`: expires_at (Unix ms), the header's `expires_at` field
-/// ([`crate::format::expires_field`]).
+/// `ARGV`: the Redis expiry (Unix ms, the millisecond before `expires_at`),
+/// the header's `expires_at` field ([`crate::format::expires_field`]), and
+/// `expires_at` itself (Unix ms, for a hash's `e`).
 pub(crate) static TOUCH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -86,7 +88,7 @@ local len = redis.pcall('SETRANGE', KEYS[1], 45, ARGV[2])
 if type(len) == 'table' then
   -- A hash written by an earlier version (HSET raises WRONGTYPE on
   -- anything else).
-  redis.call('HSET', KEYS[1], 'e', ARGV[1])
+  redis.call('HSET', KEYS[1], 'e', ARGV[3])
 elseif len < 66 then
   redis.call('PEXPIREAT', KEYS[1], ARGV[1])
 end

@@ -318,7 +318,7 @@ impl RedisStore {
         reply.map_err(|e| keyed(key, e))
     }
 
-    /// `SET {prefix}:{key} {value} PXAT {expires_at}`, plus `NX` if
+    /// `SET {prefix}:{key} {value} PXAT {expires_at - 1}`, plus `NX` if
     /// `only_new`: whether it was written (`NX` found no live key).
     async fn set(&self, key: &SessionKey, record: &Record, only_new: bool) -> Result<bool> {
         let mut cmd = self.key_cmd("SET", key, 4, format::VALUE_ROOM + 4 + 20 + 2);
@@ -392,10 +392,14 @@ impl Scan {
     }
 }
 
-/// The `PXAT` argument for a record expiring at `expires_at`: Redis refuses
-/// times before 1 ms after the epoch, all of which are past anyway.
-fn px_at(expires_at: Timestamp) -> i64 {
-    expires_at.as_millis().max(1)
+/// The Redis expiry (`PXAT`, `PEXPIREAT`) of a record expiring at
+/// `expires_at`: the millisecond before it. Redis keeps a key readable
+/// while its clock is *at or before* the key's expiry time (it expires a key
+/// once `now > when`), while a record is live only while `now < expires_at`;
+/// one millisecond earlier, the two rules agree. Redis refuses times before
+/// 1 ms after the epoch, all of which are past anyway.
+pub(crate) fn px_at(expires_at: Timestamp) -> i64 {
+    expires_at.as_millis().saturating_sub(1).max(1)
 }
 
 fn backend(e: RedisError) -> Error {
@@ -528,9 +532,10 @@ impl SessionStore for RedisStore {
     }
 
     async fn touch(&self, key: &SessionKey, expires_at: Timestamp) -> Result<bool> {
-        let mut cmd = self.script_cmd(&scripts::TOUCH, key, 2, 20 + 20);
-        cmd.arg(expires_at.as_millis())
-            .arg(&format::expires_field(expires_at)[..]);
+        let mut cmd = self.script_cmd(&scripts::TOUCH, key, 3, 20 + 20 + 20);
+        cmd.arg(px_at(expires_at))
+            .arg(&format::expires_field(expires_at)[..])
+            .arg(expires_at.as_millis());
         Ok(self.run_script(&scripts::TOUCH, &cmd, key).await? == 1)
     }
 

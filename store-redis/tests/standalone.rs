@@ -97,6 +97,16 @@ async fn garbage_written_directly_is_a_decode_error_naming_the_key() {
     assert!(store.is_empty().await.unwrap());
 }
 
+/// The key's Redis expiry, Unix ms.
+#[allow(clippy::unwrap_used, reason = "test helper")]
+async fn pexpiretime(conn: &mut redis::aio::MultiplexedConnection, name: &str) -> i64 {
+    redis::cmd("PEXPIRETIME")
+        .arg(name)
+        .query_async(conn)
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn keys_live_under_the_prefix_with_the_redis_ttl() {
     if skip_standalone().is_some() {
@@ -111,24 +121,61 @@ async fn keys_live_under_the_prefix_with_the_redis_ttl() {
     let mut conn = raw().await;
     let name = format!("{prefix}:{}", key.as_str());
     assert_eq!(store.redis_key(&key), name);
-    let expire_at: i64 = redis::cmd("PEXPIRETIME")
-        .arg(&name)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    assert_eq!(expire_at, record.expires_at.as_millis());
+    // The Redis expiry is the last millisecond the record is live (see
+    // `redis_keeps_a_key_readable_in_its_expiry_millisecond`).
+    assert_eq!(
+        pexpiretime(&mut conn, &name).await,
+        record.expires_at.as_millis() - 1
+    );
 
     // touch moves both the TTL and the stored expires_at.
     let later = record.expires_at + Duration::from_secs(60);
     assert!(store.touch(&key, later).await.unwrap());
-    let expire_at: i64 = redis::cmd("PEXPIRETIME")
-        .arg(&name)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    assert_eq!(expire_at, later.as_millis());
-    assert_eq!(store.load(&key).await.unwrap().unwrap().expires_at, later);
+    assert_eq!(pexpiretime(&mut conn, &name).await, later.as_millis() - 1);
+    let loaded = store.load(&key).await.unwrap().unwrap();
+    assert_eq!(loaded.expires_at, later);
+
+    // So does update.
+    let sooner = later - Duration::from_secs(120);
+    let next = Record::with_times(data(), loaded.created_at, sooner);
+    assert_eq!(
+        store.update(&key, &next, loaded.version).await.unwrap(),
+        session_core::UpdateOutcome::Updated
+    );
+    assert_eq!(pexpiretime(&mut conn, &name).await, sooner.as_millis() - 1);
     store.destroy(&key).await.unwrap();
+}
+
+/// Why the store gives a key the Redis expiry `expires_at - 1`: Redis hides
+/// a key only once its clock is *past* the key's expiry time, while a record
+/// is live only while `now < expires_at`. Checked inside one script, where
+/// Redis's clock stands still, so that this is exact and cannot flake: a key
+/// set to expire at the script's own millisecond is still readable, one set
+/// to the millisecond before is gone. If a Redis version changes this rule,
+/// this fails and `px_at` must change with it.
+#[tokio::test]
+async fn redis_keeps_a_key_readable_in_its_expiry_millisecond() {
+    if skip_standalone().is_some() {
+        return;
+    }
+    let name = format!("{}:probe", session_conformance::unique_namespace());
+    let seen: Vec<String> = redis::Script::new(
+        r"
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+redis.call('SET', KEYS[1], 'at', 'PXAT', now)
+local at = redis.call('GET', KEYS[1]) or 'gone'
+redis.call('SET', KEYS[1], 'before', 'PXAT', now - 1)
+local before = redis.call('GET', KEYS[1]) or 'gone'
+redis.call('DEL', KEYS[1])
+return {at, before}
+",
+    )
+    .key(&name)
+    .invoke_async(&mut raw().await)
+    .await
+    .unwrap();
+    assert_eq!(seen, ["at", "gone"]);
 }
 
 #[tokio::test]
