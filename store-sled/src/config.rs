@@ -2,6 +2,7 @@
 //! the disk.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use session_core::{Error, Result};
 
@@ -42,7 +43,17 @@ pub struct SledStoreBuilder {
     namespace: String,
     flush_every_ms: Option<u64>,
     sync_writes: bool,
+    lock_wait: Duration,
 }
+
+/// How often [`SledStoreBuilder::build`] tries the directory lock again
+/// while it waits for it.
+const LOCK_RETRY: Duration = Duration::from_millis(10);
+
+/// The start of the message of the error sled 0.34 returns when another
+/// handle holds the directory's lock (an `io::Error` of kind `Other` whose
+/// text is all there is to tell it from other I/O errors).
+const LOCKED: &str = "could not acquire lock";
 
 impl SledStoreBuilder {
     pub(crate) fn path(path: &Path) -> Self {
@@ -59,6 +70,7 @@ impl SledStoreBuilder {
             namespace: DEFAULT_NAMESPACE.to_owned(),
             flush_every_ms: DEFAULT_FLUSH_EVERY_MS,
             sync_writes: false,
+            lock_wait: Duration::ZERO,
         }
     }
 
@@ -93,6 +105,19 @@ impl SledStoreBuilder {
         self
     }
 
+    /// How long [`build`](Self::build) keeps trying when the directory is
+    /// locked, before failing. sled locks its directory while it is open,
+    /// and lets go a little *after* the last handle is dropped (its
+    /// background thread finishes writing first): reopening a directory in
+    /// the process that just closed it can fail for a few milliseconds. Set
+    /// a wait to reopen at once without handling that. Only the lock is
+    /// waited for; other errors fail at once. Default zero: a directory
+    /// held by another handle or process fails the build immediately.
+    pub fn with_lock_wait(mut self, wait: Duration) -> Self {
+        self.lock_wait = wait;
+        self
+    }
+
     /// Check the settings, open the database (on tokio's blocking pool:
     /// sled reads and recovers its log when opening) and its two trees.
     ///
@@ -115,14 +140,32 @@ impl SledStoreBuilder {
             return Err(Error::config(BACKEND, "database path must not be empty"));
         }
         blocking(move || {
-            let config = sled::Config::new().flush_every_ms(self.flush_every_ms);
-            let config = match &self.location {
-                Location::Path(path) => config.path(path),
-                Location::Temporary => config.temporary(true),
+            let config = || {
+                let config = sled::Config::new().flush_every_ms(self.flush_every_ms);
+                match &self.location {
+                    Location::Path(path) => config.path(path),
+                    Location::Temporary => config.temporary(true),
+                }
             };
-            let db = config.open().map_err(backend)?;
+            let db = open(config, self.lock_wait)?;
             Ok(SledStore::new(&db, &self.namespace)?.with_sync_writes(self.sync_writes))
         })
         .await
+    }
+}
+
+/// Open the database `config` makes, trying again (with a fresh `Config`
+/// each time) for up to `wait` while its directory is locked.
+fn open(config: impl Fn() -> sled::Config, wait: Duration) -> Result<sled::Db> {
+    let deadline = Instant::now() + wait;
+    loop {
+        match config().open() {
+            Err(sled::Error::Io(e))
+                if e.to_string().starts_with(LOCKED) && Instant::now() < deadline =>
+            {
+                std::thread::sleep(LOCK_RETRY);
+            }
+            result => return result.map_err(backend),
+        }
     }
 }

@@ -99,6 +99,29 @@ async fn garbage_in_the_tree_is_a_decode_error_naming_the_key() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_wait_outlasts_a_handle_that_is_closing() {
+    let dir = TempDir::new();
+    let held = SledStore::open(&dir.path).await.unwrap();
+    // Without a wait, a held directory fails the build at once.
+    let err = SledStore::open(&dir.path).await.unwrap_err();
+    assert!(matches!(err, Error::Backend { .. }), "{err:?}");
+    // With one, the build keeps trying until the holder lets go: the holder
+    // is dropped about 50 ms after the build starts (a try fails in well
+    // under a millisecond), so the build meets the lock held first.
+    let (started, start) = tokio::sync::oneshot::channel();
+    let release = tokio::spawn(async move {
+        start.await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        drop(held);
+    });
+    let builder = SledStore::builder(&dir.path).with_lock_wait(Duration::from_secs(10));
+    started.send(()).unwrap();
+    let store = builder.build().await.unwrap();
+    release.await.unwrap();
+    store.save(&key(), &live()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_survive_closing_and_reopening_the_directory() {
     let dir = TempDir::new();
     let (k, record) = (key(), live().with_version(9));
@@ -112,9 +135,10 @@ async fn sessions_survive_closing_and_reopening_the_directory() {
         store.save(&k, &record).await.unwrap();
         // The directory is locked while open.
         assert!(SledStore::open(&dir.path).await.is_err());
-    } // last handle dropped: sled flushes and unlocks
+    } // last handle dropped: sled flushes and unlocks, a little later
     let store = SledStore::builder(&dir.path)
         .with_namespace("web")
+        .with_lock_wait(Duration::from_secs(10))
         .build()
         .await
         .unwrap();
