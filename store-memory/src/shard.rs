@@ -3,27 +3,31 @@
 //! milliseconds) explicitly, so the rules are plain functions of their
 //! inputs and are tested without a clock.
 //!
-//! The expiry index is lazy about postponements: a key sits in `index` under
-//! an expiry that is never later than its entry's real one, and moving an
-//! expiry later (`touch`, or a write with a later expiry, the common case)
-//! changes only the entry. Whoever meets an index position that is earlier
-//! than the entry's real expiry (reaping, eviction, counting) moves it then.
-//! So a touch costs a hash-map write, and reaping still walks only the
-//! index prefix that is due, each postponed key being moved at most once
-//! per pass.
+//! The expiry index buckets keys by expiry **tick** (`expires_at >> 10`,
+//! 1.024 s, about the finest level of Caffeine's timer wheel): a tree of
+//! ticks, soonest first, each holding a vector of keys. Indexing a key
+//! pushes it onto its tick's vector, and unindexing swaps the vector's last
+//! key into its place: both O(1), with the few ticks a shard spans staying
+//! in cache. A balanced tree of `(expiry, key)` made `create` and `destroy`
+//! about twice the cost of the map alone (its nodes are searched on every
+//! write and crowd the map out of the cache); the price of ticks is that
+//! eviction and reaping order sessions by tick, not by millisecond.
 //!
-//! Index positions are `(expiry, sequence number)`, the number counting
-//! the shard's index insertions: positions are small integers, cheap to
-//! compare, and entries written with the same expiry (a burst of logins in
-//! one millisecond, a fixed absolute lifetime) go in at the end of their
-//! run rather than at random places by key. Ties expire, and are evicted,
-//! in the order they were indexed.
+//! The index is lazy about postponements: a key sits in a tick that is
+//! never later than its entry's real one, and moving an expiry later
+//! (`touch`, or a write with a later expiry, the common case) changes only
+//! the entry. Whoever meets a key indexed in an earlier tick than its
+//! entry's (reaping, eviction) moves it then. So a touch costs a hash-map
+//! write, and reaping still walks only the ticks that are due, each
+//! postponed key being moved at most once per pass.
 //!
-//! Invariant: `index` maps `slot.position` to `key` exactly when `key`
-//! maps to `slot` in `map`, and `slot.indexed_at() <= slot.entry.expires_at`.
-//! Every method that changes one keeps the other in step.
+//! Invariant: `index` holds `key` at `slot.position` exactly when `key`
+//! maps to `slot` in `map`, and `slot.position.tick <=
+//! tick_of(slot.entry.expires_at)`; no tick's vector is empty. Every method
+//! that changes one keeps the other in step.
 
 use session_core::EncodedData;
+use std::collections::btree_map::Entry as BTreeEntry;
 use std::collections::hash_map::Entry as MapEntry;
 use std::collections::{BTreeMap, HashMap};
 
@@ -68,52 +72,116 @@ pub(crate) enum Update {
     Conflict,
 }
 
-/// A position in the expiry index: (expiry, sequence number).
-type Position = (i64, u64);
+/// log2 of the index's tick, in milliseconds (1.024 s).
+const TICK_SHIFT: u32 = 10;
+
+/// The tick `expires_at` falls in (an arithmetic shift: floor division,
+/// also for times before 1970).
+fn tick_of(expires_at: i64) -> i64 {
+    expires_at >> TICK_SHIFT
+}
+
+/// A position in the expiry index: a tick and an offset in its vector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Position {
+    tick: i64,
+    offset: usize,
+}
 
 /// An entry and where it sits in the index.
 #[derive(Debug)]
 struct Slot {
     entry: Entry,
-    /// Its index position, whose expiry is at most `entry.expires_at`.
+    /// Its index position, in a tick at most `tick_of(entry.expires_at)`.
     position: Position,
 }
 
-impl Slot {
-    /// The expiry it is indexed under.
-    fn indexed_at(&self) -> i64 {
-        self.position.0
-    }
-}
+/// A tick's vector keeps its allocation down to this many slots; below a
+/// quarter full, a larger one is shrunk (to twice its length), so memory
+/// goes back once a burst of sessions is destroyed.
+const MIN_TICK_CAPACITY: usize = 64;
 
-/// Keys by index position, soonest first.
+/// Keys by expiry tick, soonest first.
 #[derive(Debug, Default)]
 struct ExpiryIndex {
-    by_position: BTreeMap<Position, Key>,
-    /// The next sequence number. A `u64` counted up by one per insertion
-    /// does not wrap in practice (584 years at a billion per second); the
-    /// `wrapping_add` only keeps it from panicking.
-    next_seq: u64,
+    /// Never holds an empty vector.
+    ticks: BTreeMap<i64, Vec<Key>>,
 }
 
 impl ExpiryIndex {
-    /// Index `key` at `expires_at`, after every key already indexed there.
+    /// Index `key` in the tick of `expires_at`.
     fn insert(&mut self, expires_at: i64, key: Key) -> Position {
-        let position = (expires_at, self.next_seq);
-        self.next_seq = self.next_seq.wrapping_add(1);
-        self.by_position.insert(position, key);
-        position
+        let tick = tick_of(expires_at);
+        let keys = self.ticks.entry(tick).or_default();
+        keys.push(key);
+        Position {
+            tick,
+            offset: keys.len() - 1,
+        }
     }
 
-    /// Move the slot of `key` to an earlier expiry if `expires_at` is
-    /// earlier than its position, and set its entry's expiry.
-    fn set_expiry(&mut self, key: Key, slot: &mut Slot, expires_at: i64) {
-        if expires_at < slot.indexed_at() {
-            self.by_position.remove(&slot.position);
-            slot.position = self.insert(expires_at, key);
+    /// Remove the key at `position`. Returns the key moved into its place
+    /// (the tick's last one), whose slot must be given `position`.
+    #[must_use = "the moved key's slot must be updated"]
+    fn remove(&mut self, position: Position) -> Option<Key> {
+        let BTreeEntry::Occupied(mut tick) = self.ticks.entry(position.tick) else {
+            // Cannot happen (the invariant): nothing indexed there.
+            return None;
+        };
+        let keys = tick.get_mut();
+        if position.offset >= keys.len() {
+            // Cannot happen (the invariant).
+            return None;
         }
-        slot.entry.expires_at = expires_at;
+        keys.swap_remove(position.offset);
+        let moved = keys.get(position.offset).copied();
+        if keys.is_empty() {
+            tick.remove();
+        } else if keys.capacity() > MIN_TICK_CAPACITY && keys.len() < keys.capacity() / 4 {
+            keys.shrink_to(keys.len() * 2);
+        }
+        moved
     }
+
+    /// Take the last key of the soonest tick (nothing moves), with its tick.
+    fn pop_first(&mut self) -> Option<(i64, Key)> {
+        let mut first = self.ticks.first_entry()?;
+        let tick = *first.key();
+        let key = first.get_mut().pop();
+        if first.get().is_empty() {
+            first.remove();
+        }
+        // `None` cannot happen (no vector is empty).
+        key.map(|key| (tick, key))
+    }
+
+    /// The key at `offset` in `tick`, if any.
+    fn get(&self, tick: i64, offset: usize) -> Option<Key> {
+        self.ticks.get(&tick)?.get(offset).copied()
+    }
+
+    /// Give `slot` (of `key`, which now expires at `expires_at`) an earlier
+    /// tick if `expires_at` is in one. Returns the position it left, which
+    /// the shard must [`unindex`](Shard::unindex).
+    #[must_use = "the position left must be unindexed"]
+    fn follow(&mut self, key: Key, slot: &mut Slot, expires_at: i64) -> Option<Position> {
+        slot.entry.expires_at = expires_at;
+        if tick_of(expires_at) >= slot.position.tick {
+            return None;
+        }
+        let left = slot.position;
+        slot.position = self.insert(expires_at, key);
+        Some(left)
+    }
+}
+
+/// Where a [`Shard::reap`] sweep stands in the tick that holds `now`,
+/// between calls: it walks that tick's vector from the end, and resumes
+/// there after letting go of the lock.
+#[derive(Debug, Default)]
+pub(crate) struct Sweep {
+    /// Offsets at and above this one were checked.
+    checked_from: Option<usize>,
 }
 
 /// A map with an expiry index.
@@ -149,6 +217,28 @@ impl Shard {
         self.map.capacity()
     }
 
+    /// Panic unless the invariant in the module docs holds (tests).
+    #[cfg(test)]
+    #[allow(clippy::panic, reason = "a test helper that fails the test")]
+    pub(crate) fn assert_consistent(&self) {
+        let mut indexed = 0;
+        for (&tick, keys) in &self.index.ticks {
+            assert!(!keys.is_empty(), "tick {tick} is empty");
+            for (offset, key) in keys.iter().enumerate() {
+                let Some(slot) = self.map.get(key) else {
+                    panic!("tick {tick} offset {offset}: a key that is not in the map");
+                };
+                assert_eq!(slot.position, Position { tick, offset }, "{key:?}");
+                assert!(
+                    tick <= tick_of(slot.entry.expires_at),
+                    "{key:?} indexed late"
+                );
+                indexed += 1;
+            }
+        }
+        assert_eq!(indexed, self.map.len(), "every key indexed once");
+    }
+
     /// The live entry under `key`.
     pub(crate) fn get(&self, key: &Key, now: i64) -> Option<&Entry> {
         self.map
@@ -158,14 +248,15 @@ impl Shard {
     }
 
     /// Live entries: all of them minus the expired ones, which are all in
-    /// the index prefix that is due (indexed expiries are never later than
-    /// real ones), so the cost follows that prefix, not the live count.
+    /// the ticks that are due (indexed ticks are never later than real
+    /// ones), so the cost follows those ticks, not the live count.
     pub(crate) fn live_len(&self, now: i64) -> usize {
         let expired = self
             .index
-            .by_position
-            .range(..=(now, u64::MAX))
-            .filter(|(_, key)| {
+            .ticks
+            .range(..=tick_of(now))
+            .flat_map(|(_, keys)| keys)
+            .filter(|key| {
                 self.map
                     .get(key)
                     .is_some_and(|slot| !slot.entry.is_live(now))
@@ -184,22 +275,54 @@ impl Shard {
         );
     }
 
+    /// Take the key at `position` out of the index, giving the key moved
+    /// into its place its new position.
+    fn unindex(&mut self, position: Position) {
+        if let Some(moved) = self.index.remove(position)
+            && let Some(slot) = self.map.get_mut(&moved)
+        {
+            slot.position = position;
+        }
+    }
+
     /// Remove `key`, returning its entry.
     pub(crate) fn remove(&mut self, key: &Key) -> Option<Entry> {
         let slot = self.map.remove(key)?;
-        self.index.by_position.remove(&slot.position);
+        self.unindex(slot.position);
         Some(slot.entry)
     }
 
     /// Insert-or-replace a **live** entry. A new key in a full shard
     /// (`stored() >= cap`) first makes room (see [`make_room`](Self::make_room)).
     pub(crate) fn put(&mut self, key: Key, entry: Entry, now: i64, cap: usize) -> Removed {
-        if let Some(slot) = self.map.get_mut(&key) {
-            let expires_at = entry.expires_at;
-            slot.entry = entry;
-            self.index.set_expiry(key, slot, expires_at);
-            return Removed::default();
+        let full = self.map.len() >= cap;
+        match self.map.entry(key) {
+            MapEntry::Occupied(mut slot) => {
+                let expires_at = entry.expires_at;
+                let slot = slot.get_mut();
+                slot.entry = entry;
+                if let Some(left) = self.index.follow(key, slot, expires_at) {
+                    self.unindex(left);
+                }
+                Removed::default()
+            }
+            MapEntry::Vacant(vacant) if !full => {
+                let position = self.index.insert(entry.expires_at, key);
+                vacant.insert(Slot { entry, position });
+                Removed::default()
+            }
+            MapEntry::Vacant(_) => self.insert_after_making_room(key, entry, now, cap),
         }
+    }
+
+    /// Insert a new key into a full shard: make room first.
+    fn insert_after_making_room(
+        &mut self,
+        key: Key,
+        entry: Entry,
+        now: i64,
+        cap: usize,
+    ) -> Removed {
         let mut removed = Removed::default();
         while self.map.len() >= cap {
             if !self.make_room(now, &mut removed) {
@@ -211,18 +334,20 @@ impl Shard {
         removed
     }
 
-    /// Remove the entry that expires first (ties: the first indexed). Expired
-    /// entries expire before live ones, so they always go first; removing a
-    /// live one counts as an eviction. `false` if the shard is empty.
+    /// Remove an entry of the soonest tick (within it, the last indexed).
+    /// Expired entries are in ticks no later than any live one's, so they go
+    /// first, except for live ones sharing their tick (expiring within
+    /// 1.024 s of them); removing a live one counts as an eviction. `false`
+    /// if the shard is empty.
     fn make_room(&mut self, now: i64, removed: &mut Removed) -> bool {
-        while let Some(((indexed_at, _), key)) = self.index.by_position.pop_first() {
+        while let Some((tick, key)) = self.index.pop_first() {
             let Some(slot) = self.map.get_mut(&key) else {
                 // Cannot happen (the invariant); nothing to remove for it.
                 continue;
             };
             let expires_at = slot.entry.expires_at;
-            if indexed_at < expires_at {
-                // Postponed since it was indexed: not the first after all.
+            if tick < tick_of(expires_at) {
+                // Postponed since it was indexed: not due after all.
                 slot.position = self.index.insert(expires_at, key);
                 continue;
             }
@@ -245,17 +370,34 @@ impl Shard {
         now: i64,
         cap: usize,
     ) -> (bool, Removed) {
-        match self.map.get(&key) {
-            Some(old) if old.entry.is_live(now) => return (false, Removed::default()),
-            Some(_) => {
-                self.remove(&key);
-            }
-            None => {}
-        }
         if !entry.is_live(now) {
+            match self.map.get(&key) {
+                Some(old) if old.entry.is_live(now) => return (false, Removed::default()),
+                Some(_) => {
+                    self.remove(&key);
+                }
+                None => {}
+            }
             return (true, Removed::default());
         }
-        (true, self.put(key, entry, now, cap))
+        let full = self.map.len() >= cap;
+        match self.map.entry(key) {
+            MapEntry::Occupied(slot) if slot.get().entry.is_live(now) => {
+                (false, Removed::default())
+            }
+            MapEntry::Occupied(mut slot) => {
+                // Expired, so indexed no later than `now`'s tick, which is no
+                // later than the new entry's: the position still fits.
+                slot.get_mut().entry = entry;
+                (true, Removed::default())
+            }
+            MapEntry::Vacant(vacant) if !full => {
+                let position = self.index.insert(entry.expires_at, key);
+                vacant.insert(Slot { entry, position });
+                (true, Removed::default())
+            }
+            MapEntry::Vacant(_) => (true, self.insert_after_making_room(key, entry, now, cap)),
+        }
     }
 
     /// `save`: insert-or-replace, or remove if `entry` is not live.
@@ -304,27 +446,39 @@ impl Shard {
             self.remove(&key);
             return live;
         }
-        self.index.set_expiry(key, slot, expires_at);
+        if let Some(left) = self.index.follow(key, slot, expires_at) {
+            self.unindex(left);
+        }
         true
     }
 
-    /// Remove expired entries, soonest first, taking at most `budget` steps
-    /// (a step removes an entry or moves a postponed one to its real
-    /// expiry). Returns how many it removed and whether it finished.
-    pub(crate) fn reap(&mut self, now: i64, budget: usize) -> (usize, bool) {
+    /// Remove expired entries, taking at most `budget` steps (a step checks
+    /// one indexed key: removes it, moves a postponed one to its real tick,
+    /// or, in `now`'s own tick, leaves one that is not due). Ticks before
+    /// `now`'s are emptied soonest first; `now`'s tick, which holds due and
+    /// not-yet-due keys alike, is walked once, from the end, resuming where
+    /// `sweep` says. Returns how many it removed and whether it finished.
+    pub(crate) fn reap(&mut self, now: i64, budget: usize, sweep: &mut Sweep) -> (usize, bool) {
+        let now_tick = tick_of(now);
         let mut removed = 0;
-        for _ in 0..budget {
-            let Some((&(indexed_at, _), &key)) = self.index.by_position.first_key_value() else {
-                return (removed, true);
-            };
-            if indexed_at > now {
-                return (removed, true);
+        let mut steps = 0;
+        loop {
+            match self.index.ticks.first_key_value() {
+                Some((&tick, _)) if tick < now_tick => {}
+                _ => break,
             }
-            self.index.by_position.pop_first();
+            if steps >= budget {
+                return (removed, false);
+            }
+            let Some((_, key)) = self.index.pop_first() else {
+                break;
+            };
+            steps += 1;
             // One lookup whichever way it goes: at a million sessions each
             // is a cache miss.
             match self.map.entry(key) {
                 MapEntry::Occupied(mut slot) if slot.get().entry.is_live(now) => {
+                    // Postponed into a later tick than this one.
                     let slot = slot.get_mut();
                     slot.position = self.index.insert(slot.entry.expires_at, key);
                 }
@@ -336,18 +490,53 @@ impl Shard {
                 MapEntry::Vacant(_) => {}
             }
         }
-        (removed, false)
+        let len = self.index.ticks.get(&now_tick).map_or(0, Vec::len);
+        let mut offset = sweep.checked_from.unwrap_or(len).min(len);
+        while offset > 0 {
+            if steps >= budget {
+                sweep.checked_from = Some(offset);
+                return (removed, false);
+            }
+            offset -= 1;
+            steps += 1;
+            let Some(key) = self.index.get(now_tick, offset) else {
+                break;
+            };
+            let position = Position {
+                tick: now_tick,
+                offset,
+            };
+            let Some(slot) = self.map.get_mut(&key) else {
+                // Cannot happen (the invariant).
+                continue;
+            };
+            let expires_at = slot.entry.expires_at;
+            if !slot.entry.is_live(now) {
+                self.map.remove(&key);
+                removed += 1;
+            } else if tick_of(expires_at) > now_tick {
+                // Postponed: move it now, as an earlier tick would.
+                slot.position = self.index.insert(expires_at, key);
+            } else {
+                continue;
+            }
+            // The key moved into `offset` comes from the end, which was
+            // checked already (or written since the sweep began, so live).
+            self.unindex(position);
+        }
+        sweep.checked_from = None;
+        (removed, true)
     }
 
     /// Give memory back when the map has become much emptier than its
     /// allocation: hash maps never shrink on their own. Keeps 2× headroom so
     /// that a shard that refills does not immediately regrow.
     pub(crate) fn shrink_if_sparse(&mut self) {
-        if self.index.by_position.is_empty() {
+        if self.index.ticks.is_empty() {
             // A B-tree keeps its last (empty) node; that node was allocated
             // late, high in the heap, and would stop the allocator from
             // returning everything below it. Drop it.
-            self.index.by_position = BTreeMap::new();
+            self.index.ticks = BTreeMap::new();
         }
         let capacity = self.map.capacity();
         if capacity > SHRINK_MIN_CAPACITY && self.map.len() < capacity / SHRINK_RATIO {

@@ -10,7 +10,7 @@ use session_core::{
 };
 
 use crate::hash::{Key, Seeds};
-use crate::shard::{Entry, Removed, Shard, Update};
+use crate::shard::{Entry, Removed, Shard, Sweep, Update};
 
 /// Shards per available core, before rounding up to a power of two.
 const SHARDS_PER_CORE: usize = 4;
@@ -23,8 +23,8 @@ const MAX_SHARDS: usize = 1 << 16;
 /// stays close to the global one.
 const MIN_SHARE: usize = 1024;
 /// `delete_expired` releases a shard's lock after this many steps (a step
-/// removes an entry or re-indexes a postponed one), so a
-/// sweep never blocks requests for long.
+/// checks one indexed key: removes it, re-indexes a postponed one, or leaves
+/// one that is not due yet), so a sweep never blocks requests for long.
 const REAP_BATCH: usize = 4096;
 
 /// One shard on its own cache lines, so that locking one shard does not
@@ -220,9 +220,10 @@ impl MemoryStore {
     pub(crate) fn delete_expired_at(&self, now: i64) -> u64 {
         let mut total = 0u64;
         for slot in self.shards.iter() {
+            let mut sweep = Sweep::default();
             loop {
                 let mut shard = slot.0.write();
-                let (removed, finished) = shard.reap(now, REAP_BATCH);
+                let (removed, finished) = shard.reap(now, REAP_BATCH, &mut sweep);
                 total += removed as u64;
                 if finished {
                     shard.shrink_if_sparse();

@@ -16,10 +16,12 @@ use session_core::{
 
 use crate::MemoryStore;
 use crate::hash::Key;
-use crate::shard::{Entry, Shard};
+use crate::shard::{Entry, Shard, Sweep};
 
-/// A fixed "now" for the deterministic tests.
+/// A fixed "now" for the deterministic tests, at the start of an index tick.
 const T0: i64 = 1_700_000_000_000;
+/// The expiry index's tick, in milliseconds.
+const TICK: i64 = 1024;
 
 fn key() -> SessionKey {
     SessionId::generate().unwrap().key()
@@ -60,46 +62,135 @@ fn raw_key(b: u8) -> Key {
 
 #[test]
 fn shard_evicts_expired_first_then_soonest_to_expire() {
+    assert_eq!(T0 % TICK, 0);
     let mut shard = Shard::new(crate::hash::Seeds::random().map_hasher());
     let cap = 3;
-    assert_eq!(shard.put(raw_key(1), entry(T0 + 300), T0, cap).evicted, 0);
-    assert_eq!(shard.put(raw_key(2), entry(T0 + 100), T0, cap).evicted, 0);
-    assert_eq!(shard.put(raw_key(3), entry(T0 + 200), T0, cap).evicted, 0);
+    assert_eq!(
+        shard.put(raw_key(1), entry(T0 + 3 * TICK), T0, cap).evicted,
+        0
+    );
+    assert_eq!(shard.put(raw_key(2), entry(T0 + TICK), T0, cap).evicted, 0);
+    assert_eq!(
+        shard.put(raw_key(3), entry(T0 + 2 * TICK), T0, cap).evicted,
+        0
+    );
 
-    // At T0 + 150 key 2 has expired: making room removes it, no eviction.
-    let now = T0 + 150;
-    assert_eq!(shard.put(raw_key(4), entry(T0 + 400), now, cap).evicted, 0);
+    // Half a tick after key 2 expired: making room removes it, no eviction.
+    let now = T0 + TICK + TICK / 2;
+    assert_eq!(
+        shard
+            .put(raw_key(4), entry(T0 + 4 * TICK), now, cap)
+            .evicted,
+        0
+    );
     assert!(shard.get(&raw_key(2), now).is_none());
     assert_eq!(shard.stored(), 3);
 
-    // Nothing expired left: the soonest to expire (key 3, at +200) goes.
-    assert_eq!(shard.put(raw_key(5), entry(T0 + 500), now, cap).evicted, 1);
+    // Nothing expired left: the soonest to expire (key 3) goes.
+    assert_eq!(
+        shard
+            .put(raw_key(5), entry(T0 + 5 * TICK), now, cap)
+            .evicted,
+        1
+    );
     assert!(shard.get(&raw_key(3), now).is_none());
     for k in [1, 4, 5] {
         assert!(shard.get(&raw_key(k), now).is_some(), "key {k} kept");
     }
 
     // Replacing an existing key never evicts.
-    assert_eq!(shard.put(raw_key(5), entry(T0 + 900), now, cap).evicted, 0);
+    assert_eq!(
+        shard
+            .put(raw_key(5), entry(T0 + 9 * TICK), now, cap)
+            .evicted,
+        0
+    );
     assert_eq!(shard.stored(), 3);
 }
 
 #[test]
-fn equal_expiries_evict_in_the_order_they_were_indexed() {
+fn eviction_orders_by_tick_and_follows_earlier_expiries() {
     let mut shard = Shard::new(crate::hash::Seeds::random().map_hasher());
-    shard.put(raw_key(3), entry(T0 + 100), T0, 2);
-    shard.put(raw_key(9), entry(T0 + 100), T0, 2);
-    assert_eq!(shard.put(raw_key(7), entry(T0 + 100), T0, 2).evicted, 1);
-    assert!(shard.get(&raw_key(3), T0).is_none());
-    assert!(shard.get(&raw_key(9), T0).is_some());
-    // Moving a key's expiry earlier to the same millisecond indexes it
-    // again, after the others.
-    assert!(shard.touch(raw_key(9), T0 + 50, T0));
-    shard.put(raw_key(5), entry(T0 + 50), T0, usize::MAX);
-    assert!(shard.touch(raw_key(7), T0 + 50, T0));
-    assert_eq!(shard.put(raw_key(1), entry(T0 + 400), T0, 3).evicted, 1);
-    assert!(shard.get(&raw_key(9), T0).is_none());
-    assert!(shard.get(&raw_key(5), T0).is_some());
+    // Keys 3 and 9 expire in the same tick (100 ms apart), key 7 a tick later.
+    shard.put(raw_key(3), entry(T0 + TICK + 100), T0, 3);
+    shard.put(raw_key(9), entry(T0 + TICK + 200), T0, 3);
+    shard.put(raw_key(7), entry(T0 + 2 * TICK), T0, 3);
+    assert_eq!(
+        shard.put(raw_key(1), entry(T0 + 5 * TICK), T0, 3).evicted,
+        1
+    );
+    let kept = [3, 9].map(|k| shard.get(&raw_key(k), T0).is_some());
+    assert_eq!(
+        kept.iter().filter(|&&k| k).count(),
+        1,
+        "one of the soonest tick"
+    );
+    assert!(shard.get(&raw_key(7), T0).is_some());
+    // Moving key 1's expiry earlier, before every other, indexes it again:
+    // it goes next, by touch or by a write alike.
+    assert!(shard.touch(raw_key(1), T0 + 100, T0));
+    assert_eq!(
+        shard.put(raw_key(2), entry(T0 + 6 * TICK), T0, 3).evicted,
+        1
+    );
+    assert!(shard.get(&raw_key(1), T0).is_none());
+    shard.put(raw_key(7), entry(T0 + 50), T0, 3);
+    assert_eq!(
+        shard.put(raw_key(4), entry(T0 + 6 * TICK), T0, 3).evicted,
+        1
+    );
+    assert!(shard.get(&raw_key(7), T0).is_none());
+    assert_eq!(shard.stored(), 3);
+    assert_eq!(shard.live_len(T0), 3);
+}
+
+#[test]
+fn reaping_walks_now_s_tick_in_bounded_steps() {
+    // 3,000 keys in now's tick, every third one due; the rest of the tick
+    // is not. With 100 steps per call the sweep must resume where it left
+    // off (starting over would never finish) and remove exactly the due
+    // ones, while writes between the calls move keys around in the tick.
+    let mut shard = Shard::new(crate::hash::Seeds::random().map_hasher());
+    let now = T0 + TICK / 2;
+    for i in 0..3_000u32 {
+        let mut k = [0u8; 32];
+        k[..4].copy_from_slice(&i.to_le_bytes());
+        let expires_at = if i % 3 == 0 {
+            now - 1
+        } else {
+            now + 1 + i64::from(i % 400)
+        };
+        shard.put(Key(k), entry(expires_at), T0, usize::MAX);
+    }
+    let mut sweep = Sweep::default();
+    let (mut removed, mut calls) = (0, 0u32);
+    loop {
+        let (n, finished) = shard.reap(now, 100, &mut sweep);
+        removed += n;
+        calls += 1;
+        if finished {
+            break;
+        }
+        assert!(calls < 100, "the sweep does not progress");
+        // A destroy between calls swaps the tick's last key into its place.
+        let mut k = [0u8; 32];
+        k[..4].copy_from_slice(&(1 + 3 * calls).to_le_bytes());
+        assert!(shard.remove(&Key(k)).is_some());
+    }
+    assert_eq!(removed, 1_000);
+    assert_eq!(
+        shard.stored(),
+        2_000 - (calls as usize - 1),
+        "destroyed between calls"
+    );
+    assert_eq!(shard.live_len(now), shard.stored());
+    // A second sweep finds nothing, and still ends.
+    let mut sweep = Sweep::default();
+    let mut calls = 0;
+    while !matches!(shard.reap(now, 100, &mut sweep), (0, true)) {
+        calls += 1;
+        assert!(calls < 100, "the second sweep does not progress");
+    }
 }
 
 #[tokio::test]
@@ -154,20 +245,20 @@ fn capacity_bound_is_never_exceeded() {
     let store = MemoryStore::new().with_max_sessions(max(100));
     for i in 0..1000 {
         store
-            .save_at(&key(), &expiring_in(60_000 + i, i), T0)
+            .save_at(&key(), &expiring_in(60_000 + i * TICK, i), T0)
             .unwrap();
     }
     assert_eq!(store.len_at(T0), 100);
     assert_eq!(store.evictions(), 900);
-    // The survivors are the 100 that expire last.
+    // The survivors are the 100 that expire last (one per tick here).
     let mut expiries: Vec<i64> = store
         .all_at(T0)
         .unwrap()
         .iter()
-        .map(|(_, r)| r.expires_at.as_millis() - T0)
+        .map(|(_, r)| (r.expires_at.as_millis() - T0 - 60_000) / TICK)
         .collect();
     expiries.sort_unstable();
-    assert_eq!(expiries, (60_900..61_000).collect::<Vec<_>>());
+    assert_eq!(expiries, (900..1000).collect::<Vec<_>>());
 
     // Many shards: each holds max / shards, so the total stays <= max.
     let store = MemoryStore::new()
@@ -380,39 +471,172 @@ async fn works_with_the_generic_reaper() {
 fn postponed_expiries_are_reindexed_when_met() {
     let mut shard = Shard::new(crate::hash::Seeds::random().map_hasher());
     let cap = usize::MAX;
-    shard.put(raw_key(1), entry(T0 + 100), T0, cap);
-    shard.put(raw_key(2), entry(T0 + 100), T0, cap);
-    shard.put(raw_key(3), entry(T0 + 100), T0, cap);
+    shard.put(raw_key(1), entry(T0 + TICK), T0, cap);
+    shard.put(raw_key(2), entry(T0 + TICK), T0, cap);
+    shard.put(raw_key(3), entry(T0 + TICK), T0, cap);
     // Key 1 postponed by touch, key 2 by a write; key 3 moved earlier.
-    assert!(shard.touch(raw_key(1), T0 + 500, T0));
-    shard.put(raw_key(2), entry(T0 + 300), T0, cap);
+    assert!(shard.touch(raw_key(1), T0 + 5 * TICK, T0));
+    shard.put(raw_key(2), entry(T0 + 3 * TICK), T0, cap);
     assert!(shard.touch(raw_key(3), T0 + 50, T0));
 
-    let now = T0 + 200;
+    let now = T0 + 2 * TICK;
     assert_eq!(shard.live_len(now), 2);
-    // One step at a time: key 3 is removed at its earlier expiry...
-    assert_eq!(shard.reap(T0 + 60, 1), (1, false));
-    assert_eq!(shard.reap(T0 + 60, 1), (0, true));
+    // Key 3 is removed at its earlier expiry, from now's tick...
+    assert_eq!(shard.reap(T0 + 60, 10, &mut Sweep::default()), (1, true));
     // ...and the postponed keys are moved, not removed, when met.
-    assert_eq!(shard.reap(now, 10), (0, true));
+    assert_eq!(shard.reap(now, 10, &mut Sweep::default()), (0, true));
     assert_eq!(shard.stored(), 2);
     assert_eq!(shard.live_len(now), 2);
-    assert_eq!(shard.reap(T0 + 300, 10), (1, true));
-    assert!(shard.get(&raw_key(1), T0 + 300).is_some());
-    assert_eq!(shard.live_len(T0 + 500), 0);
-    assert_eq!(shard.reap(T0 + 500, 10), (1, true));
+    assert_eq!(
+        shard.reap(T0 + 3 * TICK, 10, &mut Sweep::default()),
+        (1, true)
+    );
+    assert!(shard.get(&raw_key(1), T0 + 3 * TICK).is_some());
+    assert_eq!(shard.live_len(T0 + 5 * TICK), 0);
+    assert_eq!(
+        shard.reap(T0 + 5 * TICK, 10, &mut Sweep::default()),
+        (1, true)
+    );
     assert_eq!(shard.stored(), 0);
 }
 
 #[test]
 fn eviction_skips_postponed_index_positions() {
     let mut shard = Shard::new(crate::hash::Seeds::random().map_hasher());
-    shard.put(raw_key(1), entry(T0 + 100), T0, 2);
-    shard.put(raw_key(2), entry(T0 + 200), T0, 2);
+    shard.put(raw_key(1), entry(T0 + TICK), T0, 2);
+    shard.put(raw_key(2), entry(T0 + 2 * TICK), T0, 2);
     // Key 1 now expires last, although it is still indexed first.
-    assert!(shard.touch(raw_key(1), T0 + 900, T0));
-    assert_eq!(shard.put(raw_key(3), entry(T0 + 300), T0, 2).evicted, 1);
+    assert!(shard.touch(raw_key(1), T0 + 9 * TICK, T0));
+    assert_eq!(
+        shard.put(raw_key(3), entry(T0 + 3 * TICK), T0, 2).evicted,
+        1
+    );
     assert!(shard.get(&raw_key(2), T0).is_none());
     assert!(shard.get(&raw_key(1), T0).is_some());
     assert!(shard.get(&raw_key(3), T0).is_some());
+}
+
+/// What `shard` stores (live or not) for keys `0..KEYS`, by key byte.
+fn stored(shard: &Shard) -> std::collections::BTreeMap<u8, i64> {
+    (0..RANDOM_KEYS)
+        // Every entry is "live" at the earliest instant.
+        .filter_map(|k| shard.get(&raw_key(k), i64::MIN).map(|e| (k, e.expires_at)))
+        .collect()
+}
+
+const RANDOM_KEYS: u8 = 40;
+
+/// Random operations on a few keys at random times, each checked against a
+/// model of what the shard stores, with the index checked after every step.
+#[test]
+fn random_operations_match_a_model_and_keep_the_index_consistent() {
+    for seed in [0x9E37_79B9_7F4A_7C15, 1, 2, 3, 4, 5] {
+        random_operations(seed);
+    }
+}
+
+fn random_operations(seed: u64) {
+    let cap = 12;
+    let mut shard = Shard::new(crate::hash::Seeds::random().map_hasher());
+    let mut model = std::collections::BTreeMap::<u8, i64>::new();
+    let mut state: u64 = seed;
+    let mut next = move |n: i64| {
+        // xorshift64: reproducible, no dependency.
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n.unsigned_abs()) as i64
+    };
+    let (mut now, mut sweep, mut evictions) = (T0, Sweep::default(), 0);
+    for step in 0..20_000 {
+        let k = next(i64::from(RANDOM_KEYS)) as u8;
+        // Expiries within a few ticks around now, at any millisecond.
+        let at = now - 2 * TICK + next(8 * TICK);
+        let live =
+            |model: &std::collections::BTreeMap<u8, i64>| model.get(&k).is_some_and(|&e| now < e);
+        let mut evicted = 0;
+        match next(8) {
+            0 | 1 => {
+                let was_live = live(&model);
+                let (created, removed) = shard.create(raw_key(k), entry(at), now, cap);
+                evicted = removed.evicted;
+                assert_eq!(created, !was_live, "seed {seed} step {step}");
+                if created {
+                    model.remove(&k);
+                    if now < at {
+                        model.insert(k, at);
+                    }
+                }
+            }
+            2 => {
+                evicted = shard.save(raw_key(k), entry(at), now, cap).evicted;
+                model.remove(&k);
+                if now < at {
+                    model.insert(k, at);
+                }
+            }
+            3 => {
+                let was_live = live(&model);
+                assert_eq!(
+                    shard.touch(raw_key(k), at, now),
+                    was_live,
+                    "seed {seed} step {step}"
+                );
+                if model.contains_key(&k) {
+                    model.remove(&k);
+                    if was_live && now < at {
+                        model.insert(k, at);
+                    }
+                }
+            }
+            4 => {
+                shard.remove(&raw_key(k));
+                model.remove(&k);
+            }
+            5 | 6 => {
+                let (removed, finished) = shard.reap(now, 1 + next(4) as usize, &mut sweep);
+                let before = model.len();
+                let held = stored(&shard);
+                // Only expired entries go.
+                assert!(
+                    model.iter().all(|(k, &e)| held.contains_key(k) || e <= now),
+                    "seed {seed} step {step}: removed a live one"
+                );
+                model.retain(|k, _| held.contains_key(k));
+                assert_eq!(before - model.len(), removed, "seed {seed} step {step}");
+                if finished {
+                    assert!(
+                        model.values().all(|&e| now < e),
+                        "seed {seed} step {step}: left expired"
+                    );
+                }
+            }
+            _ => {
+                now += next(TICK / 2);
+                // A sweep belongs to one instant.
+                sweep = Sweep::default();
+            }
+        }
+        shard.assert_consistent();
+        // Room for a new key is made by removing expired entries, or, when
+        // none is left in the soonest tick, by evicting live ones.
+        let held = stored(&shard);
+        let gone: Vec<_> = model
+            .keys()
+            .filter(|k| !held.contains_key(k))
+            .copied()
+            .collect();
+        let live_gone = gone.iter().filter(|k| now < model[k]).count();
+        assert_eq!(
+            live_gone as u64, evicted,
+            "seed {seed} step {step}: evictions counted"
+        );
+        for k in gone {
+            model.remove(&k);
+        }
+        assert_eq!(held, model, "seed {seed} step {step}");
+        assert!(held.len() <= cap, "seed {seed} step {step}");
+        evictions += evicted;
+    }
+    assert!(evictions > 0, "the bound was reached");
 }
