@@ -398,7 +398,7 @@ impl Scan {
 /// once `now > when`), while a record is live only while `now < expires_at`;
 /// one millisecond earlier, the two rules agree. Redis refuses times before
 /// 1 ms after the epoch, all of which are past anyway.
-pub(crate) fn px_at(expires_at: Timestamp) -> i64 {
+fn px_at(expires_at: Timestamp) -> i64 {
     expires_at.as_millis().saturating_sub(1).max(1)
 }
 
