@@ -516,15 +516,17 @@ fn eviction_skips_postponed_index_positions() {
     assert!(shard.get(&raw_key(3), T0).is_some());
 }
 
-/// What `shard` stores (live or not) for keys `0..KEYS`, by key byte.
+/// Keys the random test uses: `raw_key(0..RANDOM_KEYS)`.
+const RANDOM_KEYS: u8 = 40;
+
+/// What `shard` stores (live or not) for the keys `raw_key(0..RANDOM_KEYS)`,
+/// by key byte.
 fn stored(shard: &Shard) -> std::collections::BTreeMap<u8, i64> {
     (0..RANDOM_KEYS)
         // Every entry is "live" at the earliest instant.
         .filter_map(|k| shard.get(&raw_key(k), i64::MIN).map(|e| (k, e.expires_at)))
         .collect()
 }
-
-const RANDOM_KEYS: u8 = 40;
 
 /// Random operations on a few keys at random times, each checked against a
 /// model of what the shard stores, with the index checked after every step.
