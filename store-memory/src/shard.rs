@@ -295,8 +295,22 @@ impl Shard {
     /// Insert-or-replace a **live** entry. A new key in a full shard
     /// (`stored() >= cap`) first makes room (see [`make_room`](Self::make_room)).
     pub(crate) fn put(&mut self, key: Key, entry: Entry, now: i64, cap: usize) -> Removed {
+        self.write(key, entry, now, cap, false).unwrap_or_default()
+    }
+
+    /// [`put`](Self::put), or, with `unless_live`, nothing (`None`) if a
+    /// live entry is under `key`: one map probe either way.
+    fn write(
+        &mut self,
+        key: Key,
+        entry: Entry,
+        now: i64,
+        cap: usize,
+        unless_live: bool,
+    ) -> Option<Removed> {
         let full = self.map.len() >= cap;
         match self.map.entry(key) {
+            MapEntry::Occupied(slot) if unless_live && slot.get().entry.is_live(now) => None,
             MapEntry::Occupied(mut slot) => {
                 let expires_at = entry.expires_at;
                 let slot = slot.get_mut();
@@ -304,14 +318,14 @@ impl Shard {
                 if let Some(left) = self.index.follow(key, slot, expires_at) {
                     self.unindex(left);
                 }
-                Removed::default()
+                Some(Removed::default())
             }
             MapEntry::Vacant(vacant) if !full => {
                 let position = self.index.insert(entry.expires_at, key);
                 vacant.insert(Slot { entry, position });
-                Removed::default()
+                Some(Removed::default())
             }
-            MapEntry::Vacant(_) => self.insert_after_making_room(key, entry, now, cap),
+            MapEntry::Vacant(_) => Some(self.insert_after_making_room(key, entry, now, cap)),
         }
     }
 
@@ -380,24 +394,8 @@ impl Shard {
             }
             return (true, Removed::default());
         }
-        let full = self.map.len() >= cap;
-        match self.map.entry(key) {
-            MapEntry::Occupied(slot) if slot.get().entry.is_live(now) => {
-                (false, Removed::default())
-            }
-            MapEntry::Occupied(mut slot) => {
-                // Expired, so indexed no later than `now`'s tick, which is no
-                // later than the new entry's: the position still fits.
-                slot.get_mut().entry = entry;
-                (true, Removed::default())
-            }
-            MapEntry::Vacant(vacant) if !full => {
-                let position = self.index.insert(entry.expires_at, key);
-                vacant.insert(Slot { entry, position });
-                (true, Removed::default())
-            }
-            MapEntry::Vacant(_) => (true, self.insert_after_making_room(key, entry, now, cap)),
-        }
+        self.write(key, entry, now, cap, true)
+            .map_or((false, Removed::default()), |removed| (true, removed))
     }
 
     /// `save`: insert-or-replace, or remove if `entry` is not live.
