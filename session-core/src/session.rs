@@ -216,31 +216,59 @@ impl SessionManager {
     ///
     /// Store failures, and [`Error::Random`] if no ID can be generated.
     pub async fn load(&self, cookie: Option<&str>) -> Result<Session> {
-        let presented_cookie = cookie.is_some();
-        if let Some(id) = cookie.and_then(|c| SessionId::parse(c).ok()) {
-            let key = id.key();
-            if let Some(record) = self.store.load(&key).await? {
-                if self
-                    .config
-                    .within_lifetime(record.created_at, Timestamp::now())
-                {
-                    return Ok(Session {
-                        manager: self.clone(),
-                        id,
-                        state: State::Loaded {
-                            version: record.version,
-                            created_at: record.created_at,
-                            expires_at: record.expires_at,
-                        },
-                        data: record.data,
-                        changes: Changes::default(),
-                        pending: Pending::None,
-                        presented_cookie,
-                    });
-                }
-                self.store.destroy(&key).await?;
-            }
+        match cookie.map(SessionId::parse) {
+            None => self.fresh(false),
+            Some(Ok(id)) => self.load_id(id).await,
+            Some(Err(_)) => self.fresh(true),
         }
+    }
+
+    /// The session of an ID the caller has already checked (a web layer
+    /// that verified the cookie's signature, say); the request is taken to
+    /// have presented it.
+    ///
+    /// An unknown or expired ID yields a new session with a fresh ID, whose
+    /// commit removes the cookie if nothing is stored (see
+    /// [`load`](Self::load)).
+    ///
+    /// # Errors
+    ///
+    /// As [`load`](Self::load).
+    pub async fn load_id(&self, id: SessionId) -> Result<Session> {
+        let key = id.key();
+        if let Some(record) = self.store.load(&key).await? {
+            if self
+                .config
+                .within_lifetime(record.created_at, Timestamp::now())
+            {
+                return Ok(Session {
+                    manager: self.clone(),
+                    id,
+                    state: State::Loaded {
+                        version: record.version,
+                        created_at: record.created_at,
+                        expires_at: record.expires_at,
+                    },
+                    data: record.data,
+                    changes: Changes::default(),
+                    pending: Pending::None,
+                    presented_cookie: true,
+                });
+            }
+            self.store.destroy(&key).await?;
+        }
+        self.fresh(true)
+    }
+
+    /// A new, empty session with a fresh ID, without touching the store:
+    /// for a request that sent no usable cookie. `replaces_cookie` says the
+    /// request did send one (unusable: tampered, unknown, undecodable), so
+    /// that a commit with nothing to store removes it from the browser.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Random`] if no ID can be generated.
+    pub fn fresh(&self, replaces_cookie: bool) -> Result<Session> {
         Ok(Session {
             manager: self.clone(),
             id: SessionId::generate()?,
@@ -248,7 +276,7 @@ impl SessionManager {
             data: Data::new(),
             changes: Changes::default(),
             pending: Pending::None,
-            presented_cookie,
+            presented_cookie: replaces_cookie,
         })
     }
 }

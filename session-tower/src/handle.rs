@@ -1,0 +1,247 @@
+//! The per-request session handle that handlers use: loaded from the store
+//! on first use, never before.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use session_core::{Error, SessionId, Timestamp};
+use tokio::sync::Mutex;
+use tracing::Instrument as _;
+
+use crate::SessionError;
+use crate::config::{Shared, StoreUnavailable};
+
+/// How the request presented its session.
+#[derive(Debug)]
+pub(crate) enum Presented {
+    /// No cookie or token at all.
+    Nothing,
+    /// One that failed verification (unsigned, tampered, unknown key).
+    Unusable,
+    /// A correctly signed ID; `current_key` says the signing key verified
+    /// it (else a previous key did, and the value is re-signed).
+    Signed { id: SessionId, current_key: bool },
+}
+
+/// Which transport answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Via {
+    Cookie,
+    Header,
+}
+
+/// The session's state within the request.
+pub(crate) enum Slot {
+    /// Nobody asked for it: no store call has been made.
+    Unloaded,
+    /// Loaded (or new), to be committed with the response.
+    Ready(session_core::Session),
+    /// The store failed and the layer continues without a session: never
+    /// committed.
+    Degraded(session_core::Session),
+    /// The store failed and the layer fails closed.
+    Unavailable(Arc<Error>),
+    /// The response has been produced.
+    Done,
+}
+
+/// What the layer knows of one request's session.
+pub(crate) struct RequestSession {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) presented: Presented,
+    pub(crate) via: Via,
+    pub(crate) slot: Mutex<Slot>,
+}
+
+impl RequestSession {
+    /// Load the session: a store call only for a correctly signed ID.
+    async fn load(&self) -> Slot {
+        let manager = &self.shared.manager;
+        let backend = self.shared.backend;
+        let loaded = match &self.presented {
+            Presented::Nothing => manager.fresh(false),
+            Presented::Unusable => manager.fresh(true),
+            Presented::Signed { id, .. } => {
+                let span = tracing::debug_span!("session.load", backend);
+                match manager.load_id(id.clone()).instrument(span).await {
+                    Err(Error::Decode { key, source }) => {
+                        // Stored garbage must not lock the visitor out: log
+                        // the key (a hash, never the ID) and start over.
+                        tracing::warn!(backend, %key, error = %source, "undecodable session record replaced by a new session");
+                        if let Err(error) = manager.store().destroy(&id.key()).await {
+                            tracing::warn!(backend, %key, %error, "could not remove the undecodable record");
+                        }
+                        manager.fresh(true)
+                    }
+                    other => other,
+                }
+            }
+        };
+        match loaded {
+            Ok(session) => Slot::Ready(session),
+            Err(error) => {
+                tracing::error!(backend, %error, "session store unavailable");
+                match self.shared.on_unavailable {
+                    StoreUnavailable::ContinueWithoutSession => match manager.fresh(false) {
+                        Ok(session) => Slot::Degraded(session),
+                        Err(_) => Slot::Unavailable(Arc::new(error)),
+                    },
+                    _ => Slot::Unavailable(Arc::new(error)),
+                }
+            }
+        }
+    }
+}
+
+/// One request's session, for handlers: the axum extractor (feature
+/// `axum`), or `request.extensions().get::<Session>()` in any tower service
+/// behind a [`SessionLayer`](crate::SessionLayer).
+///
+/// Cheap to clone; clones share the session, and concurrent use within the
+/// request is safe (calls take turns). The store is read on the first call
+/// that needs the session, never before, so a handler that does not use it
+/// costs no store call. Changes are written once, when the response is
+/// produced (see the crate docs for what is written when).
+///
+/// ```
+/// # async fn handler(session: session_tower::Session) -> Result<String, session_tower::SessionError> {
+/// let views: u64 = session.get("views").await?.unwrap_or(0) + 1;
+/// session.insert("views", views).await?;
+/// Ok(format!("{views} views"))
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Session(pub(crate) Arc<RequestSession>);
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("presented", &self.0.presented)
+            .field("via", &self.0.via)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    /// Run `f` on the core session handle (loading it first if needed):
+    /// the general form of every other method.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Unavailable`] if the store failed to load it,
+    /// [`SessionError::Committed`] after the response was produced.
+    pub async fn with<R>(
+        &self,
+        f: impl FnOnce(&mut session_core::Session) -> R,
+    ) -> Result<R, SessionError> {
+        let mut slot = self.0.slot.lock().await;
+        if matches!(*slot, Slot::Unloaded) {
+            *slot = self.0.load().await;
+        }
+        match &mut *slot {
+            Slot::Ready(session) | Slot::Degraded(session) => Ok(f(session)),
+            Slot::Unavailable(source) => Err(SessionError::Unavailable {
+                source: Arc::clone(source),
+            }),
+            Slot::Done | Slot::Unloaded => Err(SessionError::Committed),
+        }
+    }
+
+    /// The value under `field`, deserialized as `T`.
+    ///
+    /// # Errors
+    ///
+    /// As [`with`](Self::with), and [`SessionError::Value`] if the stored
+    /// value is not a `T`.
+    pub async fn get<T: DeserializeOwned>(&self, field: &str) -> Result<Option<T>, SessionError> {
+        self.with(|s| s.get(field))
+            .await?
+            .map_err(SessionError::Value)
+    }
+
+    /// Store `value` under `field`.
+    ///
+    /// # Errors
+    ///
+    /// As [`with`](Self::with), and [`SessionError::Value`] if `value` does
+    /// not serialize to JSON.
+    pub async fn insert<T: Serialize>(&self, field: &str, value: T) -> Result<(), SessionError> {
+        let value = serde_json::to_value(value).map_err(|source| {
+            SessionError::Value(Error::Value {
+                field: field.to_owned(),
+                source,
+            })
+        })?;
+        self.with(|s| s.insert_value(field, value)).await
+    }
+
+    /// Remove `field`, returning its value.
+    ///
+    /// # Errors
+    ///
+    /// As [`with`](Self::with).
+    pub async fn remove(&self, field: &str) -> Result<Option<Value>, SessionError> {
+        self.with(|s| s.remove(field)).await
+    }
+
+    /// Remove every field (the session itself stays).
+    ///
+    /// # Errors
+    ///
+    /// As [`with`](Self::with).
+    pub async fn clear(&self) -> Result<(), SessionError> {
+        self.with(session_core::Session::clear).await
+    }
+
+    /// Log out: the session is destroyed in the store and the cookie
+    /// removed when the response is produced.
+    ///
+    /// # Errors
+    ///
+    /// As [`with`](Self::with).
+    pub async fn destroy(&self) -> Result<(), SessionError> {
+        self.with(session_core::Session::destroy).await
+    }
+
+    /// Log in: move the session to a new ID, keeping its data, so an ID
+    /// planted before login is worthless after it (session fixation). The
+    /// new record is created before the old one is destroyed.
+    ///
+    /// # Errors
+    ///
+    /// As [`with`](Self::with).
+    pub async fn cycle_id(&self) -> Result<(), SessionError> {
+        self.with(session_core::Session::cycle_id).await
+    }
+
+    /// Start over under a new ID with empty data (express-session's
+    /// `regenerate`).
+    ///
+    /// # Errors
+    ///
+    /// As [`with`](Self::with).
+    pub async fn regenerate(&self) -> Result<(), SessionError> {
+        self.with(session_core::Session::regenerate).await
+    }
+
+    /// When the stored session expires (`None` while it is not stored).
+    ///
+    /// # Errors
+    ///
+    /// As [`with`](Self::with).
+    pub async fn expires_at(&self) -> Result<Option<Timestamp>, SessionError> {
+        self.with(|s| s.expires_at()).await
+    }
+
+    /// Whether the session is not stored yet.
+    ///
+    /// # Errors
+    ///
+    /// As [`with`](Self::with).
+    pub async fn is_new(&self) -> Result<bool, SessionError> {
+        self.with(|s| s.is_new()).await
+    }
+}
