@@ -1,0 +1,264 @@
+//! `--store URL`: which backend the demo runs on, and opening it.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use session_core::SessionStore;
+
+/// How long opening a server-backed store may wait for its server.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A store, as named on the command line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreUrl {
+    /// `memory`: in this process, gone when it stops.
+    Memory,
+    /// `sqlite://PATH`: a SQLite database file.
+    Sqlite(PathBuf),
+    /// `sled://PATH`: a sled database folder.
+    Sled(PathBuf),
+    /// `redis://…` or `rediss://…`: a standalone Redis.
+    Redis(String),
+    /// `redis://a:1,redis://b:2,…` or `redis+cluster://a:1,b:2`: the nodes
+    /// of a Redis Cluster (any of them; the rest is discovered).
+    RedisCluster(Vec<String>),
+    /// `mongodb://…` or `mongodb+srv://…`.
+    Mongo(String),
+}
+
+/// What `--store` accepts, for help and error texts.
+pub const STORE_FORMS: &str = "memory, sqlite://PATH, sled://PATH, redis://HOST:PORT[/DB], \
+     redis+cluster://HOST:PORT,HOST:PORT,..., mongodb://HOST:PORT";
+
+/// A `--store` value that names no backend.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown store {given:?}: expected one of {STORE_FORMS}")]
+pub struct BadStoreUrl {
+    given: String,
+}
+
+impl FromStr for StoreUrl {
+    type Err = BadStoreUrl;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || BadStoreUrl { given: redact(s) };
+        let path = |rest: &str| {
+            if rest.is_empty() {
+                Err(bad())
+            } else {
+                Ok(PathBuf::from(rest))
+            }
+        };
+        if s == "memory" {
+            return Ok(Self::Memory);
+        }
+        if let Some(rest) = s.strip_prefix("sqlite://") {
+            return path(rest).map(Self::Sqlite);
+        }
+        if let Some(rest) = s.strip_prefix("sled://") {
+            return path(rest).map(Self::Sled);
+        }
+        if let Some(rest) = s.strip_prefix("redis+cluster://") {
+            let nodes: Vec<String> = rest
+                .split(',')
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .map(|n| format!("redis://{n}"))
+                .collect();
+            return if nodes.is_empty() {
+                Err(bad())
+            } else {
+                Ok(Self::RedisCluster(nodes))
+            };
+        }
+        if s.starts_with("redis://") || s.starts_with("rediss://") {
+            if s.contains(',') {
+                let nodes: Vec<String> = s.split(',').map(|n| n.trim().to_owned()).collect();
+                if nodes
+                    .iter()
+                    .any(|n| !(n.starts_with("redis://") || n.starts_with("rediss://")))
+                {
+                    return Err(bad());
+                }
+                return Ok(Self::RedisCluster(nodes));
+            }
+            return Ok(Self::Redis(s.to_owned()));
+        }
+        if s.starts_with("mongodb://") || s.starts_with("mongodb+srv://") {
+            return Ok(Self::Mongo(s.to_owned()));
+        }
+        Err(bad())
+    }
+}
+
+impl fmt::Display for StoreUrl {
+    /// The URL with any password hidden.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Memory => f.write_str("memory"),
+            Self::Sqlite(path) => write!(f, "sqlite://{}", path.display()),
+            Self::Sled(path) => write!(f, "sled://{}", path.display()),
+            Self::Redis(url) | Self::Mongo(url) => f.write_str(&redact(url)),
+            Self::RedisCluster(nodes) => {
+                let nodes: Vec<String> = nodes.iter().map(|n| redact(n)).collect();
+                f.write_str(&nodes.join(","))
+            }
+        }
+    }
+}
+
+/// `scheme://user:secret@host` → `scheme://***@host`.
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://***{}", &rest[at..]),
+        None => url.to_owned(),
+    }
+}
+
+/// An opened store and what the demo must know of it.
+#[derive(Debug)]
+pub struct Opened {
+    /// The store.
+    pub store: Arc<dyn SessionStore>,
+    /// Its backend name, for logs and the page.
+    pub backend: &'static str,
+    /// Whether expired sessions stay until `delete_expired` removes them
+    /// (memory, SQLite, sled): then a reaper must run.
+    pub needs_reaper: bool,
+}
+
+impl StoreUrl {
+    /// Open the store, waiting a bounded time for a server.
+    ///
+    /// # Errors
+    ///
+    /// The store's error: an unreachable server, an unusable file.
+    pub async fn open(&self) -> session_core::Result<Opened> {
+        let opened = |store: Arc<dyn SessionStore>, backend, needs_reaper| Opened {
+            store,
+            backend,
+            needs_reaper,
+        };
+        Ok(match self {
+            Self::Memory => opened(
+                Arc::new(session_store_memory::MemoryStore::new()),
+                "memory",
+                true,
+            ),
+            Self::Sqlite(path) => {
+                create_parent(path)?;
+                let store = session_store_sqlite::SqliteStore::open(path).await?;
+                opened(Arc::new(store), "sqlite", true)
+            }
+            Self::Sled(path) => {
+                create_parent(path)?;
+                let store = session_store_sled::SledStore::open(path).await?;
+                opened(Arc::new(store), "sled", true)
+            }
+            Self::Redis(url) => {
+                let store = redis_builder().connect(url).await?;
+                opened(Arc::new(store), "redis", false)
+            }
+            Self::RedisCluster(nodes) => {
+                let store = redis_builder().connect_cluster(nodes).await?;
+                opened(Arc::new(store), "redis-cluster", false)
+            }
+            Self::Mongo(url) => {
+                let store = session_store_mongo::MongoStoreBuilder::new()
+                    .server_selection_timeout(CONNECT_TIMEOUT)
+                    .connect(url)
+                    .await?;
+                // The TTL index reaps; reads filter on expiry meanwhile.
+                opened(Arc::new(store), "mongodb", false)
+            }
+        })
+    }
+}
+
+fn redis_builder() -> session_store_redis::RedisStoreBuilder {
+    session_store_redis::RedisStoreBuilder::new()
+        .connection_timeout(CONNECT_TIMEOUT)
+        .reconnect_retries(1)
+}
+
+fn create_parent(path: &Path) -> session_core::Result<()> {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => std::fs::create_dir_all(parent)
+            .map_err(|e| session_core::Error::backend("filesystem", e)),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use super::*;
+
+    #[test]
+    fn every_form_parses() {
+        assert_eq!("memory".parse(), Ok(StoreUrl::Memory));
+        assert_eq!(
+            "sqlite://data/s.db".parse(),
+            Ok(StoreUrl::Sqlite("data/s.db".into()))
+        );
+        assert_eq!(
+            "sqlite:///var/s.db".parse(),
+            Ok(StoreUrl::Sqlite("/var/s.db".into()))
+        );
+        assert_eq!("sled://d".parse(), Ok(StoreUrl::Sled("d".into())));
+        assert_eq!(
+            "redis://127.0.0.1:6379/0".parse(),
+            Ok(StoreUrl::Redis("redis://127.0.0.1:6379/0".into()))
+        );
+        assert_eq!(
+            "redis+cluster://a:1, b:2".parse(),
+            Ok(StoreUrl::RedisCluster(vec![
+                "redis://a:1".into(),
+                "redis://b:2".into()
+            ]))
+        );
+        assert_eq!(
+            "redis://a:1/,redis://b:2/".parse(),
+            Ok(StoreUrl::RedisCluster(vec![
+                "redis://a:1/".into(),
+                "redis://b:2/".into()
+            ]))
+        );
+        assert_eq!(
+            "mongodb://h:27017/".parse(),
+            Ok(StoreUrl::Mongo("mongodb://h:27017/".into()))
+        );
+    }
+
+    #[test]
+    fn bad_values_are_refused_without_echoing_secrets() {
+        for bad in [
+            "",
+            "postgres://x",
+            "sqlite://",
+            "redis+cluster://",
+            "redis://a,b",
+        ] {
+            let err = bad.parse::<StoreUrl>().unwrap_err();
+            assert!(err.to_string().contains("expected one of"), "{err}");
+        }
+        let err = "foo://user:hunter2@host".parse::<StoreUrl>().unwrap_err();
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn display_hides_passwords() {
+        let url: StoreUrl = "redis://:hunter2@host:6379/0".parse().unwrap();
+        assert_eq!(url.to_string(), "redis://***@host:6379/0");
+        let url: StoreUrl = "mongodb://ada:pw@h/db?x=a@b".parse().unwrap();
+        assert_eq!(url.to_string(), "mongodb://***@h/db?x=a@b");
+    }
+}

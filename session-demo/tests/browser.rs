@@ -1,0 +1,272 @@
+//! The demo in a real browser: headless Chromium driven over WebDriver
+//! (chromedriver) clicks through the counter, login and logout, and reads
+//! the cookie jar, attributes included.
+//!
+//! Needs a chromedriver: `SESSION_WEBDRIVER_URL` (default
+//! `http://127.0.0.1:9515`), which `./scripts/test` starts. The browser is
+//! `SESSION_CHROMIUM` (default `/usr/bin/chromium`). Without a driver the
+//! test fails and says how to start one; `SESSION_SKIP_BROWSER=1` skips it.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail by panicking"
+)]
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use cookie::{Cookie, SameSite};
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+use tokio::process::{Child, Command};
+
+const WEBDRIVER_ENV: &str = "SESSION_WEBDRIVER_URL";
+const DEFAULT_WEBDRIVER: &str = "http://127.0.0.1:9515";
+const SKIP_ENV: &str = "SESSION_SKIP_BROWSER";
+
+/// Every wait in this test is bounded by this.
+const STEP: Duration = Duration::from_secs(60);
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| default.to_owned())
+}
+
+/// Start the demo on a free port; its URL and the process (killed on drop).
+async fn start_demo(data_dir: &std::path::Path) -> (String, Child) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_session-demo"))
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .env_remove("SESSION_DEMO_KEY")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the demo binary starts");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(STEP, lines.next_line())
+        .await
+        .expect("the demo printed its address in time")
+        .unwrap()
+        .expect("the demo printed its address");
+    let url = line
+        .split("listening on ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .trim()
+        .to_owned();
+    (url, child)
+}
+
+async fn connect(webdriver: &str, profile: &std::path::Path) -> Client {
+    let chromium = env_or("SESSION_CHROMIUM", "/usr/bin/chromium");
+    let mut caps = serde_json::Map::new();
+    caps.insert("browserName".to_owned(), json!("chrome"));
+    caps.insert(
+        "goog:chromeOptions".to_owned(),
+        json!({
+            "binary": chromium,
+            "args": [
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                "--window-size=1000,1100",
+                format!("--user-data-dir={}", profile.display()),
+            ],
+        }),
+    );
+    let connecting = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(webdriver)
+        .await;
+    match connecting {
+        Ok(client) => client,
+        Err(e) => panic!(
+            "no WebDriver session at {webdriver} ({e}). Start chromedriver there \
+             (`chromedriver --port=9515`; Debian: apt-get install chromium chromium-driver), \
+             run the tests through ./scripts/test (which does both), or set {SKIP_ENV}=1 to skip"
+        ),
+    }
+}
+
+async fn text(client: &Client, id: &str) -> String {
+    client
+        .find(Locator::Id(id))
+        .await
+        .unwrap_or_else(|e| panic!("no #{id} on the page: {e}"))
+        .text()
+        .await
+        .unwrap()
+}
+
+/// Click a form's submit button and wait until the browser has left the
+/// page (its old root element is gone), so nothing reads the old page.
+async fn submit(client: &Client, id: &str) {
+    let old_root = client.find(Locator::Css("html")).await.unwrap();
+    client
+        .find(Locator::Id(id))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let left = async {
+        loop {
+            match old_root.tag_name().await {
+                Err(fantoccini::error::CmdError::Standard(e))
+                    if e.error == fantoccini::error::ErrorStatus::StaleElementReference =>
+                {
+                    return;
+                }
+                _ => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    };
+    tokio::time::timeout(STEP, left)
+        .await
+        .unwrap_or_else(|_| panic!("clicking #{id} did not load a new page"));
+}
+
+async fn session_cookie(client: &Client) -> Option<Cookie<'static>> {
+    let cookies = client.get_all_cookies().await.unwrap();
+    cookies.into_iter().find(|c| c.name() == "sid")
+}
+
+/// The part of a cookie value that names the session.
+fn id_of(cookie: &Cookie<'_>) -> String {
+    cookie.value().split('.').next().unwrap().to_owned()
+}
+
+async fn scenario(client: &Client, url: &str) {
+    client.goto(url).await.unwrap();
+    assert_eq!(text(client, "views").await, "1");
+    assert_eq!(text(client, "user").await, "nobody");
+    let cookie = session_cookie(client)
+        .await
+        .expect("a session cookie after the first visit");
+    assert_eq!(cookie.http_only(), Some(true), "HttpOnly: {cookie:?}");
+    assert_eq!(cookie.secure(), Some(true), "Secure: {cookie:?}");
+    assert_eq!(
+        cookie.same_site(),
+        Some(SameSite::Lax),
+        "SameSite: {cookie:?}"
+    );
+    assert_eq!(cookie.path(), Some("/"));
+    assert!(
+        cookie.expires().is_some(),
+        "a persistent cookie: {cookie:?}"
+    );
+    // Scripts cannot see it (HttpOnly), though the browser holds it.
+    let visible = client
+        .execute("return document.cookie", vec![])
+        .await
+        .unwrap();
+    assert_eq!(
+        visible,
+        json!(""),
+        "document.cookie shows the session cookie"
+    );
+
+    client.refresh().await.unwrap();
+    client.refresh().await.unwrap();
+    assert_eq!(text(client, "views").await, "3");
+    assert_eq!(
+        id_of(&session_cookie(client).await.unwrap()),
+        id_of(&cookie)
+    );
+
+    // A value, set through the form.
+    client
+        .find(Locator::Id("value-name"))
+        .await
+        .unwrap()
+        .send_keys("colour")
+        .await
+        .unwrap();
+    client
+        .find(Locator::Id("value-value"))
+        .await
+        .unwrap()
+        .send_keys("teal")
+        .await
+        .unwrap();
+    submit(client, "set-value").await;
+    assert!(text(client, "values").await.contains("colour teal"));
+
+    // Login: a new ID, the same data.
+    let before_login = id_of(&session_cookie(client).await.unwrap());
+    client
+        .find(Locator::Id("login-user"))
+        .await
+        .unwrap()
+        .send_keys("ada")
+        .await
+        .unwrap();
+    submit(client, "login").await;
+    assert_eq!(text(client, "user").await, "ada");
+    assert!(text(client, "id-changed").await.contains("new ID"));
+    let after_login = session_cookie(client).await.expect("a cookie after login");
+    assert_ne!(id_of(&after_login), before_login, "the ID changes at login");
+    assert_eq!(
+        text(client, "views").await,
+        "5",
+        "the views survived the login"
+    );
+    assert!(text(client, "values").await.contains("colour teal"));
+    assert_eq!(after_login.http_only(), Some(true));
+
+    let shot = client.screenshot().await.unwrap();
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("session-demo.png");
+    std::fs::write(&path, shot).unwrap();
+    eprintln!("screenshot: {}", path.display());
+
+    // Logout: the session is gone; the page starts a new one.
+    submit(client, "logout").await;
+    assert_eq!(text(client, "user").await, "nobody");
+    assert_eq!(
+        text(client, "views").await,
+        "1",
+        "a fresh session after logout"
+    );
+    let after_logout = session_cookie(client)
+        .await
+        .expect("the new session's cookie");
+    assert_ne!(id_of(&after_logout), id_of(&after_login));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_works_in_headless_chromium() {
+    if std::env::var(SKIP_ENV).is_ok_and(|v| v == "1") {
+        eprintln!("skipped: {SKIP_ENV}=1");
+        return;
+    }
+    let webdriver = env_or(WEBDRIVER_ENV, DEFAULT_WEBDRIVER);
+    let data = tempfile::tempdir().unwrap();
+    let profile = tempfile::tempdir().unwrap();
+    let (url, _demo) = start_demo(data.path()).await;
+    let client = tokio::time::timeout(STEP, connect(&webdriver, profile.path()))
+        .await
+        .unwrap_or_else(|_| {
+            panic!("the WebDriver at {webdriver} did not start a browser in {STEP:?}")
+        });
+    let running = tokio::spawn({
+        let client = client.clone();
+        async move { scenario(&client, &url).await }
+    });
+    let outcome = tokio::time::timeout(4 * STEP, running).await;
+    // Close the browser whatever happened, then report.
+    let _ = client.close().await;
+    match outcome {
+        Ok(Ok(())) => {}
+        Ok(Err(failed)) => std::panic::resume_unwind(failed.into_panic()),
+        Err(_) => panic!("the browser scenario did not finish in {:?}", 4 * STEP),
+    }
+}
