@@ -8,11 +8,15 @@
 #   SESSION_REDIS_URL            redis://127.0.0.1:PORT/ (standalone)
 #   SESSION_REDIS_CLUSTER_NODES  redis://127.0.0.1:P1/,... (6-node cluster)
 #   SESSION_MONGO_URL            mongodb://127.0.0.1:PORT/ (SecantusDB)
+#   SESSION_WEBDRIVER_URL        http://127.0.0.1:PORT (chromedriver, which
+#                                starts Debian's chromium for the browser test)
 #
 # Respected from the environment:
-#   SESSION_REDIS_URL, SESSION_REDIS_CLUSTER_NODES, SESSION_MONGO_URL
+#   SESSION_REDIS_URL, SESSION_REDIS_CLUSTER_NODES, SESSION_MONGO_URL,
+#   SESSION_WEBDRIVER_URL
 #       already set: that server is used as is, nothing is started for it;
-#   SESSION_SKIP_REDIS=1, SESSION_SKIP_REDIS_CLUSTER=1, SESSION_SKIP_MONGO=1
+#   SESSION_SKIP_REDIS=1, SESSION_SKIP_REDIS_CLUSTER=1, SESSION_SKIP_MONGO=1,
+#   SESSION_SKIP_BROWSER=1
 #       opt out: nothing is installed or started, the tests skip;
 #   SESSION_REDIS_REUSE_PORT (default 6379)
 #       a Redis answering PING there is reused for the standalone tests (it is
@@ -117,7 +121,22 @@ servers__clean_stale() {
         fi
         servers_log "cleaning up after an earlier run: $dir"
         servers__kill_tracked "$dir"
+        servers__kill_within "$dir"
         rm -rf "$dir"
+    done
+}
+
+# servers__kill_within DIR: stop what still runs with its working directory
+# inside DIR: children our servers started themselves (the browsers that
+# chromedriver launched), which DIR/pids does not list.
+servers__kill_within() {
+    local dir="$1" proc pid cwd
+    for proc in /proc/[0-9]*; do
+        pid="${proc#/proc/}"
+        cwd="$(readlink "$proc/cwd" 2>/dev/null || true)"
+        if [[ "$cwd" == "$dir" || "$cwd" == "$dir/"* ]]; then
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
     done
 }
 
@@ -128,6 +147,7 @@ servers_stop() {
     if [[ -n "$SERVERS_RUN" && -d "$SERVERS_RUN" ]]; then
         servers_log "stopping test servers"
         servers__kill_tracked "$SERVERS_RUN"
+        servers__kill_within "$SERVERS_RUN"
         rm -rf "$SERVERS_RUN"
         rmdir "$SERVERS_ROOT" 2>/dev/null || true
     fi
@@ -307,6 +327,44 @@ servers__mongo() {
     export SESSION_MONGO_URL="mongodb://127.0.0.1:$port/"
 }
 
+# The browser test's WebDriver: Debian's chromedriver, which starts Debian's
+# chromium (headless, with a fresh profile: the test passes the flags).
+servers__browser() {
+    if [[ "${SESSION_SKIP_BROWSER:-}" == 1 ]]; then
+        servers_log "browser: skipped (SESSION_SKIP_BROWSER=1)"
+        return 0
+    fi
+    if [[ -n "${SESSION_WEBDRIVER_URL:-}" ]]; then
+        servers_log "browser: using SESSION_WEBDRIVER_URL as given"
+        return 0
+    fi
+    if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+        servers__apt_install chromium chromium-driver
+    fi
+    local dir="$SERVERS_RUN/chromedriver" port pid i attempt
+    mkdir -p "$dir"
+    for attempt in 1 2 3; do
+        port="$(servers__free_port)" || return 1
+        (cd "$dir" && exec chromedriver --port="$port" --log-path="$dir/chromedriver.log") \
+            >"$dir/out.log" 2>&1 &
+        pid=$!
+        servers__track "$pid"
+        for i in $(seq 1 100); do
+            if servers__listening "$port"; then
+                servers_log "browser: chromedriver on 127.0.0.1:$port ($(chromium --version 2>/dev/null))"
+                export SESSION_WEBDRIVER_URL="http://127.0.0.1:$port"
+                return 0
+            fi
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -TERM "$pid" 2>/dev/null || true
+        servers_log "chromedriver did not come up on port $port (attempt $attempt)"
+        tail -n 5 "$dir/out.log" >&2 2>/dev/null || true
+    done
+    return 1
+}
+
 servers_start() {
     mkdir -p "$SERVERS_ROOT"
     servers__clean_stale
@@ -323,4 +381,5 @@ servers_start() {
     servers__redis_standalone
     servers__redis_cluster
     servers__mongo
+    servers__browser
 }

@@ -15,13 +15,14 @@
 //!   concurrent writers), touch, destroy or cycle a session.
 //!
 //! ```
+//! # include!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/common/tiny_store.rs"));
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> session_core::Result<()> {
 //! use std::sync::Arc;
 //! use session_core::{SessionConfig, SessionManager, Written};
-//! use session_store_memory::MemoryStore;
-//!
-//! let manager = SessionManager::new(Arc::new(MemoryStore::new()), SessionConfig::new())?;
+//! // Any SessionStore: session_store_memory::MemoryStore, a Redis store, ...
+//! let store = Arc::new(TinyStore::default());
+//! let manager = SessionManager::new(store, SessionConfig::new())?;
 //! let mut session = manager.load(None).await?; // no cookie yet
 //! session.insert("user", "ada")?;
 //! assert_eq!(session.commit().await?.written, Written::Created);

@@ -54,13 +54,12 @@ impl ReaperConfig {
 /// dropping the handle aborts it.
 ///
 /// ```
+/// # include!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/common/tiny_store.rs"));
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
 /// use std::{sync::Arc, time::Duration};
 /// use session_core::{Reaper, ReaperConfig};
-/// use session_store_memory::MemoryStore;
-///
-/// let store = Arc::new(MemoryStore::new());
+/// let store = Arc::new(TinyStore::default()); // any SessionStore
 /// let reaper = Reaper::spawn(store, ReaperConfig::new(Duration::from_secs(60)));
 /// // ... serve requests ...
 /// reaper.stop().await;

@@ -140,13 +140,13 @@ impl SessionConfig {
 /// Loads sessions from one store under one [`SessionConfig`]. Cheap to clone.
 ///
 /// ```
+/// # include!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/common/tiny_store.rs"));
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> session_core::Result<()> {
 /// use std::sync::Arc;
 /// use session_core::{CookieAction, SessionConfig, SessionManager};
-/// use session_store_memory::MemoryStore;
-///
-/// let manager = SessionManager::new(Arc::new(MemoryStore::new()), SessionConfig::new())?;
+/// let store = Arc::new(TinyStore::default()); // any SessionStore
+/// let manager = SessionManager::new(store, SessionConfig::new())?;
 ///
 /// // First request: no cookie.
 /// let mut session = manager.load(None).await?;

@@ -63,78 +63,7 @@ pub enum UpdateOutcome {
 /// [`async_trait`](macro@async_trait). A minimal, correct in-process store:
 ///
 /// ```
-/// use std::collections::HashMap;
-/// use std::sync::Mutex;
-/// use session_core::{
-///     async_trait, Record, Result, SessionKey, SessionStore, Timestamp, UpdateOutcome,
-/// };
-///
-/// #[derive(Debug, Default)]
-/// struct TinyStore(Mutex<HashMap<SessionKey, Record>>);
-///
-/// impl TinyStore {
-///     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<SessionKey, Record>> {
-///         self.0.lock().unwrap_or_else(|e| e.into_inner())
-///     }
-/// }
-///
-/// #[async_trait]
-/// impl SessionStore for TinyStore {
-///     async fn load(&self, key: &SessionKey) -> Result<Option<Record>> {
-///         Ok(self.map().get(key).filter(|r| r.is_live()).cloned())
-///     }
-///     async fn create(&self, key: &SessionKey, record: &Record) -> Result<bool> {
-///         let mut map = self.map();
-///         if map.get(key).is_some_and(Record::is_live) {
-///             return Ok(false);
-///         }
-///         map.insert(*key, record.clone());
-///         Ok(true)
-///     }
-///     async fn update(&self, key: &SessionKey, record: &Record, expected: u64) -> Result<UpdateOutcome> {
-///         let mut map = self.map();
-///         match map.get_mut(key).filter(|r| r.is_live()) {
-///             None => Ok(UpdateOutcome::Missing),
-///             Some(r) if r.version != expected => Ok(UpdateOutcome::Conflict),
-///             Some(r) => {
-///                 *r = record.clone().with_version(expected.wrapping_add(1));
-///                 Ok(UpdateOutcome::Updated)
-///             }
-///         }
-///     }
-///     async fn save(&self, key: &SessionKey, record: &Record) -> Result<()> {
-///         let mut map = self.map();
-///         if record.is_live() { map.insert(*key, record.clone()); } else { map.remove(key); }
-///         Ok(())
-///     }
-///     async fn touch(&self, key: &SessionKey, expires_at: Timestamp) -> Result<bool> {
-///         match self.map().get_mut(key).filter(|r| r.is_live()) {
-///             Some(r) => { r.expires_at = expires_at; Ok(true) }
-///             None => Ok(false),
-///         }
-///     }
-///     async fn destroy(&self, key: &SessionKey) -> Result<()> {
-///         self.map().remove(key);
-///         Ok(())
-///     }
-///     async fn clear(&self) -> Result<()> {
-///         self.map().clear();
-///         Ok(())
-///     }
-///     async fn len(&self) -> Result<u64> {
-///         Ok(self.map().values().filter(|r| r.is_live()).count() as u64)
-///     }
-///     async fn all(&self) -> Result<Vec<(SessionKey, Record)>> {
-///         let map = self.map();
-///         Ok(map.iter().filter(|(_, r)| r.is_live()).map(|(k, r)| (*k, r.clone())).collect())
-///     }
-///     async fn delete_expired(&self) -> Result<u64> {
-///         let mut map = self.map();
-///         let before = map.len();
-///         map.retain(|_, r| r.is_live());
-///         Ok((before - map.len()) as u64)
-///     }
-/// }
+#[doc = include_str!("../tests/common/tiny_store.rs")]
 /// # let store: std::sync::Arc<dyn SessionStore> = std::sync::Arc::new(TinyStore::default());
 /// ```
 ///

@@ -13,13 +13,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::Faulty;
+use common::{Faulty, TinyStore};
 use serde_json::json;
 use session_core::{
     CookieAction, Error, Session, SessionConfig, SessionId, SessionKey, SessionManager,
     SessionStore, Timestamp, Written,
 };
-use session_store_memory::MemoryStore;
 
 fn manager_with(config: SessionConfig) -> (Arc<Faulty>, SessionManager) {
     let store = Arc::new(Faulty::default());
@@ -504,7 +503,7 @@ async fn typed_values_and_change_tracking() {
 
 #[test]
 fn inconsistent_config_is_rejected_when_the_manager_is_built() {
-    let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::new());
+    let store: Arc<dyn SessionStore> = Arc::new(TinyStore::default());
     for config in [
         SessionConfig::new().with_ttl(Duration::ZERO),
         SessionConfig::new()

@@ -1,4 +1,9 @@
-//! A fault-injecting wrapper around the memory store, shared by the tests.
+//! A fault-injecting wrapper around a small correct store, shared by the
+//! tests.
+//!
+//! The store is `SessionStore`'s "implementing a store" doc example
+//! (`tiny_store.rs`, included there and in the crate's other doc examples),
+//! so session-core needs no store crate, not even as a dev-dependency.
 #![allow(dead_code, unreachable_pub, reason = "shared by several test crates")]
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -6,12 +11,14 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use session_core::{
     Error, Record, Result, SessionKey, SessionStore, Timestamp, UpdateOutcome, async_trait,
 };
-use session_store_memory::MemoryStore;
+
+mod tiny_store;
+pub use tiny_store::TinyStore;
 
 /// Wraps a correct store, counts calls and injects faults on demand.
 #[derive(Debug, Default)]
 pub struct Faulty {
-    pub inner: MemoryStore,
+    pub inner: TinyStore,
     pub loads: AtomicU32,
     pub creates: AtomicU32,
     pub updates: AtomicU32,
