@@ -15,6 +15,8 @@
 //! lines of several runs into the tables of `BENCHMARKS.md` (medians).
 
 pub mod backends;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod payload;
 pub mod phase;
 pub mod raw;

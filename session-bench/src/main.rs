@@ -57,6 +57,11 @@ enum Command {
     /// Regenerate the tables of BENCHMARKS.md from the results file (the
     /// median of the latest runs per row); the prose around them is kept.
     Render(RenderArgs),
+    /// The request-level measurement: the demo's counter route through
+    /// session-tower and through tower-sessions, on memory and Redis, next
+    /// to plain axum, interleaved round by round.
+    #[cfg(feature = "http")]
+    Http(HttpArgs),
     /// (internal) Measure the memory store's footprint in this fresh process
     /// and print JSON lines.
     #[command(hide = true)]
@@ -155,6 +160,41 @@ struct RunArgs {
     data_dir: Option<PathBuf>,
 }
 
+#[cfg(feature = "http")]
+#[derive(Debug, Args)]
+struct HttpArgs {
+    /// Variants to run, comma-separated [default: all].
+    #[arg(long, value_enum, value_delimiter = ',')]
+    variants: Option<Vec<session_bench::http::Variant>>,
+
+    /// Seconds each (variant, C) is measured per round [default: 3; 0.2
+    /// with --quick].
+    #[arg(long, value_name = "SECS")]
+    duration: Option<f64>,
+
+    /// Clients (one keep-alive connection and one session each),
+    /// comma-separated [default: 1,64; 1,8 with --quick].
+    #[arg(long, value_delimiter = ',', value_name = "C,...")]
+    concurrency: Option<Vec<usize>>,
+
+    /// Rounds; every variant runs once per round, and the table reports
+    /// medians [default: 5; 1 with --quick].
+    #[arg(long, value_name = "N")]
+    rounds: Option<usize>,
+
+    /// A smoke run in seconds (not comparable).
+    #[arg(long)]
+    quick: bool,
+
+    /// Results file; one JSON object per (variant, C, round) is appended.
+    #[arg(
+        long,
+        default_value = "target/session-bench/http.jsonl",
+        value_name = "PATH"
+    )]
+    out: PathBuf,
+}
+
 #[derive(Debug, Args)]
 struct RenderArgs {
     /// Results file to read.
@@ -198,6 +238,8 @@ fn main() -> ExitCode {
     let result = runtime().and_then(|rt| match cli.command {
         Some(Command::Render(args)) => render_cmd(&args),
         Some(Command::MemoryProbe(args)) => rt.block_on(probe_cmd(&args)),
+        #[cfg(feature = "http")]
+        Some(Command::Http(args)) => rt.block_on(http_cmd(args)),
         None => rt.block_on(run_cmd(cli.run)),
     });
     match result {
@@ -236,6 +278,39 @@ fn git_commit() -> String {
         .map(|s| s.trim().to_owned())
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "unknown".to_owned())
+}
+
+#[cfg(feature = "http")]
+async fn http_cmd(args: HttpArgs) -> Result<()> {
+    use session_bench::http::{HttpBench, Variant, table};
+    let env = Env::from_env();
+    let mut variants = args.variants.unwrap_or_else(|| Variant::ALL.to_vec());
+    if std::env::var("SESSION_SKIP_REDIS").is_ok_and(|v| v == "1") {
+        eprintln!("session-bench: SESSION_SKIP_REDIS=1: the Redis variants are skipped");
+        variants.retain(|v| !v.uses_redis());
+    }
+    let concurrency = args
+        .concurrency
+        .unwrap_or_else(|| if args.quick { vec![1, 8] } else { vec![1, 64] });
+    if concurrency.contains(&0) {
+        return Err("--concurrency: every level must be at least 1".into());
+    }
+    let seconds = args.duration.unwrap_or(if args.quick { 0.2 } else { 3.0 });
+    let duration = Duration::try_from_secs_f64(seconds)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or("--duration must be a positive number of seconds")?;
+    let bench = HttpBench {
+        variants: variants.clone(),
+        concurrency: concurrency.clone(),
+        duration,
+        rounds: args.rounds.unwrap_or(if args.quick { 1 } else { 5 }).max(1),
+        env,
+    };
+    let lines = bench.run(&git_commit(), cores(), args.quick).await?;
+    report::append_lines(&args.out, &lines)?;
+    println!("{}", table(&lines, &variants, &concurrency));
+    Ok(())
 }
 
 fn render_cmd(args: &RenderArgs) -> Result<()> {

@@ -203,7 +203,7 @@ pub fn read_lines(path: &Path) -> Result<Vec<Line>> {
 /// # Errors
 ///
 /// If the file cannot be written.
-pub fn append_lines(path: &Path, lines: &[Line]) -> Result<()> {
+pub fn append_lines<T: Serialize>(path: &Path, lines: &[T]) -> Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
@@ -214,7 +214,7 @@ pub fn append_lines(path: &Path, lines: &[Line]) -> Result<()> {
         .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
     let mut text = String::new();
     for line in lines {
-        text.push_str(&line.to_json()?);
+        text.push_str(&serde_json::to_string(line)?);
         text.push('\n');
     }
     file.write_all(text.as_bytes())?;
