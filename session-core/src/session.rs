@@ -13,7 +13,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::{Data, Error, Record, Result, SessionId, SessionStore, Timestamp, UpdateOutcome};
+use crate::{
+    Data, Error, Record, Result, SessionId, SessionKey, SessionStore, Timestamp, UpdateOutcome,
+};
 
 /// Lifecycle policy shared by all sessions of a [`SessionManager`].
 ///
@@ -244,6 +246,7 @@ impl SessionManager {
                 return Ok(Session {
                     manager: self.clone(),
                     id,
+                    key,
                     state: State::Loaded {
                         version: record.version,
                         created_at: record.created_at,
@@ -269,9 +272,11 @@ impl SessionManager {
     ///
     /// [`Error::Random`] if no ID can be generated.
     pub fn fresh(&self, replaces_cookie: bool) -> Result<Session> {
+        let id = SessionId::generate()?;
         Ok(Session {
             manager: self.clone(),
-            id: SessionId::generate()?,
+            key: id.key(),
+            id,
             state: State::New,
             data: Data::new(),
             changes: Changes::default(),
@@ -418,6 +423,8 @@ impl Changes {
 pub struct Session {
     manager: SessionManager,
     id: SessionId,
+    /// `id.key()`, kept so each commit hashes the ID once at most.
+    key: SessionKey,
     state: State,
     data: Data,
     changes: Changes,
@@ -604,7 +611,7 @@ impl Session {
                         written: Written::Nothing,
                     });
                 }
-                if self.manager.store.touch(&self.id.key(), next).await? {
+                if self.manager.store.touch(&self.key, next).await? {
                     self.state = State::Loaded {
                         version,
                         created_at,
@@ -621,7 +628,7 @@ impl Session {
     async fn commit_destroy(&mut self) -> Result<Commit> {
         let stored = matches!(self.state, State::Loaded { .. });
         if stored {
-            self.manager.store.destroy(&self.id.key()).await?;
+            self.manager.store.destroy(&self.key).await?;
         }
         self.pending = Pending::None;
         let cookie_may_exist = stored || self.presented_cookie;
@@ -638,7 +645,7 @@ impl Session {
 
     async fn commit_cycle(&mut self, keep_data: bool, now: Timestamp) -> Result<Commit> {
         let old = match self.state {
-            State::Loaded { created_at, .. } => Some((self.id.key(), created_at)),
+            State::Loaded { created_at, .. } => Some((self.key, created_at)),
             State::New | State::Gone => None,
         };
         let created_at = match old {
@@ -647,7 +654,7 @@ impl Session {
         };
         if old.is_none() && self.changes.is_empty() && !self.manager.config.save_uninitialized {
             // Nothing stored and nothing to store: a fresh ID is all it takes.
-            self.id = SessionId::generate()?;
+            self.set_id(SessionId::generate()?);
             self.pending = Pending::None;
             return Ok(Commit {
                 cookie: CookieAction::Unchanged,
@@ -656,7 +663,7 @@ impl Session {
         }
         // Create first, destroy second: a failure in between leaves the
         // visitor with one valid session, never none.
-        self.id = SessionId::generate()?;
+        self.set_id(SessionId::generate()?);
         self.create_fresh(created_at, now).await?;
         self.pending = Pending::None;
         if let Some((old_key, _)) = old {
@@ -671,7 +678,7 @@ impl Session {
         let record = Record::with_times(self.data.clone(), created_at, expires_at);
         let attempts = self.manager.config.id_attempts;
         for attempt in 1..=attempts {
-            if self.manager.store.create(&self.id.key(), &record).await? {
+            if self.manager.store.create(&self.key, &record).await? {
                 self.state = State::Loaded {
                     version: record.version,
                     created_at,
@@ -681,7 +688,7 @@ impl Session {
                 return Ok(());
             }
             if attempt < attempts {
-                self.id = SessionId::generate()?;
+                self.set_id(SessionId::generate()?);
             }
         }
         Err(Error::IdCollision { attempts })
@@ -696,7 +703,7 @@ impl Session {
         else {
             return Ok(self.gone(Written::Missing));
         };
-        let key = self.id.key();
+        let key = self.key;
         let store = Arc::clone(&self.manager.store);
         let attempts = self.manager.config.update_attempts;
         for attempt in 1..=attempts {
@@ -727,6 +734,11 @@ impl Session {
             }
         }
         Err(Error::Contention { attempts })
+    }
+
+    fn set_id(&mut self, id: SessionId) {
+        self.key = id.key();
+        self.id = id;
     }
 
     fn set_cookie(&self, written: Written) -> Commit {

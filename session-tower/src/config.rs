@@ -8,7 +8,7 @@ use cookie::SameSite;
 use http::{HeaderName, StatusCode};
 use session_core::{SessionConfig, SessionManager, SessionStore};
 
-use crate::cookie::CookieSettings;
+use crate::cookie::{Attributes, CookieSettings};
 use crate::keys::KeyRing;
 use crate::traced::Traced;
 use crate::{ConfigError, SessionLayer};
@@ -337,15 +337,15 @@ impl SessionLayerBuilder {
                 "SameSite=None requires Secure: browsers reject it otherwise",
             ));
         }
-        CookieSettings::new(
+        CookieSettings::new(Attributes {
             name,
-            self.path.clone(),
-            self.domain.clone(),
-            self.secure,
-            self.http_only,
-            self.same_site,
-            self.persistent,
-        )
+            path: self.path.clone(),
+            domain: self.domain.clone(),
+            secure: self.secure,
+            http_only: self.http_only,
+            same_site: self.same_site,
+            persistent: self.persistent,
+        })
     }
 }
 

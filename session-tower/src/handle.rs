@@ -22,8 +22,13 @@ pub(crate) enum Presented {
     /// One that failed verification (unsigned, tampered, unknown key).
     Unusable,
     /// A correctly signed ID; `current_key` says the signing key verified
-    /// it (else a previous key did, and the value is re-signed).
-    Signed { id: SessionId, current_key: bool },
+    /// it (else a previous key did, and the value is re-signed). `value`
+    /// is what was presented, sent back as is while the ID stays.
+    Signed {
+        id: SessionId,
+        current_key: bool,
+        value: String,
+    },
 }
 
 /// Which transport answers.

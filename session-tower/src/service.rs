@@ -93,6 +93,7 @@ impl SessionLayer {
                     return Presented::Signed {
                         id,
                         current_key: key == 0,
+                        value: value.to_owned(),
                     };
                 }
                 Verified::Invalid => presented = Presented::Unusable,
@@ -211,11 +212,17 @@ async fn finish<B: Default>(
     mut response: Response<B>,
 ) -> Response<B> {
     let shared = &session.shared;
-    let slot = std::mem::replace(&mut *session.slot.lock().await, Slot::Done);
-    let mut core = match slot {
+    // Held to the end: a clone of the handle used after this point finds
+    // `Done`, not a half-committed session.
+    let mut slot = session.slot.lock().await;
+    let core = match &mut *slot {
         Slot::Unloaded | Slot::Done => return response,
-        Slot::Unavailable(_) => return failure(shared),
+        Slot::Unavailable(_) => {
+            *slot = Slot::Done;
+            return failure(shared);
+        }
         Slot::Degraded(_) => {
+            *slot = Slot::Done;
             no_store(response.headers_mut());
             return response;
         }
@@ -224,6 +231,7 @@ async fn finish<B: Default>(
     if response.status().is_server_error() {
         // The handler failed, perhaps halfway through its changes: store
         // none of them.
+        *slot = Slot::Done;
         no_store(response.headers_mut());
         return response;
     }
@@ -236,47 +244,61 @@ async fn finish<B: Default>(
         Ok(commit) => commit,
         Err(error) => {
             tracing::error!(parent: &span, backend = shared.backend, %error, "session commit failed");
+            *slot = Slot::Done;
             return failure(shared);
         }
     };
     span.record("written", tracing::field::debug(commit.written));
     let presented = match &session.presented {
-        Presented::Signed { id, current_key } => Some((id, *current_key)),
+        Presented::Signed {
+            id, current_key, ..
+        } => Some((id, *current_key)),
         Presented::Nothing | Presented::Unusable => None,
     };
-    let send = match commit.cookie {
+    let send = match &commit.cookie {
         CookieAction::Set { value, expires_at } => {
             // A browser-session cookie or a token that did not change need
             // not be sent again.
-            let unchanged = presented.is_some_and(|(id, current)| current && id.expose() == value);
+            let unchanged =
+                presented.is_some_and(|(id, current)| current && id.expose() == value.as_str());
             let fixed =
                 session.via == Via::Header || shared.cookie.as_ref().is_some_and(|c| !c.persistent);
-            (!(unchanged && fixed)).then_some(Some((value, expires_at)))
+            (!(unchanged && fixed)).then_some(Some((value.as_str(), *expires_at)))
         }
         CookieAction::Remove => Some(None),
         // Verified by a previous key: re-sign with the current one.
         _ => match (presented, core.expires_at()) {
-            (Some((id, false)), Some(expires_at)) => {
-                Some(Some((id.expose().to_owned(), expires_at)))
-            }
+            (Some((id, false)), Some(expires_at)) => Some(Some((id.expose(), expires_at))),
             _ => None,
         },
     };
     if let Some(send) = send {
         emit(&session, response.headers_mut(), send);
     }
+    *slot = Slot::Done;
     no_store(response.headers_mut());
     response
 }
 
 /// Put the signed value (or its removal) in the transport that answers.
-fn emit(session: &RequestSession, headers: &mut HeaderMap, send: Option<(String, Timestamp)>) {
+fn emit(session: &RequestSession, headers: &mut HeaderMap, send: Option<(&str, Timestamp)>) {
     let shared = &session.shared;
-    let signed = send.map(|(id, expires_at)| (shared.keys.sign(&id), expires_at));
+    let signed = send.map(|(id, expires_at)| {
+        let value = match &session.presented {
+            // The same ID, signed by the current key: no need to sign again.
+            Presented::Signed {
+                id: presented,
+                current_key: true,
+                value,
+            } if presented.expose() == id => value.clone(),
+            _ => shared.keys.sign(id),
+        };
+        (value, expires_at)
+    });
     match (session.via, &shared.cookie, &shared.header) {
         (Via::Cookie, Some(cookie), _) => {
             let value = match signed {
-                Some((value, expires_at)) => cookie.set(value, expires_at),
+                Some((value, expires_at)) => cookie.set(&value, expires_at),
                 None => Some(cookie.removal()),
             };
             if let Some(value) = value {
