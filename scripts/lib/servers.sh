@@ -175,22 +175,27 @@ servers__ensure_redis() {
     servers__apt_install redis-server redis-tools
 }
 
-# servers__start_redis NAME [ARGS...]: start one redis-server on a free
-# port in its own directory; prints the port.
-servers__start_redis() {
-    local name="$1" dir port attempt pid i
-    shift
+# servers__launch NAME READY LOG CMD...: run CMD in $SERVERS_RUN/NAME on a
+# free port, with {PORT} and {DIR} in its arguments replaced, until
+# `READY PORT` succeeds (10 s a try, 5 tries on fresh ports); prints the
+# port. LOG is the file (in that folder) to show when a try fails.
+servers__launch() {
+    local name="$1" ready="$2" log="$3" dir port attempt pid i arg args
+    shift 3
     dir="$SERVERS_RUN/$name"
     mkdir -p "$dir"
     for attempt in 1 2 3 4 5; do
         port="$(servers__free_port)" || return 1
-        (cd "$dir" && exec redis-server --bind 127.0.0.1 --port "$port" --dir "$dir" \
-            --save "" --appendonly no --daemonize no --logfile "$dir/redis.log" "$@") \
-            >/dev/null 2>&1 &
+        args=()
+        for arg in "$@"; do
+            arg="${arg//\{PORT\}/$port}"
+            args+=("${arg//\{DIR\}/$dir}")
+        done
+        (cd "$dir" && exec "${args[@]}") >"$dir/out.log" 2>&1 &
         pid=$!
         servers__track "$pid"
         for i in $(seq 1 100); do
-            if servers__ping "$port"; then
+            if "$ready" "$port"; then
                 echo "$port"
                 return 0
             fi
@@ -198,10 +203,20 @@ servers__start_redis() {
             sleep 0.1
         done
         kill -TERM "$pid" 2>/dev/null || true
-        servers_log "redis-server $name did not come up on port $port (attempt $attempt)"
-        tail -n 5 "$dir/redis.log" >&2 2>/dev/null || true
+        servers_log "$name did not come up on port $port (attempt $attempt)"
+        tail -n 5 "$dir/$log" >&2 2>/dev/null || true
     done
     return 1
+}
+
+# servers__start_redis NAME [ARGS...]: start one redis-server on a free
+# port in its own directory; prints the port.
+servers__start_redis() {
+    local name="$1"
+    shift
+    servers__launch "$name" servers__ping redis.log \
+        redis-server --bind 127.0.0.1 --port '{PORT}' --dir '{DIR}' --save "" \
+        --appendonly no --daemonize no --logfile '{DIR}/redis.log' "$@"
 }
 
 servers__redis_standalone() {
@@ -341,28 +356,11 @@ servers__browser() {
     if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
         servers__apt_install chromium chromium-driver
     fi
-    local dir="$SERVERS_RUN/chromedriver" port pid i attempt
-    mkdir -p "$dir"
-    for attempt in 1 2 3; do
-        port="$(servers__free_port)" || return 1
-        (cd "$dir" && exec chromedriver --port="$port" --log-path="$dir/chromedriver.log") \
-            >"$dir/out.log" 2>&1 &
-        pid=$!
-        servers__track "$pid"
-        for i in $(seq 1 100); do
-            if servers__listening "$port"; then
-                servers_log "browser: chromedriver on 127.0.0.1:$port ($(chromium --version 2>/dev/null))"
-                export SESSION_WEBDRIVER_URL="http://127.0.0.1:$port"
-                return 0
-            fi
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -TERM "$pid" 2>/dev/null || true
-        servers_log "chromedriver did not come up on port $port (attempt $attempt)"
-        tail -n 5 "$dir/out.log" >&2 2>/dev/null || true
-    done
-    return 1
+    local port
+    port="$(servers__launch chromedriver servers__listening chromedriver.log \
+        chromedriver '--port={PORT}' '--log-path={DIR}/chromedriver.log')" || return 1
+    servers_log "browser: chromedriver on 127.0.0.1:$port ($(chromium --version 2>/dev/null))"
+    export SESSION_WEBDRIVER_URL="http://127.0.0.1:$port"
 }
 
 servers_start() {

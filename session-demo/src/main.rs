@@ -67,13 +67,17 @@ async fn main() -> ExitCode {
     }
 }
 
-/// `error: cause: cause`, on one line.
+/// `error: cause: cause`, on one line (a cause that an error's own
+/// message already quotes is not repeated).
 fn chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
         source = cause.source();
     }
     text

@@ -13,53 +13,24 @@
     reason = "tests fail by panicking"
 )]
 
-use std::process::Stdio;
+mod common;
+
 use std::time::Duration;
 
+use common::{STEP, start_demo};
 use cookie::{Cookie, SameSite};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt as _, BufReader};
-use tokio::process::{Child, Command};
 
 const WEBDRIVER_ENV: &str = "SESSION_WEBDRIVER_URL";
 const DEFAULT_WEBDRIVER: &str = "http://127.0.0.1:9515";
 const SKIP_ENV: &str = "SESSION_SKIP_BROWSER";
-
-/// Every wait in this test is bounded by this.
-const STEP: Duration = Duration::from_secs(60);
 
 fn env_or(name: &str, default: &str) -> String {
     std::env::var(name)
         .ok()
         .filter(|v| !v.trim().is_empty())
         .unwrap_or_else(|| default.to_owned())
-}
-
-/// Start the demo on a free port; its URL and the process (killed on drop).
-async fn start_demo(data_dir: &std::path::Path) -> (String, Child) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_session-demo"))
-        .args(["--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
-        .env_remove("SESSION_DEMO_KEY")
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the demo binary starts");
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let line = tokio::time::timeout(STEP, lines.next_line())
-        .await
-        .expect("the demo printed its address in time")
-        .unwrap()
-        .expect("the demo printed its address");
-    let url = line
-        .split("listening on ")
-        .nth(1)
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .trim()
-        .to_owned();
-    (url, child)
 }
 
 async fn connect(webdriver: &str, profile: &std::path::Path) -> Client {
@@ -251,7 +222,7 @@ async fn the_demo_works_in_headless_chromium() {
     let webdriver = env_or(WEBDRIVER_ENV, DEFAULT_WEBDRIVER);
     let data = tempfile::tempdir().unwrap();
     let profile = tempfile::tempdir().unwrap();
-    let (url, _demo) = start_demo(data.path()).await;
+    let (url, _demo) = start_demo(data.path(), &[]).await;
     let client = tokio::time::timeout(STEP, connect(&webdriver, profile.path()))
         .await
         .unwrap_or_else(|_| {
