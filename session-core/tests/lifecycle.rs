@@ -516,3 +516,46 @@ fn inconsistent_config_is_rejected_when_the_manager_is_built() {
         assert!(matches!(err, Error::Config { .. }), "{err:?}");
     }
 }
+
+#[tokio::test]
+async fn fresh_sessions_touch_no_store_and_remove_only_a_presented_cookie() {
+    let (store, manager) = manager();
+    let mut session = manager.fresh(false).unwrap();
+    assert!(session.is_new());
+    assert_eq!(
+        session.commit().await.unwrap().cookie,
+        CookieAction::Unchanged
+    );
+    let mut replacing = manager.fresh(true).unwrap();
+    assert_eq!(
+        replacing.commit().await.unwrap().cookie,
+        CookieAction::Remove
+    );
+    assert_eq!(store.loads.load(Ordering::SeqCst), 0);
+    assert_eq!(store.creates.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn load_id_opens_a_known_id_and_replaces_an_unknown_one() {
+    let (store, manager) = manager();
+    let cookie = logged_in(&manager).await;
+    let id = SessionId::parse(&cookie).unwrap();
+    let session = manager.load_id(id.clone()).await.unwrap();
+    assert!(!session.is_new());
+    assert_eq!(session.id(), &id);
+    assert_eq!(
+        session.get::<String>("user").unwrap().as_deref(),
+        Some("ada")
+    );
+
+    let unknown = SessionId::generate().unwrap();
+    let mut session = manager.load_id(unknown.clone()).await.unwrap();
+    assert!(session.is_new());
+    assert_ne!(session.id(), &unknown, "an unknown ID is never adopted");
+    assert_eq!(
+        session.commit().await.unwrap().cookie,
+        CookieAction::Remove,
+        "the unknown cookie is removed"
+    );
+    assert_eq!(store.loads.load(Ordering::SeqCst), 2);
+}

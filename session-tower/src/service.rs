@@ -60,12 +60,9 @@ impl SessionLayer {
     /// call happens here.
     fn request_session(&self, headers: &HeaderMap) -> Arc<RequestSession> {
         let shared = &self.shared;
-        let header = shared
-            .header
-            .as_ref()
-            .and_then(|name| headers.get(name).map(|value| (name, value)));
+        let header = shared.header.as_ref().and_then(|name| headers.get(name));
         let (via, presented) = match (header, &shared.cookie) {
-            (Some((_, value)), _) => {
+            (Some(value), _) => {
                 let presented = match value.to_str() {
                     Ok("") => Presented::Nothing,
                     Ok(token) => self.verify(std::iter::once(token)),
@@ -133,8 +130,6 @@ impl<S: fmt::Debug> fmt::Debug for SessionService<S> {
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SessionService<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
     ResBody: Default + Send + 'static,
 {
     type Response = Response<ResBody>;
