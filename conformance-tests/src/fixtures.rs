@@ -2,17 +2,22 @@
 //! the behaviours use.
 //!
 //! ```
+//! use std::time::Duration;
 //! use serde_json::json;
-//! use session_conformance::fixtures::{key, object};
+//! use session_conformance::fixtures::{expired, key, live, object};
 //!
 //! let k = key(); // a fresh random SessionKey
 //! let data = object(json!({"user": "ada"}));
 //! assert_eq!(data["user"], "ada");
+//! assert!(live(data.clone(), Duration::from_secs(60)).is_live());
+//! assert!(!expired(data).is_live());
 //! # let _ = k;
 //! ```
 
+use std::time::Duration;
+
 use serde_json::Value;
-use session_core::{Data, Error, SessionId, SessionKey};
+use session_core::{Data, Error, Record, SessionId, SessionKey, Timestamp};
 
 /// A fresh random key.
 ///
@@ -37,6 +42,24 @@ pub fn object(value: Value) -> Data {
         Value::Object(map) => map.into(),
         other => panic!("test data must be a JSON object, got {other}"),
     }
+}
+
+/// A live record expiring `ttl` from now, created now, version 0.
+#[must_use]
+pub fn live(data: Data, ttl: Duration) -> Record {
+    Record::new(data, ttl)
+}
+
+/// A record that expired a minute ago (created two minutes ago): expired
+/// for every store, however its clock runs, without waiting.
+#[must_use]
+pub fn expired(data: Data) -> Record {
+    let now = Timestamp::now();
+    Record::with_times(
+        data,
+        now - Duration::from_secs(120),
+        now - Duration::from_secs(60),
+    )
 }
 
 /// Fail unless `result` is [`Error::Decode`] naming `key`, in its field and

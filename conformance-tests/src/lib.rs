@@ -86,6 +86,7 @@
 )]
 
 mod behaviours;
+pub mod env;
 pub mod fixtures;
 mod harness;
 mod support;

@@ -9,7 +9,7 @@ use tokio::task::JoinHandle;
 
 use crate::StoreFactory;
 
-pub(crate) use crate::fixtures::{key, object};
+pub(crate) use crate::fixtures::{expired, key, live, object};
 
 /// `count` fresh random keys.
 pub(crate) fn keys(count: usize) -> Vec<SessionKey> {
@@ -21,24 +21,9 @@ pub(crate) fn data_n(n: i64) -> Data {
     object(json!({ "n": n }))
 }
 
-/// A live record expiring `ttl` from now, created now, version 0.
-pub(crate) fn live(data: Data, ttl: Duration) -> Record {
-    Record::new(data, ttl)
-}
-
 /// A live record with a long (30 minute) lifetime.
 pub(crate) fn long_lived(data: Data) -> Record {
     live(data, Duration::from_secs(30 * 60))
-}
-
-/// A record that expired a minute ago.
-pub(crate) fn expired(data: Data) -> Record {
-    let now = Timestamp::now();
-    Record::with_times(
-        data,
-        now - Duration::from_secs(120),
-        now - Duration::from_secs(60),
-    )
 }
 
 /// A minute ago: the expiry used to expire a live record deterministically.

@@ -548,9 +548,4 @@ impl Shard {
         let hasher = self.map.hasher().clone();
         std::mem::replace(self, Self::new(hasher))
     }
-
-    /// Every entry, expired or not (for redistributing into new shards).
-    pub(crate) fn into_entries(self) -> impl Iterator<Item = (Key, Entry)> {
-        self.map.into_iter().map(|(key, slot)| (key, slot.entry))
-    }
 }

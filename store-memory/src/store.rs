@@ -9,6 +9,7 @@ use session_core::{
     Record, Result, SessionKey, SessionStore, Timestamp, UpdateOutcome, async_trait,
 };
 
+use crate::MemoryStoreBuilder;
 use crate::hash::{Key, Seeds};
 use crate::shard::{Entry, Removed, Shard, Sweep, Update};
 
@@ -16,8 +17,8 @@ use crate::shard::{Entry, Removed, Shard, Sweep, Update};
 const SHARDS_PER_CORE: usize = 4;
 /// Fewest shards chosen automatically.
 const MIN_AUTO_SHARDS: usize = 16;
-/// Most shards [`MemoryStore::with_shards`] accepts.
-const MAX_SHARDS: usize = 1 << 16;
+/// Most shards [`MemoryStoreBuilder::with_shards`] accepts.
+pub(crate) const MAX_SHARDS: usize = 1 << 16;
 /// With a capacity bound and an automatic shard count, each shard's share of
 /// the bound is at least this many sessions, so that the per-shard bound
 /// stays close to the global one.
@@ -42,8 +43,6 @@ pub struct MemoryStore {
     /// `shards.len() - 1`; the length is a power of two.
     mask: usize,
     seeds: Seeds,
-    /// What [`with_shards`](Self::with_shards) asked for, if anything.
-    requested_shards: Option<usize>,
     max_sessions: Option<NonZeroUsize>,
     /// Entries a shard may hold: `max_sessions / shards`, or `usize::MAX`.
     shard_cap: usize,
@@ -51,45 +50,32 @@ pub struct MemoryStore {
 }
 
 impl MemoryStore {
-    /// An empty, unbounded store with one shard per quarter core (at least
-    /// 16, a power of two).
+    /// An empty, unbounded store with the automatic shard count (4 per
+    /// core, at least 16, a power of two). For a bound or another shard
+    /// count, use [`builder`](Self::builder).
     #[must_use]
     pub fn new() -> Self {
+        Self::with_layout(None, None)
+    }
+
+    /// Configure a store: a capacity bound, the shard count.
+    pub fn builder() -> MemoryStoreBuilder {
+        MemoryStoreBuilder::new()
+    }
+
+    /// A store with `shards` (already checked: 1 to 65,536) or the
+    /// automatic count, bounded to `max` sessions if given.
+    pub(crate) fn with_layout(shards: Option<usize>, max: Option<NonZeroUsize>) -> Self {
         let seeds = Seeds::random();
-        let (count, shard_cap) = layout(None, None);
+        let (count, shard_cap) = layout(shards, max);
         Self {
             shards: new_shards(count, &seeds),
             mask: count - 1,
             seeds,
-            requested_shards: None,
-            max_sessions: None,
+            max_sessions: max,
             shard_cap,
             evictions: AtomicU64::new(0),
         }
-    }
-
-    /// Bound the store to at most `max` sessions, evicting when a new key
-    /// arrives in a full shard (see the crate documentation, "Capacity and
-    /// eviction").
-    ///
-    /// Unless [`with_shards`](Self::with_shards) fixed the shard count, the
-    /// store uses fewer shards when the bound is small, so that each shard's
-    /// share (`max / shards`) is at least 1024 sessions; below 2048 sessions
-    /// there is one shard and the bound is exact.
-    #[must_use]
-    pub fn with_max_sessions(mut self, max: NonZeroUsize) -> Self {
-        self.max_sessions = Some(max);
-        self.rebuild()
-    }
-
-    /// Use `shards` shards (rounded up to a power of two, between 1 and
-    /// 65,536) instead of the automatic count. With a capacity bound the
-    /// count is further limited to at most `max_sessions`, so every shard
-    /// may hold at least one session.
-    #[must_use]
-    pub fn with_shards(mut self, shards: usize) -> Self {
-        self.requested_shards = Some(shards);
-        self.rebuild()
     }
 
     /// The number of shards.
@@ -110,26 +96,6 @@ impl MemoryStore {
     #[must_use]
     pub fn evictions(&self) -> u64 {
         self.evictions.load(Ordering::Relaxed)
-    }
-
-    /// Apply the configuration to the shard layout, moving any sessions
-    /// already stored into the new shards (evicting if a new bound requires).
-    fn rebuild(mut self) -> Self {
-        let (count, shard_cap) = layout(self.requested_shards, self.max_sessions);
-        let old = std::mem::replace(&mut self.shards, new_shards(count, &self.seeds));
-        self.mask = count - 1;
-        self.shard_cap = shard_cap;
-        let now = Timestamp::now().as_millis();
-        for slot in old {
-            for (key, entry) in slot.0.into_inner().into_entries() {
-                if now < entry.expires_at {
-                    let i = self.seeds.route(&key, self.mask);
-                    let removed = self.shards[i].0.get_mut().put(key, entry, now, shard_cap);
-                    self.count(removed);
-                }
-            }
-        }
-        self
     }
 
     fn slot(&self, key: &Key) -> &RwLock<Shard> {

@@ -195,7 +195,10 @@ fn reaping_walks_now_s_tick_in_bounded_steps() {
 
 #[tokio::test]
 async fn store_evicts_soonest_to_expire_and_counts_it() {
-    let store = MemoryStore::new().with_max_sessions(max(3));
+    let store = MemoryStore::builder()
+        .with_max_sessions(max(3))
+        .build_now()
+        .unwrap();
     assert_eq!(store.shard_count(), 1, "a small bound is exact: one shard");
     let keys: Vec<_> = (0..3).map(|_| key()).collect();
     for (i, (k, ttl)) in keys.iter().zip([30_000, 10_000, 20_000]).enumerate() {
@@ -242,7 +245,10 @@ async fn store_evicts_soonest_to_expire_and_counts_it() {
 #[test]
 fn capacity_bound_is_never_exceeded() {
     // One shard: exact.
-    let store = MemoryStore::new().with_max_sessions(max(100));
+    let store = MemoryStore::builder()
+        .with_max_sessions(max(100))
+        .build_now()
+        .unwrap();
     for i in 0..1000 {
         store
             .save_at(&key(), &expiring_in(60_000 + i * TICK, i), T0)
@@ -261,9 +267,11 @@ fn capacity_bound_is_never_exceeded() {
     assert_eq!(expiries, (900..1000).collect::<Vec<_>>());
 
     // Many shards: each holds max / shards, so the total stays <= max.
-    let store = MemoryStore::new()
+    let store = MemoryStore::builder()
         .with_shards(16)
-        .with_max_sessions(max(100));
+        .with_max_sessions(max(100))
+        .build_now()
+        .unwrap();
     assert_eq!(store.shard_count(), 16);
     for i in 0..1000 {
         store.save_at(&key(), &expiring_in(60_000, i), T0).unwrap();
@@ -273,7 +281,10 @@ fn capacity_bound_is_never_exceeded() {
     assert_eq!(store.evictions() + len, 1000);
 
     // Automatic shard count with a large bound: shares of >= 1024.
-    let store = MemoryStore::new().with_max_sessions(max(10_000));
+    let store = MemoryStore::builder()
+        .with_max_sessions(max(10_000))
+        .build_now()
+        .unwrap();
     assert!(store.shard_count() <= 8 && store.shard_count().is_power_of_two());
     for i in 0..20_000 {
         store.save_at(&key(), &expiring_in(60_000, i), T0).unwrap();
@@ -362,48 +373,42 @@ fn sharding_spreads_keys() {
 
 #[test]
 fn shard_layout() {
-    assert_eq!(MemoryStore::new().with_shards(5).shard_count(), 8);
-    assert_eq!(MemoryStore::new().with_shards(0).shard_count(), 1);
-    assert_eq!(
-        MemoryStore::new().with_shards(1 << 30).shard_count(),
-        1 << 16
-    );
+    let shards = |n| {
+        MemoryStore::builder()
+            .with_shards(n)
+            .build_now()
+            .map(|s| s.shard_count())
+    };
+    assert_eq!(shards(5).unwrap(), 8, "rounded up to a power of two");
+    assert_eq!(shards(1).unwrap(), 1);
+    assert_eq!(shards(1 << 16).unwrap(), 1 << 16);
+    for bad in [0, (1 << 16) + 1] {
+        let err = shards(bad).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                session_core::Error::Config {
+                    backend: "memory",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
     // The bound caps the count so every shard holds at least one session.
-    let store = MemoryStore::new()
+    let store = MemoryStore::builder()
         .with_shards(64)
-        .with_max_sessions(max(10));
+        .with_max_sessions(max(10))
+        .build_now()
+        .unwrap();
     assert_eq!(store.shard_count(), 8);
     assert_eq!(store.max_sessions(), Some(max(10)));
-    assert_eq!(
-        MemoryStore::new()
-            .with_max_sessions(max(2047))
-            .shard_count(),
-        1
-    );
+    let small = MemoryStore::builder()
+        .with_max_sessions(max(2047))
+        .build_now()
+        .unwrap();
+    assert_eq!(small.shard_count(), 1);
     assert_eq!(MemoryStore::default().max_sessions(), None);
-}
-
-#[test]
-fn reconfiguring_keeps_sessions() {
-    let store = MemoryStore::new();
-    let keys: Vec<_> = (0..50).map(|_| key()).collect();
-    // Real clock here: `with_*` uses it to drop what has expired.
-    for (i, k) in keys.iter().enumerate() {
-        let record = Record::new(data(i as i64), Duration::from_secs(600));
-        store
-            .save_at(k, &record, Timestamp::now().as_millis())
-            .unwrap();
-    }
-    let store = store.with_shards(4);
-    let now = Timestamp::now().as_millis();
-    assert_eq!(store.shard_count(), 4);
-    assert_eq!(store.len_at(now), 50);
-    for k in &keys {
-        assert!(store.load_at(k, now).unwrap().is_some());
-    }
-    let store = store.with_shards(1).with_max_sessions(max(20));
-    assert_eq!(store.len_at(now), 20);
-    assert_eq!(store.evictions(), 30);
 }
 
 #[test]
