@@ -44,6 +44,14 @@ pub fn object(value: Value) -> Data {
     }
 }
 
+/// Typical session data, with an integer beyond `i64` that engines storing
+/// numbers as doubles or signed integers mangle: `{"user": "ada", "big":
+/// u64::MAX}`.
+#[must_use]
+pub fn sample() -> Data {
+    object(serde_json::json!({"user": "ada", "big": u64::MAX}))
+}
+
 /// A live record expiring `ttl` from now, created now, version 0.
 #[must_use]
 pub fn live(data: Data, ttl: Duration) -> Record {

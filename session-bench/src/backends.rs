@@ -238,7 +238,7 @@ mod open {
         use std::sync::Arc;
         let dir = env.temp_dir()?;
         let store = session_store_sqlite::SqliteStore::builder(dir.path().join("store.db"))
-            .with_table(namespace)
+            .with_namespace(namespace)
             .build()
             .await?;
         let raw = crate::raw::sqlite::RawSqlite::open(&dir.path().join("raw.db"))?;

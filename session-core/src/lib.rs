@@ -37,6 +37,7 @@
 //! use the server's clock, and say so. No store ever returns, counts, touches
 //! or updates an expired record, whatever the state of its reaping.
 
+mod blocking;
 mod data;
 mod error;
 mod id;
@@ -46,6 +47,7 @@ mod session;
 mod store;
 mod time;
 
+pub use crate::blocking::run_blocking;
 pub use crate::data::{Data, EncodedData};
 pub use crate::error::{BoxError, Error, Result};
 pub use crate::id::{SessionId, SessionKey};

@@ -85,7 +85,7 @@ fn percentiles(label: &str, mut samples: Vec<Duration>) {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
     let dir = std::env::temp_dir().join(format!("session-sled-tput-{}", std::process::id()));
-    let store = SledStore::open(&dir).await?; // flush_every_ms = 500 (sled's default)
+    let store = SledStore::open(&dir).await?; // flush_every = 500 ms (sled's default)
     raw(store.db())?;
 
     let mut save_latency = Vec::with_capacity(N as usize);

@@ -1,10 +1,11 @@
 //! The shared behaviour suite on one sled database per factory.
 //!
 //! sled locks its directory, so a process can open a path only once at a
-//! time: every namespace the suite opens shares one `sled::Db`. The factory
-//! keeps only a `Weak` to it, so when the last store is dropped the
-//! database really closes, and reopening a namespace opens the directory
-//! again from disk (a true reopen, not a cached handle).
+//! time: every namespace the suite opens at the same time shares one
+//! database (`open_namespace`). The factory keeps only `Weak`s to its
+//! stores, so when the last one is dropped the database really closes, and
+//! reopening a namespace opens the directory again from disk (a true
+//! reopen, not a cached handle).
 
 #![allow(
     clippy::panic,
@@ -16,16 +17,16 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use session_conformance::{Capabilities, StoreFactory, conformance_suite};
-use session_core::{
-    Record, Result, SessionKey, SessionStore, Timestamp, UpdateOutcome, async_trait,
-};
-use session_store_sled::{SledStore, sled};
+use session_core::async_trait;
+use session_store_sled::SledStore;
 
 struct Factory {
     /// Removed when the factory is dropped.
     _temp: tempfile::TempDir,
     dir: PathBuf,
-    db: Mutex<Weak<sled::Db>>,
+    /// Every store handed out: while one lives, new namespaces share its
+    /// database; once none does, the directory is opened again from disk.
+    open: Mutex<Vec<Weak<SledStore>>>,
 }
 
 impl Factory {
@@ -35,100 +36,50 @@ impl Factory {
         Self {
             _temp: temp,
             dir,
-            db: Mutex::new(Weak::new()),
+            open: Mutex::new(Vec::new()),
         }
     }
 
-    /// The open database, or the directory opened again if no store holds it.
-    fn db(&self) -> Arc<sled::Db> {
-        let mut slot = self.db.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(db) = slot.upgrade() {
-            return db;
-        }
-        // The previous handle may still be closing on another thread:
-        // retry the directory lock for a while.
-        let mut attempts = 0;
-        let db = loop {
-            match sled::Config::new().path(&self.dir).open() {
-                Ok(db) => break Arc::new(db),
-                Err(e) if attempts < 100 => {
-                    attempts += 1;
-                    let _ = e;
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                Err(e) => panic!("cannot open sled at {}: {e}", self.dir.display()),
-            }
-        };
-        *slot = Arc::downgrade(&db);
-        db
-    }
-}
-
-/// A `SledStore` that keeps the factory's database handle alive.
-struct Held {
-    store: SledStore,
-    _db: Arc<sled::Db>,
-}
-
-impl std::fmt::Debug for Held {
-    // Not derived: sled's `Debug` for a `Db` prints every tree's contents.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.store.fmt(f)
+    /// A store of this directory that is still open, if any.
+    fn live(&self) -> Option<Arc<SledStore>> {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        open.retain(|store| store.strong_count() > 0);
+        open.iter().find_map(Weak::upgrade)
     }
 }
 
 #[async_trait]
 impl StoreFactory for Factory {
-    type Store = Held;
+    type Store = Arc<SledStore>;
 
-    async fn open(&self, namespace: &str) -> Held {
-        let db = self.db();
-        let store = SledStore::new(&db, namespace)
-            .unwrap_or_else(|e| panic!("cannot open namespace {namespace}: {e}"));
-        Held { store, _db: db }
+    async fn open(&self, namespace: &str) -> Arc<SledStore> {
+        let store = match self.live() {
+            Some(live) => live.open_namespace(namespace).await,
+            // The previous handle may still be closing: sled lets go of
+            // the directory lock a little after the last one is dropped.
+            None => {
+                SledStore::builder(&self.dir)
+                    .with_namespace(namespace)
+                    .with_lock_wait(Duration::from_secs(10))
+                    .build()
+                    .await
+            }
+        };
+        let store = Arc::new(store.unwrap_or_else(|e| {
+            panic!(
+                "cannot open namespace {namespace} in {}: {e}",
+                self.dir.display()
+            )
+        }));
+        self.open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Arc::downgrade(&store));
+        store
     }
 
     fn capabilities(&self) -> Capabilities {
         Capabilities::new().durable(true)
-    }
-}
-
-#[async_trait]
-impl SessionStore for Held {
-    async fn load(&self, key: &SessionKey) -> Result<Option<Record>> {
-        self.store.load(key).await
-    }
-    async fn create(&self, key: &SessionKey, record: &Record) -> Result<bool> {
-        self.store.create(key, record).await
-    }
-    async fn update(
-        &self,
-        key: &SessionKey,
-        record: &Record,
-        expected: u64,
-    ) -> Result<UpdateOutcome> {
-        self.store.update(key, record, expected).await
-    }
-    async fn save(&self, key: &SessionKey, record: &Record) -> Result<()> {
-        self.store.save(key, record).await
-    }
-    async fn touch(&self, key: &SessionKey, expires_at: Timestamp) -> Result<bool> {
-        self.store.touch(key, expires_at).await
-    }
-    async fn destroy(&self, key: &SessionKey) -> Result<()> {
-        self.store.destroy(key).await
-    }
-    async fn clear(&self) -> Result<()> {
-        self.store.clear().await
-    }
-    async fn len(&self) -> Result<u64> {
-        self.store.len().await
-    }
-    async fn all(&self) -> Result<Vec<(SessionKey, Record)>> {
-        self.store.all().await
-    }
-    async fn delete_expired(&self) -> Result<u64> {
-        self.store.delete_expired().await
     }
 }
 

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::json;
-use session_conformance::fixtures::{assert_decode_error, key, object};
+use session_conformance::fixtures::{assert_decode_error, expired, key, live, object, sample};
 use session_core::{Error, Record, SessionKey, SessionStore, Timestamp, UpdateOutcome};
 use session_store_sled::{SledStore, sled};
 
@@ -28,21 +28,8 @@ impl TempDir {
     }
 }
 
-fn live() -> Record {
-    Record::new(
-        object(json!({"user": "ada", "big": u64::MAX})),
-        Duration::from_secs(600),
-    )
-}
-
-fn expired() -> Record {
-    let now = Timestamp::now();
-    Record::with_times(
-        object(json!({"old": true})),
-        now - Duration::from_secs(60),
-        now - Duration::from_secs(1),
-    )
-}
+/// How long the live records of these tests last.
+const TTL: Duration = Duration::from_secs(600);
 
 /// The expiry index as (expires_at ms, key) pairs.
 fn index(store: &SledStore) -> Vec<(i64, SessionKey)> {
@@ -65,7 +52,7 @@ async fn garbage_in_the_tree_is_a_decode_error_naming_the_key() {
     let store = SledStore::temporary().await.unwrap();
     let (short, bad_json, good) = (key(), key(), key());
     for k in [&short, &bad_json, &good] {
-        store.save(k, &live()).await.unwrap();
+        store.save(k, &live(sample(), TTL)).await.unwrap();
     }
     store
         .records_tree()
@@ -88,13 +75,13 @@ async fn garbage_in_the_tree_is_a_decode_error_naming_the_key() {
     assert!(matches!(store.all().await, Err(Error::Decode { .. })));
     assert!(matches!(store.len().await, Err(Error::Decode { .. })));
     assert!(matches!(
-        store.update(&short, &live(), 0).await,
+        store.update(&short, &live(sample(), TTL), 0).await,
         Err(Error::Decode { .. })
     ));
     assert!(store.load(&good).await.unwrap().is_some());
     // Corrupt records can still be removed.
     store.destroy(&short).await.unwrap();
-    store.save(&bad_json, &live()).await.unwrap();
+    store.save(&bad_json, &live(sample(), TTL)).await.unwrap();
     assert_eq!(store.len().await.unwrap(), 2);
 }
 
@@ -118,17 +105,17 @@ async fn a_lock_wait_outlasts_a_handle_that_is_closing() {
     started.send(()).unwrap();
     let store = builder.build().await.unwrap();
     release.await.unwrap();
-    store.save(&key(), &live()).await.unwrap();
+    store.save(&key(), &live(sample(), TTL)).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_survive_closing_and_reopening_the_directory() {
     let dir = TempDir::new();
-    let (k, record) = (key(), live().with_version(9));
+    let (k, record) = (key(), live(sample(), TTL).with_version(9));
     {
         let store = SledStore::builder(&dir.path)
             .with_namespace("web")
-            .with_flush_every_ms(None)
+            .with_flush_every(None)
             .build()
             .await
             .unwrap();
@@ -144,7 +131,7 @@ async fn sessions_survive_closing_and_reopening_the_directory() {
         .unwrap();
     assert_eq!(store.load(&k).await.unwrap(), Some(record));
     assert_eq!(index(&store).len(), 1);
-    let other = store.open_namespace("api").unwrap();
+    let other = store.open_namespace("api").await.unwrap();
     assert_eq!(other.load(&k).await.unwrap(), None);
 }
 
@@ -178,7 +165,7 @@ async fn the_expiry_index_covers_every_write() {
         .await
         .unwrap();
     let k = key();
-    let r = live();
+    let r = live(sample(), TTL);
     assert!(store.create(&k, &r).await.unwrap());
     assert_eq!(index(&store), vec![(r.expires_at.as_millis(), k)]);
 
@@ -198,7 +185,7 @@ async fn the_expiry_index_covers_every_write() {
     assert_eq!(index(&store)[0], (sooner.as_millis(), k));
     assert_covered(&store);
 
-    let r2 = live();
+    let r2 = live(sample(), TTL);
     assert_eq!(
         store.update(&k, &r2, 0).await.unwrap(),
         UpdateOutcome::Updated
@@ -209,11 +196,11 @@ async fn the_expiry_index_covers_every_write() {
 
     // Saving an expired record removes the record; its entries stay until
     // they are due, and the reaper drops them then.
-    store.save(&k, &expired()).await.unwrap();
+    store.save(&k, &expired(sample())).await.unwrap();
     assert!(store.records_tree().is_empty());
 
     // An expired record (created expired) is replaced by create.
-    let old = expired();
+    let old = expired(sample());
     assert!(store.create(&k, &old).await.unwrap());
     assert_covered(&store);
     assert!(store.create(&k, &r).await.unwrap());
@@ -237,7 +224,7 @@ async fn the_expiry_index_covers_every_write() {
 async fn the_reaper_moves_the_entry_of_a_postponed_record() {
     let store = SledStore::temporary().await.unwrap();
     let k = key();
-    let r = live();
+    let r = live(sample(), TTL);
     store.save(&k, &r).await.unwrap();
     // As if the record had been postponed after its entry was written.
     let past = Timestamp::now().as_millis() - 1000;
@@ -331,10 +318,10 @@ async fn delete_expired_removes_expired_records_and_their_entries_only() {
     let store = SledStore::temporary().await.unwrap();
     let live_keys: Vec<_> = (0..5).map(|_| key()).collect();
     for k in &live_keys {
-        store.save(k, &live()).await.unwrap();
+        store.save(k, &live(sample(), TTL)).await.unwrap();
     }
     for _ in 0..2500 {
-        assert!(store.create(&key(), &expired()).await.unwrap());
+        assert!(store.create(&key(), &expired(sample())).await.unwrap());
     }
     // A stale entry without a record is dropped, not counted.
     let ghost = key();
@@ -360,7 +347,8 @@ async fn bad_settings_fail_at_build_time() {
         SledStore::builder(&dir.path).with_namespace(""),
         SledStore::builder(&dir.path).with_namespace("a/b"),
         SledStore::builder(&dir.path).with_namespace("x".repeat(129)),
-        SledStore::builder(&dir.path).with_flush_every_ms(Some(0)),
+        SledStore::builder(&dir.path).with_flush_every(Some(Duration::ZERO)),
+        SledStore::builder(&dir.path).with_flush_every(Some(Duration::from_micros(999))),
         SledStore::builder(""),
     ] {
         let err = builder.build().await.unwrap_err();
@@ -389,10 +377,10 @@ async fn bad_settings_fail_at_build_time() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn namespaces_of_one_db_are_separate_trees() {
     let a = SledStore::temporary().await.unwrap();
-    let b = a.open_namespace("other").unwrap();
+    let b = a.open_namespace("other").await.unwrap();
     let k = key();
-    a.save(&k, &live()).await.unwrap();
-    b.save(&key(), &live()).await.unwrap();
+    a.save(&k, &live(sample(), TTL)).await.unwrap();
+    b.save(&key(), &live(sample(), TTL)).await.unwrap();
     assert_eq!(b.load(&k).await.unwrap(), None);
     b.clear().await.unwrap();
     assert_eq!((a.len().await.unwrap(), b.len().await.unwrap()), (1, 0));
@@ -402,7 +390,7 @@ async fn namespaces_of_one_db_are_separate_trees() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn debug_never_prints_session_data() {
     let store = SledStore::temporary().await.unwrap();
-    store.save(&key(), &live()).await.unwrap();
+    store.save(&key(), &live(sample(), TTL)).await.unwrap();
     let printed = format!("{store:?}");
     assert!(!printed.contains("ada"), "{printed}");
     assert!(printed.contains("sessions"), "{printed}");

@@ -1,13 +1,13 @@
 #![doc = include_str!("../README.md")]
 
-mod config;
+mod builder;
 mod pool;
 mod schema;
 mod store;
 
-pub use crate::config::{
-    DEFAULT_BUSY_TIMEOUT, DEFAULT_CACHE_SIZE, DEFAULT_READ_CONNECTIONS, DEFAULT_REAP_BATCH,
-    DEFAULT_TABLE, SqliteStoreBuilder, Synchronous,
+pub use crate::builder::{
+    DEFAULT_BUSY_TIMEOUT, DEFAULT_CACHE_SIZE, DEFAULT_NAMESPACE, DEFAULT_READ_CONNECTIONS,
+    DEFAULT_REAP_BATCH, SqliteStoreBuilder, Synchronous,
 };
 pub use crate::schema::SCHEMA_VERSION;
 pub use crate::store::SqliteStore;
@@ -17,7 +17,7 @@ pub use crate::store::SqliteStore;
 pub use rusqlite;
 
 /// The backend name in [`session_core::Error`]s from this crate.
-pub(crate) const BACKEND: &str = "sqlite";
+pub const BACKEND: &str = "sqlite";
 
 /// Wrap a driver error.
 pub(crate) fn backend(e: rusqlite::Error) -> session_core::Error {

@@ -39,7 +39,7 @@ use crate::BACKEND;
 pub(crate) const MAX_GROUP: usize = 64;
 
 /// The connections of one database, shared by every store (table) opened on
-/// it through [`SqliteStore::open_table`](crate::SqliteStore::open_table).
+/// it through [`SqliteStore::open_namespace`](crate::SqliteStore::open_namespace).
 #[derive(Debug)]
 pub(crate) struct Pool {
     writer: Sender<WriteJob>,
@@ -408,15 +408,4 @@ impl Drop for Threads {
             }
         }
     }
-}
-
-/// Run blocking work on tokio's blocking pool (opening the database).
-pub(crate) async fn blocking<T, F>(f: F) -> Result<T>
-where
-    F: FnOnce() -> Result<T> + Send + 'static,
-    T: Send + 'static,
-{
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Error::backend(BACKEND, e))?
 }

@@ -279,4 +279,41 @@ mod tests {
             );
         }
     }
+
+    /// `delete_expired` finds expired rows through the expiry index, never
+    /// by scanning the table: the plan of the statement the store runs.
+    #[test]
+    #[allow(clippy::unwrap_used, reason = "test")]
+    fn delete_expired_uses_the_expiry_index() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        prepare(&mut conn, "plan").unwrap();
+        let indexes: Vec<String> = conn
+            .prepare("SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'plan'")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        let index = indexes
+            .iter()
+            .find(|n| n.contains("expires_at"))
+            .unwrap_or_else(|| panic!("no expiry index among {indexes:?}"));
+        let statement = Statements::new("plan").delete_expired;
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {statement}"))
+            .unwrap()
+            .query_map([0_i64, 1000], |row| row.get::<_, String>(3))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert!(
+            plan.iter()
+                .any(|step| step.contains(&format!("INDEX {index}"))),
+            "the plan does not use {index}: {plan:?}"
+        );
+        assert!(
+            !plan.iter().any(|step| step.starts_with("SCAN plan")),
+            "a table scan: {plan:?}"
+        );
+    }
 }

@@ -9,8 +9,8 @@ use session_core::{
     async_trait,
 };
 
+use crate::SqliteStoreBuilder;
 use crate::backend;
-use crate::config::SqliteStoreBuilder;
 use crate::pool::Pool;
 use crate::schema::{self, Statements};
 
@@ -21,7 +21,7 @@ use crate::schema::{self, Statements};
 /// on the database's single writer connection (committed in groups), reads
 /// on a few read connections (WAL lets them run beside the writer). The
 /// threads stop, and the connections close, when the last clone (and every
-/// store from [`open_table`](Self::open_table)) is dropped; that drop waits
+/// store from [`open_namespace`](Self::open_namespace)) is dropped; that drop waits
 /// for them. See the crate docs for how expiry is enforced and what a group
 /// commit means for durability.
 #[derive(Clone)]
@@ -55,7 +55,7 @@ impl SqliteStore {
     /// A fresh private in-memory database, with table `sessions`. It has a
     /// single connection (an in-memory database exists per connection) and
     /// is gone when the last store sharing it is dropped; add namespaces to
-    /// it with [`open_table`](Self::open_table).
+    /// it with [`open_namespace`](Self::open_namespace).
     ///
     /// # Errors
     ///
@@ -66,12 +66,12 @@ impl SqliteStore {
 
     /// Configure a store on the database file at `path`.
     pub fn builder(path: impl AsRef<Path>) -> SqliteStoreBuilder {
-        SqliteStoreBuilder::file(path.as_ref())
+        SqliteStoreBuilder::new(Some(path.as_ref().to_owned()))
     }
 
     /// Configure a store on a fresh private in-memory database.
     pub fn builder_in_memory() -> SqliteStoreBuilder {
-        SqliteStoreBuilder::memory()
+        SqliteStoreBuilder::new(None)
     }
 
     /// Another namespace in the same database, sharing this store's
@@ -81,9 +81,9 @@ impl SqliteStore {
     /// # Errors
     ///
     /// [`Error::Config`] if `table` is not a valid table name (see
-    /// [`SqliteStoreBuilder::with_table`]); [`Error::Backend`] if SQLite
+    /// [`SqliteStoreBuilder::with_namespace`]); [`Error::Backend`] if SQLite
     /// fails.
-    pub async fn open_table(&self, table: &str) -> Result<Self> {
+    pub async fn open_namespace(&self, table: &str) -> Result<Self> {
         schema::validate_table(table)?;
         let name = table.to_owned();
         self.pool
@@ -97,9 +97,9 @@ impl SqliteStore {
         })
     }
 
-    /// The table (namespace) this store works on.
+    /// The namespace (table) this store works on.
     #[must_use]
-    pub fn table(&self) -> &str {
+    pub fn namespace(&self) -> &str {
         &self.table
     }
 }

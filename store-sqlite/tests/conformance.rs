@@ -30,7 +30,7 @@ impl StoreFactory for Factory {
     async fn open(&self, namespace: &str) -> SqliteStore {
         let path = self.dir.path().join("sessions.db");
         SqliteStore::builder(&path)
-            .with_table(namespace)
+            .with_namespace(namespace)
             .with_read_connections(2)
             .build()
             .await

@@ -7,9 +7,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde_json::json;
-use session_conformance::fixtures::{assert_decode_error, key, object};
-use session_core::{Error, Record, SessionStore, Timestamp, UpdateOutcome};
+use session_conformance::fixtures::{assert_decode_error, expired, key, live, sample};
+use session_core::{Error, SessionStore, Timestamp, UpdateOutcome};
 use session_store_sqlite::{SCHEMA_VERSION, SqliteStore, Synchronous, rusqlite};
 
 /// A temporary directory (removed on drop) holding the test database.
@@ -25,21 +24,8 @@ impl TempDir {
     }
 }
 
-fn live() -> Record {
-    Record::new(
-        object(json!({"user": "ada", "big": u64::MAX})),
-        Duration::from_secs(600),
-    )
-}
-
-fn expired() -> Record {
-    let now = Timestamp::now();
-    Record::with_times(
-        object(json!({"old": true})),
-        now - Duration::from_secs(60),
-        now - Duration::from_secs(1),
-    )
-}
+/// How long the live records of these tests last.
+const TTL: Duration = Duration::from_secs(600);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_in_the_table_is_a_decode_error_naming_the_key() {
@@ -47,7 +33,7 @@ async fn garbage_in_the_table_is_a_decode_error_naming_the_key() {
     let store = SqliteStore::open(dir.db()).await.unwrap();
     let (bad_json, bad_type, good) = (key(), key(), key());
     for k in [&bad_json, &bad_type, &good] {
-        store.save(k, &live()).await.unwrap();
+        store.save(k, &live(sample(), TTL)).await.unwrap();
     }
     let conn = rusqlite::Connection::open(dir.db()).unwrap();
     conn.execute(
@@ -72,10 +58,10 @@ async fn garbage_in_the_table_is_a_decode_error_naming_the_key() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_survive_reopening_the_file() {
     let dir = TempDir::new();
-    let (k, record) = (key(), live().with_version(7));
+    let (k, record) = (key(), live(sample(), TTL).with_version(7));
     {
         let store = SqliteStore::builder(dir.db())
-            .with_table("web")
+            .with_namespace("web")
             .with_synchronous(Synchronous::Full)
             .build()
             .await
@@ -83,14 +69,14 @@ async fn sessions_survive_reopening_the_file() {
         store.save(&k, &record).await.unwrap();
     }
     let store = SqliteStore::builder(dir.db())
-        .with_table("web")
+        .with_namespace("web")
         .build()
         .await
         .unwrap();
     assert_eq!(store.load(&k).await.unwrap(), Some(record));
     // Another table of the same file does not see it.
     let other = SqliteStore::builder(dir.db())
-        .with_table("api")
+        .with_namespace("api")
         .build()
         .await
         .unwrap();
@@ -139,9 +125,9 @@ async fn schema_version_is_recorded_and_checked() {
 async fn bad_settings_fail_at_build_time() {
     let dir = TempDir::new();
     for builder in [
-        SqliteStore::builder(dir.db()).with_table("x\"; DROP TABLE sessions; --"),
-        SqliteStore::builder(dir.db()).with_table(""),
-        SqliteStore::builder(dir.db()).with_table("a__b"),
+        SqliteStore::builder(dir.db()).with_namespace("x\"; DROP TABLE sessions; --"),
+        SqliteStore::builder(dir.db()).with_namespace(""),
+        SqliteStore::builder(dir.db()).with_namespace("a__b"),
         SqliteStore::builder(dir.db()).with_read_connections(0),
         SqliteStore::builder(dir.db()).with_reap_batch(0),
         SqliteStore::builder(dir.db()).with_busy_timeout(Duration::from_secs(u64::MAX / 2)),
@@ -161,7 +147,7 @@ async fn bad_settings_fail_at_build_time() {
     }
     let store = SqliteStore::open_in_memory().await.unwrap();
     assert!(matches!(
-        store.open_table("no spaces").await,
+        store.open_namespace("no spaces").await,
         Err(Error::Config { .. })
     ));
     assert!(
@@ -174,23 +160,26 @@ async fn bad_settings_fail_at_build_time() {
 async fn create_replaces_only_an_expired_row_and_update_tells_missing_from_conflict() {
     let store = SqliteStore::open_in_memory().await.unwrap();
     let k = key();
-    store.save(&k, &live().with_version(3)).await.unwrap();
-    assert!(!store.create(&k, &live()).await.unwrap());
+    store
+        .save(&k, &live(sample(), TTL).with_version(3))
+        .await
+        .unwrap();
+    assert!(!store.create(&k, &live(sample(), TTL)).await.unwrap());
     assert_eq!(
-        store.update(&k, &live(), 2).await.unwrap(),
+        store.update(&k, &live(sample(), TTL), 2).await.unwrap(),
         UpdateOutcome::Conflict
     );
     assert_eq!(
-        store.update(&k, &live(), 3).await.unwrap(),
+        store.update(&k, &live(sample(), TTL), 3).await.unwrap(),
         UpdateOutcome::Updated
     );
     assert_eq!(store.load(&k).await.unwrap().unwrap().version, 4);
 
     // Make the row expired behind the store's back (save would delete it).
     let e = key();
-    assert!(store.create(&e, &expired()).await.unwrap());
+    assert!(store.create(&e, &expired(sample())).await.unwrap());
     assert_eq!(
-        store.update(&e, &live(), 0).await.unwrap(),
+        store.update(&e, &live(sample(), TTL), 0).await.unwrap(),
         UpdateOutcome::Missing
     );
     assert!(
@@ -199,7 +188,7 @@ async fn create_replaces_only_an_expired_row_and_update_tells_missing_from_confl
             .await
             .unwrap()
     );
-    assert!(store.create(&e, &live()).await.unwrap());
+    assert!(store.create(&e, &live(sample(), TTL)).await.unwrap());
     assert_eq!(store.load(&e).await.unwrap().unwrap().version, 0);
 }
 
@@ -212,10 +201,10 @@ async fn delete_expired_works_in_batches_and_spares_live_rows() {
         .unwrap();
     let live_keys: Vec<_> = (0..5).map(|_| key()).collect();
     for k in &live_keys {
-        store.save(k, &live()).await.unwrap();
+        store.save(k, &live(sample(), TTL)).await.unwrap();
     }
     for _ in 0..50 {
-        assert!(store.create(&key(), &expired()).await.unwrap());
+        assert!(store.create(&key(), &expired(sample())).await.unwrap());
     }
     assert_eq!(store.len().await.unwrap(), 5);
     assert_eq!(store.delete_expired().await.unwrap(), 50);
@@ -229,11 +218,11 @@ async fn delete_expired_works_in_batches_and_spares_live_rows() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn namespaces_share_one_in_memory_database() {
     let a = SqliteStore::open_in_memory().await.unwrap();
-    let b = a.open_table("other").await.unwrap();
-    assert_eq!((a.table(), b.table()), ("sessions", "other"));
+    let b = a.open_namespace("other").await.unwrap();
+    assert_eq!((a.namespace(), b.namespace()), ("sessions", "other"));
     let k = key();
-    a.save(&k, &live()).await.unwrap();
-    b.save(&key(), &live()).await.unwrap();
+    a.save(&k, &live(sample(), TTL)).await.unwrap();
+    b.save(&key(), &live(sample(), TTL)).await.unwrap();
     assert_eq!(b.load(&k).await.unwrap(), None);
     b.clear().await.unwrap();
     assert_eq!((a.len().await.unwrap(), b.len().await.unwrap()), (1, 0));
@@ -244,7 +233,7 @@ async fn works_on_a_current_thread_runtime() {
     let dir = TempDir::new();
     let store = SqliteStore::open(dir.db()).await.unwrap();
     let k = key();
-    store.save(&k, &live()).await.unwrap();
+    store.save(&k, &live(sample(), TTL)).await.unwrap();
     assert!(store.load(&k).await.unwrap().is_some());
 }
 
@@ -298,7 +287,7 @@ async fn saves_with_failures(raise: &str) -> Vec<Outcome> {
              BEGIN IMMEDIATE;"
         ))
         .unwrap();
-    let record = live();
+    let record = live(sample(), TTL);
     // `join_all` polls each save once, in order, before yielding: every job
     // is queued before the lock is let go just after.
     let (results, ()) = tokio::join!(

@@ -54,7 +54,7 @@ async fn threads_stop_when_the_last_store_is_dropped() {
             ]
         );
     }
-    let other = store.open_table("other").await.unwrap();
+    let other = store.open_namespace("other").await.unwrap();
     let clone = store.clone();
     let record = Record::new(session_core::Data::new(), Duration::from_secs(60));
     // Concurrent writes, so that some share a group commit.

@@ -30,7 +30,10 @@ impl RawSled {
     pub fn open(path: &std::path::Path) -> Result<Self> {
         let db = sled::Config::new()
             .path(path)
-            .flush_every_ms(session_store_sled::DEFAULT_FLUSH_EVERY_MS)
+            .flush_every_ms(
+                session_store_sled::DEFAULT_FLUSH_EVERY
+                    .map(|every| u64::try_from(every.as_millis()).unwrap_or(u64::MAX)),
+            )
             .open()?;
         let tree = db.open_tree("raw")?;
         Ok(Self { _db: db, tree })

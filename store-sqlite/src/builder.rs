@@ -7,7 +7,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags};
 use session_core::{Error, Result};
 
-use crate::pool::{Pool, blocking};
+use crate::pool::Pool;
 use crate::schema::{self, Statements};
 use crate::{BACKEND, SqliteStore, backend};
 
@@ -39,13 +39,6 @@ impl Synchronous {
     }
 }
 
-/// Where the database lives.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Location {
-    File(PathBuf),
-    Memory,
-}
-
 /// Configures and opens a [`SqliteStore`]; every setting is checked by
 /// [`build`](Self::build), which reports mistakes as
 /// [`Error::Config`](session_core::Error::Config).
@@ -56,7 +49,7 @@ enum Location {
 /// use session_store_sqlite::{SqliteStore, Synchronous};
 ///
 /// let store = SqliteStore::builder("sessions.db")
-///     .with_table("web_sessions")
+///     .with_namespace("web_sessions")
 ///     .with_synchronous(Synchronous::Full)
 ///     .with_busy_timeout(Duration::from_secs(2))
 ///     .with_read_connections(2)
@@ -68,7 +61,8 @@ enum Location {
 #[derive(Clone, Debug)]
 #[must_use = "a builder does nothing until `build` is awaited"]
 pub struct SqliteStoreBuilder {
-    location: Location,
+    /// The database file; `None`: a private in-memory database.
+    path: Option<PathBuf>,
     table: String,
     synchronous: Synchronous,
     busy_timeout: Duration,
@@ -77,8 +71,8 @@ pub struct SqliteStoreBuilder {
     cache_size: usize,
 }
 
-/// Default namespace table.
-pub const DEFAULT_TABLE: &str = "sessions";
+/// Default namespace: the table `sessions`.
+pub const DEFAULT_NAMESPACE: &str = "sessions";
 /// Default [`SqliteStoreBuilder::with_busy_timeout`].
 pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default [`SqliteStoreBuilder::with_read_connections`].
@@ -97,18 +91,12 @@ const MIN_CACHE_SIZE: usize = 64 * 1024;
 const MAX_CACHE_SIZE: u64 = 1 << 40;
 
 impl SqliteStoreBuilder {
-    pub(crate) fn file(path: &Path) -> Self {
-        Self::at(Location::File(path.to_owned()))
-    }
-
-    pub(crate) fn memory() -> Self {
-        Self::at(Location::Memory)
-    }
-
-    fn at(location: Location) -> Self {
+    /// A builder for the file at `path`, or (`None`) a private in-memory
+    /// database.
+    pub(crate) fn new(path: Option<PathBuf>) -> Self {
         Self {
-            location,
-            table: DEFAULT_TABLE.to_owned(),
+            path,
+            table: DEFAULT_NAMESPACE.to_owned(),
             synchronous: Synchronous::default(),
             busy_timeout: DEFAULT_BUSY_TIMEOUT,
             read_connections: DEFAULT_READ_CONNECTIONS,
@@ -117,11 +105,11 @@ impl SqliteStoreBuilder {
         }
     }
 
-    /// The table that holds this store's sessions: its namespace. Default
+    /// The namespace: the table that holds this store's sessions. Default
     /// `sessions`. Must be an ASCII identifier (`[A-Za-z][A-Za-z0-9_]*`, at
     /// most 63 characters, no `__`, not starting with `sqlite_`); it is never
     /// interpolated into SQL unchecked.
-    pub fn with_table(mut self, table: impl Into<String>) -> Self {
+    pub fn with_namespace(mut self, table: impl Into<String>) -> Self {
         self.table = table.into();
         self
     }
@@ -208,7 +196,7 @@ impl SqliteStoreBuilder {
                 "busy_timeout must be at most i32::MAX milliseconds",
             ));
         }
-        if let Location::File(path) = &self.location
+        if let Some(path) = &self.path
             && path.as_os_str().is_empty()
         {
             return Err(Error::config(BACKEND, "database path must not be empty"));
@@ -228,17 +216,17 @@ impl SqliteStoreBuilder {
     /// [`Error::Backend`] if SQLite fails (unwritable path, corrupt file).
     pub async fn build(self) -> Result<SqliteStore> {
         self.validate()?;
-        blocking(move || self.open_blocking()).await
+        session_core::run_blocking(BACKEND, move || self.open_blocking()).await
     }
 
     fn open_blocking(self) -> Result<SqliteStore> {
-        let (mut writer, readers) = match &self.location {
-            Location::Memory => {
+        let (mut writer, readers) = match &self.path {
+            None => {
                 let conn = Connection::open_in_memory().map_err(backend)?;
                 self.tune(&conn)?;
                 (conn, Vec::new())
             }
-            Location::File(path) => {
+            Some(path) => {
                 let writer = self.open_file(path)?;
                 writer
                     .pragma_update_and_check(None, "journal_mode", "WAL", |row| {
@@ -291,5 +279,5 @@ impl SqliteStoreBuilder {
 
 /// Prepared statements kept per connection: eleven per table (and five for
 /// group commits on the writer), room for a few tables sharing the
-/// connections (see `SqliteStore::open_table`).
+/// connections (see `SqliteStore::open_namespace`).
 const STATEMENT_CACHE: usize = 64;

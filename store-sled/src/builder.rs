@@ -1,24 +1,17 @@
 //! Building a [`SledStore`]: where the database lives, how often it reaches
 //! the disk.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use session_core::{Error, Result};
 
-use crate::{BACKEND, SledStore, backend, blocking};
+use crate::{BACKEND, SledStore, backend};
 
 /// Default namespace.
 pub const DEFAULT_NAMESPACE: &str = "sessions";
-/// Default [`SledStoreBuilder::with_flush_every_ms`]: sled's own default.
-pub const DEFAULT_FLUSH_EVERY_MS: Option<u64> = Some(500);
-
-/// Where the database lives.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Location {
-    Path(PathBuf),
-    Temporary,
-}
+/// Default [`SledStoreBuilder::with_flush_every`]: sled's own default.
+pub const DEFAULT_FLUSH_EVERY: Option<Duration> = Some(Duration::from_millis(500));
 
 /// Configures and opens a [`SledStore`] on a database it opens itself; every
 /// setting is checked by [`build`](Self::build), which reports mistakes as
@@ -27,11 +20,12 @@ enum Location {
 ///
 /// ```no_run
 /// # async fn demo() -> session_core::Result<()> {
+/// use std::time::Duration;
 /// use session_store_sled::SledStore;
 ///
 /// let store = SledStore::builder("sessions.sled")
 ///     .with_namespace("web")
-///     .with_flush_every_ms(Some(100)) // lose at most ~100 ms on a crash
+///     .with_flush_every(Some(Duration::from_millis(100))) // lose at most ~100 ms on a crash
 ///     .build()
 ///     .await?;
 /// # Ok(()) }
@@ -39,9 +33,10 @@ enum Location {
 #[derive(Clone, Debug)]
 #[must_use = "a builder does nothing until `build` is awaited"]
 pub struct SledStoreBuilder {
-    location: Location,
+    /// The database folder; `None`: a temporary one, deleted on drop.
+    path: Option<PathBuf>,
     namespace: String,
-    flush_every_ms: Option<u64>,
+    flush_every: Option<Duration>,
     sync_writes: bool,
     lock_wait: Duration,
 }
@@ -56,19 +51,13 @@ const LOCK_RETRY: Duration = Duration::from_millis(10);
 const LOCKED: &str = "could not acquire lock";
 
 impl SledStoreBuilder {
-    pub(crate) fn path(path: &Path) -> Self {
-        Self::at(Location::Path(path.to_owned()))
-    }
-
-    pub(crate) fn temporary() -> Self {
-        Self::at(Location::Temporary)
-    }
-
-    fn at(location: Location) -> Self {
+    /// A builder for the database folder `path`, or (`None`) a temporary
+    /// one.
+    pub(crate) fn new(path: Option<PathBuf>) -> Self {
         Self {
-            location,
+            path,
             namespace: DEFAULT_NAMESPACE.to_owned(),
-            flush_every_ms: DEFAULT_FLUSH_EVERY_MS,
+            flush_every: DEFAULT_FLUSH_EVERY,
             sync_writes: false,
             lock_wait: Duration::ZERO,
         }
@@ -82,18 +71,18 @@ impl SledStoreBuilder {
         self
     }
 
-    /// sled's background flush period (`sled::Config::flush_every_ms`):
-    /// writes reach the disk (written and fsynced) within about this many
-    /// milliseconds. A crash (process or machine) loses at most the writes
+    /// sled's background flush period (`sled::Config::flush_every_ms`, in
+    /// whole milliseconds): writes reach the disk (written and fsynced)
+    /// within about this long. A crash (process or machine) loses at most the writes
     /// of the last period; the database stays consistent (sled recovers a
     /// prefix of its log), and since a writer inserts a record's index
     /// entry before the record, every record that survives keeps an entry
     /// covering it. `None` disables background flushing: only
     /// [`SledStore::flush`], [`with_sync_writes`](Self::with_sync_writes)
     /// and a clean shutdown (dropping the last handle) write to disk.
-    /// Default `Some(500)`; `Some(0)` is rejected.
-    pub fn with_flush_every_ms(mut self, every_ms: Option<u64>) -> Self {
-        self.flush_every_ms = every_ms;
+    /// Default 500 ms; a period under 1 ms is rejected.
+    pub fn with_flush_every(mut self, every: Option<Duration>) -> Self {
+        self.flush_every = every;
         self
     }
 
@@ -128,23 +117,27 @@ impl SledStoreBuilder {
     /// this or another process: sled locks its directory).
     pub async fn build(self) -> Result<SledStore> {
         crate::store::validate_namespace(&self.namespace)?;
-        if self.flush_every_ms == Some(0) {
-            return Err(Error::config(
-                BACKEND,
-                "flush_every_ms must be at least 1 (or None to disable background flushes)",
-            ));
-        }
-        if let Location::Path(path) = &self.location
+        let flush_every_ms = match self.flush_every {
+            None => None,
+            Some(every) if every < Duration::from_millis(1) => {
+                return Err(Error::config(
+                    BACKEND,
+                    "flush_every must be at least 1 ms (or None to disable background flushes)",
+                ));
+            }
+            Some(every) => Some(u64::try_from(every.as_millis()).unwrap_or(u64::MAX)),
+        };
+        if let Some(path) = &self.path
             && path.as_os_str().is_empty()
         {
             return Err(Error::config(BACKEND, "database path must not be empty"));
         }
-        blocking(move || {
+        session_core::run_blocking(BACKEND, move || {
             let config = || {
-                let config = sled::Config::new().flush_every_ms(self.flush_every_ms);
-                match &self.location {
-                    Location::Path(path) => config.path(path),
-                    Location::Temporary => config.temporary(true),
+                let config = sled::Config::new().flush_every_ms(flush_every_ms);
+                match &self.path {
+                    Some(path) => config.path(path),
+                    None => config.temporary(true),
                 }
             };
             let db = open(config, self.lock_wait)?;
