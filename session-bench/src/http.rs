@@ -188,7 +188,7 @@ async fn app(variant: Variant, env: &Env) -> Result<(Router, Option<Cleanup>)> {
         Variant::OursMemory => (ours(session_store_memory::MemoryStore::new())?, None),
         Variant::OursRedis => {
             let store = session_store_redis::RedisStoreBuilder::new()
-                .prefix(prefix()?)
+                .with_namespace(prefix()?)
                 .connect(&env.redis_url)
                 .await
                 .map_err(|e| format!("Redis at {}: {e}", env.redis_url))?;

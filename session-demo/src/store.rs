@@ -184,8 +184,8 @@ impl StoreUrl {
 
 fn redis_builder() -> session_store_redis::RedisStoreBuilder {
     session_store_redis::RedisStoreBuilder::new()
-        .connection_timeout(CONNECT_TIMEOUT)
-        .reconnect_retries(1)
+        .with_connection_timeout(CONNECT_TIMEOUT)
+        .with_reconnect_retries(1)
 }
 
 fn create_parent(path: &Path) -> session_core::Result<()> {

@@ -9,8 +9,8 @@ use session_core::{Error, Result};
 
 use crate::{BACKEND, RedisConnection, RedisStore};
 
-/// The key prefix used when none is configured.
-pub const DEFAULT_PREFIX: &str = "session";
+/// The namespace (key prefix) used when none is configured.
+pub const DEFAULT_NAMESPACE: &str = "session";
 
 /// The response and connection timeout used when none is configured.
 ///
@@ -22,7 +22,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How many keys one `SCAN` call asks for when none is configured.
 pub const DEFAULT_SCAN_COUNT: u32 = 500;
 
-/// Builds a [`RedisStore`]: key prefix, timeouts, and how to reach the server.
+/// Builds a [`RedisStore`]: namespace (key prefix), timeouts, and how to
+/// reach the server.
 ///
 /// Every setting is checked when the store is built ([`connect`](Self::connect),
 /// [`connect_cluster`](Self::connect_cluster), [`build`](Self::build)), never on
@@ -34,8 +35,8 @@ pub const DEFAULT_SCAN_COUNT: u32 = 500;
 /// use session_store_redis::RedisStore;
 ///
 /// let store = RedisStore::builder()
-///     .prefix("myapp:sessions")
-///     .response_timeout(Duration::from_secs(2))
+///     .with_namespace("myapp:sessions")
+///     .with_response_timeout(Duration::from_secs(2))
 ///     .connect("redis://127.0.0.1:6379/")
 ///     .await?;
 /// # Ok(()) }
@@ -53,7 +54,7 @@ pub struct RedisStoreBuilder {
 impl Default for RedisStoreBuilder {
     fn default() -> Self {
         Self {
-            prefix: DEFAULT_PREFIX.to_owned(),
+            prefix: DEFAULT_NAMESPACE.to_owned(),
             response_timeout: DEFAULT_TIMEOUT,
             connection_timeout: DEFAULT_TIMEOUT,
             scan_count: DEFAULT_SCAN_COUNT,
@@ -63,40 +64,41 @@ impl Default for RedisStoreBuilder {
 }
 
 impl RedisStoreBuilder {
-    /// A builder with the defaults: prefix [`DEFAULT_PREFIX`], timeouts
+    /// A builder with the defaults: namespace [`DEFAULT_NAMESPACE`], timeouts
     /// [`DEFAULT_TIMEOUT`], `SCAN` batches of [`DEFAULT_SCAN_COUNT`].
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// The namespace: sessions live under `{prefix}:{key}`, and
-    /// `clear`/`len`/`all` see only keys of that shape. Must be non-empty and
-    /// free of whitespace and control characters.
+    /// The namespace, a key prefix: sessions live under
+    /// `{namespace}:{key}`, and `clear`/`len`/`all` see only keys of that
+    /// shape. Must be non-empty and free of whitespace and control
+    /// characters.
     ///
     /// On Redis Cluster, a prefix holding a hash tag (`{sessions}`) puts every
     /// session into one slot, on one primary: usually not what you want.
-    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+    pub fn with_namespace(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
         self
     }
 
     /// How long to wait for the answer to one command (default
     /// [`DEFAULT_TIMEOUT`]). Applies to connections this builder opens.
-    pub fn response_timeout(mut self, timeout: Duration) -> Self {
+    pub fn with_response_timeout(mut self, timeout: Duration) -> Self {
         self.response_timeout = timeout;
         self
     }
 
     /// How long to wait for a TCP connection to a server (default
     /// [`DEFAULT_TIMEOUT`]). Applies to connections this builder opens.
-    pub fn connection_timeout(mut self, timeout: Duration) -> Self {
+    pub fn with_connection_timeout(mut self, timeout: Duration) -> Self {
         self.connection_timeout = timeout;
         self
     }
 
     /// How many keys each `SCAN` call asks for in `clear`, `len` and `all`
     /// (default [`DEFAULT_SCAN_COUNT`]; at least 1).
-    pub fn scan_count(mut self, count: u32) -> Self {
+    pub fn with_scan_count(mut self, count: u32) -> Self {
         self.scan_count = count;
         self
     }
@@ -106,7 +108,7 @@ impl RedisStoreBuilder {
     /// standalone server, about 10 s in all when the server is down). Also
     /// bounds how long building waits for a server that refuses
     /// connections.
-    pub fn reconnect_retries(mut self, retries: u32) -> Self {
+    pub fn with_reconnect_retries(mut self, retries: u32) -> Self {
         self.retries = Some(retries);
         self
     }
@@ -194,7 +196,11 @@ impl RedisStoreBuilder {
     /// # Errors
     ///
     /// [`Error::Config`] for an invalid setting.
-    pub fn build(self, conn: impl Into<RedisConnection>) -> Result<RedisStore> {
+    #[allow(
+        clippy::unused_async,
+        reason = "every store's build is async; a ready connection needs no wait"
+    )]
+    pub async fn build(self, conn: impl Into<RedisConnection>) -> Result<RedisStore> {
         self.validate()?;
         let conn = conn.into();
         let target = if conn.is_cluster() {
@@ -206,19 +212,7 @@ impl RedisStoreBuilder {
     }
 
     fn validate(&self) -> Result<()> {
-        if self.prefix.is_empty() {
-            return Err(Error::config(BACKEND, "the key prefix must not be empty"));
-        }
-        if self
-            .prefix
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control())
-        {
-            return Err(Error::config(
-                BACKEND,
-                "the key prefix must not contain whitespace or control characters",
-            ));
-        }
+        validate_namespace(&self.prefix)?;
         if self.scan_count == 0 {
             return Err(Error::config(BACKEND, "scan_count must be at least 1"));
         }
@@ -231,4 +225,22 @@ impl RedisStoreBuilder {
     fn into_store(self, conn: RedisConnection, target: String) -> RedisStore {
         RedisStore::from_parts(conn, self.prefix, target, self.scan_count)
     }
+}
+
+/// Check a namespace (key prefix): non-empty, no whitespace or control
+/// characters.
+pub(crate) fn validate_namespace(prefix: &str) -> Result<()> {
+    if prefix.is_empty() {
+        return Err(Error::config(
+            BACKEND,
+            "the namespace (key prefix) must not be empty",
+        ));
+    }
+    if prefix.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(Error::config(
+            BACKEND,
+            "the namespace (key prefix) must not contain whitespace or control characters",
+        ));
+    }
+    Ok(())
 }

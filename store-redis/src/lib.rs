@@ -3,10 +3,13 @@
 mod builder;
 mod connection;
 mod format;
+mod scan;
 mod scripts;
 mod store;
 
-pub use crate::builder::{DEFAULT_PREFIX, DEFAULT_SCAN_COUNT, DEFAULT_TIMEOUT, RedisStoreBuilder};
+pub use crate::builder::{
+    DEFAULT_NAMESPACE, DEFAULT_SCAN_COUNT, DEFAULT_TIMEOUT, RedisStoreBuilder,
+};
 pub use crate::connection::RedisConnection;
 pub use crate::store::RedisStore;
 
@@ -14,5 +17,5 @@ pub use crate::store::RedisStore;
 /// hand uses the same version.
 pub use redis;
 
-/// The backend name carried by [`session_core::Error`] variants.
-const BACKEND: &str = "redis";
+/// The backend name in [`session_core::Error`]s from this crate.
+pub const BACKEND: &str = "redis";

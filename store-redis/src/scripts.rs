@@ -10,12 +10,8 @@
 //! `u64`) and pass times through to Redis untouched (the Redis expiry is
 //! computed by the caller: `expires_at - 1`, see `store::px_at`).
 //! `PEXPIREAT` or `SET ... PXAT` with a time that is not in the future
-//! deletes the key at once.
-//!
-//! Sessions written by earlier versions of this crate are hashes (fields `v`,
-//! `c`, `e`, `d`); the scripts still update and touch those (their
-//! `GETRANGE`/`SETRANGE` fail with `WRONGTYPE` on a hash, caught by
-//! `redis.pcall`), and an update rewrites one as a string.
+//! deletes the key at once. A key holding another type than a string fails
+//! the script with `WRONGTYPE`, which the store reports as undecodable.
 
 use std::sync::LazyLock;
 
@@ -23,7 +19,7 @@ use redis::Script;
 
 /// `update`: replace the live key only if its version is the expected one.
 /// Returns 1 (updated), 0 (missing: nothing written), 2 (conflict: nothing
-/// written) or 3 (the key holds something that is not a session).
+/// written) or 3 (the key holds a string that is not a session).
 ///
 /// `ARGV`: the expected tag and version as the value starts with them
 /// ([`crate::format::version_prefix`]), the new value, its expiry (Unix ms,
@@ -31,27 +27,13 @@ use redis::Script;
 pub(crate) static UPDATE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
-local head = redis.pcall('GETRANGE', KEYS[1], 0, 22)
+local head = redis.call('GETRANGE', KEYS[1], 0, 22)
 if head == ARGV[1] then
   redis.call('SET', KEYS[1], ARGV[2], 'PXAT', ARGV[3])
   return 1
 end
 if head == '' then
   return 0
-end
-if type(head) == 'table' then
-  -- Not a string: a hash written by an earlier version (HGET raises
-  -- WRONGTYPE on anything else). Its v is the version without padding.
-  local v = redis.call('HGET', KEYS[1], 'v')
-  if not v then
-    return 3
-  end
-  local expected = string.gsub(string.sub(ARGV[1], 4), '^0+(%d)', '%1')
-  if v ~= expected then
-    return 2
-  end
-  redis.call('SET', KEYS[1], ARGV[2], 'PXAT', ARGV[3])
-  return 1
 end
 if #head ~= 23 or string.sub(head, 1, 3) ~= 's1 ' then
   return 3
@@ -75,21 +57,16 @@ return 2
 /// touch: a string of another shape under a session key (which `load`
 /// reports as undecodable) gets its bytes 45 to 64 overwritten instead.
 ///
-/// `ARGV`: the Redis expiry (Unix ms, the millisecond before `expires_at`),
-/// the header's `expires_at` field ([`crate::format::expires_field`]), and
-/// `expires_at` itself (Unix ms, for a hash's `e`).
+/// `ARGV`: the Redis expiry (Unix ms, the millisecond before `expires_at`)
+/// and the header's `expires_at` field ([`crate::format::expires_field`]).
 pub(crate) static TOUCH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 if redis.call('PEXPIREAT', KEYS[1], ARGV[1]) == 0 then
   return 0
 end
-local len = redis.pcall('SETRANGE', KEYS[1], 45, ARGV[2])
-if type(len) == 'table' then
-  -- A hash written by an earlier version (HSET raises WRONGTYPE on
-  -- anything else).
-  redis.call('HSET', KEYS[1], 'e', ARGV[3])
-elseif len < 66 then
+local len = redis.call('SETRANGE', KEYS[1], 45, ARGV[2])
+if len < 66 then
   redis.call('PEXPIREAT', KEYS[1], ARGV[1])
 end
 return 1

@@ -4,16 +4,15 @@ use std::collections::HashSet;
 use std::fmt;
 use std::io::Write as _;
 
-use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{
     Cmd, ErrorKind, RedisError, RedisResult, RedisWrite as _, Script, ServerErrorKind, Value,
 };
 use session_core::{
     Error, Record, Result, SessionKey, SessionStore, Timestamp, UpdateOutcome, async_trait,
 };
-use tokio::task::JoinSet;
 
 use crate::builder::DEFAULT_SCAN_COUNT;
+use crate::scan::Scan;
 use crate::{BACKEND, RedisConnection, RedisStoreBuilder, format, scripts};
 
 /// A session store on a standalone Redis server or a Redis Cluster.
@@ -31,7 +30,7 @@ pub struct RedisStore {
     conn: RedisConnection,
     prefix: String,
     target: String,
-    scan_count: u32,
+    pub(crate) scan_count: u32,
 }
 
 impl fmt::Debug for RedisStore {
@@ -43,15 +42,6 @@ impl fmt::Debug for RedisStore {
             .field("scan_count", &self.scan_count)
             .finish_non_exhaustive()
     }
-}
-
-/// Where one `SCAN` goes.
-#[derive(Debug, Clone)]
-enum Node {
-    /// The standalone server behind the connection.
-    Server,
-    /// One primary of a cluster, by the address the cluster announces.
-    Primary { host: String, port: u16 },
 }
 
 impl RedisStore {
@@ -96,7 +86,7 @@ impl RedisStore {
         };
         Self::from_parts(
             conn,
-            crate::DEFAULT_PREFIX.to_owned(),
+            crate::DEFAULT_NAMESPACE.to_owned(),
             target.to_owned(),
             DEFAULT_SCAN_COUNT,
         )
@@ -116,10 +106,28 @@ impl RedisStore {
         }
     }
 
-    /// The key prefix (the namespace).
+    /// The namespace (the key prefix).
     #[must_use]
-    pub fn prefix(&self) -> &str {
+    pub fn namespace(&self) -> &str {
         &self.prefix
+    }
+
+    /// Another namespace on the same connection.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] if `namespace` is empty or holds whitespace or
+    /// control characters.
+    #[allow(
+        clippy::unused_async,
+        reason = "every store's open_namespace is async; this one shares a connection"
+    )]
+    pub async fn open_namespace(&self, namespace: &str) -> Result<Self> {
+        crate::builder::validate_namespace(namespace)?;
+        Ok(Self {
+            prefix: namespace.to_owned(),
+            ..self.clone()
+        })
     }
 
     /// The Redis key of a session: `{prefix}:{key}`.
@@ -129,132 +137,15 @@ impl RedisStore {
     }
 
     /// The session key of a Redis key of this namespace, if it is one.
-    fn session_key(&self, redis_key: &str) -> Option<SessionKey> {
+    pub(crate) fn session_key(&self, redis_key: &str) -> Option<SessionKey> {
         let rest = redis_key.strip_prefix(self.prefix.as_str())?;
         let hex = rest.strip_prefix(':')?;
         SessionKey::parse(hex).ok()
     }
 
-    /// The `SCAN MATCH` pattern of this namespace, glob characters of the
-    /// prefix escaped.
-    fn pattern(&self) -> String {
-        let mut pattern = String::with_capacity(self.prefix.len() + 2);
-        for c in self.prefix.chars() {
-            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-                pattern.push('\\');
-            }
-            pattern.push(c);
-        }
-        pattern.push_str(":*");
-        pattern
-    }
-
     /// A connection handle for one request (clones share the sockets).
-    fn conn(&self) -> RedisConnection {
+    pub(crate) fn conn(&self) -> RedisConnection {
         self.conn.clone()
-    }
-
-    /// The nodes a full `SCAN` must visit: the server, or every primary of
-    /// the cluster (an unrouted `SCAN` on a cluster sees one node only).
-    async fn nodes(&self) -> Result<Vec<Node>> {
-        let RedisConnection::Cluster(conn) = &self.conn else {
-            return Ok(vec![Node::Server]);
-        };
-        let mut conn = conn.clone();
-        let slots = conn
-            .route_command(
-                redis::cmd("CLUSTER").arg("SLOTS").clone(),
-                RoutingInfo::SingleNode(SingleNodeRoutingInfo::RandomPrimary),
-            )
-            .await
-            .map_err(backend)?;
-        let primaries = parse_cluster_slots(slots)?;
-        Ok(primaries
-            .into_iter()
-            .map(|(host, port)| Node::Primary { host, port })
-            .collect())
-    }
-
-    /// One `SCAN` call on `node`: the next cursor and the session keys of
-    /// this namespace in the page.
-    async fn scan_page(&self, node: &Node, cursor: &str) -> Result<(String, Vec<SessionKey>)> {
-        let mut cmd = redis::cmd("SCAN");
-        cmd.arg(cursor)
-            .arg("MATCH")
-            .arg(self.pattern())
-            .arg("COUNT")
-            .arg(self.scan_count);
-        let value = match (node, self.conn()) {
-            (Node::Primary { host, port }, RedisConnection::Cluster(mut conn)) => {
-                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
-                    host: host.clone(),
-                    port: *port,
-                });
-                conn.route_command(cmd, routing).await.map_err(backend)?
-            }
-            (_, mut conn) => cmd.query_async::<Value>(&mut conn).await.map_err(backend)?,
-        };
-        let (next, names): (String, Vec<String>) =
-            redis::from_redis_value(value).map_err(|e| backend(e.into()))?;
-        let keys = names.iter().filter_map(|n| self.session_key(n)).collect();
-        Ok((next, keys))
-    }
-
-    /// Visit every page of session keys of this namespace on every node.
-    /// A key may appear more than once (`SCAN` guarantees at least once).
-    async fn scan(&self) -> Result<Scan> {
-        Ok(Scan {
-            nodes: self.nodes().await?,
-            next_node: 0,
-            cursor: None,
-        })
-    }
-
-    /// Run one single-key command per key, concurrently, and return the
-    /// answers in order: one pipeline on a standalone server, one request
-    /// per key (each routed to its slot's node) on a cluster, never a
-    /// cross-slot command.
-    async fn per_key(&self, cmds: Vec<Cmd>) -> Result<Vec<RedisResult<Value>>> {
-        if cmds.is_empty() {
-            return Ok(Vec::new());
-        }
-        match self.conn() {
-            RedisConnection::Cluster(conn) => {
-                let count = cmds.len();
-                let mut tasks = JoinSet::new();
-                for (i, cmd) in cmds.into_iter().enumerate() {
-                    let mut conn = conn.clone();
-                    tasks.spawn(async move { (i, cmd.query_async::<Value>(&mut conn).await) });
-                }
-                let mut answers: Vec<RedisResult<Value>> =
-                    (0..count).map(|_| Ok(Value::Nil)).collect();
-                while let Some(joined) = tasks.join_next().await {
-                    let (i, answer) = joined.map_err(|e| Error::backend(BACKEND, e))?;
-                    if let Some(slot) = answers.get_mut(i) {
-                        *slot = answer;
-                    }
-                }
-                Ok(answers)
-            }
-            mut conn => {
-                let mut pipe = redis::pipe();
-                pipe.ignore_errors();
-                for cmd in cmds {
-                    pipe.add_command(cmd);
-                }
-                let values = pipe
-                    .query_async::<Vec<Value>>(&mut conn)
-                    .await
-                    .map_err(backend)?;
-                Ok(values
-                    .into_iter()
-                    .map(|value| match value {
-                        Value::ServerError(e) => Err(e.into()),
-                        value => Ok(value),
-                    })
-                    .collect())
-            }
-        }
     }
 
     /// Write `{prefix}:{key}` (what [`redis_key`](Self::redis_key) returns)
@@ -276,7 +167,13 @@ impl RedisStore {
     /// `name {prefix}:{key}`, with room for `more_args` further arguments of
     /// about `more_bytes` bytes in all (one allocation per buffer when the
     /// estimate holds).
-    fn key_cmd(&self, name: &str, key: &SessionKey, more_args: usize, more_bytes: usize) -> Cmd {
+    pub(crate) fn key_cmd(
+        &self,
+        name: &str,
+        key: &SessionKey,
+        more_args: usize,
+        more_bytes: usize,
+    ) -> Cmd {
         let mut cmd =
             Cmd::with_capacity(2 + more_args, name.len() + self.key_len(key) + more_bytes);
         cmd.arg(name);
@@ -334,23 +231,9 @@ impl RedisStore {
         Ok(reply != Value::Nil)
     }
 
-    /// Read a session stored by an earlier version of this crate: a hash
-    /// with the fields `v`, `c`, `e`, `d`.
-    async fn load_hash(&self, key: &SessionKey) -> Result<Option<Record>> {
-        let mut cmd = self.key_cmd("HMGET", key, 4, 4);
-        cmd.arg("v").arg("c").arg("e").arg("d");
-        let value: Value = cmd
-            .query_async(&mut self.conn())
-            .await
-            .map_err(|e| keyed(key, e))?;
-        decode_hash(key, value)
-    }
-
     /// The record in the answer to `GET` on `key`: `None` if the key is
-    /// absent (or expired: Redis hides expired keys from every command); a
-    /// hash (written by an earlier version) is read with [`load_hash`](Self::load_hash).
-    async fn decode_get(
-        &self,
+    /// absent (or expired: Redis hides expired keys from every command).
+    pub(crate) fn decode_get(
         key: &SessionKey,
         answer: RedisResult<Value>,
     ) -> Result<Option<Record>> {
@@ -361,34 +244,8 @@ impl RedisStore {
                 key,
                 "GET answered something else than a string",
             )),
-            Err(e) if e.code() == Some("WRONGTYPE") => self.load_hash(key).await,
-            Err(e) => Err(backend(e)),
+            Err(e) => Err(keyed(key, e)),
         }
-    }
-}
-
-/// A full `SCAN` of one namespace, node after node.
-struct Scan {
-    nodes: Vec<Node>,
-    next_node: usize,
-    /// The cursor on `nodes[next_node]`; `None` before its first call.
-    cursor: Option<String>,
-}
-
-impl Scan {
-    /// The next page, or `None` when every node has been scanned.
-    async fn next_page(&mut self, store: &RedisStore) -> Result<Option<Vec<SessionKey>>> {
-        let Some(node) = self.nodes.get(self.next_node) else {
-            return Ok(None);
-        };
-        let cursor = self.cursor.take().unwrap_or_else(|| "0".to_owned());
-        let (next, keys) = store.scan_page(node, &cursor).await?;
-        if next == "0" {
-            self.next_node += 1;
-        } else {
-            self.cursor = Some(next);
-        }
-        Ok(Some(keys))
     }
 }
 
@@ -402,11 +259,11 @@ fn px_at(expires_at: Timestamp) -> i64 {
     expires_at.as_millis().saturating_sub(1).max(1)
 }
 
-fn backend(e: RedisError) -> Error {
+pub(crate) fn backend(e: RedisError) -> Error {
     Error::backend(BACKEND, e)
 }
 
-/// A command on `key` failed: a key holding another type than a hash was
+/// A command on `key` failed: a key holding another type than a string was
 /// written by something else, and is reported as undecodable.
 fn keyed(key: &SessionKey, e: RedisError) -> Error {
     if e.code() == Some("WRONGTYPE") {
@@ -416,75 +273,6 @@ fn keyed(key: &SessionKey, e: RedisError) -> Error {
     }
 }
 
-/// The primaries (host, port) in a `CLUSTER SLOTS` answer:
-/// `[[start, end, [host, port, id, ...], replica...], ...]`.
-fn parse_cluster_slots(value: Value) -> Result<Vec<(String, u16)>> {
-    let ranges: Vec<Vec<Value>> = redis::from_redis_value(value).map_err(|e| backend(e.into()))?;
-    let mut primaries = Vec::new();
-    for range in ranges {
-        let Some(primary) = range.into_iter().nth(2) else {
-            continue;
-        };
-        let node: Vec<Value> = redis::from_redis_value(primary).map_err(|e| backend(e.into()))?;
-        let mut node = node.into_iter();
-        let (Some(host), Some(port)) = (node.next(), node.next()) else {
-            continue;
-        };
-        let host: String = redis::from_redis_value(host).map_err(|e| backend(e.into()))?;
-        let port: u16 = redis::from_redis_value(port).map_err(|e| backend(e.into()))?;
-        if !primaries.contains(&(host.clone(), port)) {
-            primaries.push((host, port));
-        }
-    }
-    if primaries.is_empty() {
-        return Err(Error::backend(
-            BACKEND,
-            "CLUSTER SLOTS names no primary: is the cluster up?",
-        ));
-    }
-    Ok(primaries)
-}
-
-/// Decode the `HMGET v c e d` answer for `key` (a session stored as a hash
-/// by an earlier version of this crate): `None` if the key is absent.
-fn decode_hash(key: &SessionKey, value: Value) -> Result<Option<Record>> {
-    let fields: Vec<Option<Vec<u8>>> =
-        redis::from_redis_value(value).map_err(|e| Error::decode(key, e))?;
-    if fields.iter().all(Option::is_none) {
-        return Ok(None);
-    }
-    let [Some(v), Some(c), Some(e), Some(d)] = <[Option<Vec<u8>>; 4]>::try_from(fields)
-        .map_err(|_| Error::decode(key, "HMGET did not answer four fields"))?
-    else {
-        return Err(Error::decode(
-            key,
-            "the session hash lacks one of the fields v, c, e, d",
-        ));
-    };
-    let number = |bytes: &[u8], what: &str| -> Result<String> {
-        String::from_utf8(bytes.to_vec())
-            .map_err(|_| Error::decode(key, format!("field {what} is not UTF-8")))
-    };
-    let version: u64 = number(&v, "v")?
-        .parse()
-        .map_err(|e| Error::decode(key, e))?;
-    let created_at: i64 = number(&c, "c")?
-        .parse()
-        .map_err(|e| Error::decode(key, e))?;
-    let expires_at: i64 = number(&e, "e")?
-        .parse()
-        .map_err(|e| Error::decode(key, e))?;
-    let data = Record::decode_data(key, &d)?;
-    Ok(Some(
-        Record::with_times(
-            data,
-            Timestamp::from_millis(created_at),
-            Timestamp::from_millis(expires_at),
-        )
-        .with_version(version),
-    ))
-}
-
 #[async_trait]
 impl SessionStore for RedisStore {
     async fn load(&self, key: &SessionKey) -> Result<Option<Record>> {
@@ -492,7 +280,7 @@ impl SessionStore for RedisStore {
             .key_cmd("GET", key, 0, 0)
             .query_async(&mut self.conn())
             .await;
-        self.decode_get(key, answer).await
+        Self::decode_get(key, answer)
     }
 
     async fn create(&self, key: &SessionKey, record: &Record) -> Result<bool> {
@@ -532,10 +320,9 @@ impl SessionStore for RedisStore {
     }
 
     async fn touch(&self, key: &SessionKey, expires_at: Timestamp) -> Result<bool> {
-        let mut cmd = self.script_cmd(&scripts::TOUCH, key, 3, 20 + 20 + 20);
+        let mut cmd = self.script_cmd(&scripts::TOUCH, key, 2, 20 + 20);
         cmd.arg(px_at(expires_at))
-            .arg(&format::expires_field(expires_at)[..])
-            .arg(expires_at.as_millis());
+            .arg(&format::expires_field(expires_at)[..]);
         Ok(self.run_script(&scripts::TOUCH, &cmd, key).await? == 1)
     }
 
@@ -549,13 +336,13 @@ impl SessionStore for RedisStore {
     }
 
     async fn clear(&self) -> Result<()> {
-        let mut scan = self.scan().await?;
+        let mut scan = Scan::start(self).await?;
         while let Some(keys) = scan.next_page(self).await? {
             let cmds = keys
                 .iter()
                 .map(|k| self.key_cmd("UNLINK", k, 0, 0))
                 .collect();
-            for answer in self.per_key(cmds).await? {
+            for answer in crate::scan::per_key(self, cmds).await? {
                 answer.map_err(backend)?;
             }
         }
@@ -566,7 +353,7 @@ impl SessionStore for RedisStore {
         // SCAN never returns a key whose TTL has passed (Redis checks the
         // expiry of every key it returns), and may return a key twice.
         let mut seen = HashSet::new();
-        let mut scan = self.scan().await?;
+        let mut scan = Scan::start(self).await?;
         while let Some(keys) = scan.next_page(self).await? {
             seen.extend(keys);
         }
@@ -576,16 +363,15 @@ impl SessionStore for RedisStore {
     async fn all(&self) -> Result<Vec<(SessionKey, Record)>> {
         let mut seen = HashSet::new();
         let mut out = Vec::new();
-        let mut scan = self.scan().await?;
+        let mut scan = Scan::start(self).await?;
         while let Some(keys) = scan.next_page(self).await? {
             let fresh: Vec<SessionKey> = keys.into_iter().filter(|k| seen.insert(*k)).collect();
-            let answers = self
-                .per_key(fresh.iter().map(|k| self.key_cmd("GET", k, 0, 0)).collect())
-                .await?;
+            let gets = fresh.iter().map(|k| self.key_cmd("GET", k, 0, 0)).collect();
+            let answers = crate::scan::per_key(self, gets).await?;
             for (key, answer) in fresh.iter().zip(answers) {
                 // A key that expired or was destroyed since the SCAN reads
                 // back empty and is skipped.
-                if let Some(record) = self.decode_get(key, answer).await? {
+                if let Some(record) = Self::decode_get(key, answer)? {
                     out.push((*key, record));
                 }
             }
@@ -597,42 +383,5 @@ impl SessionStore for RedisStore {
         // Redis expires keys by itself (lazily on access, actively in the
         // background); an expired key is invisible to every command.
         Ok(0)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cluster_slots_are_parsed_to_distinct_primaries() {
-        let node = |host: &str, port: i64| {
-            Value::Array(vec![
-                Value::BulkString(host.as_bytes().to_vec()),
-                Value::Int(port),
-                Value::BulkString(b"id".to_vec()),
-            ])
-        };
-        let range = |a: i64, b: i64, p: i64| {
-            Value::Array(vec![
-                Value::Int(a),
-                Value::Int(b),
-                node("127.0.0.1", p),
-                node("127.0.0.1", p + 1),
-            ])
-        };
-        let slots = Value::Array(vec![
-            range(0, 5, 7000),
-            range(6, 9, 7002),
-            range(10, 12, 7000),
-        ]);
-        let primaries = parse_cluster_slots(slots).unwrap();
-        assert_eq!(
-            primaries,
-            vec![
-                ("127.0.0.1".to_owned(), 7000),
-                ("127.0.0.1".to_owned(), 7002)
-            ]
-        );
     }
 }

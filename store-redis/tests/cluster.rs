@@ -69,37 +69,3 @@ async fn debug_names_the_cluster_nodes() {
     let shown = format!("{store:?}");
     assert!(shown.contains("redis-cluster://127.0.0.1:"), "{shown}");
 }
-
-#[tokio::test]
-async fn sessions_stored_as_hashes_by_earlier_versions_are_read_and_converted() {
-    if skip_cluster().is_some() {
-        return;
-    }
-    let store = cluster(&session_conformance::unique_namespace()).await;
-    let client = redis::cluster::ClusterClient::new(cluster_nodes()).unwrap();
-    let mut conn = client.get_async_connection().await.unwrap();
-    let mut data = session_core::Data::new();
-    data.insert("user".into(), "ada".into());
-    let record = Record::new(data, Duration::from_secs(600)).with_version(5);
-    let mut keys = Vec::new();
-    for _ in 0..10 {
-        let key = SessionId::generate().unwrap().key();
-        common::write_hash(&mut conn, &store.redis_key(&key), &record).await;
-        keys.push(key);
-    }
-    assert_eq!(store.all().await.unwrap().len(), 10);
-    for key in &keys {
-        assert_eq!(store.load(key).await.unwrap(), Some(record.clone()));
-        assert!(store.touch(key, record.expires_at).await.unwrap());
-        assert_eq!(
-            store.update(key, &record, 5).await.unwrap(),
-            session_core::UpdateOutcome::Updated
-        );
-        assert_eq!(
-            store.load(key).await.unwrap(),
-            Some(record.clone().with_version(6))
-        );
-    }
-    store.clear().await.unwrap();
-    assert!(store.is_empty().await.unwrap());
-}

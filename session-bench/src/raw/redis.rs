@@ -146,12 +146,11 @@ pub(crate) async fn open_pair(env: &Env, namespace: &str, cluster: bool) -> Resu
         RedisConnection::from(conn)
     };
     let store = RedisStore::builder()
-        .prefix(namespace)
-        .build(conn.clone())?;
+        .with_namespace(namespace)
+        .build(conn.clone())
+        .await?;
     let raw_prefix = format!("{namespace}_raw");
-    let cleaner = RedisStore::builder()
-        .prefix(raw_prefix.clone())
-        .build(conn.clone())?;
+    let cleaner = store.open_namespace(&raw_prefix).await?;
     let raw = RawRedis {
         conn,
         prefix: raw_prefix,

@@ -1,0 +1,234 @@
+//! Walking a whole namespace (`clear`, `len`, `all`): `SCAN` on the server
+//! or on every primary of a cluster, and single-key commands for many keys
+//! at once, never a cross-slot command.
+
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use redis::{Cmd, RedisResult, Value};
+use session_core::{Error, Result, SessionKey};
+use tokio::task::JoinSet;
+
+use crate::store::backend;
+use crate::{BACKEND, RedisConnection, RedisStore};
+
+/// Where one `SCAN` goes.
+#[derive(Debug, Clone)]
+enum Node {
+    /// The standalone server behind the connection.
+    Server,
+    /// One primary of a cluster, by the address the cluster announces.
+    Primary { host: String, port: u16 },
+}
+
+/// A full `SCAN` of one namespace, node after node.
+pub(crate) struct Scan {
+    nodes: Vec<Node>,
+    next_node: usize,
+    /// The cursor on `nodes[next_node]`; `None` before its first call.
+    cursor: Option<String>,
+}
+
+impl Scan {
+    /// A scan of `store`'s namespace. A key may appear more than once
+    /// (`SCAN` guarantees at least once).
+    pub(crate) async fn start(store: &RedisStore) -> Result<Self> {
+        Ok(Self {
+            nodes: nodes(store).await?,
+            next_node: 0,
+            cursor: None,
+        })
+    }
+
+    /// The next page, or `None` when every node has been scanned.
+    pub(crate) async fn next_page(
+        &mut self,
+        store: &RedisStore,
+    ) -> Result<Option<Vec<SessionKey>>> {
+        let Some(node) = self.nodes.get(self.next_node) else {
+            return Ok(None);
+        };
+        let cursor = self.cursor.take().unwrap_or_else(|| "0".to_owned());
+        let (next, keys) = scan_page(store, node, &cursor).await?;
+        if next == "0" {
+            self.next_node += 1;
+        } else {
+            self.cursor = Some(next);
+        }
+        Ok(Some(keys))
+    }
+}
+
+/// The `SCAN MATCH` pattern of this namespace, glob characters of the
+/// prefix escaped.
+fn pattern(store: &RedisStore) -> String {
+    let mut pattern = String::with_capacity(store.namespace().len() + 2);
+    for c in store.namespace().chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push_str(":*");
+    pattern
+}
+
+/// The nodes a full `SCAN` must visit: the server, or every primary of
+/// the cluster (an unrouted `SCAN` on a cluster sees one node only).
+async fn nodes(store: &RedisStore) -> Result<Vec<Node>> {
+    let RedisConnection::Cluster(conn) = store.conn() else {
+        return Ok(vec![Node::Server]);
+    };
+    let mut conn = conn;
+    let slots = conn
+        .route_command(
+            redis::cmd("CLUSTER").arg("SLOTS").clone(),
+            RoutingInfo::SingleNode(SingleNodeRoutingInfo::RandomPrimary),
+        )
+        .await
+        .map_err(backend)?;
+    let primaries = parse_cluster_slots(slots)?;
+    Ok(primaries
+        .into_iter()
+        .map(|(host, port)| Node::Primary { host, port })
+        .collect())
+}
+
+/// One `SCAN` call on `node`: the next cursor and the session keys of
+/// this namespace in the page.
+async fn scan_page(
+    store: &RedisStore,
+    node: &Node,
+    cursor: &str,
+) -> Result<(String, Vec<SessionKey>)> {
+    let mut cmd = redis::cmd("SCAN");
+    cmd.arg(cursor)
+        .arg("MATCH")
+        .arg(pattern(store))
+        .arg("COUNT")
+        .arg(store.scan_count);
+    let value = match (node, store.conn()) {
+        (Node::Primary { host, port }, RedisConnection::Cluster(mut conn)) => {
+            let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                host: host.clone(),
+                port: *port,
+            });
+            conn.route_command(cmd, routing).await.map_err(backend)?
+        }
+        (_, mut conn) => cmd.query_async::<Value>(&mut conn).await.map_err(backend)?,
+    };
+    let (next, names): (String, Vec<String>) =
+        redis::from_redis_value(value).map_err(|e| backend(e.into()))?;
+    let keys = names.iter().filter_map(|n| store.session_key(n)).collect();
+    Ok((next, keys))
+}
+
+/// Run one single-key command per key, concurrently, and return the
+/// answers in order: one pipeline on a standalone server, one request
+/// per key (each routed to its slot's node) on a cluster, never a
+/// cross-slot command.
+pub(crate) async fn per_key(store: &RedisStore, cmds: Vec<Cmd>) -> Result<Vec<RedisResult<Value>>> {
+    if cmds.is_empty() {
+        return Ok(Vec::new());
+    }
+    match store.conn() {
+        RedisConnection::Cluster(conn) => {
+            let count = cmds.len();
+            let mut tasks = JoinSet::new();
+            for (i, cmd) in cmds.into_iter().enumerate() {
+                let mut conn = conn.clone();
+                tasks.spawn(async move { (i, cmd.query_async::<Value>(&mut conn).await) });
+            }
+            let mut answers: Vec<RedisResult<Value>> = (0..count).map(|_| Ok(Value::Nil)).collect();
+            while let Some(joined) = tasks.join_next().await {
+                let (i, answer) = joined.map_err(|e| Error::backend(BACKEND, e))?;
+                if let Some(slot) = answers.get_mut(i) {
+                    *slot = answer;
+                }
+            }
+            Ok(answers)
+        }
+        mut conn => {
+            let mut pipe = redis::pipe();
+            pipe.ignore_errors();
+            for cmd in cmds {
+                pipe.add_command(cmd);
+            }
+            let values = pipe
+                .query_async::<Vec<Value>>(&mut conn)
+                .await
+                .map_err(backend)?;
+            Ok(values
+                .into_iter()
+                .map(|value| match value {
+                    Value::ServerError(e) => Err(e.into()),
+                    value => Ok(value),
+                })
+                .collect())
+        }
+    }
+}
+
+/// The primaries (host, port) in a `CLUSTER SLOTS` answer:
+/// `[[start, end, [host, port, id, ...], replica...], ...]`.
+fn parse_cluster_slots(value: Value) -> Result<Vec<(String, u16)>> {
+    let ranges: Vec<Vec<Value>> = redis::from_redis_value(value).map_err(|e| backend(e.into()))?;
+    let mut primaries = Vec::new();
+    for range in ranges {
+        let Some(primary) = range.into_iter().nth(2) else {
+            continue;
+        };
+        let node: Vec<Value> = redis::from_redis_value(primary).map_err(|e| backend(e.into()))?;
+        let mut node = node.into_iter();
+        let (Some(host), Some(port)) = (node.next(), node.next()) else {
+            continue;
+        };
+        let host: String = redis::from_redis_value(host).map_err(|e| backend(e.into()))?;
+        let port: u16 = redis::from_redis_value(port).map_err(|e| backend(e.into()))?;
+        if !primaries.contains(&(host.clone(), port)) {
+            primaries.push((host, port));
+        }
+    }
+    if primaries.is_empty() {
+        return Err(Error::backend(
+            BACKEND,
+            "CLUSTER SLOTS names no primary: is the cluster up?",
+        ));
+    }
+    Ok(primaries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_slots_are_parsed_to_distinct_primaries() {
+        let node = |host: &str, port: i64| {
+            Value::Array(vec![
+                Value::BulkString(host.as_bytes().to_vec()),
+                Value::Int(port),
+                Value::BulkString(b"id".to_vec()),
+            ])
+        };
+        let range = |a: i64, b: i64, p: i64| {
+            Value::Array(vec![
+                Value::Int(a),
+                Value::Int(b),
+                node("127.0.0.1", p),
+                node("127.0.0.1", p + 1),
+            ])
+        };
+        let slots = Value::Array(vec![
+            range(0, 5, 7000),
+            range(6, 9, 7002),
+            range(10, 12, 7000),
+        ]);
+        let primaries = parse_cluster_slots(slots).unwrap();
+        assert_eq!(
+            primaries,
+            vec![
+                ("127.0.0.1".to_owned(), 7000),
+                ("127.0.0.1".to_owned(), 7002)
+            ]
+        );
+    }
+}
