@@ -81,7 +81,7 @@ impl Backend {
     /// If the backend is not compiled in, or cannot be reached (naming the
     /// address tried).
     pub async fn open_store(self, env: &Env) -> Result<Opened> {
-        let namespace = namespace();
+        let namespace = session_conformance::unique_namespace();
         match self {
             Self::Memory => open::memory_store(),
             Self::Sqlite => open::sqlite_store(env, &namespace).await,
@@ -134,16 +134,15 @@ impl fmt::Debug for Opened {
     }
 }
 
-/// Where servers and files are: the same environment variables as the
-/// tests, with loopback defaults.
+/// Where servers and files are: the same environment variables and
+/// loopback defaults as the tests (`session_conformance::env`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Env {
-    /// `SESSION_REDIS_URL`, default `redis://127.0.0.1:6379/`.
+    /// `SESSION_REDIS_URL`.
     pub redis_url: String,
-    /// `SESSION_REDIS_CLUSTER_NODES` (comma-separated), default
-    /// `redis://127.0.0.1:7000/`.
+    /// `SESSION_REDIS_CLUSTER_NODES` (comma-separated).
     pub redis_cluster_nodes: Vec<String>,
-    /// `SESSION_MONGO_URL`, default `mongodb://127.0.0.1:27017`.
+    /// `SESSION_MONGO_URL`.
     pub mongo_url: String,
     /// Folder for SQLite and sled files (a temporary folder inside it per
     /// store); default the system's temporary folder.
@@ -151,23 +150,15 @@ pub struct Env {
 }
 
 impl Env {
-    /// Read the environment.
+    /// Read the environment (through `session_conformance::env`, as the
+    /// tests do).
     #[must_use]
     pub fn from_env() -> Self {
-        let var = |name: &str, default: &str| {
-            std::env::var(name)
-                .ok()
-                .filter(|v| !v.trim().is_empty())
-                .unwrap_or_else(|| default.to_owned())
-        };
+        use session_conformance::env::{MONGO, REDIS, REDIS_CLUSTER};
         Self {
-            redis_url: var("SESSION_REDIS_URL", "redis://127.0.0.1:6379/"),
-            redis_cluster_nodes: var("SESSION_REDIS_CLUSTER_NODES", "redis://127.0.0.1:7000/")
-                .split(',')
-                .map(|s| s.trim().to_owned())
-                .filter(|s| !s.is_empty())
-                .collect(),
-            mongo_url: var("SESSION_MONGO_URL", "mongodb://127.0.0.1:27017"),
+            redis_url: REDIS.url(),
+            redis_cluster_nodes: REDIS_CLUSTER.urls(),
+            mongo_url: MONGO.url(),
             data_dir: None,
         }
     }
@@ -188,17 +179,6 @@ impl Env {
             None => builder.tempdir()?,
         })
     }
-}
-
-/// A fresh namespace: `bench_` and 12 hex digits from the clock and a
-/// counter (unique within the run, unlikely to collide across runs).
-fn namespace() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let t = session_core::Timestamp::now().as_millis().unsigned_abs();
-    let mut rng = crate::payload::Rng::new(t ^ (u64::from(std::process::id()) << 32) ^ n);
-    format!("bench_{:012x}", rng.next_u64() & 0xffff_ffff_ffff)
 }
 
 #[allow(

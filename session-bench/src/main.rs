@@ -41,7 +41,7 @@ Results: a Markdown table on stdout, and one JSON object per line appended to --
 `session-bench render` turns the lines of several runs into BENCHMARKS.md (medians).\n\n\
 Servers come from the environment, as for the tests: SESSION_REDIS_URL (default \
 redis://127.0.0.1:6379/), SESSION_REDIS_CLUSTER_NODES (comma-separated, default \
-redis://127.0.0.1:7000/), SESSION_MONGO_URL (default mongodb://127.0.0.1:27017). A selected \
+redis://127.0.0.1:7000/), SESSION_MONGO_URL (default mongodb://127.0.0.1:27017/). A selected \
 server that cannot be reached is an error naming the address.",
     args_conflicts_with_subcommands = true
 )]
@@ -285,8 +285,8 @@ async fn http_cmd(args: HttpArgs) -> Result<()> {
     use session_bench::http::{HttpBench, Variant, table};
     let env = Env::from_env();
     let mut variants = args.variants.unwrap_or_else(|| Variant::ALL.to_vec());
-    if std::env::var("SESSION_SKIP_REDIS").is_ok_and(|v| v == "1") {
-        eprintln!("session-bench: SESSION_SKIP_REDIS=1: the Redis variants are skipped");
+    if let Some(reason) = session_conformance::env::REDIS.skip_reason() {
+        eprintln!("session-bench: {reason}: the Redis variants are skipped");
         variants.retain(|v| !v.uses_redis());
     }
     let concurrency = args

@@ -172,7 +172,7 @@ impl StoreUrl {
             }
             Self::Mongo(url) => {
                 let store = session_store_mongo::MongoStoreBuilder::new()
-                    .server_selection_timeout(CONNECT_TIMEOUT)
+                    .with_server_selection_timeout(CONNECT_TIMEOUT)
                     .connect(url)
                     .await?;
                 // The TTL index reaps; reads filter on expiry meanwhile.

@@ -22,9 +22,7 @@ use cookie::{Cookie, SameSite};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 
-const WEBDRIVER_ENV: &str = "SESSION_WEBDRIVER_URL";
-const DEFAULT_WEBDRIVER: &str = "http://127.0.0.1:9515";
-const SKIP_ENV: &str = "SESSION_SKIP_BROWSER";
+use session_conformance::env::WEBDRIVER;
 
 fn env_or(name: &str, default: &str) -> String {
     std::env::var(name)
@@ -58,14 +56,7 @@ async fn connect(webdriver: &str, profile: &std::path::Path) -> Client {
         .capabilities(caps)
         .connect(webdriver)
         .await;
-    match connecting {
-        Ok(client) => client,
-        Err(e) => panic!(
-            "no WebDriver session at {webdriver} ({e}). Start chromedriver there \
-             (`chromedriver --port=9515`; Debian: apt-get install chromium chromium-driver), \
-             run the tests through ./scripts/test (which does both), or set {SKIP_ENV}=1 to skip"
-        ),
-    }
+    connecting.unwrap_or_else(|e| WEBDRIVER.unreachable(webdriver, &e))
 }
 
 async fn text(client: &Client, id: &str) -> String {
@@ -215,11 +206,11 @@ async fn scenario(client: &Client, url: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_works_in_headless_chromium() {
-    if std::env::var(SKIP_ENV).is_ok_and(|v| v == "1") {
-        eprintln!("skipped: {SKIP_ENV}=1");
+    if let Some(reason) = WEBDRIVER.skip_reason() {
+        eprintln!("skipped: {reason}");
         return;
     }
-    let webdriver = env_or(WEBDRIVER_ENV, DEFAULT_WEBDRIVER);
+    let webdriver = WEBDRIVER.url();
     let data = tempfile::tempdir().unwrap();
     let profile = tempfile::tempdir().unwrap();
     let (url, _demo) = start_demo(data.path(), &[]).await;

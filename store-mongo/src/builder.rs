@@ -15,7 +15,7 @@ use crate::{BACKEND, MongoStore, fields};
 pub const DEFAULT_DATABASE: &str = "sessions";
 
 /// The collection (namespace) used when none is configured.
-pub const DEFAULT_COLLECTION: &str = "sessions";
+pub const DEFAULT_NAMESPACE: &str = "sessions";
 
 /// How long [`MongoStoreBuilder::connect`] waits to find a usable server
 /// when none is configured (the driver's own default is 30 s).
@@ -35,9 +35,9 @@ pub const TTL_INDEX_NAME: &str = "expires_at_ttl";
 /// use session_store_mongo::{MongoStore, mongodb::options::WriteConcern};
 ///
 /// let store = MongoStore::builder()
-///     .database("myapp")
-///     .collection("sessions")
-///     .write_concern(WriteConcern::majority())
+///     .with_database("myapp")
+///     .with_namespace("sessions")
+///     .with_write_concern(WriteConcern::majority())
 ///     .connect("mongodb://127.0.0.1:27017/")
 ///     .await?;
 /// # Ok(()) }
@@ -55,7 +55,7 @@ impl Default for MongoStoreBuilder {
     fn default() -> Self {
         Self {
             database: DEFAULT_DATABASE.to_owned(),
-            collection: DEFAULT_COLLECTION.to_owned(),
+            collection: DEFAULT_NAMESPACE.to_owned(),
             write_concern: None,
             server_selection_timeout: DEFAULT_SERVER_SELECTION_TIMEOUT,
         }
@@ -64,20 +64,20 @@ impl Default for MongoStoreBuilder {
 
 impl MongoStoreBuilder {
     /// A builder with the defaults: database [`DEFAULT_DATABASE`], collection
-    /// [`DEFAULT_COLLECTION`], the client's write concern.
+    /// [`DEFAULT_NAMESPACE`], the client's write concern.
     pub fn new() -> Self {
         Self::default()
     }
 
     /// The database holding the collection.
-    pub fn database(mut self, name: impl Into<String>) -> Self {
+    pub fn with_database(mut self, name: impl Into<String>) -> Self {
         self.database = name.into();
         self
     }
 
     /// The collection: the store's namespace. `clear`, `len`, `all` and
     /// `delete_expired` see this collection and nothing else.
-    pub fn collection(mut self, name: impl Into<String>) -> Self {
+    pub fn with_namespace(mut self, name: impl Into<String>) -> Self {
         self.collection = name.into();
         self
     }
@@ -85,7 +85,7 @@ impl MongoStoreBuilder {
     /// The write concern of every write (default: the client's, which is the
     /// server's default). On a replica set, [`WriteConcern::majority`] makes
     /// an acknowledged session write survive a failover.
-    pub fn write_concern(mut self, concern: WriteConcern) -> Self {
+    pub fn with_write_concern(mut self, concern: WriteConcern) -> Self {
         self.write_concern = Some(concern);
         self
     }
@@ -94,7 +94,7 @@ impl MongoStoreBuilder {
     /// server before an operation fails (default
     /// [`DEFAULT_SERVER_SELECTION_TIMEOUT`]), unless the URL sets
     /// `serverSelectionTimeoutMS`.
-    pub fn server_selection_timeout(mut self, timeout: Duration) -> Self {
+    pub fn with_server_selection_timeout(mut self, timeout: Duration) -> Self {
         self.server_selection_timeout = timeout;
         self
     }
@@ -149,35 +149,12 @@ impl MongoStoreBuilder {
     }
 
     async fn finish(self, client: Client, target: String) -> Result<MongoStore> {
-        // Reads always go to the primary: a secondary may lag, and `load`
-        // after `update` must see the write.
-        let options = CollectionOptions::builder()
-            .selection_criteria(SelectionCriteria::ReadPreference(ReadPreference::Primary))
-            .write_concern(self.write_concern)
-            .build();
-        let collection = client
-            .database(&self.database)
-            .collection_with_options(&self.collection, options);
-        let index = IndexModel::builder()
-            .keys(doc! { fields::EXPIRES_AT: 1 })
-            .options(
-                IndexOptions::builder()
-                    .name(TTL_INDEX_NAME.to_owned())
-                    .expire_after(Duration::ZERO)
-                    .build(),
-            )
-            .build();
-        collection
-            .create_index(index)
-            .await
-            .map_err(|e| Error::backend(BACKEND, e))?;
-        Ok(MongoStore::from_parts(
-            collection,
-            format!("{target}/{}.{}", self.database, self.collection),
-        ))
+        let database = client.database(&self.database);
+        open(&database, &self.collection, self.write_concern, &target).await
     }
 
     fn validate(&self) -> Result<()> {
+        validate_namespace(&self.collection)?;
         let db = &self.database;
         if db.is_empty() || db.len() > 63 {
             return Err(Error::config(
@@ -196,19 +173,6 @@ impl MongoStoreBuilder {
                 "the database name must not contain any of / \\ . space \" $ * < > : | ? or NUL",
             ));
         }
-        let coll = &self.collection;
-        if coll.is_empty() || coll.len() > 200 {
-            return Err(Error::config(
-                BACKEND,
-                "the collection name must be 1 to 200 bytes",
-            ));
-        }
-        if coll.contains('$') || coll.contains('\0') || coll.starts_with("system.") {
-            return Err(Error::config(
-                BACKEND,
-                "the collection name must not contain $ or NUL nor start with \"system.\"",
-            ));
-        }
         if self.server_selection_timeout.is_zero() {
             return Err(Error::config(
                 BACKEND,
@@ -217,6 +181,56 @@ impl MongoStoreBuilder {
         }
         Ok(())
     }
+}
+
+/// The store on collection `namespace` of `database`, with the TTL index
+/// created if missing.
+pub(crate) async fn open(
+    database: &mongodb::Database,
+    namespace: &str,
+    write_concern: Option<WriteConcern>,
+    target: &str,
+) -> Result<MongoStore> {
+    // Reads always go to the primary: a secondary may lag, and `load`
+    // after `update` must see the write.
+    let options = CollectionOptions::builder()
+        .selection_criteria(SelectionCriteria::ReadPreference(ReadPreference::Primary))
+        .write_concern(write_concern)
+        .build();
+    let collection = database.collection_with_options(namespace, options);
+    let index = IndexModel::builder()
+        .keys(doc! { fields::EXPIRES_AT: 1 })
+        .options(
+            IndexOptions::builder()
+                .name(TTL_INDEX_NAME.to_owned())
+                .expire_after(Duration::ZERO)
+                .build(),
+        )
+        .build();
+    collection
+        .create_index(index)
+        .await
+        .map_err(|e| Error::backend(BACKEND, e))?;
+    Ok(MongoStore::from_parts(collection, target.to_owned()))
+}
+
+/// Check a namespace (collection name): 1 to 200 bytes, no `$` or NUL, not
+/// a system collection.
+pub(crate) fn validate_namespace(namespace: &str) -> Result<()> {
+    let coll = namespace;
+    if coll.is_empty() || coll.len() > 200 {
+        return Err(Error::config(
+            BACKEND,
+            "the collection name must be 1 to 200 bytes",
+        ));
+    }
+    if coll.contains('$') || coll.contains('\0') || coll.starts_with("system.") {
+        return Err(Error::config(
+            BACKEND,
+            "the collection name must not contain $ or NUL nor start with \"system.\"",
+        ));
+    }
+    Ok(())
 }
 
 /// `message` with the password of `url` (if any) replaced, so that errors

@@ -4,7 +4,7 @@ mod builder;
 mod store;
 
 pub use crate::builder::{
-    DEFAULT_COLLECTION, DEFAULT_DATABASE, DEFAULT_SERVER_SELECTION_TIMEOUT, MongoStoreBuilder,
+    DEFAULT_DATABASE, DEFAULT_NAMESPACE, DEFAULT_SERVER_SELECTION_TIMEOUT, MongoStoreBuilder,
     TTL_INDEX_NAME,
 };
 pub use crate::store::MongoStore;
@@ -13,8 +13,8 @@ pub use crate::store::MongoStore;
 /// hand uses the same version.
 pub use mongodb;
 
-/// The backend name carried by [`session_core::Error`] variants.
-const BACKEND: &str = "mongodb";
+/// The backend name in [`session_core::Error`]s from this crate.
+pub const BACKEND: &str = "mongodb";
 
 /// Field names of a stored session document.
 pub mod fields {

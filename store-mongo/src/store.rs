@@ -31,6 +31,7 @@ const SAVE_ATTEMPTS: usize = 3;
 #[derive(Clone)]
 pub struct MongoStore {
     collection: Collection<Document>,
+    /// The hosts (or "provided client"), without credentials.
     target: String,
 }
 
@@ -39,6 +40,7 @@ impl fmt::Debug for MongoStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MongoStore")
             .field("target", &self.target)
+            .field("namespace", &self.collection.namespace().to_string())
             .finish_non_exhaustive()
     }
 }
@@ -67,6 +69,34 @@ impl MongoStore {
     #[must_use]
     pub fn collection(&self) -> &Collection<Document> {
         &self.collection
+    }
+
+    /// The namespace: the collection's name.
+    #[must_use]
+    pub fn namespace(&self) -> &str {
+        self.collection.name()
+    }
+
+    /// Another namespace (collection) in the same database, on the same
+    /// client and write concern; its TTL index is created if missing.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for an invalid collection name; [`Error::Backend`]
+    /// if the server refuses the index.
+    pub async fn open_namespace(&self, namespace: &str) -> Result<Self> {
+        crate::builder::validate_namespace(namespace)?;
+        let database = self
+            .collection
+            .client()
+            .database(&self.collection.namespace().db);
+        crate::builder::open(
+            &database,
+            namespace,
+            self.collection.write_concern().cloned(),
+            &self.target,
+        )
+        .await
     }
 
     fn document(key: &SessionKey, record: &Record) -> Result<Document> {

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use mongodb::bson::{Document, doc};
+use session_conformance::env::MONGO;
 use session_conformance::fixtures::assert_decode_error;
 use session_conformance::{Capabilities, StoreFactory, unique_namespace};
 use session_core::{Error, Record, SessionId, SessionStore, async_trait};
@@ -11,38 +12,19 @@ use session_store_mongo::{MongoStore, TTL_INDEX_NAME};
 /// The database every test uses; each store gets its own collection.
 const DATABASE: &str = "session_conformance";
 
-fn mongo_url() -> String {
-    std::env::var("SESSION_MONGO_URL").unwrap_or_else(|_| "mongodb://127.0.0.1:27017/".to_owned())
-}
-
 fn skip() -> Option<String> {
-    match std::env::var("SESSION_SKIP_MONGO") {
-        Ok(v) if v == "1" => Some("SESSION_SKIP_MONGO=1".to_owned()),
-        _ => None,
-    }
+    MONGO.skip_reason()
 }
 
-#[allow(
-    clippy::panic,
-    reason = "an unreachable server must fail the test, with a message"
-)]
 async fn open(collection: &str) -> MongoStore {
-    let url = mongo_url();
-    match MongoStore::builder()
-        .database(DATABASE)
-        .collection(collection)
-        .server_selection_timeout(Duration::from_secs(10))
+    let url = MONGO.url();
+    MongoStore::builder()
+        .with_database(DATABASE)
+        .with_namespace(collection)
+        .with_server_selection_timeout(Duration::from_secs(10))
         .connect(&url)
         .await
-    {
-        Ok(store) => store,
-        Err(e) => panic!(
-            "cannot reach MongoDB at {url}: {e} ({:?}). Run ./scripts/test, which installs and \
-             starts a test server (SecantusDB), or start a MongoDB server and set \
-             SESSION_MONGO_URL; set SESSION_SKIP_MONGO=1 to skip these tests explicitly",
-            std::error::Error::source(&e).map(ToString::to_string)
-        ),
-    }
+        .unwrap_or_else(|e| MONGO.unreachable(&url, &e))
 }
 
 struct Mongo;
@@ -166,8 +148,8 @@ async fn configuration_errors_are_reported_when_building() {
         ("ok", "system.x"),
     ] {
         let err = MongoStore::builder()
-            .database(db)
-            .collection(coll)
+            .with_database(db)
+            .with_namespace(coll)
             .connect("mongodb://127.0.0.1:1/")
             .await;
         assert!(
@@ -182,7 +164,7 @@ async fn configuration_errors_are_reported_when_building() {
 #[tokio::test]
 async fn unreachable_server_fails_at_build_without_leaking_the_password() {
     let err = MongoStore::builder()
-        .server_selection_timeout(Duration::from_millis(300))
+        .with_server_selection_timeout(Duration::from_millis(300))
         .connect("mongodb://ada:hunter2secret@127.0.0.1:1/")
         .await
         .unwrap_err();

@@ -115,7 +115,7 @@ pub(crate) async fn open_pair(env: &Env, namespace: &str) -> Result<Opened> {
         )
     };
     let store = MongoStore::builder()
-        .collection(namespace)
+        .with_namespace(namespace)
         .build(client.clone())
         .await
         .map_err(|e| unreachable(&e))?;
