@@ -1,0 +1,220 @@
+//! [`Session`]: one visitor's session during one request, in memory until
+//! it is committed.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::SessionManager;
+use crate::{Data, Error, Result, SessionId, SessionKey, Timestamp};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum State {
+    /// Not in the store yet.
+    New,
+    /// Read from (or written to) the store at this version.
+    Loaded {
+        version: u64,
+        created_at: Timestamp,
+        expires_at: Timestamp,
+    },
+    /// Destroyed, or found missing on commit.
+    Gone,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Pending {
+    None,
+    Destroy,
+    /// New ID; `keep_data` false also starts from empty data.
+    Cycle {
+        keep_data: bool,
+    },
+}
+
+/// This handle's own changes to the top-level keys, kept so they can be
+/// re-applied onto fresher data when a versioned update conflicts.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Changes {
+    /// All keys were removed (before the changes below).
+    pub(super) cleared: bool,
+    /// `Some`: inserted with this value; `None`: removed.
+    pub(super) keys: BTreeMap<String, Option<Value>>,
+}
+
+impl Changes {
+    pub(super) fn is_empty(&self) -> bool {
+        !self.cleared && self.keys.is_empty()
+    }
+
+    pub(super) fn apply(&self, data: &mut Data) {
+        if self.cleared {
+            data.clear();
+        }
+        for (key, change) in &self.keys {
+            match change {
+                Some(value) => data.insert(key.clone(), value.clone()),
+                None => data.remove(key),
+            };
+        }
+    }
+}
+
+/// One visitor's session during one request.
+///
+/// Reads and writes are in memory; nothing reaches the store until
+/// [`commit`](Self::commit), which decides what to write:
+///
+/// | state | write |
+/// |---|---|
+/// | new, modified (or `save_uninitialized`) | `create`; a fresh ID on the rare collision |
+/// | new, unmodified | nothing, no cookie |
+/// | loaded, modified | versioned `update`; on conflict reload, re-apply this handle's own changes, retry |
+/// | loaded, unmodified, `rolling` | `touch`, unless it would move expiry less than `touch_after` |
+/// | [`destroy`](Self::destroy) | `destroy`, removal cookie |
+/// | [`cycle_id`](Self::cycle_id) / [`regenerate`](Self::regenerate) | `create` under a new ID, then `destroy` the old one |
+///
+/// A session destroyed or expired meanwhile is never written back.
+pub struct Session {
+    pub(super) manager: SessionManager,
+    pub(super) id: SessionId,
+    /// `id.key()`, kept so each commit hashes the ID once at most.
+    pub(super) key: SessionKey,
+    pub(super) state: State,
+    pub(super) data: Data,
+    pub(super) changes: Changes,
+    pub(super) pending: Pending,
+    pub(super) presented_cookie: bool,
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &self.id)
+            .field("state", &self.state)
+            .field("modified", &self.is_modified())
+            .field("pending", &self.pending)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    /// The session ID (redacted in `Debug`/`Display`).
+    #[must_use]
+    pub fn id(&self) -> &SessionId {
+        &self.id
+    }
+
+    /// Whether the session is not in the store yet.
+    #[must_use]
+    pub fn is_new(&self) -> bool {
+        self.state == State::New
+    }
+
+    /// Whether this handle changed the data since it was loaded or last
+    /// committed.
+    #[must_use]
+    pub fn is_modified(&self) -> bool {
+        !self.changes.is_empty()
+    }
+
+    /// When the stored session expires, if it is stored.
+    #[must_use]
+    pub fn expires_at(&self) -> Option<Timestamp> {
+        match self.state {
+            State::Loaded { expires_at, .. } => Some(expires_at),
+            State::New | State::Gone => None,
+        }
+    }
+
+    /// The whole data, read-only.
+    #[must_use]
+    pub fn data(&self) -> &Data {
+        &self.data
+    }
+
+    /// The value under `field`, deserialized as `T`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Value`] if the stored value is not a `T`.
+    pub fn get<T: DeserializeOwned>(&self, field: &str) -> Result<Option<T>> {
+        self.data
+            .get(field)
+            .map(|v| {
+                T::deserialize(v).map_err(|source| Error::Value {
+                    field: field.to_owned(),
+                    source,
+                })
+            })
+            .transpose()
+    }
+
+    /// Store `value` under `field`. Setting a value equal to the current one
+    /// is not a modification.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Value`] if `value` does not serialize to JSON.
+    pub fn insert<T: Serialize>(&mut self, field: &str, value: T) -> Result<()> {
+        let value = serde_json::to_value(value).map_err(|source| Error::Value {
+            field: field.to_owned(),
+            source,
+        })?;
+        self.insert_value(field, value);
+        Ok(())
+    }
+
+    /// Store a JSON `value` under `field`.
+    pub fn insert_value(&mut self, field: &str, value: Value) {
+        if self.data.get(field) == Some(&value) {
+            return;
+        }
+        self.data.insert(field.to_owned(), value.clone());
+        self.changes.keys.insert(field.to_owned(), Some(value));
+    }
+
+    /// Remove `field`, returning its value.
+    pub fn remove(&mut self, field: &str) -> Option<Value> {
+        let old = self.data.remove(field)?;
+        self.changes.keys.insert(field.to_owned(), None);
+        Some(old)
+    }
+
+    /// Remove every field.
+    pub fn clear(&mut self) {
+        if self.data.is_empty() && self.changes.is_empty() {
+            return;
+        }
+        self.data.clear();
+        self.changes = Changes {
+            cleared: true,
+            keys: BTreeMap::new(),
+        };
+    }
+
+    /// End the session: on commit it is destroyed in the store and the
+    /// cookie removed (logout).
+    pub fn destroy(&mut self) {
+        self.pending = Pending::Destroy;
+        self.data.clear();
+        self.changes = Changes::default();
+    }
+
+    /// Move the session to a new ID, keeping its data; on commit the new
+    /// record is created before the old one is destroyed. Call it when the
+    /// privilege level changes (login) to prevent session fixation.
+    pub fn cycle_id(&mut self) {
+        self.pending = Pending::Cycle { keep_data: true };
+    }
+
+    /// Like [`cycle_id`](Self::cycle_id), but start over with empty data
+    /// and a new creation time (express-session's `regenerate`).
+    pub fn regenerate(&mut self) {
+        self.pending = Pending::Cycle { keep_data: false };
+        self.clear();
+    }
+}

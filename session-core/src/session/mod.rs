@@ -1,0 +1,16 @@
+//! The per-request session handle and its lifecycle policy.
+//!
+//! Framework-agnostic: a middleware calls [`SessionManager::load`] with the
+//! cookie value it received, hands the [`Session`] to the request handler,
+//! then calls [`Session::commit`] and applies the returned [`CookieAction`].
+
+mod commit;
+mod config;
+mod handle;
+mod manager;
+
+pub use commit::{Commit, CookieAction, Written};
+pub use config::SessionConfig;
+pub use handle::Session;
+use handle::{Changes, Pending, State};
+pub use manager::SessionManager;
