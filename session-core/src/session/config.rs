@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use crate::{Error, Result, Timestamp};
 
-/// Lifecycle policy shared by all sessions of a [`SessionManager`].
+/// Lifecycle policy shared by all sessions of a [`SessionManager`](crate::SessionManager).
 ///
 /// Defaults: idle `ttl` 30 minutes, no absolute lifetime, `rolling` on,
 /// `touch_after` 1 minute, `save_uninitialized` off, 5 update attempts on
@@ -55,7 +55,7 @@ impl SessionConfig {
     }
 
     /// Whether a request that only reads the session extends its expiry
-    /// (with a [`touch`](SessionStore::touch)).
+    /// (with a [`touch`](crate::SessionStore::touch)).
     pub fn with_rolling(mut self, rolling: bool) -> Self {
         self.rolling = rolling;
         self
@@ -76,7 +76,7 @@ impl SessionConfig {
         self
     }
 
-    /// How many versioned updates [`Session::commit`] tries when concurrent
+    /// How many versioned updates [`Session::commit`](crate::Session::commit) tries when concurrent
     /// writers keep winning (at least 1).
     pub fn with_update_attempts(mut self, attempts: u32) -> Self {
         self.update_attempts = attempts;

@@ -51,7 +51,7 @@ impl SessionManager {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] if the policy is inconsistent (zero TTL,
+    /// [`Error::Config`](crate::Error::Config) if the policy is inconsistent (zero TTL,
     /// `touch_after` not shorter than `ttl`, zero attempt limits).
     pub fn new(store: Arc<dyn SessionStore>, config: SessionConfig) -> Result<Self> {
         config.validate()?;
@@ -83,7 +83,7 @@ impl SessionManager {
     ///
     /// # Errors
     ///
-    /// Store failures, and [`Error::Random`] if no ID can be generated.
+    /// Store failures, and [`Error::Random`](crate::Error::Random) if no ID can be generated.
     pub async fn load(&self, cookie: Option<&str>) -> Result<Session> {
         match cookie.map(SessionId::parse) {
             None => self.fresh(false),
@@ -137,7 +137,7 @@ impl SessionManager {
     ///
     /// # Errors
     ///
-    /// [`Error::Random`] if no ID can be generated.
+    /// [`Error::Random`](crate::Error::Random) if no ID can be generated.
     pub fn fresh(&self, replaces_cookie: bool) -> Result<Session> {
         let id = SessionId::generate()?;
         Ok(Session {
