@@ -753,3 +753,227 @@ async fn catches_a_durable_store_that_forgets_on_reopen() {
     )
     .await;
 }
+
+// ------------------------------------------ rules checked since issue 11
+
+/// `clear` deletes one batch of 1,000 and stops (a `DELETE … LIMIT` or one
+/// `SCAN` page that is never repeated).
+#[derive(Debug, Default)]
+struct ClearsOneBatch;
+
+#[async_trait]
+impl Fault for ClearsOneBatch {
+    async fn clear(&self, s: &RefStore) -> Result<()> {
+        s.with_map(|m| {
+            let batch: Vec<SessionKey> = m.keys().take(1000).copied().collect();
+            for key in batch {
+                m.remove(&key);
+            }
+        });
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catches_clear_that_stops_after_one_batch() {
+    assert_fault_caught::<ClearsOneBatch>(&["clear_removes_every_session_at_scale"]).await;
+}
+
+/// Liveness off by one (`now <= expires_at`) in a store whose every call
+/// takes 2 ms after it read the clock, as a network round trip would: no
+/// check within one millisecond can see it.
+#[derive(Debug, Default)]
+struct OffByOneAndSlow;
+
+/// The off-by-one rule: still live in the millisecond it expires in.
+fn live_inclusive(record: &Record, now: Timestamp) -> bool {
+    record.expires_at.as_millis() >= now.as_millis()
+}
+
+/// Read the clock, then take 2 ms.
+async fn slow_now() -> Timestamp {
+    let now = Timestamp::now();
+    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    now
+}
+
+#[async_trait]
+impl Fault for OffByOneAndSlow {
+    async fn load(&self, s: &RefStore, key: &SessionKey) -> Result<Option<Record>> {
+        let now = slow_now().await;
+        Ok(s.with_map(|m| m.get(key).filter(|r| live_inclusive(r, now)).cloned()))
+    }
+    async fn create(&self, s: &RefStore, key: &SessionKey, record: &Record) -> Result<bool> {
+        let now = slow_now().await;
+        let record = canonical(key, record)?;
+        Ok(s.with_map(|m| {
+            if m.get(key).is_some_and(|r| live_inclusive(r, now)) {
+                return false;
+            }
+            m.insert(*key, record);
+            true
+        }))
+    }
+    async fn update(
+        &self,
+        s: &RefStore,
+        key: &SessionKey,
+        record: &Record,
+        expected: u64,
+    ) -> Result<UpdateOutcome> {
+        let now = slow_now().await;
+        let record = canonical(key, record)?;
+        Ok(
+            s.with_map(|m| match m.get(key).filter(|r| live_inclusive(r, now)) {
+                None => UpdateOutcome::Missing,
+                Some(current) if current.version != expected => UpdateOutcome::Conflict,
+                Some(_) => {
+                    m.insert(*key, record.with_version(expected.wrapping_add(1)));
+                    UpdateOutcome::Updated
+                }
+            }),
+        )
+    }
+    async fn touch(&self, s: &RefStore, key: &SessionKey, expires_at: Timestamp) -> Result<bool> {
+        let now = slow_now().await;
+        Ok(s.with_map(
+            |m| match m.get_mut(key).filter(|r| live_inclusive(r, now)) {
+                Some(record) => {
+                    record.expires_at = expires_at;
+                    true
+                }
+                None => false,
+            },
+        ))
+    }
+    async fn len(&self, s: &RefStore) -> Result<u64> {
+        let now = slow_now().await;
+        Ok(s.with_map(|m| m.values().filter(|r| live_inclusive(r, now)).count() as u64))
+    }
+    async fn all(&self, s: &RefStore) -> Result<Vec<(SessionKey, Record)>> {
+        let now = slow_now().await;
+        Ok(s.with_map(|m| {
+            m.iter()
+                .filter(|(_, r)| live_inclusive(r, now))
+                .map(|(k, r)| (*k, r.clone()))
+                .collect()
+        }))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catches_an_off_by_one_boundary_on_a_slow_store() {
+    assert_fault_caught::<OffByOneAndSlow>(&["expiry_boundary_is_exact_to_the_millisecond"]).await;
+}
+
+/// `clear`, `len`, `all` and `delete_expired` take every namespace whose
+/// name starts with this one's (a key-prefix match without a separator).
+#[derive(Debug, Default)]
+struct MatchesNamespacesByPrefix;
+
+impl MatchesNamespacesByPrefix {
+    fn matching<R>(s: &RefStore, mut f: impl FnMut(&mut common::Sessions) -> R) -> Vec<R> {
+        let own = s.namespace().to_owned();
+        s.with_universe(|universe| {
+            universe
+                .iter_mut()
+                .filter(|(name, _)| name.starts_with(&own))
+                .map(|(_, sessions)| f(sessions))
+                .collect()
+        })
+    }
+}
+
+#[async_trait]
+impl Fault for MatchesNamespacesByPrefix {
+    async fn clear(&self, s: &RefStore) -> Result<()> {
+        Self::matching(s, std::collections::HashMap::clear);
+        Ok(())
+    }
+    async fn len(&self, s: &RefStore) -> Result<u64> {
+        Ok(
+            Self::matching(s, |m| m.values().filter(|r| live(r)).count() as u64)
+                .into_iter()
+                .sum(),
+        )
+    }
+    async fn all(&self, s: &RefStore) -> Result<Vec<(SessionKey, Record)>> {
+        Ok(Self::matching(s, |m| {
+            m.iter()
+                .filter(|(_, r)| live(r))
+                .map(|(k, r)| (*k, r.clone()))
+                .collect::<Vec<_>>()
+        })
+        .into_iter()
+        .flatten()
+        .collect())
+    }
+    async fn delete_expired(&self, s: &RefStore) -> Result<u64> {
+        Ok(Self::matching(s, |m| {
+            let before = m.len();
+            m.retain(|_, r| live(r));
+            (before - m.len()) as u64
+        })
+        .into_iter()
+        .sum())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catches_namespaces_matched_by_prefix() {
+    assert_fault_caught::<MatchesNamespacesByPrefix>(&[
+        "namespaces_that_prefix_each_other_are_isolated",
+    ])
+    .await;
+}
+
+/// `delete_expired` also removes what expires within the next second (a
+/// cut-off rounded up to the second).
+#[derive(Debug, Default)]
+struct ReapsWhatExpiresSoon;
+
+#[async_trait]
+impl Fault for ReapsWhatExpiresSoon {
+    async fn delete_expired(&self, s: &RefStore) -> Result<u64> {
+        let cutoff = Timestamp::now() + std::time::Duration::from_secs(1);
+        Ok(s.with_map(|m| {
+            let before = m.len();
+            m.retain(|_, r| r.is_live_at(cutoff));
+            (before - m.len()) as u64
+        }))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catches_delete_expired_removing_what_is_about_to_expire() {
+    assert_fault_caught::<ReapsWhatExpiresSoon>(&["delete_expired_spares_records_about_to_expire"])
+        .await;
+}
+
+/// `update` compares versions before liveness: an expired record with
+/// another version answers `Conflict`.
+#[derive(Debug, Default)]
+struct VersionBeforeLiveness;
+
+#[async_trait]
+impl Fault for VersionBeforeLiveness {
+    async fn update(
+        &self,
+        s: &RefStore,
+        key: &SessionKey,
+        record: &Record,
+        expected: u64,
+    ) -> Result<UpdateOutcome> {
+        let conflict = s.with_map(|m| m.get(key).is_some_and(|r| r.version != expected));
+        if conflict {
+            return Ok(UpdateOutcome::Conflict);
+        }
+        s.update(key, record, expected).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catches_update_comparing_the_version_before_liveness() {
+    assert_fault_caught::<VersionBeforeLiveness>(&["update_of_expired_is_missing_for_any_version"])
+        .await;
+}

@@ -1,7 +1,8 @@
 //! Expiry: save in the past, `touch`, the clock boundary, `delete_expired`.
 //!
-//! Only the two `expiry_*` behaviours wait on the clock; every other expiry
-//! rule is checked deterministically with records already expired.
+//! Only the `expiry_*` behaviours and `delete_expired_spares_records_about_to_expire`
+//! wait on the clock; every other expiry rule is checked deterministically
+//! with records already expired.
 
 use std::time::Duration;
 
@@ -279,6 +280,126 @@ pub async fn expiry_boundary_live_before_gone_after<F: StoreFactory>(factory: &F
     );
 }
 
+/// How far apart the expiries of the millisecond probes are.
+const PROBE_GAP: Duration = Duration::from_millis(40);
+
+/// Wait until this process's clock has just entered millisecond `at`:
+/// sleep to shortly before it, then spin, so that the next store call
+/// starts at the very beginning of that millisecond.
+async fn start_of(at: Timestamp) {
+    sleep_until(at - Duration::from_millis(3)).await;
+    while Timestamp::now() < at {
+        std::hint::spin_loop();
+    }
+}
+
+/// "A record is live while `now < expires_at`", to the millisecond, on a
+/// store of any latency: each check is issued at the very start of the
+/// millisecond its record expires in (this process's clock is read until it
+/// shows that millisecond), so the store decides at `now == expires_at` or
+/// later, never earlier, and must find the record gone: `load` `None`,
+/// `touch` `false`, `update` `Missing`, `create` over it succeeds, `len` 0,
+/// `all` empty. A store that counts `now == expires_at` as live is caught
+/// here even when its calls take several milliseconds (and same-millisecond
+/// checks never see it). Stores on a server's clock need that clock in step
+/// with this process's (the same machine, or NTP).
+pub async fn expiry_boundary_is_exact_to_the_millisecond<F: StoreFactory>(factory: &F) {
+    let store = open(factory).await;
+    let counted = open(factory).await;
+    let listed = open(factory).await;
+    for _ in 0..ATTEMPTS {
+        let [k_load, k_touch, k_update, k_create, k_len, k_all] =
+            [key(), key(), key(), key(), key(), key()];
+        let first = Timestamp::now() + Duration::from_millis(300);
+        let at = |i: u32| first + PROBE_GAP * i;
+        let record = |i: u32| Record::with_times(data_n(i64::from(i)), Timestamp::now(), at(i));
+        for (i, (target, k)) in [
+            (&store, &k_load),
+            (&store, &k_touch),
+            (&store, &k_update),
+            (&store, &k_create),
+            (&counted, &k_len),
+            (&listed, &k_all),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let i = u32::try_from(i).unwrap_or(u32::MAX);
+            ok("save", target.save(k, &record(i).with_version(5)).await);
+        }
+        if Timestamp::now() + Duration::from_millis(50) >= first {
+            // Stalled while saving: the first probe's time may have passed.
+            for s in [&store, &counted, &listed] {
+                finish(s).await;
+            }
+            continue;
+        }
+        start_of(at(0)).await;
+        assert_eq!(
+            ok("load", store.load(&k_load).await),
+            None,
+            "load at the start of the millisecond the record expires in"
+        );
+        start_of(at(1)).await;
+        assert!(
+            !ok(
+                "touch",
+                store
+                    .touch(&k_touch, at(1) + Duration::from_secs(600))
+                    .await
+            ),
+            "touch at the start of the millisecond the record expires in"
+        );
+        start_of(at(2)).await;
+        assert_eq!(
+            ok(
+                "update",
+                store.update(&k_update, &long_lived(data_n(9)), 5).await
+            ),
+            UpdateOutcome::Missing,
+            "update at the start of the millisecond the record expires in"
+        );
+        start_of(at(3)).await;
+        let fresh = long_lived(data_n(10));
+        assert!(
+            ok("create", store.create(&k_create, &fresh).await),
+            "create over a record at the start of the millisecond it expires in"
+        );
+        start_of(at(4)).await;
+        assert_eq!(
+            ok("len", counted.len().await),
+            0,
+            "len at the start of the millisecond the only record expires in"
+        );
+        start_of(at(5)).await;
+        assert_eq!(
+            ok("all", listed.all().await).len(),
+            0,
+            "all at the start of the millisecond the only record expires in"
+        );
+        assert_gone(
+            &store,
+            &k_touch,
+            "a touch at the boundary must not resurrect",
+        )
+        .await;
+        assert_gone(
+            &store,
+            &k_update,
+            "an update at the boundary must not resurrect",
+        )
+        .await;
+        assert_loads(&store, &k_create, &fresh, "created at the boundary").await;
+        for s in [&store, &counted, &listed] {
+            finish(s).await;
+        }
+        return;
+    }
+    panic!(
+        "the machine stalled in each of {ATTEMPTS} attempts: could not save six records within 250 ms"
+    );
+}
+
 /// "Touch extends" and update moves the expiry on the backend's own clock:
 /// a short-lived record touched or updated to a later expiry outlives its
 /// first expiry, and a long-lived one touched, updated or saved to a short
@@ -380,6 +501,60 @@ pub async fn expiry_follows_touch_and_update<F: StoreFactory>(factory: &F) {
     }
     panic!(
         "the machine stalled in each of {ATTEMPTS} attempts: could not touch a {SHORT_TTL:?} record {LIVE_MARGIN:?} before its expiry"
+    );
+}
+
+/// "`delete_expired()`: remove expired records now" and "live records are
+/// never removed", also those about to expire: records expiring within the
+/// next second survive a `delete_expired` that runs before they expire, and
+/// it counts at most the records that had expired.
+pub async fn delete_expired_spares_records_about_to_expire<F: StoreFactory>(factory: &F) {
+    let store = open(factory).await;
+    for _ in 0..ATTEMPTS {
+        let soon: Vec<_> = [300_u64, 600, 900]
+            .into_iter()
+            .map(|ms| {
+                (
+                    key(),
+                    live(data_n(ms as i64), Duration::from_millis(ms)).with_version(ms),
+                )
+            })
+            .collect();
+        for (k, record) in &soon {
+            ok("save", store.save(k, record).await);
+        }
+        for k in keys(2) {
+            save_then_expire(&store, &k, &long_lived(data_n(-1))).await;
+        }
+        let removed = ok("delete_expired", store.delete_expired().await);
+        let mut loaded = Vec::new();
+        for (k, _) in &soon {
+            loaded.push(ok("load", store.load(k).await));
+        }
+        let len = ok("len", store.len().await);
+        if Timestamp::now() + Duration::from_millis(50) >= soon[0].1.expires_at {
+            // Stalled: the soonest record may really have expired.
+            finish(&store).await;
+            continue;
+        }
+        assert!(
+            removed <= 2,
+            "delete_expired removed {removed} records but only 2 had expired"
+        );
+        for ((_, record), got) in soon.iter().zip(&loaded) {
+            assert_eq!(
+                got.as_ref(),
+                Some(record),
+                "a record {} ms from its expiry must survive delete_expired",
+                record.version
+            );
+        }
+        assert_eq!(len, 3, "len after delete_expired");
+        finish(&store).await;
+        return;
+    }
+    panic!(
+        "the machine stalled in each of {ATTEMPTS} attempts: could not save and reap within 250 ms"
     );
 }
 

@@ -167,6 +167,48 @@ pub async fn all_lists_many_keys<F: StoreFactory>(factory: &F) {
     finish(&store).await;
 }
 
+/// "`clear()`: remove every session of this store's namespace", at scale:
+/// after 1,200 sessions (more than one batch, one `SCAN` page or one
+/// `DELETE … LIMIT` of any backend here) and one `clear`, nothing is left:
+/// `len` is 0, `all` is empty and not one key loads.
+pub async fn clear_removes_every_session_at_scale<F: StoreFactory>(factory: &F) {
+    const COUNT: usize = 1200;
+    let store = open(factory).await;
+    let written = keys(COUNT);
+    for (n, chunk) in written.chunks(16).enumerate() {
+        let record = long_lived(data_n(n as i64));
+        let saves = chunk.iter().map(|k| store.save(k, &record));
+        for result in futures::future::join_all(saves).await {
+            ok("save", result);
+        }
+    }
+    assert_eq!(
+        ok("len", store.len().await),
+        COUNT as u64,
+        "len before clear"
+    );
+    ok("clear", store.clear().await);
+    assert_eq!(
+        ok("len", store.len().await),
+        0,
+        "len after clearing {COUNT}"
+    );
+    assert_eq!(
+        all_sorted(&store).await,
+        vec![],
+        "all after clearing {COUNT}"
+    );
+    let mut left = 0;
+    for chunk in written.chunks(32) {
+        let loads = chunk.iter().map(|k| store.load(k));
+        for result in futures::future::join_all(loads).await {
+            left += usize::from(ok("load", result).is_some());
+        }
+    }
+    assert_eq!(left, 0, "{left} of {COUNT} sessions still load after clear");
+    finish(&store).await;
+}
+
 /// "`clear()`: remove every session of this store's namespace": live and
 /// expired records are gone and the keys can be created again.
 pub async fn clear_empties_namespace<F: StoreFactory>(factory: &F) {
@@ -290,6 +332,67 @@ pub async fn namespaces_are_isolated<F: StoreFactory>(factory: &F) {
     assert!(listed_keys(&b).await.contains(&k), "all of namespace b");
     finish(&a).await;
     finish(&b).await;
+}
+
+/// "`clear`, `len`, `all` and `delete_expired` see that namespace and
+/// nothing else", also when one namespace's name is a prefix of another's
+/// (`n`, `nx` and `n_x`): a backend that matches its keys, tables or trees
+/// by prefix mixes them up.
+pub async fn namespaces_that_prefix_each_other_are_isolated<F: StoreFactory>(factory: &F) {
+    let base = unique_namespace();
+    let mut stores = Vec::new();
+    for name in [base.clone(), format!("{base}x"), format!("{base}_x")] {
+        stores.push(factory.open(&name).await);
+    }
+    let mut records = Vec::new();
+    for (i, store) in stores.iter().enumerate() {
+        let (k, record) = (key(), long_lived(data_n(i as i64)).with_version(i as u64));
+        ok("save", store.save(&k, &record).await);
+        save_then_expire(store, &key(), &long_lived(data_n(-1))).await;
+        records.push((k, record));
+    }
+    for (i, store) in stores.iter().enumerate() {
+        assert_eq!(ok("len", store.len().await), 1, "len of namespace {i}");
+        assert_eq!(
+            all_sorted(store).await,
+            vec![records[i].clone()],
+            "all of namespace {i}"
+        );
+    }
+    let removed = ok("delete_expired", stores[0].delete_expired().await);
+    assert!(
+        removed <= 1,
+        "delete_expired of the shortest namespace removed {removed} records: it holds one expired"
+    );
+    ok("clear", stores[0].clear().await);
+    assert_eq!(ok("len", stores[0].len().await), 0, "len after clear");
+    for (i, store) in stores.iter().enumerate().skip(1) {
+        let (k, record) = &records[i];
+        assert_loads(
+            store,
+            k,
+            record,
+            "a longer namespace after clearing a prefix of it",
+        )
+        .await;
+        assert_eq!(
+            ok("len", store.len().await),
+            1,
+            "len of namespace {i} after clearing a prefix of it"
+        );
+    }
+    ok("clear", stores[1].clear().await);
+    let (k, record) = &records[2];
+    assert_loads(
+        &stores[2],
+        k,
+        record,
+        "a namespace after clearing a sibling",
+    )
+    .await;
+    for store in &stores {
+        finish(store).await;
+    }
 }
 
 /// "Reopening a durable store" (only if the factory declares

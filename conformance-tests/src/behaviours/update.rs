@@ -135,6 +135,46 @@ pub async fn update_after_expiry_is_missing<F: StoreFactory>(factory: &F) {
     finish(&store).await;
 }
 
+/// "`Missing` (absent, expired or destroyed meanwhile)" **whatever**
+/// `expected_version` is: an expired record gives `Missing`, never
+/// `Conflict`, for its own version and for any other, and nothing is
+/// written (a store that compares versions before liveness answers
+/// `Conflict`).
+pub async fn update_of_expired_is_missing_for_any_version<F: StoreFactory>(factory: &F) {
+    let store = open(factory).await;
+    let touched = key();
+    save_then_expire(&store, &touched, &long_lived(data_n(1)).with_version(41)).await;
+    let updated = key();
+    ok(
+        "save",
+        store
+            .save(&updated, &long_lived(data_n(2)).with_version(7))
+            .await,
+    );
+    let now = Timestamp::now();
+    let past = Record::with_times(data_n(3), now - Duration::from_secs(60), a_minute_ago());
+    assert_eq!(
+        ok("update", store.update(&updated, &past, 7).await),
+        UpdateOutcome::Updated,
+        "update to a past expiry"
+    );
+    for (k, own) in [(touched, 41), (updated, 8)] {
+        for expected in [own, own + 1, own - 1, 0, u64::MAX] {
+            assert_eq!(
+                ok(
+                    "update",
+                    store.update(&k, &long_lived(data_n(4)), expected).await
+                ),
+                UpdateOutcome::Missing,
+                "update of an expired record (version {own}) expecting version {expected}"
+            );
+        }
+        assert_gone(&store, &k, "no update of an expired record writes").await;
+    }
+    assert_eq!(ok("len", store.len().await), 0, "nothing live");
+    finish(&store).await;
+}
+
 /// "The stored version becomes `expected_version + 1`", every time: ten
 /// updates in a row end at version 10, and the stale versions conflict.
 pub async fn update_sequence_counts_versions<F: StoreFactory>(factory: &F) {

@@ -87,6 +87,12 @@ impl RefStore {
         f(universe.entry(self.namespace.clone()).or_default())
     }
 
+    /// The namespace this store works on.
+    #[allow(dead_code, reason = "used by some of the test crates only")]
+    pub(crate) fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
     /// Run `f` on every namespace, under the lock.
     #[allow(dead_code, reason = "used by some of the test crates only")]
     pub(crate) fn with_universe<R>(
