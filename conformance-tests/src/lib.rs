@@ -8,6 +8,7 @@ mod behaviours;
 pub mod env;
 pub mod fixtures;
 mod harness;
+pub mod probe;
 mod support;
 
 pub use behaviours::*;

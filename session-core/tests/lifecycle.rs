@@ -10,10 +10,9 @@
 mod common;
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::{Faulty, TinyStore};
+use common::{Faulty, Op, TinyStore, Trouble};
 use serde_json::json;
 use session_core::{
     CookieAction, Error, Session, SessionConfig, SessionId, SessionKey, SessionManager,
@@ -62,7 +61,7 @@ async fn new_unmodified_session_writes_nothing_and_sets_no_cookie() {
     assert_eq!(commit.written, Written::Nothing);
     assert_eq!(commit.cookie, CookieAction::Unchanged);
     assert_eq!(store.len().await.unwrap(), 0);
-    assert_eq!(store.creates.load(Ordering::SeqCst), 0);
+    assert_eq!(store.calls(Op::Create), 0);
 }
 
 #[tokio::test]
@@ -304,7 +303,7 @@ async fn malformed_cookie_never_reaches_the_store_and_is_removed() {
             "stale cookie {bad:?} kept"
         );
     }
-    assert_eq!(store.loads.load(Ordering::SeqCst), 0);
+    assert_eq!(store.calls(Op::Load), 0);
 }
 
 #[tokio::test]
@@ -395,7 +394,7 @@ async fn cycle_id_failing_to_destroy_leaves_the_visitor_logged_in() {
     let cookie = logged_in(&manager).await;
     let mut session = load(&manager, &cookie).await;
     session.cycle_id();
-    store.fail_destroy.store(true, Ordering::SeqCst);
+    store.set(&[Op::Destroy], Some(Trouble::Fail));
     assert!(session.commit().await.is_err());
     // The cookie the browser still holds works; the new record exists too.
     assert!(store.load(&key_of(&cookie)).await.unwrap().is_some());
@@ -408,7 +407,7 @@ async fn cycle_id_failing_to_create_keeps_the_old_session() {
     let cookie = logged_in(&manager).await;
     let mut session = load(&manager, &cookie).await;
     session.cycle_id();
-    store.fail_create.store(true, Ordering::SeqCst);
+    store.set(&[Op::Create], Some(Trouble::Fail));
     assert!(session.commit().await.is_err());
     assert!(store.load(&key_of(&cookie)).await.unwrap().is_some());
     assert_eq!(store.len().await.unwrap(), 1);
@@ -460,21 +459,21 @@ async fn persistent_conflicts_end_in_a_contention_error() {
     let cookie = logged_in(&manager).await;
     let mut session = load(&manager, &cookie).await;
     session.insert("x", 1).unwrap();
-    store.always_conflict.store(true, Ordering::SeqCst);
+    store.set(&[Op::Update], Some(Trouble::Conflict));
     let err = session.commit().await.unwrap_err();
     assert!(matches!(err, Error::Contention { attempts: 3 }), "{err:?}");
-    assert_eq!(store.updates.load(Ordering::SeqCst), 3);
+    assert_eq!(store.calls(Op::Update), 3);
 }
 
 #[tokio::test]
 async fn repeated_id_collisions_end_in_an_error() {
     let (store, manager) = manager();
-    store.create_collides.store(true, Ordering::SeqCst);
+    store.set(&[Op::Create], Some(Trouble::Collide));
     let mut session = manager.load(None).await.unwrap();
     session.insert("x", 1).unwrap();
     let err = session.commit().await.unwrap_err();
     assert!(matches!(err, Error::IdCollision { attempts: 3 }), "{err:?}");
-    assert_eq!(store.creates.load(Ordering::SeqCst), 3);
+    assert_eq!(store.calls(Op::Create), 3);
 }
 
 #[tokio::test]
@@ -531,8 +530,8 @@ async fn fresh_sessions_touch_no_store_and_remove_only_a_presented_cookie() {
         replacing.commit().await.unwrap().cookie,
         CookieAction::Remove
     );
-    assert_eq!(store.loads.load(Ordering::SeqCst), 0);
-    assert_eq!(store.creates.load(Ordering::SeqCst), 0);
+    assert_eq!(store.calls(Op::Load), 0);
+    assert_eq!(store.calls(Op::Create), 0);
 }
 
 #[tokio::test]
@@ -557,5 +556,5 @@ async fn load_id_opens_a_known_id_and_replaces_an_unknown_one() {
         CookieAction::Remove,
         "the unknown cookie is removed"
     );
-    assert_eq!(store.loads.load(Ordering::SeqCst), 2);
+    assert_eq!(store.calls(Op::Load), 2);
 }

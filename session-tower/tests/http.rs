@@ -11,7 +11,6 @@
 mod common;
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::Router;
@@ -19,7 +18,8 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use axum::routing::{get, post};
 use common::{
-    Browser, Counting, KEY, OTHER_KEY, app, builder, key_of, record_of, request, routes, send,
+    Browser, Counting, KEY, OTHER_KEY, Op, Trouble, app, builder, counting, key_of, record_of,
+    request, routes, send,
 };
 use cookie::SameSite;
 use serde_json::json;
@@ -35,7 +35,7 @@ fn browser(store: &Arc<Counting>) -> Browser {
 
 #[tokio::test]
 async fn no_cookie_until_something_is_stored() {
-    let store = Counting::new();
+    let store = counting();
     let mut b = browser(&store);
     let reply = b.get("/peek").await;
     assert_eq!(reply.body, "none");
@@ -43,7 +43,7 @@ async fn no_cookie_until_something_is_stored() {
         reply.set_cookie().is_none(),
         "reading an empty session sets no cookie"
     );
-    assert_eq!(store.calls(), 0, "a new session costs no store call");
+    assert_eq!(store.total_calls(), 0, "a new session costs no store call");
 
     let reply = b.get("/counter").await;
     assert_eq!(reply.body, "1");
@@ -51,12 +51,12 @@ async fn no_cookie_until_something_is_stored() {
         reply.set_cookie().is_some(),
         "storing something sets the cookie"
     );
-    assert_eq!(store.inner.len().await.unwrap(), 1);
+    assert_eq!(store.inner().len().await.unwrap(), 1);
 }
 
 #[tokio::test]
 async fn the_counter_increments_across_requests() {
-    let store = Counting::new();
+    let store = counting();
     let mut b = browser(&store);
     for expected in 1..=4 {
         assert_eq!(b.get("/counter").await.body, expected.to_string());
@@ -64,7 +64,7 @@ async fn the_counter_increments_across_requests() {
     let record = record_of(&store, b.cookie().unwrap()).await.unwrap();
     assert_eq!(record.data["views"], json!(4));
     assert_eq!(
-        store.inner.len().await.unwrap(),
+        store.inner().len().await.unwrap(),
         1,
         "one visitor, one session"
     );
@@ -72,7 +72,7 @@ async fn the_counter_increments_across_requests() {
 
 #[tokio::test]
 async fn default_cookie_attributes_are_the_safe_ones() {
-    let store = Counting::new();
+    let store = counting();
     let mut b = browser(&store);
     let reply = b.get("/counter").await;
     let cookie = reply.set_cookie().unwrap();
@@ -98,7 +98,7 @@ async fn default_cookie_attributes_are_the_safe_ones() {
 
 #[tokio::test]
 async fn configured_attributes_are_sent() {
-    let store = Counting::new();
+    let store = counting();
     let layer = builder(&store)
         .with_cookie_name("app")
         .with_secure(false)
@@ -118,7 +118,7 @@ async fn configured_attributes_are_sent() {
 
 #[tokio::test]
 async fn host_prefix_forces_secure_root_path_and_no_domain() {
-    let store = Counting::new();
+    let store = counting();
     let layer = builder(&store).with_host_prefix(true).build().unwrap();
     let reply = send(&app(layer), request("GET", "/counter", &Default::default())).await;
     let cookie = reply.set_cookie().unwrap();
@@ -141,7 +141,7 @@ async fn host_prefix_forces_secure_root_path_and_no_domain() {
 
 #[tokio::test]
 async fn a_browser_session_cookie_has_no_max_age_but_the_server_ttl_applies() {
-    let store = Counting::new();
+    let store = counting();
     let layer = builder(&store)
         .with_browser_session_cookie(true)
         .build()
@@ -165,7 +165,7 @@ async fn a_browser_session_cookie_has_no_max_age_but_the_server_ttl_applies() {
 
 #[tokio::test]
 async fn rolling_refresh_resends_the_cookie_only_when_expiry_moved() {
-    let store = Counting::new();
+    let store = counting();
     // Default touch_after (1 min): a read right after a write moves nothing.
     let mut b = browser(&store);
     b.get("/counter").await;
@@ -175,11 +175,11 @@ async fn rolling_refresh_resends_the_cookie_only_when_expiry_moved() {
         reply.set_cookie().is_none(),
         "expiry did not move: no cookie"
     );
-    let writes = store.writes.load(Ordering::SeqCst);
+    let writes = store.write_calls();
     assert_eq!(writes, 1, "no touch either");
 
     // touch_after zero: every read moves the expiry, and the cookie follows.
-    let store = Counting::new();
+    let store = counting();
     let config = SessionConfig::new().with_touch_after(Duration::ZERO);
     let mut b = Browser::new(app(builder(&store).with_config(config).build().unwrap()));
     b.get("/counter").await;
@@ -198,7 +198,7 @@ async fn rolling_refresh_resends_the_cookie_only_when_expiry_moved() {
 
 #[tokio::test]
 async fn a_tampered_cookie_gets_a_fresh_session_and_no_store_call() {
-    let store = Counting::new();
+    let store = counting();
     let mut b = browser(&store);
     b.get("/counter").await;
     b.get("/counter").await;
@@ -214,24 +214,20 @@ async fn a_tampered_cookie_gets_a_fresh_session_and_no_store_call() {
         "garbage".to_owned(),
     ];
     for value in forged {
-        let calls = store.calls();
+        let calls = store.total_calls();
         let mut evil = b.clone();
         evil.jar.insert("sid".to_owned(), value.clone());
         let reply = evil.get("/peek").await;
         assert_eq!(reply.status, StatusCode::OK, "{value}: not an error page");
         assert_eq!(reply.body, "none", "{value}: a fresh session");
-        assert_eq!(store.calls(), calls, "{value}: no store call");
+        assert_eq!(store.total_calls(), calls, "{value}: no store call");
         let removal = reply.set_cookie().expect("the bad cookie is removed");
         assert_eq!(removal.max_age().map(|a| a.whole_seconds()), Some(0));
 
         let reply = evil.get("/counter").await;
         assert_eq!(reply.body, "1", "{value}: writing starts a new session");
         assert_ne!(evil.cookie(), Some(good.as_str()));
-        assert_eq!(
-            store.loads.load(Ordering::SeqCst),
-            1,
-            "only the honest peek loaded"
-        );
+        assert_eq!(store.calls(Op::Load), 1, "only the honest peek loaded");
     }
     assert_eq!(
         b.get("/counter").await.body,
@@ -242,7 +238,7 @@ async fn a_tampered_cookie_gets_a_fresh_session_and_no_store_call() {
 
 #[tokio::test]
 async fn a_cookie_signed_by_a_previous_key_is_accepted_and_resigned() {
-    let store = Counting::new();
+    let store = counting();
     let mut b = Browser::new(app(SessionLayer::builder(Arc::clone(&store))
         .with_key(OTHER_KEY)
         .build()
@@ -280,7 +276,7 @@ async fn a_cookie_signed_by_a_previous_key_is_accepted_and_resigned() {
 
 #[tokio::test]
 async fn keys_shorter_than_32_bytes_are_refused_when_built() {
-    let store = Counting::new();
+    let store = counting();
     let err = SessionLayer::builder(Arc::clone(&store))
         .with_key([1u8; 31])
         .build()
@@ -301,7 +297,7 @@ async fn keys_shorter_than_32_bytes_are_refused_when_built() {
 
 #[tokio::test]
 async fn logout_removes_the_cookie_and_the_record() {
-    let store = Counting::new();
+    let store = counting();
     let mut b = browser(&store);
     b.get("/counter").await;
     let cookie = b.cookie().unwrap().to_owned();
@@ -316,7 +312,7 @@ async fn logout_removes_the_cookie_and_the_record() {
         record_of(&store, &cookie).await.is_none(),
         "record destroyed"
     );
-    assert_eq!(store.inner.len().await.unwrap(), 0);
+    assert_eq!(store.inner().len().await.unwrap(), 0);
 
     // Replaying the old cookie opens nothing.
     let mut replay = b.clone();
@@ -326,7 +322,7 @@ async fn logout_removes_the_cookie_and_the_record() {
 
 #[tokio::test]
 async fn login_changes_the_id_and_keeps_the_data() {
-    let store = Counting::new();
+    let store = counting();
     let mut b = browser(&store);
     b.get("/counter").await;
     let before = b.cookie().unwrap().to_owned();
@@ -347,7 +343,7 @@ async fn login_changes_the_id_and_keeps_the_data() {
 
 #[tokio::test]
 async fn an_expired_session_becomes_a_fresh_one() {
-    let store = Counting::new();
+    let store = counting();
     let mut b = browser(&store);
     b.get("/counter").await;
     b.get("/counter").await;
@@ -355,7 +351,7 @@ async fn an_expired_session_becomes_a_fresh_one() {
     // Expire it on the server (touched into the past: deterministic).
     assert!(
         store
-            .inner
+            .inner()
             .touch(&key_of(&old), Timestamp::now() - Duration::from_secs(60))
             .await
             .unwrap()
@@ -373,7 +369,7 @@ async fn an_expired_session_becomes_a_fresh_one() {
 
 #[tokio::test]
 async fn an_absolute_lifetime_ends_an_active_session() {
-    let store = Counting::new();
+    let store = counting();
     let config = SessionConfig::new().with_absolute_lifetime(Some(Duration::from_millis(300)));
     let mut b = Browser::new(app(builder(&store).with_config(config).build().unwrap()));
     let reply = b.get("/counter").await;
@@ -397,7 +393,7 @@ async fn an_absolute_lifetime_ends_an_active_session() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_concurrent_requests_changing_different_keys_both_persist() {
-    let store = Counting::new();
+    let store = counting();
     let barrier = Arc::new(Barrier::new(2));
     let gate = Arc::clone(&barrier);
     let app = routes()
@@ -437,7 +433,7 @@ async fn two_concurrent_requests_changing_different_keys_both_persist() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_in_flight_during_logout_does_not_resurrect_the_session() {
-    let store = Counting::new();
+    let store = counting();
     let (loaded_tx, loaded_rx) = oneshot::channel::<()>();
     let (go_tx, go_rx) = oneshot::channel::<()>();
     let hooks = Arc::new(std::sync::Mutex::new(Some((loaded_tx, go_rx))));
@@ -477,7 +473,7 @@ async fn a_request_in_flight_during_logout_does_not_resurrect_the_session() {
         record_of(&store, &cookie).await.is_none(),
         "session resurrected"
     );
-    assert_eq!(store.inner.len().await.unwrap(), 0);
+    assert_eq!(store.inner().len().await.unwrap(), 0);
     let removal = late
         .set_cookie()
         .expect("the late response removes the cookie too");
@@ -486,7 +482,7 @@ async fn a_request_in_flight_during_logout_does_not_resurrect_the_session() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_use_within_one_request_is_safe() {
-    let store = Counting::new();
+    let store = counting();
     let app = Router::new()
         .route(
             "/many",
@@ -509,20 +505,16 @@ async fn concurrent_use_within_one_request_is_safe() {
     let record = record_of(&store, b.cookie().unwrap()).await.unwrap();
     assert_eq!(record.data.len(), 16);
     assert_eq!(
-        store.loads.load(Ordering::SeqCst),
+        store.calls(Op::Load),
         0,
         "new session: loaded once, from nothing"
     );
-    assert_eq!(
-        store.writes.load(Ordering::SeqCst),
-        1,
-        "one create for all 16 changes"
-    );
+    assert_eq!(store.write_calls(), 1, "one create for all 16 changes");
 }
 
 #[tokio::test]
 async fn changes_after_the_response_are_refused() {
-    let store = Counting::new();
+    let store = counting();
     let (tx, rx) = oneshot::channel::<Session>();
     let tx = Arc::new(std::sync::Mutex::new(Some(tx)));
     let app = Router::new()
@@ -551,7 +543,7 @@ async fn changes_after_the_response_are_refused() {
 
 #[tokio::test]
 async fn responses_that_use_the_session_are_not_stored_by_caches() {
-    let store = Counting::new();
+    let store = counting();
     let mut b = browser(&store);
     let reply = b.get("/counter").await;
     assert_eq!(reply.cache_control(), Some("no-store"), "sets a cookie");
@@ -576,7 +568,7 @@ async fn responses_that_use_the_session_are_not_stored_by_caches() {
 
 #[tokio::test]
 async fn the_header_transport_carries_the_signed_token() {
-    let store = Counting::new();
+    let store = counting();
     let layer = builder(&store)
         .with_header("X-Session-Token")
         .build()
@@ -630,7 +622,7 @@ async fn the_header_transport_carries_the_signed_token() {
     );
 
     // A tampered token: a fresh session, no store call.
-    let calls = store.calls();
+    let calls = store.total_calls();
     let tampered = format!("{}x", &new_token[..75]);
     assert_eq!(
         send(&app, token_request("/peek", "GET", &tampered))
@@ -638,7 +630,7 @@ async fn the_header_transport_carries_the_signed_token() {
             .body,
         "none"
     );
-    assert_eq!(store.calls(), calls);
+    assert_eq!(store.total_calls(), calls);
 
     // Logout: the header comes back empty and the record is gone.
     let reply = send(&app, token_request("/logout", "POST", &new_token)).await;
@@ -652,7 +644,7 @@ async fn the_header_transport_carries_the_signed_token() {
 
 #[tokio::test]
 async fn header_only_mode_never_sets_a_cookie() {
-    let store = Counting::new();
+    let store = counting();
     let layer = builder(&store)
         .with_header("X-Session-Token")
         .without_cookie()
@@ -683,10 +675,10 @@ async fn header_only_mode_never_sets_a_cookie() {
 
 #[tokio::test]
 async fn a_failing_store_gives_503_by_default() {
-    let store = Counting::new();
+    let store = counting();
     let mut b = browser(&store);
     b.get("/counter").await;
-    store.down.store(true, Ordering::SeqCst);
+    store.set(&Op::ALL, Some(Trouble::Fail));
     let reply = b.get("/counter").await;
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(reply.set_cookie().is_none(), "no cookie change on failure");
@@ -698,7 +690,7 @@ async fn a_failing_store_gives_503_by_default() {
     );
     // Routes that do not use the session keep working.
     assert_eq!(b.get("/health").await.status, StatusCode::OK);
-    store.down.store(false, Ordering::SeqCst);
+    store.heal();
     assert_eq!(
         b.get("/counter").await.body,
         "2",
@@ -708,7 +700,7 @@ async fn a_failing_store_gives_503_by_default() {
 
 #[tokio::test]
 async fn a_handler_that_ignores_the_error_still_gets_503() {
-    let store = Counting::new();
+    let store = counting();
     let app = Router::new()
         .route(
             "/ignore",
@@ -727,7 +719,7 @@ async fn a_handler_that_ignores_the_error_still_gets_503() {
         real.cookie().unwrap().to_owned()
     });
     b.jar = jar;
-    store.down.store(true, Ordering::SeqCst);
+    store.set(&Op::ALL, Some(Trouble::Fail));
     let reply = b.get("/ignore").await;
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(reply.body, "");
@@ -735,21 +727,21 @@ async fn a_handler_that_ignores_the_error_still_gets_503() {
 
 #[tokio::test]
 async fn a_failing_commit_replaces_the_response() {
-    let store = Counting::new();
+    let store = counting();
     let mut b = browser(&store);
     b.get("/counter").await;
-    store.writes_fail.store(true, Ordering::SeqCst);
+    store.set(&Op::WRITES, Some(Trouble::Fail));
     let reply = b.get("/counter").await;
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(reply.set_cookie().is_none());
     assert_eq!(reply.body, "", "the handler's \"2\" is not sent");
-    store.writes_fail.store(false, Ordering::SeqCst);
+    store.heal();
     assert_eq!(b.get("/counter").await.body, "2", "nothing half-written");
 }
 
 #[tokio::test]
 async fn degraded_mode_serves_without_a_session() {
-    let store = Counting::new();
+    let store = counting();
     let layer = builder(&store)
         .with_on_unavailable(StoreUnavailable::ContinueWithoutSession)
         .build()
@@ -757,32 +749,32 @@ async fn degraded_mode_serves_without_a_session() {
     let mut b = Browser::new(app(layer));
     b.get("/counter").await;
     let cookie = b.cookie().unwrap().to_owned();
-    store.down.store(true, Ordering::SeqCst);
-    let calls = store.calls();
+    store.set(&Op::ALL, Some(Trouble::Fail));
+    let calls = store.total_calls();
     let reply = b.get("/counter").await;
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.body, "1", "an empty, session-less response");
     assert!(reply.set_cookie().is_none(), "the cookie is left alone");
     assert_eq!(reply.cache_control(), Some("no-store"));
     assert_eq!(
-        store.calls(),
+        store.total_calls(),
         calls + 1,
         "one failed load, no write attempted"
     );
-    store.down.store(false, Ordering::SeqCst);
+    store.heal();
     assert_eq!(b.cookie(), Some(cookie.as_str()));
     assert_eq!(b.get("/counter").await.body, "2", "back once the store is");
 }
 
 #[tokio::test]
 async fn an_undecodable_record_is_replaced_by_a_fresh_session() {
-    let store = Counting::new();
+    let store = counting();
     let mut b = browser(&store);
     b.get("/counter").await;
     let old = b.cookie().unwrap().to_owned();
-    store.corrupt.store(true, Ordering::SeqCst);
+    store.set(&[Op::Load], Some(Trouble::Corrupt));
     let reply = b.get("/counter").await;
-    store.corrupt.store(false, Ordering::SeqCst);
+    store.heal();
     assert_eq!(reply.status, StatusCode::OK, "not an error page");
     assert_eq!(reply.body, "1", "a fresh session");
     let new = b.cookie().unwrap().to_owned();
@@ -795,29 +787,33 @@ async fn an_undecodable_record_is_replaced_by_a_fresh_session() {
 
 #[tokio::test]
 async fn a_server_error_from_the_handler_commits_nothing() {
-    let store = Counting::new();
+    let store = counting();
     let mut b = browser(&store);
     b.get("/counter").await;
-    let writes = store.writes.load(Ordering::SeqCst);
+    let writes = store.write_calls();
     let reply = b.post("/fails").await;
     assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert!(reply.set_cookie().is_none());
-    assert_eq!(store.writes.load(Ordering::SeqCst), writes);
+    assert_eq!(store.write_calls(), writes);
     assert_eq!(b.get("/get/half").await.body, "none");
 }
 
 #[tokio::test]
 async fn a_route_that_never_uses_the_session_makes_no_store_call() {
-    let store = Counting::new();
+    let store = counting();
     let mut b = browser(&store);
     b.get("/counter").await;
-    let calls = store.calls();
+    let calls = store.total_calls();
     for _ in 0..5 {
         let reply = b.get("/health").await;
         assert_eq!(reply.body, "ok");
         assert!(reply.set_cookie().is_none());
     }
-    assert_eq!(store.calls(), calls, "health checks touched the store");
+    assert_eq!(
+        store.total_calls(),
+        calls,
+        "health checks touched the store"
+    );
 }
 
 #[tokio::test]
@@ -832,7 +828,7 @@ async fn a_handler_outside_the_layer_gets_500_not_a_panic() {
 
 #[tokio::test]
 async fn a_failure_status_must_be_a_server_error() {
-    let store = Counting::new();
+    let store = counting();
     let err = builder(&store)
         .with_failure_status(StatusCode::OK)
         .build()
@@ -844,7 +840,7 @@ async fn a_failure_status_must_be_a_server_error() {
         .unwrap();
     let mut b = Browser::new(app(layer));
     b.get("/counter").await;
-    store.down.store(true, Ordering::SeqCst);
+    store.set(&Op::ALL, Some(Trouble::Fail));
     assert_eq!(
         b.get("/counter").await.status,
         StatusCode::INTERNAL_SERVER_ERROR
@@ -856,7 +852,7 @@ async fn the_layer_works_with_any_tower_service() {
     // No axum in the handler: a plain tower service reads the session from
     // the request's extensions.
     use tower::{ServiceBuilder, ServiceExt as _};
-    let store = Counting::new();
+    let store = counting();
     let service = ServiceBuilder::new()
         .layer(builder(&store).build().unwrap())
         .service_fn(|req: Request<Body>| async move {
@@ -869,7 +865,7 @@ async fn the_layer_works_with_any_tower_service() {
         .await
         .unwrap();
     assert!(response.headers().contains_key(header::SET_COOKIE));
-    assert_eq!(store.inner.len().await.unwrap(), 1);
+    assert_eq!(store.inner().len().await.unwrap(), 1);
 }
 
 // ---- tracing ----
@@ -899,7 +895,7 @@ async fn store_calls_are_traced_with_backend_and_duration_never_the_id() {
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
 
-    let store = Counting::new();
+    let store = counting();
     let mut b = Browser::new(app(builder(&store)
         .with_backend_name("counting")
         .build()
@@ -907,7 +903,7 @@ async fn store_calls_are_traced_with_backend_and_duration_never_the_id() {
     b.get("/counter").await;
     b.get("/counter").await;
     b.post("/login/ada").await;
-    store.down.store(true, Ordering::SeqCst);
+    store.set(&Op::ALL, Some(Trouble::Fail));
     b.get("/counter").await;
     let signed = b.cookie().unwrap().to_owned();
     let (id, signature) = signed.split_once('.').unwrap();

@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use axum::Router;
 use axum::body::Body;
@@ -14,10 +13,8 @@ use axum::http::{HeaderMap, Request, StatusCode, header};
 use axum::routing::{get, post};
 use cookie::Cookie;
 use http_body_util::BodyExt as _;
-use session_core::{
-    Error, Record, Result, SessionId, SessionKey, SessionStore, Timestamp, UpdateOutcome,
-    async_trait,
-};
+pub use session_conformance::probe::{Op, Probe, Trouble};
+use session_core::{Record, SessionId, SessionKey, SessionStore};
 use session_store_memory::MemoryStore;
 use session_tower::{Session, SessionError, SessionLayer, SessionLayerBuilder};
 use tower::ServiceExt as _;
@@ -25,89 +22,13 @@ use tower::ServiceExt as _;
 pub const KEY: [u8; 32] = [7; 32];
 pub const OTHER_KEY: [u8; 32] = [9; 32];
 
-/// A memory store that counts every call and fails on demand.
-#[derive(Debug, Default)]
-pub struct Counting {
-    pub inner: MemoryStore,
-    pub calls: AtomicU32,
-    pub loads: AtomicU32,
-    pub writes: AtomicU32,
-    /// Every call fails.
-    pub down: AtomicBool,
-    /// Writes (create, update, touch, destroy) fail; loads work.
-    pub writes_fail: AtomicBool,
-    /// Loads report an undecodable record.
-    pub corrupt: AtomicBool,
-}
+/// The store under the tests: a memory store behind a probe that counts
+/// every call and fails on demand.
+pub type Counting = Probe<MemoryStore>;
 
-fn injected() -> Error {
-    Error::backend("counting", std::io::Error::other("injected failure"))
-}
-
-impl Counting {
-    pub fn new() -> Arc<Self> {
-        Arc::new(Self::default())
-    }
-
-    pub fn calls(&self) -> u32 {
-        self.calls.load(Ordering::SeqCst)
-    }
-
-    fn enter(&self, write: bool) -> Result<()> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        if write {
-            self.writes.fetch_add(1, Ordering::SeqCst);
-        } else {
-            self.loads.fetch_add(1, Ordering::SeqCst);
-        }
-        if self.down.load(Ordering::SeqCst) || (write && self.writes_fail.load(Ordering::SeqCst)) {
-            return Err(injected());
-        }
-        Ok(())
-    }
-}
-
-#[async_trait]
-impl SessionStore for Counting {
-    async fn load(&self, key: &SessionKey) -> Result<Option<Record>> {
-        self.enter(false)?;
-        if self.corrupt.load(Ordering::SeqCst) {
-            return Err(Error::decode(key, std::io::Error::other("garbage")));
-        }
-        self.inner.load(key).await
-    }
-    async fn create(&self, key: &SessionKey, record: &Record) -> Result<bool> {
-        self.enter(true)?;
-        self.inner.create(key, record).await
-    }
-    async fn update(&self, key: &SessionKey, record: &Record, v: u64) -> Result<UpdateOutcome> {
-        self.enter(true)?;
-        self.inner.update(key, record, v).await
-    }
-    async fn save(&self, key: &SessionKey, record: &Record) -> Result<()> {
-        self.enter(true)?;
-        self.inner.save(key, record).await
-    }
-    async fn touch(&self, key: &SessionKey, expires_at: Timestamp) -> Result<bool> {
-        self.enter(true)?;
-        self.inner.touch(key, expires_at).await
-    }
-    async fn destroy(&self, key: &SessionKey) -> Result<()> {
-        self.enter(true)?;
-        self.inner.destroy(key).await
-    }
-    async fn clear(&self) -> Result<()> {
-        self.inner.clear().await
-    }
-    async fn len(&self) -> Result<u64> {
-        self.inner.len().await
-    }
-    async fn all(&self) -> Result<Vec<(SessionKey, Record)>> {
-        self.inner.all().await
-    }
-    async fn delete_expired(&self) -> Result<u64> {
-        self.inner.delete_expired().await
-    }
+/// A fresh [`Counting`] store.
+pub fn counting() -> Arc<Counting> {
+    Arc::new(Probe::new(MemoryStore::new()))
 }
 
 /// A layer over `store` with the test key and default settings.
@@ -293,5 +214,5 @@ pub fn key_of(signed: &str) -> SessionKey {
 
 /// The record behind a signed cookie value.
 pub async fn record_of(store: &Counting, signed: &str) -> Option<Record> {
-    store.inner.load(&key_of(signed)).await.unwrap()
+    store.inner().load(&key_of(signed)).await.unwrap()
 }
