@@ -117,17 +117,12 @@ impl Server {
     /// The failure message for a server that could not be reached at
     /// `tried`: what failed, and how to start it or opt out.
     #[must_use]
-    pub fn unreachable_message(&self, tried: &str, error: &dyn std::error::Error) -> String {
-        let mut cause = error.to_string();
-        let mut source = error.source();
-        while let Some(next) = source {
-            let text = next.to_string();
-            if !cause.contains(&text) {
-                cause.push_str(": ");
-                cause.push_str(&text);
-            }
-            source = next.source();
-        }
+    pub fn unreachable_message(
+        &self,
+        tried: &str,
+        error: &(dyn std::error::Error + 'static),
+    ) -> String {
+        let cause = session_core::report(error);
         let opt_out = self
             .opt_outs
             .first()
@@ -145,7 +140,7 @@ impl Server {
     /// # Panics
     ///
     /// Always, with [`unreachable_message`](Self::unreachable_message).
-    pub fn unreachable(&self, tried: &str, error: &dyn std::error::Error) -> ! {
+    pub fn unreachable(&self, tried: &str, error: &(dyn std::error::Error + 'static)) -> ! {
         panic!("{}", self.unreachable_message(tried, error))
     }
 }

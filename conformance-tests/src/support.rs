@@ -41,15 +41,7 @@ pub(crate) async fn open<F: StoreFactory>(factory: &F) -> F::Store {
 pub(crate) fn ok<T>(what: &str, result: session_core::Result<T>) -> T {
     match result {
         Ok(v) => v,
-        Err(e) => {
-            let mut message = format!("{what} failed: {e}");
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                message.push_str(&format!(": {s}"));
-                source = s.source();
-            }
-            panic!("{message}")
-        }
+        Err(e) => panic!("{what} failed: {}", session_core::report(&e)),
     }
 }
 

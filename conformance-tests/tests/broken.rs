@@ -800,19 +800,10 @@ async fn slow_now() -> Timestamp {
 #[async_trait]
 impl Fault for OffByOneAndSlow {
     async fn load(&self, s: &RefStore, key: &SessionKey) -> Result<Option<Record>> {
-        let now = slow_now().await;
-        Ok(s.with_map(|m| m.get(key).filter(|r| live_inclusive(r, now)).cloned()))
+        Ok(s.load_at(key, slow_now().await, live_inclusive))
     }
     async fn create(&self, s: &RefStore, key: &SessionKey, record: &Record) -> Result<bool> {
-        let now = slow_now().await;
-        let record = canonical(key, record)?;
-        Ok(s.with_map(|m| {
-            if m.get(key).is_some_and(|r| live_inclusive(r, now)) {
-                return false;
-            }
-            m.insert(*key, record);
-            true
-        }))
+        s.create_at(key, record, slow_now().await, live_inclusive)
     }
     async fn update(
         &self,
@@ -821,43 +812,16 @@ impl Fault for OffByOneAndSlow {
         record: &Record,
         expected: u64,
     ) -> Result<UpdateOutcome> {
-        let now = slow_now().await;
-        let record = canonical(key, record)?;
-        Ok(
-            s.with_map(|m| match m.get(key).filter(|r| live_inclusive(r, now)) {
-                None => UpdateOutcome::Missing,
-                Some(current) if current.version != expected => UpdateOutcome::Conflict,
-                Some(_) => {
-                    m.insert(*key, record.with_version(expected.wrapping_add(1)));
-                    UpdateOutcome::Updated
-                }
-            }),
-        )
+        s.update_at(key, record, expected, slow_now().await, live_inclusive)
     }
     async fn touch(&self, s: &RefStore, key: &SessionKey, expires_at: Timestamp) -> Result<bool> {
-        let now = slow_now().await;
-        Ok(s.with_map(
-            |m| match m.get_mut(key).filter(|r| live_inclusive(r, now)) {
-                Some(record) => {
-                    record.expires_at = expires_at;
-                    true
-                }
-                None => false,
-            },
-        ))
+        Ok(s.touch_at(key, expires_at, slow_now().await, live_inclusive))
     }
     async fn len(&self, s: &RefStore) -> Result<u64> {
-        let now = slow_now().await;
-        Ok(s.with_map(|m| m.values().filter(|r| live_inclusive(r, now)).count() as u64))
+        Ok(s.len_at(slow_now().await, live_inclusive))
     }
     async fn all(&self, s: &RefStore) -> Result<Vec<(SessionKey, Record)>> {
-        let now = slow_now().await;
-        Ok(s.with_map(|m| {
-            m.iter()
-                .filter(|(_, r)| live_inclusive(r, now))
-                .map(|(k, r)| (*k, r.clone()))
-                .collect()
-        }))
+        Ok(s.all_at(slow_now().await, live_inclusive))
     }
 }
 

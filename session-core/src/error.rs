@@ -132,3 +132,27 @@ impl Error {
         }
     }
 }
+
+/// `error` and its causes on one line, `error: cause: cause`, for logs and
+/// messages. A cause whose text is already in what came before is left
+/// out: many errors repeat their source in their own message.
+///
+/// ```
+/// let io = std::io::Error::other("connection refused");
+/// let error = session_core::Error::backend("redis", io);
+/// assert_eq!(session_core::report(&error), "redis store failed: connection refused");
+/// ```
+#[must_use]
+pub fn report(error: &(dyn StdError + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}

@@ -67,25 +67,9 @@ async fn main() -> ExitCode {
     }
 }
 
-/// `error: cause: cause`, on one line (a cause that an error's own
-/// message already quotes is not repeated).
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
-
 async fn run(args: Args) -> Result<(), String> {
     let url: StoreUrl = match &args.store {
-        Some(given) => given.parse().map_err(|e| chain(&e))?,
+        Some(given) => given.parse().map_err(|e| session_core::report(&e))?,
         None => StoreUrl::Sqlite(args.data_dir.join("sessions.db")),
     };
     let env_key = std::env::var(keys::KEY_ENV).ok();
@@ -104,7 +88,7 @@ async fn run(args: Args) -> Result<(), String> {
     let opened = url
         .open()
         .await
-        .map_err(|e| format!("cannot open store {url}: {}", chain(&e)))?;
+        .map_err(|e| format!("cannot open store {url}: {}", session_core::report(&e)))?;
     let _reaper = opened.needs_reaper.then(|| {
         Reaper::spawn(
             opened.store.clone(),
@@ -133,7 +117,7 @@ async fn run(args: Args) -> Result<(), String> {
     for previous in keys {
         sessions = sessions.with_previous_key(previous);
     }
-    let sessions = sessions.build().map_err(|e| chain(&e))?;
+    let sessions = sessions.build().map_err(|e| session_core::report(&e))?;
     let app = session_demo::router(
         sessions,
         Info {

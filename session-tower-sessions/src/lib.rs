@@ -64,13 +64,7 @@ pub fn key_of(id: &Id) -> SessionKey {
 
 fn backend_error(error: &session_core::Error) -> session_store::Error {
     // tower-sessions errors hold only a string: keep the whole chain in it.
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
+    let text = session_core::report(error);
     match error {
         session_core::Error::Decode { .. } => session_store::Error::Decode(text),
         session_core::Error::Encode { .. } => session_store::Error::Encode(text),

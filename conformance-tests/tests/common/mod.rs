@@ -109,24 +109,37 @@ pub(crate) fn canonical(key: &SessionKey, record: &Record) -> Result<Record> {
     Record::decode(key, &record.encode()?)
 }
 
-/// Whether `record` is live now.
-fn live(record: &Record) -> bool {
-    record.is_live_at(Timestamp::now())
+/// A liveness rule: whether a record is live at an instant. The contract's
+/// is [`Record::is_live_at`]; broken stores in the self-tests use others.
+pub(crate) type Rule = fn(&Record, Timestamp) -> bool;
+
+/// The contract's rule: live while `now < expires_at`.
+pub(crate) fn contract_rule(record: &Record, now: Timestamp) -> bool {
+    record.is_live_at(now)
 }
 
-#[async_trait]
-impl SessionStore for RefStore {
-    async fn load(&self, key: &SessionKey) -> Result<Option<Record>> {
-        Ok(self.with_map(|m| m.get(key).filter(|r| live(r)).cloned()))
+/// The reference operations at an explicit instant and liveness rule: the
+/// store below uses the clock and the contract's rule; a broken store can
+/// reuse them with another rule.
+#[allow(dead_code, reason = "used by some of the test crates only")]
+impl RefStore {
+    pub(crate) fn load_at(&self, key: &SessionKey, now: Timestamp, live: Rule) -> Option<Record> {
+        self.with_map(|m| m.get(key).filter(|r| live(r, now)).cloned())
     }
 
-    async fn create(&self, key: &SessionKey, record: &Record) -> Result<bool> {
+    pub(crate) fn create_at(
+        &self,
+        key: &SessionKey,
+        record: &Record,
+        now: Timestamp,
+        live: Rule,
+    ) -> Result<bool> {
         let record = canonical(key, record)?;
         Ok(self.with_map(|m| {
-            if m.get(key).is_some_and(live) {
+            if m.get(key).is_some_and(|r| live(r, now)) {
                 return false;
             }
-            if live(&record) {
+            if live(&record, now) {
                 m.insert(*key, record);
             } else {
                 m.remove(key);
@@ -135,29 +148,91 @@ impl SessionStore for RefStore {
         }))
     }
 
+    pub(crate) fn update_at(
+        &self,
+        key: &SessionKey,
+        record: &Record,
+        expected_version: u64,
+        now: Timestamp,
+        live: Rule,
+    ) -> Result<UpdateOutcome> {
+        let record = canonical(key, record)?;
+        Ok(
+            self.with_map(|m| match m.get(key).filter(|r| live(r, now)) {
+                None => UpdateOutcome::Missing,
+                Some(current) if current.version != expected_version => UpdateOutcome::Conflict,
+                Some(_) => {
+                    // Kept even if already expired: reaping is lazy, as in an
+                    // SQL backend, so every reader must filter.
+                    m.insert(*key, record.with_version(expected_version.wrapping_add(1)));
+                    UpdateOutcome::Updated
+                }
+            }),
+        )
+    }
+
+    pub(crate) fn touch_at(
+        &self,
+        key: &SessionKey,
+        expires_at: Timestamp,
+        now: Timestamp,
+        live: Rule,
+    ) -> bool {
+        self.with_map(|m| match m.get_mut(key).filter(|r| live(r, now)) {
+            None => false,
+            Some(record) => {
+                // A touch to the past leaves an expired record behind, for
+                // `delete_expired` (lazy reaping).
+                record.expires_at = expires_at;
+                true
+            }
+        })
+    }
+
+    pub(crate) fn len_at(&self, now: Timestamp, live: Rule) -> u64 {
+        self.with_map(|m| m.values().filter(|r| live(r, now)).count() as u64)
+    }
+
+    pub(crate) fn all_at(&self, now: Timestamp, live: Rule) -> Vec<(SessionKey, Record)> {
+        self.with_map(|m| {
+            m.iter()
+                .filter(|(_, r)| live(r, now))
+                .map(|(k, r)| (*k, r.clone()))
+                .collect()
+        })
+    }
+}
+
+#[async_trait]
+impl SessionStore for RefStore {
+    async fn load(&self, key: &SessionKey) -> Result<Option<Record>> {
+        Ok(self.load_at(key, Timestamp::now(), contract_rule))
+    }
+
+    async fn create(&self, key: &SessionKey, record: &Record) -> Result<bool> {
+        self.create_at(key, record, Timestamp::now(), contract_rule)
+    }
+
     async fn update(
         &self,
         key: &SessionKey,
         record: &Record,
         expected_version: u64,
     ) -> Result<UpdateOutcome> {
-        let record = canonical(key, record)?;
-        Ok(self.with_map(|m| match m.get(key).filter(|r| live(r)) {
-            None => UpdateOutcome::Missing,
-            Some(current) if current.version != expected_version => UpdateOutcome::Conflict,
-            Some(_) => {
-                // Kept even if already expired: reaping is lazy, as in an
-                // SQL backend, so every reader must filter.
-                m.insert(*key, record.with_version(expected_version + 1));
-                UpdateOutcome::Updated
-            }
-        }))
+        self.update_at(
+            key,
+            record,
+            expected_version,
+            Timestamp::now(),
+            contract_rule,
+        )
     }
 
     async fn save(&self, key: &SessionKey, record: &Record) -> Result<()> {
         let record = canonical(key, record)?;
+        let live = record.is_live_at(Timestamp::now());
         self.with_map(|m| {
-            if live(&record) {
+            if live {
                 m.insert(*key, record);
             } else {
                 m.remove(key);
@@ -167,15 +242,7 @@ impl SessionStore for RefStore {
     }
 
     async fn touch(&self, key: &SessionKey, expires_at: Timestamp) -> Result<bool> {
-        Ok(self.with_map(|m| match m.get_mut(key).filter(|r| live(r)) {
-            None => false,
-            Some(record) => {
-                // A touch to the past leaves an expired record behind, for
-                // `delete_expired` (lazy reaping).
-                record.expires_at = expires_at;
-                true
-            }
-        }))
+        Ok(self.touch_at(key, expires_at, Timestamp::now(), contract_rule))
     }
 
     async fn destroy(&self, key: &SessionKey) -> Result<()> {
@@ -189,22 +256,18 @@ impl SessionStore for RefStore {
     }
 
     async fn len(&self) -> Result<u64> {
-        Ok(self.with_map(|m| m.values().filter(|r| live(r)).count() as u64))
+        Ok(self.len_at(Timestamp::now(), contract_rule))
     }
 
     async fn all(&self) -> Result<Vec<(SessionKey, Record)>> {
-        Ok(self.with_map(|m| {
-            m.iter()
-                .filter(|(_, r)| live(r))
-                .map(|(k, r)| (*k, r.clone()))
-                .collect()
-        }))
+        Ok(self.all_at(Timestamp::now(), contract_rule))
     }
 
     async fn delete_expired(&self) -> Result<u64> {
+        let now = Timestamp::now();
         Ok(self.with_map(|m| {
             let before = m.len();
-            m.retain(|_, r| live(r));
+            m.retain(|_, r| r.is_live_at(now));
             (before - m.len()) as u64
         }))
     }
