@@ -38,6 +38,7 @@ macro_rules! __with_behaviours {
             create_collision_leaves_existing,
             create_over_expired_succeeds,
             create_expired_leaves_nothing_live,
+            create_expired_follows_the_collision_rule,
             destroy_removes_and_is_idempotent,
             destroy_leaves_neighbours,
             update_applies_and_bumps_version,

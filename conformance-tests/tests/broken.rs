@@ -941,3 +941,44 @@ async fn catches_update_comparing_the_version_before_liveness() {
     assert_fault_caught::<VersionBeforeLiveness>(&["update_of_expired_is_missing_for_any_version"])
         .await;
 }
+
+/// `create` of an already-expired record removes whatever is there and
+/// answers `true`, also over a live record.
+#[derive(Debug, Default)]
+struct ExpiredCreateOverwrites;
+
+#[async_trait]
+impl Fault for ExpiredCreateOverwrites {
+    async fn create(&self, s: &RefStore, key: &SessionKey, record: &Record) -> Result<bool> {
+        if !live(record) {
+            s.destroy(key).await?;
+            return Ok(true);
+        }
+        s.create(key, record).await
+    }
+}
+
+/// `create` of an already-expired record answers `false` whenever a
+/// record, even an expired one, is stored under the key.
+#[derive(Debug, Default)]
+struct ExpiredCreateCollidesWithExpired;
+
+#[async_trait]
+impl Fault for ExpiredCreateCollidesWithExpired {
+    async fn create(&self, s: &RefStore, key: &SessionKey, record: &Record) -> Result<bool> {
+        if !live(record) && s.with_map(|m| m.contains_key(key)) {
+            return Ok(false);
+        }
+        s.create(key, record).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catches_an_expired_create_that_ignores_the_collision_rule() {
+    assert_fault_caught::<ExpiredCreateOverwrites>(&["create_expired_follows_the_collision_rule"])
+        .await;
+    assert_fault_caught::<ExpiredCreateCollidesWithExpired>(&[
+        "create_expired_follows_the_collision_rule",
+    ])
+    .await;
+}

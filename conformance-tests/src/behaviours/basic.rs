@@ -353,6 +353,46 @@ pub async fn create_expired_leaves_nothing_live<F: StoreFactory>(factory: &F) {
     finish(&store).await;
 }
 
+/// "`create`: returns `false` on a collision and leaves the existing record
+/// untouched" also when the record to create is already expired, and "if
+/// nothing live was there, the call returns `true`": creating an expired
+/// record over a live one is a collision (`false`, the live one untouched);
+/// over nothing, or over an expired record, it returns `true` and leaves
+/// nothing live.
+pub async fn create_expired_follows_the_collision_rule<F: StoreFactory>(factory: &F) {
+    let store = open(factory).await;
+    let [over_live, over_nothing, over_expired] = [key(), key(), key()];
+    let live_record = long_lived(data_n(1)).with_version(3);
+    ok("save", store.save(&over_live, &live_record).await);
+    save_then_expire(&store, &over_expired, &long_lived(data_n(2))).await;
+    assert!(
+        !ok(
+            "create",
+            store.create(&over_live, &expired(data_n(3))).await
+        ),
+        "create of an expired record over a live one is a collision"
+    );
+    assert_loads(
+        &store,
+        &over_live,
+        &live_record,
+        "the live record a collision left",
+    )
+    .await;
+    for (k, what) in [
+        (over_nothing, "nothing"),
+        (over_expired, "an expired record"),
+    ] {
+        assert!(
+            ok("create", store.create(&k, &expired(data_n(4))).await),
+            "create of an expired record over {what} returns true"
+        );
+        assert_gone(&store, &k, "an expired record was created").await;
+    }
+    assert_eq!(ok("len", store.len().await), 1, "only the live record");
+    finish(&store).await;
+}
+
 /// "`destroy(key)`: remove; idempotent": the record is gone, a second destroy
 /// and a destroy of a never-written key succeed.
 pub async fn destroy_removes_and_is_idempotent<F: StoreFactory>(factory: &F) {
