@@ -17,19 +17,35 @@ pub struct Capabilities {
     /// Sessions survive dropping the store and opening the same namespace
     /// again (files, servers). Enables the reopen check.
     pub durable: bool,
+    /// Expired records are removed by the backend itself (Redis's TTL,
+    /// MongoDB's TTL monitor, a background sweeper), so `delete_expired`
+    /// may find nothing to remove. Disables the one check that
+    /// `delete_expired` removes, and counts, records that expired with
+    /// time.
+    pub expires_natively: bool,
 }
 
 impl Capabilities {
     /// No optional capability.
     #[must_use]
     pub const fn new() -> Self {
-        Self { durable: false }
+        Self {
+            durable: false,
+            expires_natively: false,
+        }
     }
 
     /// Set [`durable`](Self::durable).
     #[must_use]
     pub const fn durable(mut self, durable: bool) -> Self {
         self.durable = durable;
+        self
+    }
+
+    /// Set [`expires_natively`](Self::expires_natively).
+    #[must_use]
+    pub const fn expires_natively(mut self, native: bool) -> Self {
+        self.expires_natively = native;
         self
     }
 }

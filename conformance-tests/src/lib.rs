@@ -62,6 +62,8 @@ macro_rules! __with_behaviours {
             expiry_follows_touch_and_update,
             delete_expired_removes_only_expired,
             delete_expired_spares_records_about_to_expire,
+            delete_expired_removes_what_expired_by_time,
+            delete_expired_spares_postponed_records,
             empty_namespace_is_empty,
             len_counts_only_live,
             all_lists_exactly_live_records,

@@ -982,3 +982,86 @@ async fn catches_an_expired_create_that_ignores_the_collision_rule() {
     ])
     .await;
 }
+
+/// `delete_expired` removes nothing (and says so): every expired session
+/// is kept forever.
+#[derive(Debug, Default)]
+struct NeverReaps;
+
+#[async_trait]
+impl Fault for NeverReaps {
+    async fn delete_expired(&self, _s: &RefStore) -> Result<u64> {
+        Ok(0)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catches_delete_expired_that_never_reaps() {
+    assert_fault_caught::<NeverReaps>(&["delete_expired_removes_what_expired_by_time"]).await;
+}
+
+/// A lazy expiry index that `delete_expired` trusts: it removes every
+/// record whose *first* expiry has passed, without looking at the record
+/// (so a session postponed since is lost).
+#[derive(Debug, Default)]
+struct TrustsAStaleIndex {
+    /// The earliest expiry written per key: what a lazy index holds.
+    index: std::sync::Mutex<BTreeMap<SessionKey, Timestamp>>,
+}
+
+impl TrustsAStaleIndex {
+    fn note(&self, key: &SessionKey, expires_at: Timestamp) {
+        let mut index = self
+            .index
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let entry = index.entry(*key).or_insert(expires_at);
+        *entry = (*entry).min(expires_at);
+    }
+}
+
+#[async_trait]
+impl Fault for TrustsAStaleIndex {
+    async fn create(&self, s: &RefStore, key: &SessionKey, record: &Record) -> Result<bool> {
+        self.note(key, record.expires_at);
+        s.create(key, record).await
+    }
+    async fn update(
+        &self,
+        s: &RefStore,
+        key: &SessionKey,
+        record: &Record,
+        expected: u64,
+    ) -> Result<UpdateOutcome> {
+        self.note(key, record.expires_at);
+        s.update(key, record, expected).await
+    }
+    async fn save(&self, s: &RefStore, key: &SessionKey, record: &Record) -> Result<()> {
+        self.note(key, record.expires_at);
+        s.save(key, record).await
+    }
+    async fn touch(&self, s: &RefStore, key: &SessionKey, expires_at: Timestamp) -> Result<bool> {
+        self.note(key, expires_at);
+        s.touch(key, expires_at).await
+    }
+    async fn delete_expired(&self, s: &RefStore) -> Result<u64> {
+        let now = Timestamp::now();
+        let due: Vec<SessionKey> = {
+            let index = self
+                .index
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            index
+                .iter()
+                .filter(|(_, at)| !at.is_after(now))
+                .map(|(k, _)| *k)
+                .collect()
+        };
+        Ok(s.with_map(|m| due.iter().filter(|k| m.remove(k).is_some()).count() as u64))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catches_delete_expired_trusting_a_stale_index() {
+    assert_fault_caught::<TrustsAStaleIndex>(&["delete_expired_spares_postponed_records"]).await;
+}

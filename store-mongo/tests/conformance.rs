@@ -38,7 +38,7 @@ impl StoreFactory for Mongo {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::new().durable(true)
+        Capabilities::new().durable(true).expires_natively(true)
     }
 
     fn skip_reason(&self) -> Option<String> {

@@ -7,8 +7,8 @@ use session_core::{Data, Record, SessionStore, Timestamp};
 
 use crate::StoreFactory;
 use crate::support::{
-    all_sorted, assert_gone, assert_loads, data_n, expired, finish, key, keys, long_lived, object,
-    ok, open, save_then_expire, sorted,
+    all_sorted, assert_gone, assert_loads, data_n, expired, finish, key, keys, live, long_lived,
+    object, ok, open, save_then_expire, sleep_until, sorted,
 };
 
 /// Save `data` under a fresh key and require it to load back identical.
@@ -357,14 +357,17 @@ pub async fn create_expired_leaves_nothing_live<F: StoreFactory>(factory: &F) {
 /// untouched" also when the record to create is already expired, and "if
 /// nothing live was there, the call returns `true`": creating an expired
 /// record over a live one is a collision (`false`, the live one untouched);
-/// over nothing, or over an expired record, it returns `true` and leaves
-/// nothing live.
+/// over nothing, or over an expired record (touched to the past, or expired
+/// with time and not reaped), it returns `true` and leaves nothing live.
 pub async fn create_expired_follows_the_collision_rule<F: StoreFactory>(factory: &F) {
     let store = open(factory).await;
-    let [over_live, over_nothing, over_expired] = [key(), key(), key()];
+    let [over_live, over_nothing, over_expired, over_timed_out] = [key(), key(), key(), key()];
+    let short = live(data_n(5), Duration::from_millis(200));
+    ok("save", store.save(&over_timed_out, &short).await);
     let live_record = long_lived(data_n(1)).with_version(3);
     ok("save", store.save(&over_live, &live_record).await);
     save_then_expire(&store, &over_expired, &long_lived(data_n(2))).await;
+    sleep_until(short.expires_at + Duration::from_millis(300)).await;
     assert!(
         !ok(
             "create",

@@ -558,6 +558,102 @@ pub async fn delete_expired_spares_records_about_to_expire<F: StoreFactory>(fact
     );
 }
 
+/// How long the short records of the reaping behaviours below live.
+const REAP_TTL: Duration = Duration::from_millis(500);
+/// How long past that expiry the reaping behaviours wait.
+const REAP_GRACE: Duration = Duration::from_millis(300);
+
+/// "`delete_expired()`: remove expired records now; returns how many" on a
+/// backend that keeps expired records until then (unless the factory
+/// declares [`expires_natively`](crate::Capabilities::expires_natively)):
+/// records that expired with time, untouched since they were written, are
+/// all removed and counted, and a second call finds nothing. A store whose
+/// `delete_expired` removes nothing keeps every expired session forever
+/// (express-session's leaking MemoryStore).
+pub async fn delete_expired_removes_what_expired_by_time<F: StoreFactory>(factory: &F) {
+    if factory.capabilities().expires_natively {
+        return;
+    }
+    let store = open(factory).await;
+    let short: Vec<_> = keys(5);
+    for (i, k) in short.iter().enumerate() {
+        ok(
+            "save",
+            store.save(k, &live(data_n(i as i64), REAP_TTL)).await,
+        );
+    }
+    let (kept, kept_record) = (key(), long_lived(data_n(9)));
+    ok("save", store.save(&kept, &kept_record).await);
+    sleep_until(Timestamp::now() + REAP_TTL + REAP_GRACE).await;
+    assert_eq!(
+        ok("delete_expired", store.delete_expired().await),
+        5,
+        "delete_expired of 5 records that expired with time"
+    );
+    assert_eq!(
+        ok("delete_expired", store.delete_expired().await),
+        0,
+        "a second delete_expired"
+    );
+    assert_loads(&store, &kept, &kept_record, "the live record").await;
+    assert_eq!(ok("len", store.len().await), 1, "len after reaping");
+    finish(&store).await;
+}
+
+/// "Live records are never removed" by `delete_expired`, also those whose
+/// expiry was **postponed** after a first, short one: records written to
+/// expire soon, then touched, updated or saved to expire much later, all
+/// survive a `delete_expired` after their first expiry has passed (a store
+/// that indexes expiries lazily must check the record, not the index).
+pub async fn delete_expired_spares_postponed_records<F: StoreFactory>(factory: &F) {
+    let store = open(factory).await;
+    for _ in 0..ATTEMPTS {
+        let [touched, updated, saved] = [key(), key(), key()];
+        let short = live(data_n(1), REAP_TTL);
+        for k in [&touched, &updated, &saved] {
+            ok("save", store.save(k, &short).await);
+        }
+        let later = Timestamp::now() + Duration::from_secs(30 * 60);
+        let was_touched = ok("touch", store.touch(&touched, later).await);
+        let updated_record = long_lived(data_n(2));
+        let update = ok("update", store.update(&updated, &updated_record, 0).await);
+        let saved_record = long_lived(data_n(3)).with_version(4);
+        ok("save", store.save(&saved, &saved_record).await);
+        if Timestamp::now() + Duration::from_millis(200) >= short.expires_at {
+            // Stalled: the postponements may have come after the first
+            // expiry.
+            finish(&store).await;
+            continue;
+        }
+        assert!(was_touched, "touch of a live record to a later expiry");
+        assert_eq!(update, UpdateOutcome::Updated, "update to a later expiry");
+        sleep_until(short.expires_at + REAP_GRACE).await;
+        let removed = ok("delete_expired", store.delete_expired().await);
+        assert_eq!(
+            removed, 0,
+            "delete_expired removed {removed} postponed records"
+        );
+        assert!(
+            ok("load", store.load(&touched).await).is_some(),
+            "a record touched to a later expiry survives delete_expired"
+        );
+        assert_loads(
+            &store,
+            &updated,
+            &updated_record.with_version(1),
+            "an updated record",
+        )
+        .await;
+        assert_loads(&store, &saved, &saved_record, "a record saved again").await;
+        assert_eq!(ok("len", store.len().await), 3, "len after delete_expired");
+        finish(&store).await;
+        return;
+    }
+    panic!(
+        "the machine stalled in each of {ATTEMPTS} attempts: could not postpone three records within 300 ms"
+    );
+}
+
 /// "`delete_expired()`: remove expired records now; returns how many" and
 /// "live records are never removed": afterwards every live record loads
 /// intact, `len`/`all` are exact, and the count is at most the number

@@ -64,7 +64,7 @@ impl StoreFactory for Standalone {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::new().durable(true)
+        Capabilities::new().durable(true).expires_natively(true)
     }
 
     fn skip_reason(&self) -> Option<String> {
@@ -85,7 +85,7 @@ impl StoreFactory for Cluster {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::new().durable(true)
+        Capabilities::new().durable(true).expires_natively(true)
     }
 
     fn skip_reason(&self) -> Option<String> {
