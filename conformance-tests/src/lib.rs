@@ -30,6 +30,7 @@ macro_rules! __with_behaviours {
             round_trip_floats_bit_exact,
             round_trip_unicode_and_awkward_keys,
             round_trip_deep_nesting_and_empties,
+            data_deeper_than_the_limit_is_refused,
             round_trip_empty_data,
             round_trip_times_and_version_exact,
             large_record_round_trips,

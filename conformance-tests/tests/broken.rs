@@ -1065,3 +1065,45 @@ impl Fault for TrustsAStaleIndex {
 async fn catches_delete_expired_trusting_a_stale_index() {
     assert_fault_caught::<TrustsAStaleIndex>(&["delete_expired_spares_postponed_records"]).await;
 }
+
+/// Writes of data too deep to read back "succeed" and store nothing (the
+/// encode error swallowed).
+#[derive(Debug, Default)]
+struct SwallowsEncodeErrors;
+
+fn unencodable(record: &Record) -> bool {
+    record.data.encoded().is_err()
+}
+
+#[async_trait]
+impl Fault for SwallowsEncodeErrors {
+    async fn create(&self, s: &RefStore, key: &SessionKey, record: &Record) -> Result<bool> {
+        if unencodable(record) {
+            return Ok(true);
+        }
+        s.create(key, record).await
+    }
+    async fn update(
+        &self,
+        s: &RefStore,
+        key: &SessionKey,
+        record: &Record,
+        expected: u64,
+    ) -> Result<UpdateOutcome> {
+        if unencodable(record) {
+            return Ok(UpdateOutcome::Updated);
+        }
+        s.update(key, record, expected).await
+    }
+    async fn save(&self, s: &RefStore, key: &SessionKey, record: &Record) -> Result<()> {
+        if unencodable(record) {
+            return Ok(());
+        }
+        s.save(key, record).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catches_writes_that_swallow_encode_errors() {
+    assert_fault_caught::<SwallowsEncodeErrors>(&["data_deeper_than_the_limit_is_refused"]).await;
+}

@@ -76,14 +76,23 @@ impl Record {
         self.is_live_at(Timestamp::now())
     }
 
-    /// The canonical encoding, a JSON object, for stores that keep bytes.
+    /// The canonical encoding, a JSON object, for stores that keep bytes:
+    /// the times, the version, and the data as its JSON text (a string, so
+    /// the envelope adds no nesting and data as deep as
+    /// [`Data::MAX_DEPTH`] reads back).
     ///
     /// # Errors
     ///
-    /// [`Error::Encode`] if serialization fails (it cannot for the data
-    /// types held here, but the encoder's contract allows it).
+    /// [`Error::Encode`] if the data nests deeper than [`Data::MAX_DEPTH`].
     pub fn encode(&self) -> Result<Vec<u8>> {
-        serde_json::to_vec(self).map_err(|e| Error::Encode { source: e.into() })
+        let data = self.data.encoded()?;
+        serde_json::to_vec(&Envelope {
+            data: data.as_str().into(),
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+            version: self.version,
+        })
+        .map_err(|e| Error::Encode { source: e.into() })
     }
 
     /// Decode what [`encode`](Self::encode) produced.
@@ -92,7 +101,14 @@ impl Record {
     ///
     /// [`Error::Decode`] naming `key` if `bytes` are not a record.
     pub fn decode(key: &SessionKey, bytes: &[u8]) -> Result<Self> {
-        serde_json::from_slice(bytes).map_err(|e| Error::decode(key, e))
+        let envelope: Envelope<'_> =
+            serde_json::from_slice(bytes).map_err(|e| Error::decode(key, e))?;
+        Ok(Self {
+            data: Self::decode_data(key, envelope.data.as_bytes())?,
+            created_at: envelope.created_at,
+            expires_at: envelope.expires_at,
+            version: envelope.version,
+        })
     }
 
     /// Encode only the data, as a JSON text, for stores that keep the times
@@ -119,6 +135,16 @@ impl Record {
             .map(Data::from)
             .map_err(|e| Error::decode(key, e))
     }
+}
+
+/// The canonical encoding of a [`Record`]: the data as JSON text.
+#[derive(Serialize, Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow)]
+    data: std::borrow::Cow<'a, str>,
+    created_at: Timestamp,
+    expires_at: Timestamp,
+    version: u64,
 }
 
 #[cfg(test)]
@@ -148,6 +174,32 @@ mod tests {
             Record::decode_data(&key, text.as_bytes()).unwrap(),
             record.data
         );
+    }
+
+    #[test]
+    fn data_as_deep_as_the_limit_round_trips_and_deeper_is_an_encode_error() {
+        let nested = |depth: usize| {
+            let mut value = json!({});
+            for _ in 1..depth {
+                value = json!({ "c": value });
+            }
+            let serde_json::Value::Object(map) = value else {
+                unreachable!()
+            };
+            Record::new(map, std::time::Duration::from_secs(60))
+        };
+        let key = SessionId::generate().unwrap().key();
+        let deepest = nested(Data::MAX_DEPTH);
+        assert_eq!(
+            Record::decode(&key, &deepest.encode().unwrap()).unwrap(),
+            deepest
+        );
+        let too_deep = nested(Data::MAX_DEPTH + 1);
+        assert!(matches!(too_deep.encode(), Err(Error::Encode { .. })));
+        assert!(matches!(
+            Record::encode_data(&too_deep.data),
+            Err(Error::Encode { .. })
+        ));
     }
 
     #[test]

@@ -127,6 +127,51 @@ pub async fn round_trip_deep_nesting_and_empties<F: StoreFactory>(factory: &F) {
     finish(&store).await;
 }
 
+/// Data nesting `depth` objects deep, the top-level one included.
+fn nested(depth: usize) -> Data {
+    let mut value = json!({});
+    for _ in 1..depth {
+        value = json!({ "c": value });
+    }
+    object(value)
+}
+
+/// "Data round-trips exactly", as deep as [`Data::MAX_DEPTH`] levels, and
+/// "a record could not be encoded for storage" is a typed error: data
+/// nesting deeper (which no JSON parser here reads back) is refused by
+/// `save`, `create` and `update` with `Error::Encode`, and nothing is
+/// written (an existing record stays as it was).
+pub async fn data_deeper_than_the_limit_is_refused<F: StoreFactory>(factory: &F) {
+    let store = open(factory).await;
+    round_trip(&store, nested(Data::MAX_DEPTH), "data at the depth limit").await;
+    let too_deep = || Record::new(nested(Data::MAX_DEPTH + 1), Duration::from_secs(600));
+    let fresh = key();
+    let refused = |what: &str, result: session_core::Result<()>| match result {
+        Err(session_core::Error::Encode { .. }) => {}
+        other => panic!(
+            "{what} of data nesting deeper than Data::MAX_DEPTH: expected Error::Encode, got {other:?}"
+        ),
+    };
+    refused("save", store.save(&fresh, &too_deep()).await);
+    refused("create", store.create(&fresh, &too_deep()).await.map(drop));
+    assert_gone(&store, &fresh, "refused writes store nothing").await;
+    let existing = key();
+    let record = long_lived(data_n(1)).with_version(2);
+    ok("save", store.save(&existing, &record).await);
+    refused(
+        "update",
+        store.update(&existing, &too_deep(), 2).await.map(drop),
+    );
+    assert_loads(
+        &store,
+        &existing,
+        &record,
+        "a refused update leaves the record",
+    )
+    .await;
+    finish(&store).await;
+}
+
 /// "Empty objects": a record with an empty data map round-trips (it is not
 /// dropped, and does not come back as `None`).
 pub async fn round_trip_empty_data<F: StoreFactory>(factory: &F) {
