@@ -228,9 +228,6 @@ struct ProbeArgs {
     /// Sizes to measure, ascending, comma-separated.
     #[arg(long, value_delimiter = ',', required = true)]
     sessions: Vec<u64>,
-    /// TTL of every session, ms (the preload must finish before it).
-    #[arg(long)]
-    ttl_ms: u64,
 }
 
 fn main() -> ExitCode {
@@ -341,13 +338,7 @@ fn render_cmd(args: &RenderArgs) -> Result<()> {
 async fn probe_cmd(args: &ProbeArgs) -> Result<()> {
     let store: Arc<dyn session_core::SessionStore> =
         Arc::new(session_store_memory::MemoryStore::new());
-    let lines = scale::memory_probe(
-        &args.label,
-        &store,
-        &args.sessions,
-        Duration::from_millis(args.ttl_ms),
-    )
-    .await?;
+    let lines = scale::memory_probe(&args.label, &store, &args.sessions).await?;
     for line in lines {
         println!("{}", serde_json::to_string(&line)?);
     }
@@ -374,7 +365,6 @@ struct Plan {
     /// `--reap-live` was given (the test server manages ~2k writes/s).
     mongo_reap: ReapSizes,
     memory_sessions: Vec<u64>,
-    probe_ttl: Duration,
 }
 
 impl Plan {
@@ -449,7 +439,6 @@ impl Plan {
                     vec![100_000, 1_000_000]
                 }
             })),
-            probe_ttl: Duration::from_millis(if q { 3_000 } else { 20_000 }),
         })
     }
 }
@@ -671,15 +660,7 @@ fn memory_probe_child(
         .join(",");
     let mut command = std::process::Command::new(exe);
     command
-        .args([
-            "memory-probe",
-            "--label",
-            label,
-            "--sessions",
-            &sessions,
-            "--ttl-ms",
-        ])
-        .arg(plan.probe_ttl.as_millis().to_string())
+        .args(["memory-probe", "--label", label, "--sessions", &sessions])
         .stderr(std::process::Stdio::inherit());
     match tunables {
         Some(t) => command.env("GLIBC_TUNABLES", t),

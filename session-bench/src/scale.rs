@@ -130,46 +130,63 @@ pub fn rss_kib() -> Result<(u64, u64)> {
 }
 
 /// Fill `store` (empty, fresh, ideally in a fresh process) to each size of
-/// `sessions` in turn, reading the resident set at each; then wait for them
-/// all to expire, reap, and read it again.
+/// `sessions` in turn, reading the resident set at each; then expire them
+/// all, reap, and read it again.
 ///
-/// Every session expires `ttl` after the start: the preload must finish
-/// before that (it is an error otherwise, as the footprint would be
-/// measured on a half-expired population).
+/// The sessions are saved with a far expiry and expired afterwards by
+/// touching each (its key regenerated from its seed) to now, so a slow
+/// preload, on a busy machine or a debug build, never measures a
+/// half-expired population.
 ///
 /// # Errors
 ///
-/// The first error of the store, or a preload slower than `ttl`.
+/// The first error of the store, or sessions left after reaping.
 pub async fn memory_probe(
     name: &str,
     store: &Arc<dyn SessionStore>,
     sessions: &[u64],
-    ttl: Duration,
 ) -> Result<Vec<MemoryLine>> {
     let (baseline, _) = rss_kib()?;
-    let expires_at = Timestamp::now() + ttl;
     let record = Arc::new(Record::with_times(
         session_data(1),
         Timestamp::now(),
-        expires_at,
+        Timestamp::now() + PROBE_EXPIRY,
     ));
     let mut held = 0u64;
+    let mut batches = Vec::new();
     let mut measured = Vec::new();
     for &n in sessions {
         if n > held {
-            bulk_save(store, &record, n - held, n).await?;
+            let (count, seed) = (n - held, n);
+            let record = Arc::clone(&record);
+            for_keys(store, count, seed, move |store, key| {
+                // A copy of the data per session: `Data` shares its encoded
+                // text between clones, and an in-process store keeps that
+                // text, so saving one `Record` n times would store it once.
+                let own = Record::with_times(
+                    record.data.as_map().clone(),
+                    record.created_at,
+                    record.expires_at,
+                );
+                async move { store.save(&key, &own).await.map_err(Into::into) }
+            })
+            .await?;
+            batches.push((count, seed));
             held = n;
         }
         let (rss, peak) = rss_kib()?;
-        if !expires_at.is_after(Timestamp::now()) {
-            return Err(format!(
-                "preloading {n} sessions took longer than their {ttl:?} TTL: raise the probe TTL"
-            )
-            .into());
-        }
         measured.push((n, rss, peak));
     }
-    sleep_past(expires_at).await;
+    for (count, seed) in batches {
+        for_keys(store, count, seed, |store, key| async move {
+            if store.touch(&key, Timestamp::now()).await? {
+                Ok(())
+            } else {
+                Err("a preloaded session was gone before it was expired".into())
+            }
+        })
+        .await?;
+    }
     let reaped = store.delete_expired().await?;
     let left = store.len().await?;
     if left != 0 {
@@ -194,31 +211,31 @@ pub async fn memory_probe(
         .collect())
 }
 
-/// Save `n` sessions with `record`'s data and times under fresh keys, with
-/// no per-key list (the keys would weigh in the footprint).
-async fn bulk_save(
+/// How far ahead the probe's sessions expire: past any preload.
+const PROBE_EXPIRY: Duration = Duration::from_secs(24 * 3600);
+
+/// Run `per_key` on `n` fresh keys drawn from `seed`, spread over
+/// [`BULK_TASKS`] tasks, with no per-key list (the keys would weigh in the
+/// footprint): the same `(n, seed)` gives the same keys again.
+async fn for_keys<F, Fut>(
     store: &Arc<dyn SessionStore>,
-    record: &Arc<Record>,
     n: u64,
     seed: u64,
-) -> Result<()> {
+    per_key: F,
+) -> Result<()>
+where
+    F: Fn(Arc<dyn SessionStore>, session_core::SessionKey) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<()>> + Send,
+{
     let per_task = n.div_ceil(BULK_TASKS as u64);
     let mut tasks = Vec::new();
     for t in 0..BULK_TASKS as u64 {
         let count = per_task.min(n.saturating_sub(t * per_task));
-        let (store, record) = (store.clone(), record.clone());
+        let (store, per_key) = (store.clone(), per_key.clone());
         tasks.push(tokio::spawn(async move {
             let mut rng = Rng::new(seed.wrapping_mul(31).wrapping_add(t));
             for _ in 0..count {
-                // A copy of the data per session: `Data` shares its encoded
-                // text between clones, and an in-process store keeps that
-                // text, so saving one `Record` n times would store it once.
-                let own = Record::with_times(
-                    record.data.as_map().clone(),
-                    record.created_at,
-                    record.expires_at,
-                );
-                store.save(&rng.key(), &own).await?;
+                per_key(store.clone(), rng.key()).await?;
             }
             Ok::<_, crate::BoxError>(())
         }));
