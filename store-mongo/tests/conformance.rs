@@ -48,6 +48,11 @@ impl StoreFactory for Mongo {
 
 session_conformance::conformance_suite!(Mongo);
 
+/// The whole suite again through `Arc<dyn SessionStore>`.
+mod dynamic {
+    session_conformance::conformance_suite!(session_conformance::Dyn(crate::Mongo));
+}
+
 fn data() -> session_core::Data {
     let mut data = session_core::Data::new();
     data.insert("user".into(), "ada".into());

@@ -10,6 +10,11 @@ use session_core::{Record, SessionId, SessionStore, SessionStoreExt};
 
 session_conformance::conformance_suite!(Cluster);
 
+/// The whole suite again through `Arc<dyn SessionStore>`.
+mod dynamic {
+    session_conformance::conformance_suite!(session_conformance::Dyn(crate::common::Cluster));
+}
+
 #[tokio::test]
 async fn scan_sees_every_key_on_every_primary() {
     if skip_cluster().is_some() {
