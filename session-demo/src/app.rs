@@ -66,6 +66,8 @@ async fn bump_views(session: &Session) -> Result<u64, SessionError> {
 #[template(path = "index.html")]
 struct Page<'a> {
     backend: &'a str,
+    /// Cookie-only sessions: nothing is kept on the server.
+    cookie_only: bool,
     store_url: &'a str,
     views: u64,
     session_id: String,
@@ -105,6 +107,7 @@ async fn page(State(info): State<Arc<Info>>, session: Session) -> Result<Respons
     );
     let page = Page {
         backend: info.backend,
+        cookie_only: info.backend == "cookie",
         store_url: &info.store_url,
         views,
         session_id,

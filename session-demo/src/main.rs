@@ -23,7 +23,8 @@ struct Args {
 
     /// Where sessions are kept: memory, sqlite://PATH, sled://PATH,
     /// redis://HOST:PORT[/DB], a Redis Cluster (redis+cluster://HOST:PORT,HOST:PORT,…),
-    /// or mongodb://HOST:PORT. Default: sqlite://DATA_DIR/sessions.db.
+    /// mongodb://HOST:PORT, or cookie (no store: each session sealed,
+    /// encrypted, in its own cookie). Default: sqlite://DATA_DIR/sessions.db.
     #[arg(long, value_name = "URL")]
     store: Option<String>,
 
@@ -89,12 +90,13 @@ async fn run(args: Args) -> Result<(), String> {
         .open()
         .await
         .map_err(|e| format!("cannot open store {url}: {}", session_core::report(&e)))?;
-    let _reaper = opened.needs_reaper.then(|| {
-        Reaper::spawn(
-            opened.store.clone(),
+    let _reaper = match &opened.store {
+        Some(store) if opened.needs_reaper => Some(Reaper::spawn(
+            store.clone(),
             ReaperConfig::new(Duration::from_secs(60)),
-        )
-    });
+        )),
+        _ => None,
+    };
 
     if args.ttl == 0 {
         return Err("--ttl must be at least 1 second".to_owned());
@@ -102,7 +104,11 @@ async fn run(args: Args) -> Result<(), String> {
     let ttl = Duration::from_secs(args.ttl);
     // Read-only visits touch at most once a minute (less for short TTLs).
     let touch_after = (ttl / 4).min(Duration::from_secs(60));
-    let mut sessions = SessionLayer::builder(opened.store.clone())
+    let sessions = match opened.store {
+        Some(store) => SessionLayer::builder(store),
+        None => SessionLayer::cookie_only(),
+    };
+    let mut sessions = sessions
         .with_backend_name(opened.backend)
         .with_config(
             SessionConfig::new()

@@ -16,6 +16,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 pub enum StoreUrl {
     /// `memory`: in this process, gone when it stops.
     Memory,
+    /// `cookie`: no store; each session sealed (encrypted) in its cookie.
+    Cookie,
     /// `sqlite://PATH`: a SQLite database file.
     Sqlite(PathBuf),
     /// `sled://PATH`: a sled database folder.
@@ -30,7 +32,7 @@ pub enum StoreUrl {
 }
 
 /// What `--store` accepts, for help and error texts.
-pub const STORE_FORMS: &str = "memory, sqlite://PATH, sled://PATH, redis://HOST:PORT[/DB], \
+pub const STORE_FORMS: &str = "memory, cookie, sqlite://PATH, sled://PATH, redis://HOST:PORT[/DB], \
      redis+cluster://HOST:PORT,HOST:PORT,..., mongodb://HOST:PORT";
 
 /// A `--store` value that names no backend.
@@ -54,6 +56,9 @@ impl FromStr for StoreUrl {
         };
         if s == "memory" {
             return Ok(Self::Memory);
+        }
+        if s == "cookie" {
+            return Ok(Self::Cookie);
         }
         if let Some(rest) = s.strip_prefix("sqlite://") {
             return path(rest).map(Self::Sqlite);
@@ -99,6 +104,7 @@ impl fmt::Display for StoreUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Memory => f.write_str("memory"),
+            Self::Cookie => f.write_str("cookie"),
             Self::Sqlite(path) => write!(f, "sqlite://{}", path.display()),
             Self::Sled(path) => write!(f, "sled://{}", path.display()),
             Self::Redis(url) | Self::Mongo(url) => f.write_str(&redact(url)),
@@ -125,8 +131,9 @@ fn redact(url: &str) -> String {
 /// An opened store and what the demo must know of it.
 #[derive(Debug)]
 pub struct Opened {
-    /// The store.
-    pub store: Arc<dyn SessionStore>,
+    /// The store; `None` for cookie-only sessions, which keep nothing on
+    /// the server.
+    pub store: Option<Arc<dyn SessionStore>>,
     /// Its backend name, for logs and the page.
     pub backend: &'static str,
     /// Whether expired sessions stay until `delete_expired` removes them
@@ -142,11 +149,16 @@ impl StoreUrl {
     /// The store's error: an unreachable server, an unusable file.
     pub async fn open(&self) -> session_core::Result<Opened> {
         let opened = |store: Arc<dyn SessionStore>, backend, needs_reaper| Opened {
-            store,
+            store: Some(store),
             backend,
             needs_reaper,
         };
         Ok(match self {
+            Self::Cookie => Opened {
+                store: None,
+                backend: "cookie",
+                needs_reaper: false,
+            },
             Self::Memory => opened(
                 Arc::new(session_store_memory::MemoryStore::new()),
                 "memory",
@@ -205,6 +217,8 @@ mod tests {
     #[test]
     fn every_form_parses() {
         assert_eq!("memory".parse(), Ok(StoreUrl::Memory));
+        assert_eq!("cookie".parse(), Ok(StoreUrl::Cookie));
+        assert_eq!(StoreUrl::Cookie.to_string(), "cookie");
         assert_eq!(
             "sqlite://data/s.db".parse(),
             Ok(StoreUrl::Sqlite("data/s.db".into()))

@@ -102,12 +102,34 @@ async fn session_cookie(client: &Client) -> Option<Cookie<'static>> {
     cookies.into_iter().find(|c| c.name() == "sid")
 }
 
-/// The part of a cookie value that names the session.
-fn id_of(cookie: &Cookie<'_>) -> String {
-    cookie.value().split('.').next().unwrap().to_owned()
+/// How the demo keeps sessions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// In a store; the cookie is `<id>.<signature>`.
+    Signed,
+    /// Sealed in the cookie (`--store cookie`): the value changes with
+    /// every write, the ID is inside.
+    Sealed,
 }
 
-async fn scenario(client: &Client, url: &str) {
+/// The session's ID as the test can see it: the cookie's ID part, or
+/// (sealed) the start of it that the page shows.
+async fn session_id(client: &Client, mode: Mode) -> String {
+    match mode {
+        Mode::Signed => {
+            let cookie = session_cookie(client).await.expect("a session cookie");
+            cookie.value().split('.').next().unwrap().to_owned()
+        }
+        Mode::Sealed => text(client, "session-id")
+            .await
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_owned(),
+    }
+}
+
+async fn scenario(client: &Client, url: &str, mode: Mode) {
     client.goto(url).await.unwrap();
     assert_eq!(text(client, "views").await, "1");
     assert_eq!(text(client, "user").await, "nobody");
@@ -137,13 +159,11 @@ async fn scenario(client: &Client, url: &str) {
         "document.cookie shows the session cookie"
     );
 
+    let first_id = session_id(client, mode).await;
     client.refresh().await.unwrap();
     client.refresh().await.unwrap();
     assert_eq!(text(client, "views").await, "3");
-    assert_eq!(
-        id_of(&session_cookie(client).await.unwrap()),
-        id_of(&cookie)
-    );
+    assert_eq!(session_id(client, mode).await, first_id);
 
     // A value, set through the form.
     client
@@ -163,8 +183,17 @@ async fn scenario(client: &Client, url: &str) {
     submit(client, "set-value").await;
     assert!(text(client, "values").await.contains("colour teal"));
 
+    if mode == Mode::Sealed {
+        let value = session_cookie(client).await.unwrap().value().to_owned();
+        assert!(
+            !value.contains("teal") && !value.contains("colour"),
+            "the sealed cookie shows its data: {value}"
+        );
+        assert!(text(client, "stored").await.contains("in your cookie"));
+    }
+
     // Login: a new ID, the same data.
-    let before_login = id_of(&session_cookie(client).await.unwrap());
+    let before_login = session_id(client, mode).await;
     client
         .find(Locator::Id("login-user"))
         .await
@@ -176,7 +205,8 @@ async fn scenario(client: &Client, url: &str) {
     assert_eq!(text(client, "user").await, "ada");
     assert!(text(client, "id-changed").await.contains("new ID"));
     let after_login = session_cookie(client).await.expect("a cookie after login");
-    assert_ne!(id_of(&after_login), before_login, "the ID changes at login");
+    let id_after_login = session_id(client, mode).await;
+    assert_ne!(id_after_login, before_login, "the ID changes at login");
     assert_eq!(
         text(client, "views").await,
         "5",
@@ -186,7 +216,11 @@ async fn scenario(client: &Client, url: &str) {
     assert_eq!(after_login.http_only(), Some(true));
 
     let shot = client.screenshot().await.unwrap();
-    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("session-demo.png");
+    let name = match mode {
+        Mode::Signed => "session-demo.png",
+        Mode::Sealed => "session-demo-cookie.png",
+    };
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
     std::fs::write(&path, shot).unwrap();
     eprintln!("screenshot: {}", path.display());
 
@@ -198,14 +232,24 @@ async fn scenario(client: &Client, url: &str) {
         "1",
         "a fresh session after logout"
     );
-    let after_logout = session_cookie(client)
+    session_cookie(client)
         .await
         .expect("the new session's cookie");
-    assert_ne!(id_of(&after_logout), id_of(&after_login));
+    assert_ne!(session_id(client, mode).await, id_after_login);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_works_in_headless_chromium() {
+    in_chromium(&[], Mode::Signed).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cookie_only_sessions_work_in_headless_chromium() {
+    in_chromium(&["--store", "cookie"], Mode::Sealed).await;
+}
+
+/// Run the scenario on the demo started with `args`, in a fresh browser.
+async fn in_chromium(args: &[&str], mode: Mode) {
     if let Some(reason) = WEBDRIVER.skip_reason() {
         eprintln!("skipped: {reason}");
         return;
@@ -213,7 +257,7 @@ async fn the_demo_works_in_headless_chromium() {
     let webdriver = WEBDRIVER.url();
     let data = tempfile::tempdir().unwrap();
     let profile = tempfile::tempdir().unwrap();
-    let (url, _demo) = start_demo(data.path(), &[]).await;
+    let (url, _demo) = start_demo(data.path(), args).await;
     let client = tokio::time::timeout(STEP, connect(&webdriver, profile.path()))
         .await
         .unwrap_or_else(|_| {
@@ -221,7 +265,7 @@ async fn the_demo_works_in_headless_chromium() {
         });
     let running = tokio::spawn({
         let client = client.clone();
-        async move { scenario(&client, &url).await }
+        async move { scenario(&client, &url, mode).await }
     });
     let outcome = tokio::time::timeout(4 * STEP, running).await;
     // Close the browser whatever happened, then report.

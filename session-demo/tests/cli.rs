@@ -32,10 +32,34 @@ async fn sessions_survive_a_restart_on_the_default_store() {
 }
 
 #[tokio::test]
+async fn cookie_sessions_survive_a_restart_with_the_same_key_and_nothing_on_disk() {
+    let data = tempfile::tempdir().unwrap();
+    let (url, demo_process) = start_demo(data.path(), &["--store", "cookie"]).await;
+    let counter = format!("{url}counter");
+    let first = get(&counter, None).await;
+    let cookie = first.cookie.expect("a session cookie");
+    let second = get(&counter, Some(&cookie)).await;
+    assert_eq!(second.body, "views: 2");
+    let cookie = second.cookie.expect("a change is sealed into a new cookie");
+    drop(demo_process);
+
+    let (url, _demo) = start_demo(data.path(), &["--store", "cookie"]).await;
+    assert_eq!(
+        get(&format!("{url}counter"), Some(&cookie)).await.body,
+        "views: 3"
+    );
+    let files: Vec<_> = std::fs::read_dir(data.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(files, ["signing-key"], "only the key is kept on the server");
+}
+
+#[tokio::test]
 async fn every_embedded_store_serves_the_counter() {
     let data = tempfile::tempdir().unwrap();
     let sled = format!("sled://{}", data.path().join("sled").display());
-    for store in ["memory", sled.as_str()] {
+    for store in ["memory", "cookie", sled.as_str()] {
         let (url, _demo) = start_demo(data.path(), &["--store", store]).await;
         let first = get(&format!("{url}counter"), None).await;
         assert_eq!(first.body, "views: 1", "{store}");

@@ -9,12 +9,18 @@ use http::{HeaderName, StatusCode};
 use session_core::{SessionConfig, SessionManager, SessionStore};
 
 use crate::cookie::{Attributes, CookieSettings};
+use crate::jar::Jar;
 use crate::keys::KeyRing;
+use crate::sealed::{MAX_COOKIE_BYTES, Sealer};
 use crate::traced::Traced;
 use crate::{ConfigError, SessionLayer};
 
 /// The default cookie name.
 pub const DEFAULT_COOKIE_NAME: &str = "sid";
+
+/// The smallest [`SessionLayerBuilder::with_max_cookie_bytes`]: room for an
+/// empty sealed session and a name.
+const MIN_COOKIE_BYTES: usize = 256;
 
 /// What a request gets when the store cannot load its session.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -31,9 +37,24 @@ pub enum StoreUnavailable {
     ContinueWithoutSession,
 }
 
+/// Cookie-only mode: how sessions are sealed into the cookie.
+#[derive(Debug)]
+pub(crate) struct CookieOnly {
+    pub(crate) sealer: Sealer,
+    /// The cookie's name (the header's without a cookie): bound into every
+    /// sealed value and counted in the size limit.
+    pub(crate) name: Arc<str>,
+    /// The most `name=value` may take.
+    pub(crate) limit: usize,
+}
+
 /// Everything a request needs, shared by all requests of one layer.
 pub(crate) struct Shared {
+    /// Over the store; in cookie-only mode over an empty jar, a template
+    /// each request copies with a jar of its own.
     pub(crate) manager: SessionManager,
+    /// `Some` in cookie-only mode.
+    pub(crate) cookie_only: Option<CookieOnly>,
     pub(crate) keys: KeyRing,
     pub(crate) cookie: Option<CookieSettings>,
     pub(crate) header: Option<HeaderName>,
@@ -48,6 +69,7 @@ impl fmt::Debug for Shared {
             .field("backend", &self.backend)
             .field("config", self.manager.config())
             .field("keys", &self.keys)
+            .field("cookie_only", &self.cookie_only.is_some())
             .field("cookie", &self.cookie)
             .field("header", &self.header)
             .field("on_unavailable", &self.on_unavailable)
@@ -65,8 +87,10 @@ impl fmt::Debug for Shared {
 /// default [`SessionConfig`].
 #[must_use]
 pub struct SessionLayerBuilder {
-    store: Arc<dyn SessionStore>,
+    /// `None`: cookie-only sessions.
+    store: Option<Arc<dyn SessionStore>>,
     backend: &'static str,
+    max_cookie_bytes: usize,
     config: SessionConfig,
     keys: Vec<Vec<u8>>,
     cookie_name: String,
@@ -95,9 +119,18 @@ impl fmt::Debug for SessionLayerBuilder {
 
 impl SessionLayerBuilder {
     pub(crate) fn new<S: SessionStore>(store: S) -> Self {
+        Self::with_store(Some(Arc::new(store)), backend_name::<S>())
+    }
+
+    pub(crate) fn cookie_only() -> Self {
+        Self::with_store(None, "cookie")
+    }
+
+    fn with_store(store: Option<Arc<dyn SessionStore>>, backend: &'static str) -> Self {
         Self {
-            store: Arc::new(store),
-            backend: backend_name::<S>(),
+            store,
+            backend,
+            max_cookie_bytes: MAX_COOKIE_BYTES,
             config: SessionConfig::new(),
             keys: Vec::new(),
             cookie_name: DEFAULT_COOKIE_NAME.to_owned(),
@@ -226,6 +259,17 @@ impl SessionLayerBuilder {
         self
     }
 
+    /// Cookie-only mode: the most the cookie (`name=value`) may take, in
+    /// bytes. Default and maximum 4096 ([`MAX_COOKIE_BYTES`]), what every
+    /// browser keeps; at least 256. A commit whose sealed session would be
+    /// larger fails (the response becomes `500`, the error
+    /// [`CookieTooLarge`](crate::CookieTooLarge) is logged) rather than
+    /// send a cookie the browser drops. Ignored with a store.
+    pub fn with_max_cookie_bytes(mut self, bytes: usize) -> Self {
+        self.max_cookie_bytes = bytes;
+        self
+    }
+
     /// What a request gets when the store fails to load its session
     /// (default [`StoreUnavailable::FailClosed`]).
     pub fn with_on_unavailable(mut self, mode: StoreUnavailable) -> Self {
@@ -286,10 +330,23 @@ impl SessionLayerBuilder {
                 self.failure_status
             )));
         }
-        let store: Arc<dyn SessionStore> = Arc::new(Traced::new(self.store, self.backend));
+        let (store, cookie_only): (Arc<dyn SessionStore>, _) = match self.store {
+            Some(store) => (Arc::new(Traced::new(store, self.backend)), None),
+            None => {
+                let cookie_only = cookie_only_settings(
+                    &self.keys,
+                    self.max_cookie_bytes,
+                    cookie_settings.as_ref(),
+                    header.as_ref(),
+                )?;
+                let empty = Jar::new(Arc::clone(&cookie_only.name), cookie_only.limit, None);
+                (Arc::new(empty), Some(cookie_only))
+            }
+        };
         let manager = SessionManager::new(store, self.config).map_err(ConfigError::session)?;
         Ok(SessionLayer::from_shared(Shared {
             manager,
+            cookie_only,
             keys,
             cookie: cookie_settings,
             header,
@@ -347,6 +404,31 @@ impl SessionLayerBuilder {
             persistent: self.persistent,
         })
     }
+}
+
+/// The cookie-only settings, checked.
+fn cookie_only_settings(
+    keys: &[Vec<u8>],
+    max_cookie_bytes: usize,
+    cookie: Option<&CookieSettings>,
+    header: Option<&HeaderName>,
+) -> Result<CookieOnly, ConfigError> {
+    if !(MIN_COOKIE_BYTES..=MAX_COOKIE_BYTES).contains(&max_cookie_bytes) {
+        return Err(ConfigError::new(format!(
+            "max_cookie_bytes must be between {MIN_COOKIE_BYTES} and {MAX_COOKIE_BYTES}, got {}",
+            max_cookie_bytes
+        )));
+    }
+    let name: Arc<str> = match (cookie, header) {
+        (Some(cookie), _) => cookie.name.as_str().into(),
+        (None, Some(header)) => header.as_str().into(),
+        (None, None) => return Err(ConfigError::new("a session needs a transport")),
+    };
+    Ok(CookieOnly {
+        sealer: Sealer::new(keys)?,
+        name,
+        limit: max_cookie_bytes,
+    })
 }
 
 /// An RFC 6265 cookie name: visible ASCII except separators.

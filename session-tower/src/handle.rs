@@ -2,7 +2,7 @@
 //! on first use, never before.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -12,7 +12,9 @@ use tokio::sync::Mutex;
 use tracing::Instrument as _;
 
 use crate::SessionError;
-use crate::config::{Shared, StoreUnavailable};
+use crate::config::{CookieOnly, Shared, StoreUnavailable};
+use crate::jar::Jar;
+use crate::sealed::Unsealed;
 
 /// How the request presented its session.
 #[derive(Debug)]
@@ -29,6 +31,22 @@ pub(crate) enum Presented {
         current_key: bool,
         value: String,
     },
+    /// Cookie-only mode: a sealed session that opened.
+    Sealed(Box<Unsealed>),
+}
+
+impl Presented {
+    /// The presented session ID, and whether the current key vouched for
+    /// it (else the response re-signs or re-seals it).
+    pub(crate) fn id(&self) -> Option<(&SessionId, bool)> {
+        match self {
+            Self::Signed {
+                id, current_key, ..
+            } => Some((id, *current_key)),
+            Self::Sealed(sealed) => Some((&sealed.id, sealed.key == 0)),
+            Self::Nothing | Self::Unusable => None,
+        }
+    }
 }
 
 /// Which transport answers.
@@ -59,6 +77,9 @@ pub(crate) struct RequestSession {
     pub(crate) presented: Presented,
     pub(crate) via: Via,
     pub(crate) slot: Mutex<Slot>,
+    /// Cookie-only mode: the request's session, from its load on (what the
+    /// commit leaves in it is sealed into the response).
+    pub(crate) jar: OnceLock<Arc<Jar>>,
 }
 
 impl RequestSession {
@@ -66,10 +87,11 @@ impl RequestSession {
     async fn load(&self) -> Slot {
         let manager = &self.shared.manager;
         let backend = self.shared.backend;
-        let loaded = match &self.presented {
-            Presented::Nothing => manager.fresh(false),
-            Presented::Unusable => manager.fresh(true),
-            Presented::Signed { id, .. } => {
+        let loaded = match (&self.presented, &self.shared.cookie_only) {
+            (presented, Some(cookie_only)) => self.load_sealed(presented, cookie_only).await,
+            (Presented::Nothing, None) => manager.fresh(false),
+            (Presented::Unusable | Presented::Sealed(_), None) => manager.fresh(true),
+            (Presented::Signed { id, .. }, None) => {
                 let span = tracing::debug_span!("session.load", backend);
                 match manager.load_id(id.clone()).instrument(span).await {
                     Err(Error::Decode { key, source }) => {
@@ -85,6 +107,48 @@ impl RequestSession {
                 }
             }
         };
+        self.slot_of(loaded)
+    }
+
+    /// Cookie-only mode: the session the cookie carried, in a jar of its
+    /// own that the core handle uses as its store.
+    async fn load_sealed(
+        &self,
+        presented: &Presented,
+        cookie_only: &CookieOnly,
+    ) -> session_core::Result<session_core::Session> {
+        let (id, entry) = match presented {
+            Presented::Sealed(sealed) => {
+                let key = sealed.id.key();
+                match sealed.record(&key) {
+                    Ok(record) => (Some(sealed.id.clone()), Some((key, record))),
+                    Err(error) => {
+                        // Only a holder of the key can seal: a bug, or a
+                        // leaked key. Start over rather than lock them out.
+                        tracing::warn!(%key, %error, "undecodable sealed session replaced by a new session");
+                        (None, None)
+                    }
+                }
+            }
+            _ => (None, None),
+        };
+        let jar = Arc::new(Jar::new(
+            Arc::clone(&cookie_only.name),
+            cookie_only.limit,
+            entry,
+        ));
+        let manager = self.shared.manager.with_store(Arc::clone(&jar) as _);
+        // Loaded at most once per request: the slot is locked around this.
+        let _ = self.jar.set(jar);
+        match id {
+            Some(id) => manager.load_id(id).await,
+            None => manager.fresh(!matches!(presented, Presented::Nothing)),
+        }
+    }
+
+    fn slot_of(&self, loaded: session_core::Result<session_core::Session>) -> Slot {
+        let manager = &self.shared.manager;
+        let backend = self.shared.backend;
         match loaded {
             Ok(session) => Slot::Ready(session),
             Err(error) => {

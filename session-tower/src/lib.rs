@@ -7,7 +7,9 @@ mod error;
 #[cfg(feature = "axum")]
 mod extract;
 mod handle;
+mod jar;
 mod keys;
+mod sealed;
 mod service;
 mod traced;
 
@@ -18,6 +20,7 @@ pub use crate::error::{ConfigError, SessionError};
 pub use crate::extract::MissingSessionLayer;
 pub use crate::handle::Session;
 pub use crate::keys::MIN_KEY_BYTES;
+pub use crate::sealed::{CookieTooLarge, MAX_COOKIE_BYTES};
 pub use crate::service::{ResponseFuture, SessionLayer, SessionService};
 
 /// The `SameSite` values, from the `cookie` crate.

@@ -4,19 +4,19 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, ready};
 
 use http::header::{CACHE_CONTROL, EXPIRES, HeaderValue, SET_COOKIE};
-use http::{HeaderMap, Request, Response};
-use session_core::{CookieAction, SessionManager, SessionStore, Timestamp};
+use http::{HeaderMap, Request, Response, StatusCode};
+use session_core::{CookieAction, Error, SessionManager, SessionStore, Timestamp};
 use tokio::sync::Mutex;
 use tower_layer::Layer;
 use tower_service::Service;
 use tracing::Instrument as _;
 
 use crate::Session;
-use crate::config::{SessionLayerBuilder, Shared};
+use crate::config::{CookieOnly, SessionLayerBuilder, Shared};
 use crate::handle::{Presented, RequestSession, Slot, Via};
 use crate::keys::Verified;
 
@@ -43,6 +43,15 @@ impl SessionLayer {
         SessionLayerBuilder::new(store)
     }
 
+    /// Start building a layer that keeps each session **in its cookie**,
+    /// sealed (encrypted and authenticated) with the key ring, and no
+    /// server-side state at all. Handlers use the same [`Session`]; see
+    /// the crate docs' "Cookie-only sessions" for what this mode cannot do
+    /// (log out a copied cookie) and its size limit.
+    pub fn cookie_only() -> SessionLayerBuilder {
+        SessionLayerBuilder::cookie_only()
+    }
+
     pub(crate) fn from_shared(shared: Shared) -> Self {
         Self {
             shared: Arc::new(shared),
@@ -50,10 +59,15 @@ impl SessionLayer {
     }
 
     /// The session manager requests use (its store is wrapped to trace
-    /// every call), for work outside a request.
+    /// every call), for work outside a request; `None` for
+    /// [cookie-only](Self::cookie_only) sessions, which the server does not
+    /// keep.
     #[must_use]
-    pub fn manager(&self) -> &SessionManager {
-        &self.shared.manager
+    pub fn manager(&self) -> Option<&SessionManager> {
+        self.shared
+            .cookie_only
+            .is_none()
+            .then_some(&self.shared.manager)
     }
 
     /// Verify what a request presents and make its lazy session. No store
@@ -78,13 +92,22 @@ impl SessionLayer {
             presented,
             via,
             slot: Mutex::new(Slot::Unloaded),
+            jar: OnceLock::new(),
         })
     }
 
-    /// The first presented value that verifies, or what was presented.
+    /// The first presented value that verifies (or opens), or what was
+    /// presented.
     fn verify<'a>(&self, values: impl Iterator<Item = &'a str>) -> Presented {
         let mut presented = Presented::Nothing;
         for value in values {
+            if let Some(cookie_only) = &self.shared.cookie_only {
+                match cookie_only.sealer.open(&cookie_only.name, value) {
+                    Some(sealed) => return Presented::Sealed(Box::new(sealed)),
+                    None => presented = Presented::Unusable,
+                }
+                continue;
+            }
             match self.shared.keys.verify(value) {
                 Verified::Valid { id, key } => {
                     return Presented::Signed {
@@ -214,7 +237,7 @@ async fn finish<B: Default>(
         Slot::Unloaded | Slot::Done => return response,
         Slot::Unavailable(_) => {
             *slot = Slot::Done;
-            return failure(shared);
+            return failure(shared.failure_status);
         }
         Slot::Degraded(_) => {
             *slot = Slot::Done;
@@ -238,33 +261,28 @@ async fn finish<B: Default>(
     let commit = match core.commit().instrument(span.clone()).await {
         Ok(commit) => commit,
         Err(error) => {
-            tracing::error!(parent: &span, backend = shared.backend, %error, "session commit failed");
+            let report = session_core::report(&error);
+            tracing::error!(parent: &span, backend = shared.backend, error = %report, "session commit failed");
             *slot = Slot::Done;
-            return failure(shared);
+            // Data that cannot be stored (too deep, too large for a
+            // cookie) is the application's fault, not the store's.
+            return failure(match error {
+                Error::Encode { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+                _ => shared.failure_status,
+            });
         }
     };
     span.record("written", tracing::field::debug(commit.written));
-    let presented = match &session.presented {
-        Presented::Signed {
-            id, current_key, ..
-        } => Some((id, *current_key)),
-        Presented::Nothing | Presented::Unusable => None,
-    };
-    let send = match &commit.cookie {
-        CookieAction::Set { value, expires_at } => {
-            // A browser-session cookie or a token that did not change need
-            // not be sent again.
-            let unchanged =
-                presented.is_some_and(|(id, current)| current && id.expose() == value.as_str());
-            let fixed =
-                session.via == Via::Header || shared.cookie.as_ref().is_some_and(|c| !c.persistent);
-            (!(unchanged && fixed)).then_some(Some((value.as_str(), *expires_at)))
-        }
-        CookieAction::Remove => Some(None),
-        // Verified by a previous key: re-sign with the current one.
-        _ => match (presented, core.expires_at()) {
-            (Some((id, false)), Some(expires_at)) => Some(Some((id.expose(), expires_at))),
-            _ => None,
+    let send = match &shared.cookie_only {
+        None => signed(&session, core, &commit.cookie),
+        Some(cookie_only) => match sealed(&session, cookie_only, core, &commit.cookie) {
+            Ok(send) => send,
+            Err(error) => {
+                let report = session_core::report(&error);
+                tracing::error!(parent: &span, error = %report, "session could not be sealed into its cookie");
+                *slot = Slot::Done;
+                return failure(StatusCode::INTERNAL_SERVER_ERROR);
+            }
         },
     };
     if let Some(send) = send {
@@ -275,24 +293,77 @@ async fn finish<B: Default>(
     response
 }
 
-/// Put the signed value (or its removal) in the transport that answers.
-fn emit(session: &RequestSession, headers: &mut HeaderMap, send: Option<(&str, Timestamp)>) {
+/// What to send: `Some(Some((value, expiry)))` sets the cookie or token,
+/// `Some(None)` removes it, `None` leaves it.
+type Reply = Option<Option<(String, Timestamp)>>;
+
+/// A server-side session: the signed ID, when the browser's copy must
+/// change.
+fn signed(session: &RequestSession, core: &session_core::Session, action: &CookieAction) -> Reply {
     let shared = &session.shared;
-    let signed = send.map(|(id, expires_at)| {
-        let value = match &session.presented {
-            // The same ID, signed by the current key: no need to sign again.
-            Presented::Signed {
-                id: presented,
-                current_key: true,
-                value,
-            } if presented.expose() == id => value.clone(),
-            _ => shared.keys.sign(id),
-        };
-        (value, expires_at)
-    });
+    let presented = session.presented.id();
+    let (id, expires_at) = match action {
+        CookieAction::Set { value, expires_at } => {
+            // A browser-session cookie or a token that did not change need
+            // not be sent again.
+            let unchanged =
+                presented.is_some_and(|(id, current)| current && id.expose() == value.as_str());
+            let fixed =
+                session.via == Via::Header || shared.cookie.as_ref().is_some_and(|c| !c.persistent);
+            if unchanged && fixed {
+                return None;
+            }
+            (value.as_str(), *expires_at)
+        }
+        CookieAction::Remove => return Some(None),
+        // Verified by a previous key: re-sign with the current one.
+        _ => match (presented, core.expires_at()) {
+            (Some((id, false)), Some(expires_at)) => (id.expose(), expires_at),
+            _ => return None,
+        },
+    };
+    let value = match &session.presented {
+        // The same ID, signed by the current key: no need to sign again.
+        Presented::Signed {
+            id: presented,
+            current_key: true,
+            value,
+        } if presented.expose() == id => value.clone(),
+        _ => shared.keys.sign(id),
+    };
+    Some(Some((value, expires_at)))
+}
+
+/// A cookie-only session: the record the commit left in the request's jar,
+/// sealed again whenever it changed (its data, its expiry or its key).
+fn sealed(
+    session: &RequestSession,
+    cookie_only: &CookieOnly,
+    core: &session_core::Session,
+    action: &CookieAction,
+) -> session_core::Result<Reply> {
+    let reseal = match action {
+        CookieAction::Set { .. } => true,
+        CookieAction::Remove => return Ok(Some(None)),
+        // Opened by a previous key: seal with the current one.
+        _ => session.presented.id().is_some_and(|(_, current)| !current),
+    };
+    let record = session.jar.get().and_then(|jar| jar.get(&core.id().key()));
+    let (true, Some(record)) = (reseal, record) else {
+        return Ok(None);
+    };
+    let value = cookie_only
+        .sealer
+        .seal(&cookie_only.name, core.id().expose(), &record)?;
+    Ok(Some(Some((value, record.expires_at))))
+}
+
+/// Put the value (or its removal) in the transport that answers.
+fn emit(session: &RequestSession, headers: &mut HeaderMap, send: Option<(String, Timestamp)>) {
+    let shared = &session.shared;
     match (session.via, &shared.cookie, &shared.header) {
         (Via::Cookie, Some(cookie), _) => {
-            let value = match signed {
+            let value = match send {
                 Some((value, expires_at)) => cookie.set(&value, expires_at),
                 None => Some(cookie.removal()),
             };
@@ -301,7 +372,7 @@ fn emit(session: &RequestSession, headers: &mut HeaderMap, send: Option<(&str, T
             }
         }
         (_, _, Some(name)) => {
-            let value = signed
+            let value = send
                 .and_then(|(value, _)| HeaderValue::try_from(value).ok())
                 .unwrap_or_else(|| HeaderValue::from_static(""));
             headers.insert(name.clone(), value);
@@ -319,9 +390,9 @@ fn no_store(headers: &mut HeaderMap) {
 
 /// The response that replaces one whose session could not be loaded or
 /// committed: nothing in it claims success.
-fn failure<B: Default>(shared: &Shared) -> Response<B> {
+fn failure<B: Default>(status: StatusCode) -> Response<B> {
     let mut response = Response::new(B::default());
-    *response.status_mut() = shared.failure_status;
+    *response.status_mut() = status;
     response
         .headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -61,6 +61,17 @@ impl SessionManager {
         })
     }
 
+    /// The same policy over another store, without checking the policy
+    /// again: for a web layer that keeps each request's session in a store
+    /// of its own (a session sealed in the cookie, say).
+    #[must_use]
+    pub fn with_store(&self, store: Arc<dyn SessionStore>) -> Self {
+        Self {
+            store,
+            config: Arc::clone(&self.config),
+        }
+    }
+
     /// The store sessions are kept in.
     #[must_use]
     pub fn store(&self) -> &Arc<dyn SessionStore> {

@@ -1,7 +1,12 @@
 //! Shared pieces of the HTTP-level tests: a store that counts its calls and
 //! fails on demand, a small app, and a client with a cookie jar that drives
 //! the app as a browser would (the service called directly, no socket).
-#![allow(dead_code, unreachable_pub, reason = "shared by several test files")]
+#![allow(
+    dead_code,
+    unreachable_pub,
+    unused_imports,
+    reason = "shared by several test files"
+)]
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
