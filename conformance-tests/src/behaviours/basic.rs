@@ -430,6 +430,7 @@ pub async fn create_expired_follows_the_collision_rule<F: StoreFactory>(factory:
     for (k, what) in [
         (over_nothing, "nothing"),
         (over_expired, "an expired record"),
+        (over_timed_out, "a record that expired with time"),
     ] {
         assert!(
             ok("create", store.create(&k, &expired(data_n(4))).await),
