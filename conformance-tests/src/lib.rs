@@ -80,6 +80,7 @@ macro_rules! __with_behaviours {
             concurrent_updates_are_atomic,
             concurrent_create_has_one_winner,
             concurrent_destroy_never_resurrected,
+            session_handle_keeps_every_change_under_contention,
         }
     };
 }

@@ -22,7 +22,8 @@
 //! ```
 
 use std::fmt;
-use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
 
 use session_core::{
     Error, Record, Result, SessionKey, SessionStore, Timestamp, UpdateOutcome, async_trait,
@@ -133,6 +134,8 @@ pub struct Probe<S> {
     inner: S,
     calls: [AtomicU32; 10],
     trouble: [AtomicU8; 10],
+    /// Latency added before every call, in microseconds.
+    delay_micros: AtomicU64,
 }
 
 impl<S: fmt::Debug> fmt::Debug for Probe<S> {
@@ -157,7 +160,15 @@ impl<S> Probe<S> {
             inner,
             calls: Default::default(),
             trouble: Default::default(),
+            delay_micros: AtomicU64::new(0),
         }
+    }
+
+    /// From now on, every call waits `delay` before it runs (a store far
+    /// away), so that concurrent callers really overlap.
+    pub fn set_delay(&self, delay: Duration) {
+        let micros = u64::try_from(delay.as_micros()).unwrap_or(u64::MAX);
+        self.delay_micros.store(micros, Ordering::SeqCst);
     }
 
     /// The wrapped store, to look behind the probe's back.
@@ -195,16 +206,28 @@ impl<S> Probe<S> {
     pub fn heal(&self) {
         self.set(&Op::ALL, None);
     }
+}
 
-    /// Count a call of `op` and say what trouble it has.
-    fn enter(&self, op: Op) -> Option<Trouble> {
+/// The waiting parts, for stores (which are `Sync`).
+impl<S: Send + Sync> Probe<S> {
+    /// Wait the configured delay, if any.
+    async fn pause(&self) {
+        let micros = self.delay_micros.load(Ordering::SeqCst);
+        if micros > 0 {
+            tokio::time::sleep(Duration::from_micros(micros)).await;
+        }
+    }
+
+    /// Count a call of `op`, wait the delay, and say what trouble it has.
+    async fn enter(&self, op: Op) -> Option<Trouble> {
         self.calls[op.index()].fetch_add(1, Ordering::SeqCst);
+        self.pause().await;
         Trouble::from_code(self.trouble[op.index()].load(Ordering::SeqCst))
     }
 
     /// `Err` if `op` is set to fail.
-    fn check(&self, op: Op) -> Result<()> {
-        match self.enter(op) {
+    async fn check(&self, op: Op) -> Result<()> {
+        match self.enter(op).await {
             Some(Trouble::Fail) => Err(injected()),
             _ => Ok(()),
         }
@@ -214,14 +237,14 @@ impl<S> Probe<S> {
 #[async_trait]
 impl<S: SessionStore> SessionStore for Probe<S> {
     async fn load(&self, key: &SessionKey) -> Result<Option<Record>> {
-        match self.enter(Op::Load) {
+        match self.enter(Op::Load).await {
             Some(Trouble::Fail) => Err(injected()),
             Some(Trouble::Corrupt) => Err(Error::decode(key, "garbage injected by the probe")),
             _ => self.inner.load(key).await,
         }
     }
     async fn create(&self, key: &SessionKey, record: &Record) -> Result<bool> {
-        match self.enter(Op::Create) {
+        match self.enter(Op::Create).await {
             Some(Trouble::Fail) => Err(injected()),
             Some(Trouble::Collide) => Ok(false),
             _ => self.inner.create(key, record).await,
@@ -233,38 +256,38 @@ impl<S: SessionStore> SessionStore for Probe<S> {
         record: &Record,
         version: u64,
     ) -> Result<UpdateOutcome> {
-        match self.enter(Op::Update) {
+        match self.enter(Op::Update).await {
             Some(Trouble::Fail) => Err(injected()),
             Some(Trouble::Conflict) => Ok(UpdateOutcome::Conflict),
             _ => self.inner.update(key, record, version).await,
         }
     }
     async fn save(&self, key: &SessionKey, record: &Record) -> Result<()> {
-        self.check(Op::Save)?;
+        self.check(Op::Save).await?;
         self.inner.save(key, record).await
     }
     async fn touch(&self, key: &SessionKey, expires_at: Timestamp) -> Result<bool> {
-        self.check(Op::Touch)?;
+        self.check(Op::Touch).await?;
         self.inner.touch(key, expires_at).await
     }
     async fn destroy(&self, key: &SessionKey) -> Result<()> {
-        self.check(Op::Destroy)?;
+        self.check(Op::Destroy).await?;
         self.inner.destroy(key).await
     }
     async fn clear(&self) -> Result<()> {
-        self.check(Op::Clear)?;
+        self.check(Op::Clear).await?;
         self.inner.clear().await
     }
     async fn len(&self) -> Result<u64> {
-        self.check(Op::Len)?;
+        self.check(Op::Len).await?;
         self.inner.len().await
     }
     async fn all(&self) -> Result<Vec<(SessionKey, Record)>> {
-        self.check(Op::All)?;
+        self.check(Op::All).await?;
         self.inner.all().await
     }
     async fn delete_expired(&self) -> Result<u64> {
-        self.check(Op::DeleteExpired)?;
+        self.check(Op::DeleteExpired).await?;
         self.inner.delete_expired().await
     }
 }

@@ -1107,3 +1107,34 @@ impl Fault for SwallowsEncodeErrors {
 async fn catches_writes_that_swallow_encode_errors() {
     assert_fault_caught::<SwallowsEncodeErrors>(&["data_deeper_than_the_limit_is_refused"]).await;
 }
+
+/// `update` answers `Missing` for every refused update, a conflict
+/// included ("0 rows changed"): the session handle then takes a concurrent
+/// request's win for a logout and drops its own change.
+#[derive(Debug, Default)]
+struct ConflictReportedAsMissing;
+
+#[async_trait]
+impl Fault for ConflictReportedAsMissing {
+    async fn update(
+        &self,
+        s: &RefStore,
+        key: &SessionKey,
+        record: &Record,
+        expected: u64,
+    ) -> Result<UpdateOutcome> {
+        Ok(match s.update(key, record, expected).await? {
+            UpdateOutcome::Conflict => UpdateOutcome::Missing,
+            other => other,
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catches_a_conflict_reported_as_missing() {
+    assert_fault_caught::<ConflictReportedAsMissing>(&[
+        "update_wrong_version_conflicts",
+        "session_handle_keeps_every_change_under_contention",
+    ])
+    .await;
+}

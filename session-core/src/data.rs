@@ -103,6 +103,21 @@ impl Data {
         Ok(json)
     }
 
+    /// `value` serialized as the JSON value of the top-level field
+    /// `field`, as [`Session::insert`](crate::Session::insert) stores it:
+    /// for a layer that serializes before it takes its session lock.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TooDeep`] if `value` nests deeper than
+    /// [`MAX_DEPTH`](Self::MAX_DEPTH) allows under a field, found before
+    /// anything is built from it (a value thousands deep is an error, not
+    /// a stack overflow); [`Error::Value`] if it does not serialize to
+    /// JSON.
+    pub fn value_of<T: Serialize + ?Sized>(field: &str, value: &T) -> Result<serde_json::Value> {
+        to_value(field, value)
+    }
+
     /// Whether the JSON text is at hand without encoding, e.g. for data
     /// loaded from an in-process store and not changed since.
     #[must_use]
@@ -133,20 +148,128 @@ fn parse_own(json: &str) -> Map {
     serde_json::from_str(json).expect("session data encoded by Data::encoded parses back")
 }
 
+/// How deeply a value under a top-level field may nest: the top-level
+/// object is one level of [`Data::MAX_DEPTH`].
+pub(crate) const MAX_VALUE_DEPTH: usize = Data::MAX_DEPTH - 1;
+
+/// `value` as the JSON value of the top-level field `field`.
+///
+/// The depth is checked first, by a serialization into nothing that stops
+/// at the first container past [`MAX_VALUE_DEPTH`], so a value nested
+/// thousands deep (which would overflow the stack of whatever recursed
+/// through it) is refused before anything is built from it. Only then is
+/// it serialized into a [`serde_json::Value`], exactly as
+/// `serde_json::to_value` does.
+///
+/// # Errors
+///
+/// [`Error::TooDeep`] past the limit, [`Error::Value`] if `value` does not
+/// serialize to JSON.
+fn to_value<T: Serialize + ?Sized>(field: &str, value: &T) -> Result<serde_json::Value> {
+    let value_error = |source| Error::Value {
+        field: field.to_owned(),
+        source,
+    };
+    let too_deep = std::cell::Cell::new(false);
+    let formatter = DepthFormatter {
+        depth: 0,
+        too_deep: &too_deep,
+    };
+    let mut probe = serde_json::Serializer::with_formatter(std::io::sink(), formatter);
+    if let Err(source) = value.serialize(&mut probe) {
+        return Err(if too_deep.get() {
+            Error::TooDeep {
+                field: field.to_owned(),
+                max_depth: MAX_VALUE_DEPTH,
+            }
+        } else {
+            value_error(source)
+        });
+    }
+    serde_json::to_value(value).map_err(value_error)
+}
+
+/// Check a value handed over whole: [`Error::TooDeep`] (the value then
+/// taken apart without recursion) if it nests past [`MAX_VALUE_DEPTH`].
+pub(crate) fn check_value(field: &str, value: serde_json::Value) -> Result<serde_json::Value> {
+    if value_exceeds(&value, MAX_VALUE_DEPTH) {
+        dismantle(value);
+        return Err(Error::TooDeep {
+            field: field.to_owned(),
+            max_depth: MAX_VALUE_DEPTH,
+        });
+    }
+    Ok(value)
+}
+
+/// A compact JSON formatter that fails at the first container nested past
+/// [`MAX_VALUE_DEPTH`], and says so in `too_deep`.
+struct DepthFormatter<'a> {
+    depth: usize,
+    too_deep: &'a std::cell::Cell<bool>,
+}
+
+impl DepthFormatter<'_> {
+    fn enter(&mut self) -> std::io::Result<()> {
+        self.depth += 1;
+        if self.depth > MAX_VALUE_DEPTH {
+            self.too_deep.set(true);
+            return Err(std::io::Error::other("nested too deep"));
+        }
+        Ok(())
+    }
+}
+
+impl serde_json::ser::Formatter for DepthFormatter<'_> {
+    fn begin_array<W: ?Sized + std::io::Write>(&mut self, _: &mut W) -> std::io::Result<()> {
+        self.enter()
+    }
+
+    fn end_array<W: ?Sized + std::io::Write>(&mut self, _: &mut W) -> std::io::Result<()> {
+        self.depth -= 1;
+        Ok(())
+    }
+
+    fn begin_object<W: ?Sized + std::io::Write>(&mut self, _: &mut W) -> std::io::Result<()> {
+        self.enter()
+    }
+
+    fn end_object<W: ?Sized + std::io::Write>(&mut self, _: &mut W) -> std::io::Result<()> {
+        self.depth -= 1;
+        Ok(())
+    }
+}
+
+/// Drop `value` without recursion: `serde_json::Value`'s own drop recurses
+/// once per level, which a value thousands deep turns into a stack
+/// overflow.
+fn dismantle(value: serde_json::Value) {
+    let mut stack = vec![value];
+    while let Some(value) = stack.pop() {
+        match value {
+            serde_json::Value::Array(items) => stack.extend(items),
+            serde_json::Value::Object(map) => stack.extend(map.into_iter().map(|(_, v)| v)),
+            _ => {}
+        }
+    }
+}
+
+/// Whether `value` nests more than `limit` containers deep (a scalar: 0).
+/// Recurses at most `limit` levels.
+fn value_exceeds(value: &serde_json::Value, limit: usize) -> bool {
+    match value {
+        serde_json::Value::Object(m) => {
+            limit == 0 || m.values().any(|v| value_exceeds(v, limit - 1))
+        }
+        serde_json::Value::Array(a) => limit == 0 || a.iter().any(|v| value_exceeds(v, limit - 1)),
+        _ => false,
+    }
+}
+
 /// Whether any value in `map` nests more than `limit` containers deep,
 /// counting `map` itself.
 fn depth_exceeds(map: &Map, limit: usize) -> bool {
-    fn value(v: &serde_json::Value, left: usize) -> bool {
-        match v {
-            serde_json::Value::Object(m) => object(m, left),
-            serde_json::Value::Array(a) => left == 0 || a.iter().any(|v| value(v, left - 1)),
-            _ => false,
-        }
-    }
-    fn object(m: &Map, left: usize) -> bool {
-        left == 0 || m.values().any(|v| value(v, left - 1))
-    }
-    object(map, limit)
+    limit == 0 || map.values().any(|v| value_exceeds(v, limit - 1))
 }
 
 impl Deref for Data {

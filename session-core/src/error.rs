@@ -62,6 +62,28 @@ pub enum Error {
         source: serde_json::Error,
     },
 
+    /// A value put into a session nests deeper than
+    /// [`Data::MAX_DEPTH`](crate::Data::MAX_DEPTH) allows: refused before it
+    /// was built, copied or stored, so no recursion ever runs on it.
+    #[error("session value {field:?} nests deeper than {max_depth} levels")]
+    TooDeep {
+        /// The top-level key of the session data.
+        field: String,
+        /// The deepest nesting a value under a field may have.
+        max_depth: usize,
+    },
+
+    /// The session's data, encoded, is larger than the configured maximum
+    /// ([`SessionConfig::with_max_data_bytes`](crate::SessionConfig::with_max_data_bytes)):
+    /// nothing was written.
+    #[error("session data is {bytes} bytes, over the limit of {max_bytes} bytes")]
+    TooLarge {
+        /// The size of the encoded data.
+        bytes: usize,
+        /// The configured maximum.
+        max_bytes: usize,
+    },
+
     /// A store was configured wrongly. Reported when the store is built,
     /// never on first use.
     #[error("invalid {backend} store configuration: {reason}")]

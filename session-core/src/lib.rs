@@ -53,7 +53,9 @@ pub use crate::error::{BoxError, Error, Result, report};
 pub use crate::id::{SessionId, SessionKey};
 pub use crate::reaper::{Reaper, ReaperConfig};
 pub use crate::record::Record;
-pub use crate::session::{Commit, CookieAction, Session, SessionConfig, SessionManager, Written};
+pub use crate::session::{
+    Commit, CookieAction, DEFAULT_MAX_DATA_BYTES, Session, SessionConfig, SessionManager, Written,
+};
 pub use crate::store::{SessionStore, SessionStoreExt, UpdateOutcome};
 pub use crate::time::Timestamp;
 

@@ -558,3 +558,145 @@ async fn load_id_opens_a_known_id_and_replaces_an_unknown_one() {
     );
     assert_eq!(store.calls(Op::Load), 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn conflicts_back_off_with_jitter_and_stop_at_the_time_budget() {
+    let config = SessionConfig::new()
+        .with_update_attempts(1000)
+        .with_update_budget(Duration::from_secs(2))
+        .with_update_backoff(Duration::from_millis(10), Duration::from_millis(200));
+    let (store, manager) = manager_with(config);
+    let cookie = logged_in(&manager).await;
+    let mut session = load(&manager, &cookie).await;
+    session.insert("x", 1).unwrap();
+    store.set(&[Op::Update], Some(Trouble::Conflict));
+    let started = tokio::time::Instant::now();
+    let err = session.commit().await.unwrap_err();
+    let waited = started.elapsed();
+    let Error::Contention { attempts } = err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(store.calls(Op::Update), attempts);
+    // The budget, not the count, ended it: 1000 immediate retries would
+    // take no (paused) time at all, and the waits never pass the budget.
+    assert!(attempts < 1000, "{attempts} attempts");
+    assert!(waited <= Duration::from_secs(2), "waited {waited:?}");
+    // Each wait is at most min(cap, base·2ⁿ); with a 200 ms cap, spending
+    // most of 2 s takes at least 10 attempts.
+    assert!(attempts >= 10, "{attempts} attempts in {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(500),
+        "waited only {waited:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixty_four_concurrent_requests_of_one_visitor_all_commit() {
+    // The store answers each call after a pause, so the requests overlap
+    // and conflict for real.
+    let (store, manager) = manager();
+    store.set_delay(Duration::from_millis(1));
+    let cookie = logged_in(&manager).await;
+    let mut tasks = Vec::new();
+    for i in 0..64 {
+        let manager = manager.clone();
+        let cookie = cookie.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut session = manager.load(Some(&cookie)).await.unwrap();
+            session.insert(&format!("k{i}"), i).unwrap();
+            session.commit().await.map(|c| c.written)
+        }));
+    }
+    let mut retried = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(Written::Updated { attempts }) => retried += u32::from(attempts > 1),
+            other => panic!("a commit failed under contention: {other:?}"),
+        }
+    }
+    let record = store.load(&key_of(&cookie)).await.unwrap().unwrap();
+    for i in 0..64 {
+        assert_eq!(record.data.get(&format!("k{i}")), Some(&json!(i)), "k{i}");
+    }
+    assert_eq!(record.version, 64);
+    assert!(
+        retried > 0,
+        "the requests never conflicted: nothing was tested"
+    );
+}
+
+#[tokio::test]
+async fn data_over_the_size_limit_is_refused_before_the_store_is_called() {
+    let (store, manager) = manager_with(SessionConfig::new().with_max_data_bytes(64));
+    let mut session = manager.load(None).await.unwrap();
+    session.insert("note", "x".repeat(100)).unwrap();
+    let err = session.commit().await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::TooLarge {
+                bytes: 111,
+                max_bytes: 64
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(store.calls(Op::Create), 0);
+
+    let cookie = logged_in(&manager).await;
+    let mut session = load(&manager, &cookie).await;
+    session.insert("note", "y".repeat(100)).unwrap();
+    assert!(matches!(
+        session.commit().await,
+        Err(Error::TooLarge { .. })
+    ));
+    assert_eq!(store.calls(Op::Update), 0);
+    let stored = store.load(&key_of(&cookie)).await.unwrap().unwrap();
+    assert_eq!(stored.data.get("note"), None, "nothing was written");
+}
+
+/// A JSON value nested `depth` arrays deep, built without recursion.
+fn nested(depth: usize) -> serde_json::Value {
+    let mut value = json!(1);
+    for _ in 0..depth {
+        value = serde_json::Value::Array(vec![value]);
+    }
+    value
+}
+
+#[test]
+fn values_nested_thousands_deep_are_refused_without_recursing() {
+    let deepest = nested(session_core::Data::MAX_DEPTH - 1);
+    let too_deep = nested(session_core::Data::MAX_DEPTH);
+    let thousands = nested(10_000);
+    // A small stack, like a busy worker's: a recursion through 10,000
+    // levels (serializing, cloning, comparing or dropping the value)
+    // would overflow it and abort the test binary.
+    let worker = std::thread::Builder::new()
+        .stack_size(256 * 1024)
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            let (_store, manager) = manager();
+            let mut session = runtime.block_on(manager.load(None)).unwrap();
+            session.insert("ok", &deepest).unwrap();
+            for (what, result) in [
+                ("insert", session.insert("deep", &thousands)),
+                ("insert of the limit + 1", session.insert("deep", &too_deep)),
+                ("insert_value", session.insert_value("deep", too_deep)),
+            ] {
+                assert!(
+                    matches!(&result, Err(Error::TooDeep { field, max_depth: 126 }) if field == "deep"),
+                    "{what}: {result:?}"
+                );
+            }
+            let err = session.insert_value("deep", thousands).unwrap_err();
+            assert!(matches!(err, Error::TooDeep { .. }), "{err:?}");
+            assert!(session.data().get("deep").is_none());
+            assert_eq!(session.data().get("ok"), Some(&deepest));
+            assert!(runtime.block_on(session.commit()).is_ok());
+        })
+        .unwrap();
+    worker.join().unwrap();
+}

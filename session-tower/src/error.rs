@@ -51,7 +51,8 @@ pub enum SessionError {
         #[source]
         source: Arc<session_core::Error>,
     },
-    /// A value did not (de)serialize as requested.
+    /// A value did not (de)serialize as requested, or is over a limit
+    /// (nested too deep).
     #[error(transparent)]
     Value(session_core::Error),
     /// The response was already produced and the session committed with

@@ -236,15 +236,14 @@ impl Session {
     /// # Errors
     ///
     /// As [`with`](Self::with), and [`SessionError::Value`] if `value` does
-    /// not serialize to JSON.
+    /// not serialize to JSON or nests too deep
+    /// ([`Error::TooDeep`](session_core::Error::TooDeep), found before
+    /// anything recursive runs on it).
     pub async fn insert<T: Serialize>(&self, field: &str, value: T) -> Result<(), SessionError> {
-        let value = serde_json::to_value(value).map_err(|source| {
-            SessionError::Value(Error::Value {
-                field: field.to_owned(),
-                source,
-            })
-        })?;
-        self.with(|s| s.insert_value(field, value)).await
+        let value = session_core::Data::value_of(field, &value).map_err(SessionError::Value)?;
+        self.with(|s| s.insert_value(field, value))
+            .await?
+            .map_err(SessionError::Value)
     }
 
     /// Remove `field`, returning its value.

@@ -267,7 +267,9 @@ async fn finish<B: Default>(
             // Data that cannot be stored (too deep, too large for a
             // cookie) is the application's fault, not the store's.
             return failure(match error {
-                Error::Encode { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+                Error::Encode { .. } | Error::TooLarge { .. } | Error::TooDeep { .. } => {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                }
                 _ => shared.failure_status,
             });
         }

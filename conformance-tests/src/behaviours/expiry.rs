@@ -560,8 +560,11 @@ pub async fn delete_expired_spares_records_about_to_expire<F: StoreFactory>(fact
 
 /// How long the short records of the reaping behaviours below live.
 const REAP_TTL: Duration = Duration::from_millis(500);
-/// How long past that expiry the reaping behaviours wait.
-const REAP_GRACE: Duration = Duration::from_millis(300);
+/// How long past that expiry the reaping behaviours wait: seconds, so the
+/// expiries are in the past by more than a coarse time bucket of an
+/// expiry index (the memory store's are about a second), whose older
+/// buckets a store reaps by another path than the current one.
+const REAP_GRACE: Duration = Duration::from_millis(2_500);
 
 /// "`delete_expired()`: remove expired records now; returns how many" on a
 /// backend that keeps expired records until then (unless the factory

@@ -188,6 +188,7 @@ impl Session {
 
     /// `create` under the current ID, with fresh IDs on collision.
     async fn create_fresh(&mut self, created_at: Timestamp, now: Timestamp) -> Result<()> {
+        self.check_size()?;
         let expires_at = self.manager.config.expiry(created_at, now);
         let record = Record::with_times(self.data.clone(), created_at, expires_at);
         let attempts = self.manager.config.id_attempts;
@@ -219,9 +220,14 @@ impl Session {
         };
         let key = self.key;
         let store = Arc::clone(&self.manager.store);
-        let attempts = self.manager.config.update_attempts;
-        for attempt in 1..=attempts {
-            let expires_at = self.manager.config.expiry(created_at, now);
+        let config = Arc::clone(&self.manager.config);
+        // tokio's clock, the one its sleeps follow.
+        let started = tokio::time::Instant::now();
+        let mut attempts = 0;
+        for attempt in 1..=config.update_attempts {
+            attempts = attempt;
+            self.check_size()?;
+            let expires_at = config.expiry(created_at, now);
             let record = Record::with_times(self.data.clone(), created_at, expires_at);
             match store.update(&key, &record, version).await? {
                 UpdateOutcome::Updated => {
@@ -235,6 +241,16 @@ impl Session {
                 }
                 UpdateOutcome::Missing => return Ok(self.gone(Written::Missing)),
                 UpdateOutcome::Conflict => {
+                    if attempt == config.update_attempts {
+                        break;
+                    }
+                    // Spread out from the writers we collided with, within
+                    // the time budget.
+                    let pause = config.backoff(attempt);
+                    if started.elapsed() + pause > config.update_budget {
+                        break;
+                    }
+                    tokio::time::sleep(pause).await;
                     // Someone else wrote first: take their data and put our
                     // own changes on top, so both survive.
                     let Some(fresh) = store.load(&key).await? else {
@@ -248,6 +264,17 @@ impl Session {
             }
         }
         Err(Error::Contention { attempts })
+    }
+
+    /// [`Error::TooLarge`] if the data, encoded, is over the limit. The text
+    /// is kept in the data, so the store does not encode it again.
+    fn check_size(&self) -> Result<()> {
+        let bytes = self.data.encoded()?.as_bytes().len();
+        let max_bytes = self.manager.config.max_data_bytes;
+        if bytes > max_bytes {
+            return Err(Error::TooLarge { bytes, max_bytes });
+        }
+        Ok(())
     }
 
     pub(super) fn set_id(&mut self, id: SessionId) {

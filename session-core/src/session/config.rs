@@ -7,8 +7,10 @@ use crate::{Error, Result, Timestamp};
 /// Lifecycle policy shared by all sessions of a [`SessionManager`](crate::SessionManager).
 ///
 /// Defaults: idle `ttl` 30 minutes, no absolute lifetime, `rolling` on,
-/// `touch_after` 1 minute, `save_uninitialized` off, 5 update attempts on
-/// conflict, 3 ID attempts on collision.
+/// `touch_after` 1 minute, `save_uninitialized` off, data up to 1 MiB
+/// encoded, versioned updates retried on conflict up to 64 times within
+/// 5 seconds with jittered backoff (1 ms doubling to 100 ms), 3 ID attempts
+/// on collision.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[must_use]
 pub struct SessionConfig {
@@ -18,8 +20,15 @@ pub struct SessionConfig {
     pub(super) touch_after: Duration,
     pub(super) save_uninitialized: bool,
     pub(super) update_attempts: u32,
+    pub(super) update_budget: Duration,
+    pub(super) backoff_base: Duration,
+    pub(super) backoff_cap: Duration,
     pub(super) id_attempts: u32,
+    pub(super) max_data_bytes: usize,
 }
+
+/// Default [`SessionConfig::with_max_data_bytes`]: 1 MiB.
+pub const DEFAULT_MAX_DATA_BYTES: usize = 1 << 20;
 
 impl Default for SessionConfig {
     fn default() -> Self {
@@ -29,8 +38,12 @@ impl Default for SessionConfig {
             rolling: true,
             touch_after: Duration::from_secs(60),
             save_uninitialized: false,
-            update_attempts: 5,
+            update_attempts: 64,
+            update_budget: Duration::from_secs(5),
+            backoff_base: Duration::from_millis(1),
+            backoff_cap: Duration::from_millis(100),
             id_attempts: 3,
+            max_data_bytes: DEFAULT_MAX_DATA_BYTES,
         }
     }
 }
@@ -77,9 +90,40 @@ impl SessionConfig {
     }
 
     /// How many versioned updates [`Session::commit`](crate::Session::commit) tries when concurrent
-    /// writers keep winning (at least 1).
+    /// writers keep winning (at least 1; default 64). See
+    /// [`with_update_budget`](Self::with_update_budget) for the time bound.
     pub fn with_update_attempts(mut self, attempts: u32) -> Self {
         self.update_attempts = attempts;
+        self
+    }
+
+    /// How long a commit may keep retrying a conflicting update (default
+    /// 5 s): no retry starts once its backoff would end past this time
+    /// since the commit began, and the commit fails with
+    /// [`Error::Contention`]. Together with the attempt count it bounds a
+    /// commit under contention both ways.
+    pub fn with_update_budget(mut self, budget: Duration) -> Self {
+        self.update_budget = budget;
+        self
+    }
+
+    /// The backoff between conflicting attempts: before retry `n` (1, 2,
+    /// …) the commit sleeps a random time between zero and
+    /// `min(cap, base × 2ⁿ⁻¹)` ("full jitter"), so that the requests of one
+    /// visitor that collided spread out instead of colliding again.
+    /// Default 1 ms and 100 ms. `base` zero retries at once.
+    pub fn with_update_backoff(mut self, base: Duration, cap: Duration) -> Self {
+        self.backoff_base = base;
+        self.backoff_cap = cap;
+        self
+    }
+
+    /// The largest a session's data may be, encoded as JSON text (default
+    /// [`DEFAULT_MAX_DATA_BYTES`], 1 MiB). A commit that would store more
+    /// fails with [`Error::TooLarge`] before the store is called: a session
+    /// is not a file store, and every request of the visitor reads it.
+    pub fn with_max_data_bytes(mut self, bytes: usize) -> Self {
+        self.max_data_bytes = bytes;
         self
     }
 
@@ -108,6 +152,12 @@ impl SessionConfig {
         if self.update_attempts == 0 || self.id_attempts == 0 {
             return fail("attempt limits must be at least 1");
         }
+        if self.backoff_cap < self.backoff_base {
+            return fail("the backoff cap must not be below its base");
+        }
+        if self.max_data_bytes < 2 {
+            return fail("max_data_bytes must leave room for at least `{}`");
+        }
         Ok(())
     }
 
@@ -118,6 +168,22 @@ impl SessionConfig {
             Some(lifetime) => idle.min(created_at + lifetime),
             None => idle,
         }
+    }
+
+    /// The sleep before retry `retry` (1, 2, …) of a conflicting update:
+    /// uniform in `[0, min(cap, base × 2^(retry-1))]`.
+    pub(super) fn backoff(&self, retry: u32) -> Duration {
+        let ceiling = self
+            .backoff_base
+            .saturating_mul(1 << retry.saturating_sub(1).min(20))
+            .min(self.backoff_cap);
+        let nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
+        if nanos == 0 {
+            return Duration::ZERO;
+        }
+        // Jitter needs no secret; a failing OS source just means no jitter.
+        let random = getrandom::u64().unwrap_or(nanos / 2);
+        Duration::from_nanos(random % (nanos + 1))
     }
 
     pub(super) fn within_lifetime(&self, created_at: Timestamp, now: Timestamp) -> bool {

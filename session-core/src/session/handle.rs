@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::SessionManager;
+use crate::data;
 use crate::{Data, Error, Result, SessionId, SessionKey, Timestamp};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -158,18 +159,30 @@ impl Session {
     ///
     /// # Errors
     ///
-    /// [`Error::Value`] if `value` does not serialize to JSON.
+    /// [`Error::Value`] if `value` does not serialize to JSON;
+    /// [`Error::TooDeep`] if it nests deeper than
+    /// [`Data::MAX_DEPTH`] allows (checked before the value is built, so
+    /// a value nested thousands deep is refused, not a stack overflow).
+    /// Nothing changes then.
     pub fn insert<T: Serialize>(&mut self, field: &str, value: T) -> Result<()> {
-        let value = serde_json::to_value(value).map_err(|source| Error::Value {
-            field: field.to_owned(),
-            source,
-        })?;
-        self.insert_value(field, value);
+        let value = Data::value_of(field, &value)?;
+        self.insert_checked(field, value);
         Ok(())
     }
 
     /// Store a JSON `value` under `field`.
-    pub fn insert_value(&mut self, field: &str, value: Value) {
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TooDeep`] if `value` nests deeper than [`Data::MAX_DEPTH`]
+    /// allows; nothing changes then.
+    pub fn insert_value(&mut self, field: &str, value: Value) -> Result<()> {
+        let value = data::check_value(field, value)?;
+        self.insert_checked(field, value);
+        Ok(())
+    }
+
+    fn insert_checked(&mut self, field: &str, value: Value) {
         if self.data.get(field) == Some(&value) {
             return;
         }

@@ -10,7 +10,7 @@ mod handle;
 mod manager;
 
 pub use commit::{Commit, CookieAction, Written};
-pub use config::SessionConfig;
+pub use config::{DEFAULT_MAX_DATA_BYTES, SessionConfig};
 pub use handle::Session;
 use handle::{Changes, Pending, State};
 pub use manager::SessionManager;
