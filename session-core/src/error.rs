@@ -94,6 +94,19 @@ pub enum Error {
         reason: String,
     },
 
+    /// A store call did not finish within the store's operation deadline
+    /// (a stalled, unreachable or overloaded server): it was abandoned.
+    /// A write that timed out may or may not have been applied.
+    #[error("{backend} store: {operation} did not finish within {after:?}")]
+    Timeout {
+        /// Which backend (e.g. `"redis"`).
+        backend: &'static str,
+        /// The store method (`"load"`, `"update"`, ...).
+        operation: &'static str,
+        /// The deadline that passed.
+        after: std::time::Duration,
+    },
+
     /// The backend failed (I/O, connection, server error, ...).
     #[error("{backend} store failed")]
     Backend {
@@ -146,6 +159,28 @@ impl Error {
         }
     }
 
+    /// Run `future` (the store call `operation`) within `deadline`, or
+    /// fail with [`Error::Timeout`]: one bound on a whole call, connecting
+    /// and retrying included.
+    ///
+    /// # Errors
+    ///
+    /// The call's own error, or [`Error::Timeout`].
+    pub async fn within<T>(
+        backend: &'static str,
+        operation: &'static str,
+        deadline: std::time::Duration,
+        future: impl std::future::Future<Output = crate::Result<T>>,
+    ) -> crate::Result<T> {
+        tokio::time::timeout(deadline, future)
+            .await
+            .unwrap_or(Err(Self::Timeout {
+                backend,
+                operation,
+                after: deadline,
+            }))
+    }
+
     /// A configuration error, reported when a store is built.
     pub fn config(backend: &'static str, reason: impl Into<String>) -> Self {
         Self::Config {
@@ -177,4 +212,36 @@ pub fn report(error: &(dyn StdError + 'static)) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn within_bounds_a_call_and_names_it() {
+        let stalled = std::future::pending::<crate::Result<u8>>();
+        let err = Error::within("redis", "load", Duration::from_secs(2), stalled)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::Timeout { backend: "redis", operation: "load", after } if after == Duration::from_secs(2)),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "redis store: load did not finish within 2s"
+        );
+        let quick = async { Ok(7) };
+        assert_eq!(
+            Error::within("redis", "load", Duration::from_secs(2), quick)
+                .await
+                .unwrap(),
+            7
+        );
+    }
 }
