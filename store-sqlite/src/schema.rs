@@ -186,18 +186,22 @@ pub(crate) struct Statements {
     /// `?1 data, ?2 created_at, ?3 expires_at, ?4 new version, ?5 key,
     /// ?6 expected version, ?7 now`: 1 change if applied.
     pub(crate) update: String,
-    /// `?1 key, ?2 now` → `version` of the live row (classifies a refused
-    /// update; never followed by a write).
-    pub(crate) live_version: String,
+    /// `?1 key` → `expires_at, version` of the row, whatever they hold:
+    /// why a write changed nothing (never followed by a write).
+    pub(crate) row_state: String,
     /// `?1 key, ?2 data, ?3 created_at, ?4 expires_at, ?5 version`: upsert.
     pub(crate) save: String,
-    /// `?1 expires_at, ?2 key, ?3 now`: 1 change if the row was live.
+    /// `?1 expires_at, ?2 key, ?3 now`: 1 change if the row was live (an
+    /// expiry that is not an integer never passes for live: text sorts
+    /// after every number).
     pub(crate) touch: String,
     /// `?1 key`.
     pub(crate) destroy: String,
     /// No parameters.
     pub(crate) clear: String,
-    /// `?1 now` → count of live rows (walks the expiry index).
+    /// `?1 now` → count of live rows (walks the expiry index), and the
+    /// greatest key among them whose `expires_at` is not an integer
+    /// (corrupt: text and blobs sort after every number), if any.
     pub(crate) len: String,
     /// `?1 now` → `key, data, created_at, expires_at, version` of live rows.
     pub(crate) all: String,
@@ -225,9 +229,10 @@ impl Statements {
             ),
             update: format!(
                 "UPDATE {t} SET data = ?1, created_at = ?2, expires_at = ?3, version = ?4 \
-                 WHERE key = ?5 AND version = ?6 AND expires_at > ?7"
+                 WHERE key = ?5 AND version = ?6 AND expires_at > ?7 \
+                 AND typeof(expires_at) = 'integer'"
             ),
-            live_version: format!("SELECT version FROM {t} WHERE key = ?1 AND expires_at > ?2"),
+            row_state: format!("SELECT expires_at, version FROM {t} WHERE key = ?1"),
             save: format!(
                 "INSERT INTO {t} (key, data, created_at, expires_at, version) \
                  VALUES (?1, ?2, ?3, ?4, ?5) \
@@ -235,10 +240,16 @@ impl Statements {
                  created_at = excluded.created_at, expires_at = excluded.expires_at, \
                  version = excluded.version"
             ),
-            touch: format!("UPDATE {t} SET expires_at = ?1 WHERE key = ?2 AND expires_at > ?3"),
+            touch: format!(
+                "UPDATE {t} SET expires_at = ?1 WHERE key = ?2 AND expires_at > ?3 \
+                 AND typeof(expires_at) = 'integer'"
+            ),
             destroy: format!("DELETE FROM {t} WHERE key = ?1"),
             clear: format!("DELETE FROM {t}"),
-            len: format!("SELECT count(*) FROM {t} WHERE expires_at > ?1"),
+            len: format!(
+                "SELECT count(*), max(CASE typeof(expires_at) WHEN 'integer' THEN NULL ELSE key END) \
+                 FROM {t} WHERE expires_at > ?1"
+            ),
             all: format!(
                 "SELECT key, data, created_at, expires_at, version FROM {t} WHERE expires_at > ?1"
             ),

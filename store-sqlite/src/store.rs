@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use rusqlite::{OptionalExtension as _, Row, params};
+use rusqlite::{Row, params};
 use session_core::{
     EncodedData, Error, Record, Result, SessionKey, SessionStore, Timestamp, UpdateOutcome,
     async_trait,
@@ -155,6 +155,29 @@ fn now() -> i64 {
     Timestamp::now().as_millis()
 }
 
+/// Whether the row under `key` is live at `now` (`None`: no row), read
+/// after a write changed nothing, to say why. A row whose `expires_at` or
+/// `version` is not an integer is [`Error::Decode`] naming the key: the
+/// write's condition could not be evaluated on it, and it must not pass
+/// for a collision or an absent session.
+fn row_live(
+    conn: &rusqlite::Connection,
+    sql: &Statements,
+    key: &SessionKey,
+    now: i64,
+) -> Result<Option<bool>> {
+    let mut stmt = conn.prepare_cached(&sql.row_state).map_err(backend)?;
+    let mut rows = stmt.query([key.as_str()]).map_err(backend)?;
+    let Some(row) = rows.next().map_err(backend)? else {
+        return Ok(None);
+    };
+    let decode = |e: rusqlite::Error| Error::decode(key, e);
+    let expires_at: i64 = row.get(0).map_err(decode)?;
+    // Read only to check that it is one: a conflict is told by liveness.
+    let _version: i64 = row.get(1).map_err(decode)?;
+    Ok(Some(expires_at > now))
+}
+
 #[async_trait]
 impl SessionStore for SqliteStore {
     async fn load(&self, key: &SessionKey) -> Result<Option<Record>> {
@@ -177,6 +200,7 @@ impl SessionStore for SqliteStore {
             .write(move |conn| {
                 // One statement: insert, or replace a row that is expired
                 // now; a live row makes the upsert's WHERE false (0 changes).
+                let now = now();
                 let changed = conn
                     .prepare_cached(&sql.create)
                     .and_then(|mut stmt| {
@@ -186,11 +210,16 @@ impl SessionStore for SqliteStore {
                             row.created_at,
                             row.expires_at,
                             row.version,
-                            now()
+                            now
                         ])
                     })
                     .map_err(backend)?;
-                Ok(changed == 1)
+                if changed == 1 {
+                    return Ok(true);
+                }
+                // A collision, unless the row in the way is unreadable.
+                row_live(conn, &sql, &key, now)?;
+                Ok(false)
             })
             .await
     }
@@ -228,16 +257,9 @@ impl SessionStore for SqliteStore {
                 }
                 // Refused: say why. Nothing is written from here on, so this
                 // read cannot make the update non-atomic.
-                let live = conn
-                    .prepare_cached(&sql.live_version)
-                    .and_then(|mut stmt| {
-                        stmt.query_row(params![key.as_str(), now], |r| r.get::<_, i64>(0))
-                            .optional()
-                    })
-                    .map_err(backend)?;
-                Ok(match live {
-                    Some(_) => UpdateOutcome::Conflict,
-                    None => UpdateOutcome::Missing,
+                Ok(match row_live(conn, &sql, &key, now)? {
+                    Some(true) => UpdateOutcome::Conflict,
+                    _ => UpdateOutcome::Missing,
                 })
             })
             .await
@@ -270,11 +292,17 @@ impl SessionStore for SqliteStore {
         let (sql, key) = (Arc::clone(&self.sql), *key);
         self.pool
             .write(move |conn| {
+                let now = now();
                 let mut stmt = conn.prepare_cached(&sql.touch).map_err(backend)?;
                 let changed = stmt
-                    .execute(params![expires_at.as_millis(), key.as_str(), now()])
+                    .execute(params![expires_at.as_millis(), key.as_str(), now])
                     .map_err(backend)?;
-                Ok(changed == 1)
+                if changed == 1 {
+                    return Ok(true);
+                }
+                // Absent or expired, unless the row is unreadable.
+                row_live(conn, &sql, &key, now)?;
+                Ok(false)
             })
             .await
     }
@@ -306,7 +334,14 @@ impl SessionStore for SqliteStore {
         self.pool
             .read(move |conn| {
                 let mut stmt = conn.prepare_cached(&sql.len).map_err(backend)?;
-                let count: i64 = stmt.query_row([now()], |r| r.get(0)).map_err(backend)?;
+                let (count, corrupt): (i64, Option<String>) = stmt
+                    .query_row([now()], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .map_err(backend)?;
+                if let Some(text) = corrupt {
+                    // An expiry that is not a number cannot be proven live.
+                    let key = SessionKey::parse(&text)?;
+                    return Err(Error::decode(&key, "expires_at is not an integer"));
+                }
                 Ok(u64::try_from(count).unwrap_or(0))
             })
             .await

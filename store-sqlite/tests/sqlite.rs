@@ -55,6 +55,56 @@ async fn garbage_in_the_table_is_a_decode_error_naming_the_key() {
     assert_eq!(store.len().await.unwrap(), 3);
 }
 
+/// A row whose expiry or version is not an integer cannot be proven live
+/// nor compared: every method whose answer depends on it says so, naming
+/// the key, instead of taking it for a collision, a conflict, an absent
+/// session or a live one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_expiry_or_version_is_a_decode_error_from_every_reading_method() {
+    let dir = TempDir::new();
+    let store = SqliteStore::open(dir.db()).await.unwrap();
+    let (bad_expiry, bad_version, real_expiry) = (key(), key(), key());
+    let record = live(sample(), TTL);
+    for k in [&bad_expiry, &bad_version, &real_expiry] {
+        store.save(k, &record).await.unwrap();
+    }
+    let conn = rusqlite::Connection::open(dir.db()).unwrap();
+    for (sql, k) in [
+        (
+            "UPDATE sessions SET expires_at = 'soon' WHERE key = ?1",
+            &bad_expiry,
+        ),
+        (
+            "UPDATE sessions SET version = 'seven' WHERE key = ?1",
+            &bad_version,
+        ),
+        (
+            "UPDATE sessions SET expires_at = 1e300 WHERE key = ?1",
+            &real_expiry,
+        ),
+    ] {
+        conn.execute(sql, [k.as_str()]).unwrap();
+    }
+    let later = Timestamp::now() + TTL;
+    for k in [&bad_expiry, &real_expiry] {
+        assert_decode_error(store.load(k).await, k);
+        assert_decode_error(store.create(k, &record).await, k);
+        assert_decode_error(store.update(k, &record, 0).await, k);
+        assert_decode_error(store.touch(k, later).await, k);
+    }
+    assert_decode_error(store.load(&bad_version).await, &bad_version);
+    assert_decode_error(store.update(&bad_version, &record, 0).await, &bad_version);
+    assert!(matches!(store.len().await, Err(Error::Decode { .. })));
+    assert!(matches!(store.all().await, Err(Error::Decode { .. })));
+    // Only destroy removes what cannot be read (delete_expired cannot tell
+    // whether it expired); then everything works again.
+    for k in [&bad_expiry, &bad_version, &real_expiry] {
+        store.destroy(k).await.unwrap();
+    }
+    assert_eq!(store.len().await.unwrap(), 0);
+    assert!(store.create(&bad_expiry, &record).await.unwrap());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_survive_reopening_the_file() {
     let dir = TempDir::new();
