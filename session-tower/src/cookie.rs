@@ -160,6 +160,26 @@ mod tests {
         assert_eq!(cookie.expires(), None);
     }
 
+    proptest::proptest! {
+        /// Fuzzing the `Cookie` header reader: no header value panics, and
+        /// what it finds under our name is a slice of the header.
+        #[test]
+        fn fuzz_cookie_headers_never_panic(
+            header in proptest::prop_oneof![
+                proptest::prelude::any::<String>(),
+                "([a-z]{1,4}=[^;]{0,12}; ?){0,4}sid=[^;]{0,80}(; [a-z]{1,4}=[^;]{0,8}){0,3}",
+            ]
+        ) {
+            let mut headers = HeaderMap::new();
+            if let Ok(value) = http::HeaderValue::from_str(&header) {
+                headers.insert(http::header::COOKIE, value);
+            }
+            for found in settings(true).values(&headers) {
+                proptest::prop_assert!(header.contains(found));
+            }
+        }
+    }
+
     #[test]
     fn the_removal_cookie_expires_at_once() {
         let removal = settings(true).removal();

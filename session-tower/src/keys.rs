@@ -187,6 +187,45 @@ mod tests {
         assert_eq!(ring.verify(&s), Verified::Invalid);
     }
 
+    proptest::proptest! {
+        /// Fuzzing the signed-value parser (cookies and the token header):
+        /// no input panics, and the only values accepted are exactly the
+        /// ones the ring signs. `PROPTEST_CASES=1000000 cargo test
+        /// --release -p session-tower fuzz_` for the long run.
+        #[test]
+        fn fuzz_only_what_the_ring_signed_verifies(
+            value in proptest::prop_oneof![
+                proptest::prelude::any::<String>(),
+                "[A-Za-z0-9_-]{32}\\.[A-Za-z0-9_-]{43}",
+                "[A-Za-z0-9_.=+/-]{70,80}",
+            ]
+        ) {
+            let ring = ring(&[&[1; 32], &[2; 32]]);
+            if let Verified::Valid { id, key } = ring.verify(&value) {
+                let signer = self::ring(&[&[[1u8; 32], [2u8; 32]][key][..]]);
+                proptest::prop_assert_eq!(signer.sign(id.expose()), value);
+            }
+        }
+
+        /// A genuine signed value with any one character changed is
+        /// refused.
+        #[test]
+        fn fuzz_no_altered_signed_value_verifies(
+            at in proptest::prelude::any::<proptest::sample::Index>(),
+            to in proptest::prelude::any::<char>(),
+        ) {
+            let ring = ring(&[&[1; 32]]);
+            let id = SessionId::generate().unwrap();
+            let signed = ring.sign(id.expose());
+            let mut chars: Vec<char> = signed.chars().collect();
+            let i = at.index(chars.len());
+            proptest::prop_assume!(chars[i] != to);
+            chars[i] = to;
+            let altered: String = chars.into_iter().collect();
+            proptest::prop_assert_eq!(ring.verify(&altered), Verified::Invalid);
+        }
+    }
+
     #[test]
     fn short_empty_and_duplicate_keys_are_refused() {
         assert!(KeyRing::new(&[]).is_err());

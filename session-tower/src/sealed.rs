@@ -284,6 +284,38 @@ mod tests {
         assert!(sealer.open("sid", &"A".repeat(200)).is_none());
     }
 
+    proptest::proptest! {
+        /// Fuzzing the sealed-cookie parser: no input panics or opens
+        /// without the key.
+        #[test]
+        fn fuzz_nothing_forged_opens(
+            value in proptest::prop_oneof![
+                proptest::prelude::any::<String>(),
+                "[A-Za-z0-9_-]{120,400}",
+            ]
+        ) {
+            proptest::prop_assert!(sealer(&[&[1; 32]]).open("sid", &value).is_none());
+        }
+
+        /// A genuine sealed value with any one character changed does not
+        /// open.
+        #[test]
+        fn fuzz_no_altered_seal_opens(
+            at in proptest::prelude::any::<proptest::sample::Index>(),
+            to in proptest::prelude::any::<char>(),
+        ) {
+            let sealer = sealer(&[&[1; 32]]);
+            let id = SessionId::generate().unwrap();
+            let value = sealer.seal("sid", id.expose(), &record()).unwrap();
+            let mut chars: Vec<char> = value.chars().collect();
+            let i = at.index(chars.len());
+            proptest::prop_assume!(chars[i] != to);
+            chars[i] = to;
+            let altered: String = chars.into_iter().collect();
+            proptest::prop_assert!(sealer.open("sid", &altered).is_none());
+        }
+    }
+
     #[test]
     fn two_seals_of_one_session_differ() {
         let sealer = sealer(&[&[1; 32]]);
