@@ -6,6 +6,7 @@
 
 mod behaviours;
 pub mod env;
+pub mod fault;
 pub mod fixtures;
 mod harness;
 pub mod probe;

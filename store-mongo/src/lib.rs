@@ -4,8 +4,8 @@ mod builder;
 mod store;
 
 pub use crate::builder::{
-    DEFAULT_DATABASE, DEFAULT_NAMESPACE, DEFAULT_SERVER_SELECTION_TIMEOUT, MongoStoreBuilder,
-    TTL_INDEX_NAME,
+    DEFAULT_BULK_TIMEOUT, DEFAULT_DATABASE, DEFAULT_NAMESPACE, DEFAULT_OPERATION_TIMEOUT,
+    DEFAULT_SERVER_SELECTION_TIMEOUT, MongoStoreBuilder, TTL_INDEX_NAME, durable_write_concern,
 };
 pub use crate::store::MongoStore;
 

@@ -1,6 +1,7 @@
 //! [`MongoStore`]: the `SessionStore` implementation.
 
 use std::fmt;
+use std::time::Duration;
 
 use mongodb::bson::{Bson, DateTime, Document, doc};
 use mongodb::error::{ErrorKind, WriteFailure};
@@ -33,6 +34,18 @@ pub struct MongoStore {
     collection: Collection<Document>,
     /// The hosts (or "provided client"), without credentials.
     target: String,
+    deadlines: Deadlines,
+}
+
+/// How long a call may take, end to end (server selection and retries
+/// included), before it fails with [`Error::Timeout`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Deadlines {
+    /// For the calls on one session.
+    pub(crate) operation: Duration,
+    /// For `clear`, `len`, `all` and `delete_expired`, whose work grows with
+    /// the collection.
+    pub(crate) bulk: Duration,
 }
 
 impl fmt::Debug for MongoStore {
@@ -41,6 +54,8 @@ impl fmt::Debug for MongoStore {
         f.debug_struct("MongoStore")
             .field("target", &self.target)
             .field("namespace", &self.collection.namespace().to_string())
+            .field("write_concern", &self.collection.write_concern())
+            .field("deadlines", &self.deadlines)
             .finish_non_exhaustive()
     }
 }
@@ -61,8 +76,23 @@ impl MongoStore {
         Self::builder().connect(url).await
     }
 
-    pub(crate) fn from_parts(collection: Collection<Document>, target: String) -> Self {
-        Self { collection, target }
+    pub(crate) fn from_parts(
+        collection: Collection<Document>,
+        target: String,
+        deadlines: Deadlines,
+    ) -> Self {
+        Self {
+            collection,
+            target,
+            deadlines,
+        }
+    }
+
+    /// The operation deadline of calls on one session; see
+    /// [`MongoStoreBuilder::with_operation_timeout`].
+    #[must_use]
+    pub fn operation_timeout(&self) -> Duration {
+        self.deadlines.operation
     }
 
     /// The collection the sessions live in.
@@ -95,8 +125,25 @@ impl MongoStore {
             namespace,
             self.collection.write_concern().cloned(),
             &self.target,
+            self.deadlines,
         )
         .await
+    }
+
+    /// `Error::Decode` if what is stored under `key` is not a session; `Ok`
+    /// if it is one or nothing is there. Only on paths where a filtered
+    /// write matched nothing, to tell a corrupt document from an absent or
+    /// expired one.
+    async fn check_stored(&self, key: &SessionKey) -> Result<()> {
+        let found = self
+            .collection
+            .find_one(doc! { ID: key.as_str() })
+            .await
+            .map_err(backend)?;
+        match found {
+            Some(doc) => decode_record(key, &doc).map(drop),
+            None => Ok(()),
+        }
     }
 
     fn document(key: &SessionKey, record: &Record) -> Result<Document> {
@@ -198,30 +245,48 @@ fn decode_record(key: &SessionKey, doc: &Document) -> Result<Record> {
 #[async_trait]
 impl SessionStore for MongoStore {
     async fn load(&self, key: &SessionKey) -> Result<Option<Record>> {
-        let found = self
-            .collection
-            .find_one(live(key, now()))
-            .await
-            .map_err(backend)?;
-        found.map(|doc| decode_record(key, &doc)).transpose()
+        Error::within(BACKEND, "load", self.deadlines.operation, async {
+            // By `_id` alone, liveness decided here: a document whose
+            // expiry is not a date must be a decode error, not a session
+            // that a filter on `expires_at` silently hides.
+            let found = self
+                .collection
+                .find_one(doc! { ID: key.as_str() })
+                .await
+                .map_err(backend)?;
+            Ok(found
+                .map(|doc| decode_record(key, &doc))
+                .transpose()?
+                .filter(Record::is_live))
+        })
+        .await
     }
 
     async fn create(&self, key: &SessionKey, record: &Record) -> Result<bool> {
-        // One server-side step: replace an expired document, or insert when
-        // there is none (upsert). A live document matches neither, so the
-        // upsert's insert hits the unique `_id`: a duplicate-key error, which
-        // is the collision.
-        let filter = doc! { ID: key.as_str(), EXPIRES_AT: { "$lte": now() } };
-        match self
-            .collection
-            .replace_one(filter, Self::document(key, record)?)
-            .upsert(true)
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(e) if is_duplicate_key(&e) => Ok(false),
-            Err(e) => Err(backend(e)),
-        }
+        Error::within(BACKEND, "create", self.deadlines.operation, async {
+            // One server-side step: replace an expired document, or insert when
+            // there is none (upsert). A live document matches neither, so the
+            // upsert's insert hits the unique `_id`: a duplicate-key error, which
+            // is the collision.
+            let filter = doc! { ID: key.as_str(), EXPIRES_AT: { "$lte": now() } };
+            match self
+                .collection
+                .replace_one(filter, Self::document(key, record)?)
+                .upsert(true)
+                .await
+            {
+                Ok(_) => Ok(true),
+                // A collision, unless what is there is not a session at all
+                // (an expiry that is no date never matches `$lte`, and would
+                // block the key forever).
+                Err(e) if is_duplicate_key(&e) => {
+                    self.check_stored(key).await?;
+                    Ok(false)
+                }
+                Err(e) => Err(backend(e)),
+            }
+        })
+        .await
     }
 
     async fn update(
@@ -230,120 +295,150 @@ impl SessionStore for MongoStore {
         record: &Record,
         expected_version: u64,
     ) -> Result<UpdateOutcome> {
-        // Versions wrap from u64::MAX to 0 (the contract: they are only
-        // compared for equality).
-        let next = expected_version.wrapping_add(1);
-        let now = now();
-        let mut filter = live(key, now);
-        filter.insert(VERSION, version_to_bson(expected_version));
-        let replacement = Self::document(key, &record.clone().with_version(next))?;
-        let result = self
-            .collection
-            .replace_one(filter, replacement)
-            .await
-            .map_err(backend)?;
-        if result.matched_count == 1 {
-            return Ok(UpdateOutcome::Updated);
-        }
-        // Nothing was written. Tell a missing session from a concurrent
-        // writer by reading, never by writing.
-        let current = self
-            .collection
-            .find_one(live(key, now))
-            .projection(doc! { VERSION: 1 })
-            .await
-            .map_err(backend)?;
-        Ok(match current {
-            None => UpdateOutcome::Missing,
-            Some(_) => UpdateOutcome::Conflict,
+        Error::within(BACKEND, "update", self.deadlines.operation, async {
+            // Versions wrap from u64::MAX to 0 (the contract: they are only
+            // compared for equality).
+            let next = expected_version.wrapping_add(1);
+            let now = now();
+            let mut filter = live(key, now);
+            filter.insert(VERSION, version_to_bson(expected_version));
+            let replacement = Self::document(key, &record.clone().with_version(next))?;
+            let result = self
+                .collection
+                .replace_one(filter, replacement)
+                .await
+                .map_err(backend)?;
+            if result.matched_count == 1 {
+                return Ok(UpdateOutcome::Updated);
+            }
+            // Nothing was written. Tell a missing session from a concurrent
+            // writer by reading, never by writing.
+            let current = self
+                .collection
+                .find_one(doc! { ID: key.as_str() })
+                .await
+                .map_err(backend)?;
+            let current = current.map(|doc| decode_record(key, &doc)).transpose()?;
+            Ok(match current {
+                Some(record) if record.expires_at.as_millis() > now.timestamp_millis() => {
+                    UpdateOutcome::Conflict
+                }
+                _ => UpdateOutcome::Missing,
+            })
         })
+        .await
     }
 
     async fn save(&self, key: &SessionKey, record: &Record) -> Result<()> {
-        if !record.is_live() {
+        Error::within(BACKEND, "save", self.deadlines.operation, async {
+            if !record.is_live() {
+                self.collection
+                    .delete_one(doc! { ID: key.as_str() })
+                    .await
+                    .map_err(backend)?;
+                return Ok(());
+            }
+            let document = Self::document(key, record)?;
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                match self
+                    .collection
+                    .replace_one(doc! { ID: key.as_str() }, &document)
+                    .upsert(true)
+                    .await
+                {
+                    Ok(_) => return Ok(()),
+                    // Two upserts of a new key raced and this one lost the insert:
+                    // the document exists now, so the next attempt replaces it.
+                    Err(e) if is_duplicate_key(&e) && attempt < SAVE_ATTEMPTS => {}
+                    Err(e) => return Err(backend(e)),
+                }
+            }
+        })
+        .await
+    }
+
+    async fn touch(&self, key: &SessionKey, expires_at: Timestamp) -> Result<bool> {
+        Error::within(BACKEND, "touch", self.deadlines.operation, async {
+            let result = self
+                .collection
+                .update_one(
+                    live(key, now()),
+                    doc! { "$set": { EXPIRES_AT: DateTime::from_millis(expires_at.as_millis()) } },
+                )
+                .await
+                .map_err(backend)?;
+            if result.matched_count == 0 {
+                // Absent or expired, unless it is not a session at all.
+                self.check_stored(key).await?;
+            }
+            Ok(result.matched_count == 1)
+        })
+        .await
+    }
+
+    async fn destroy(&self, key: &SessionKey) -> Result<()> {
+        Error::within(BACKEND, "destroy", self.deadlines.operation, async {
             self.collection
                 .delete_one(doc! { ID: key.as_str() })
                 .await
                 .map_err(backend)?;
-            return Ok(());
-        }
-        let document = Self::document(key, record)?;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self
-                .collection
-                .replace_one(doc! { ID: key.as_str() }, &document)
-                .upsert(true)
-                .await
-            {
-                Ok(_) => return Ok(()),
-                // Two upserts of a new key raced and this one lost the insert:
-                // the document exists now, so the next attempt replaces it.
-                Err(e) if is_duplicate_key(&e) && attempt < SAVE_ATTEMPTS => {}
-                Err(e) => return Err(backend(e)),
-            }
-        }
-    }
-
-    async fn touch(&self, key: &SessionKey, expires_at: Timestamp) -> Result<bool> {
-        let result = self
-            .collection
-            .update_one(
-                live(key, now()),
-                doc! { "$set": { EXPIRES_AT: DateTime::from_millis(expires_at.as_millis()) } },
-            )
-            .await
-            .map_err(backend)?;
-        Ok(result.matched_count == 1)
-    }
-
-    async fn destroy(&self, key: &SessionKey) -> Result<()> {
-        self.collection
-            .delete_one(doc! { ID: key.as_str() })
-            .await
-            .map_err(backend)?;
-        Ok(())
+            Ok(())
+        })
+        .await
     }
 
     async fn clear(&self) -> Result<()> {
-        self.collection
-            .delete_many(doc! {})
-            .await
-            .map_err(backend)?;
-        Ok(())
+        Error::within(BACKEND, "clear", self.deadlines.bulk, async {
+            self.collection
+                .delete_many(doc! {})
+                .await
+                .map_err(backend)?;
+            Ok(())
+        })
+        .await
     }
 
     async fn len(&self) -> Result<u64> {
-        self.collection
-            .count_documents(doc! { EXPIRES_AT: { "$gt": now() } })
-            .await
-            .map_err(backend)
+        Error::within(BACKEND, "len", self.deadlines.bulk, async {
+            self.collection
+                .count_documents(doc! { EXPIRES_AT: { "$gt": now() } })
+                .await
+                .map_err(backend)
+        })
+        .await
     }
 
     async fn all(&self) -> Result<Vec<(SessionKey, Record)>> {
-        let mut cursor = self
-            .collection
-            .find(doc! { EXPIRES_AT: { "$gt": now() } })
-            .await
-            .map_err(backend)?;
-        let mut out = Vec::new();
-        while cursor.advance().await.map_err(backend)? {
-            let doc: Document = cursor.deserialize_current().map_err(backend)?;
-            out.push(decode(&doc)?);
-        }
-        Ok(out)
+        Error::within(BACKEND, "all", self.deadlines.bulk, async {
+            let mut cursor = self
+                .collection
+                .find(doc! { EXPIRES_AT: { "$gt": now() } })
+                .await
+                .map_err(backend)?;
+            let mut out = Vec::new();
+            while cursor.advance().await.map_err(backend)? {
+                let doc: Document = cursor.deserialize_current().map_err(backend)?;
+                out.push(decode(&doc)?);
+            }
+            Ok(out)
+        })
+        .await
     }
 
     async fn delete_expired(&self) -> Result<u64> {
-        // Uses the TTL index on `expires_at`: the cost follows the number of
-        // expired documents.
-        let result = self
-            .collection
-            .delete_many(doc! { EXPIRES_AT: { "$lte": now() } })
-            .await
-            .map_err(backend)?;
-        Ok(result.deleted_count)
+        Error::within(BACKEND, "delete_expired", self.deadlines.bulk, async {
+            // Uses the TTL index on `expires_at`: the cost follows the number of
+            // expired documents.
+            let result = self
+                .collection
+                .delete_many(doc! { EXPIRES_AT: { "$lte": now() } })
+                .await
+                .map_err(backend)?;
+            Ok(result.deleted_count)
+        })
+        .await
     }
 }
 

@@ -143,6 +143,52 @@ async fn garbage_written_directly_is_a_decode_error_naming_the_key() {
     store.clear().await.unwrap();
 }
 
+/// A document whose expiry is not a date used to be hidden from `load` (its
+/// filter on `expires_at` never matched) yet block `create` as a collision
+/// forever. Now every method that meets it names the key.
+#[tokio::test]
+async fn an_expiry_that_is_not_a_date_is_a_decode_error_from_every_method() {
+    if skip().is_some() {
+        return;
+    }
+    let store = open(&unique_namespace()).await;
+    let far = mongodb::bson::DateTime::from_millis(
+        session_core::Timestamp::now().as_millis() + 86_400_000,
+    );
+    for expiry in [
+        mongodb::bson::Bson::String("tomorrow".into()),
+        mongodb::bson::Bson::Int64(i64::MAX),
+        mongodb::bson::Bson::Null,
+    ] {
+        let key = SessionId::generate().unwrap().key();
+        store
+            .collection()
+            .insert_one(doc! {
+                "_id": key.as_str(), "data": "{}", "created_at": far,
+                "expires_at": expiry.clone(), "version": 1_i64,
+            })
+            .await
+            .unwrap();
+        let fresh = Record::new(data(), Duration::from_secs(60));
+        assert_decode_error(store.load(&key).await, &key);
+        assert_decode_error(store.create(&key, &fresh).await, &key);
+        assert_decode_error(store.update(&key, &fresh, 1).await, &key);
+        assert_decode_error(store.touch(&key, fresh.expires_at).await, &key);
+        // What the store reports is what is there: nothing was overwritten.
+        let raw = store
+            .collection()
+            .find_one(doc! { "_id": key.as_str() })
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(raw.get("expires_at"), Some(&expiry), "{expiry:?}");
+        // `save` overwrites whatever is there, as it does for any key.
+        store.save(&key, &fresh).await.unwrap();
+        assert_eq!(store.load(&key).await.unwrap(), Some(fresh));
+    }
+    store.collection().drop().await.unwrap();
+}
+
 #[tokio::test]
 async fn configuration_errors_are_reported_when_building() {
     for (db, coll) in [
@@ -208,4 +254,101 @@ async fn versions_wrap_from_u64_max_to_zero() {
     let outcome = store.update(&key, &record, u64::MAX).await.unwrap();
     assert_eq!(outcome, session_core::UpdateOutcome::Updated);
     assert_eq!(store.load(&key).await.unwrap().unwrap().version, 0);
+}
+
+#[tokio::test]
+async fn writes_wait_for_the_journal_unless_told_otherwise() {
+    use mongodb::options::{Acknowledgment, WriteConcern};
+    if skip().is_some() {
+        return;
+    }
+    let store = open(&unique_namespace()).await;
+    assert_eq!(
+        store.collection().write_concern(),
+        Some(&session_store_mongo::durable_write_concern())
+    );
+    assert_eq!(
+        session_store_mongo::durable_write_concern().journal,
+        Some(true)
+    );
+    // A write concern in the URL is the user's choice and is kept.
+    let url = MONGO.url();
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let fast = MongoStore::builder()
+        .with_database(DATABASE)
+        .with_namespace(unique_namespace())
+        .connect(&format!("{url}{sep}w=1"))
+        .await
+        .unwrap_or_else(|e| MONGO.unreachable(&url, &e));
+    let concern = fast
+        .collection()
+        .write_concern()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(concern.w, Some(Acknowledgment::Nodes(1)));
+    assert_eq!(concern.journal, None);
+    // So is one given to the builder.
+    let explicit = MongoStore::builder()
+        .with_database(DATABASE)
+        .with_namespace(unique_namespace())
+        .with_write_concern(WriteConcern::nodes(1))
+        .connect(&url)
+        .await
+        .unwrap_or_else(|e| MONGO.unreachable(&url, &e));
+    assert_eq!(
+        explicit.collection().write_concern(),
+        Some(&WriteConcern::nodes(1))
+    );
+    // Another namespace keeps the store's concern.
+    let other = store.open_namespace(&unique_namespace()).await.unwrap();
+    assert_eq!(
+        other.collection().write_concern(),
+        Some(&session_store_mongo::durable_write_concern())
+    );
+    // And the server accepts journaled writes.
+    let key = SessionId::generate().unwrap().key();
+    store
+        .save(&key, &Record::new(data(), Duration::from_secs(60)))
+        .await
+        .unwrap();
+    for s in [store, fast, explicit, other] {
+        s.collection().drop().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_stalled_server_is_a_timeout_at_the_operation_deadline_and_the_store_recovers() {
+    if skip().is_some() {
+        return;
+    }
+    let url = MONGO.url();
+    let host = url
+        .trim_start_matches("mongodb://")
+        .split(['/', '?'])
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let upstream = tokio::net::lookup_host(host.as_str())
+        .await
+        .unwrap()
+        .next()
+        .unwrap();
+    let proxy = session_conformance::fault::StallProxy::start(upstream)
+        .await
+        .unwrap();
+    let deadline = Duration::from_millis(700);
+    let proxied = url.replacen(&host, &proxy.addr().to_string(), 1);
+    let store = MongoStore::builder()
+        .with_database(DATABASE)
+        .with_namespace(unique_namespace())
+        .with_operation_timeout(deadline)
+        .with_bulk_timeout(deadline)
+        .connect(&proxied)
+        .await
+        .unwrap_or_else(|e| MONGO.unreachable(&proxied, &e));
+    assert_eq!(store.operation_timeout(), deadline);
+    // Server selection alone would wait 10 s: the deadline ends each call.
+    session_conformance::fault::assert_deadline_bounds_a_stall(&store, &proxy, "mongodb", deadline)
+        .await;
+    store.collection().drop().await.unwrap();
 }

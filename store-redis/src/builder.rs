@@ -19,6 +19,10 @@ pub const DEFAULT_NAMESPACE: &str = "session";
 /// request.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long one store call may take, end to end, when none is configured:
+/// see [`RedisStoreBuilder::with_operation_timeout`].
+pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// How many keys one `SCAN` call asks for when none is configured.
 pub const DEFAULT_SCAN_COUNT: u32 = 500;
 
@@ -49,6 +53,7 @@ pub struct RedisStoreBuilder {
     connection_timeout: Duration,
     scan_count: u32,
     retries: Option<u32>,
+    operation_timeout: Duration,
 }
 
 impl Default for RedisStoreBuilder {
@@ -59,6 +64,7 @@ impl Default for RedisStoreBuilder {
             connection_timeout: DEFAULT_TIMEOUT,
             scan_count: DEFAULT_SCAN_COUNT,
             retries: None,
+            operation_timeout: DEFAULT_OPERATION_TIMEOUT,
         }
     }
 }
@@ -93,6 +99,20 @@ impl RedisStoreBuilder {
     /// [`DEFAULT_TIMEOUT`]). Applies to connections this builder opens.
     pub fn with_connection_timeout(mut self, timeout: Duration) -> Self {
         self.connection_timeout = timeout;
+        self
+    }
+
+    /// The operation deadline (default [`DEFAULT_OPERATION_TIMEOUT`]): how
+    /// long one call of the store may take **end to end**, reconnecting and
+    /// retrying included, before it fails with [`Error::Timeout`]. The
+    /// response and connection timeouts bound single steps; while the server
+    /// is down the driver reconnects with backoff for longer than either
+    /// (about 10 s by default), and this deadline is what a request waits at
+    /// most. `clear`, `len` and `all` bound each round trip (one `SCAN`
+    /// page, one batch of per-key commands) instead of the whole walk.
+    /// Building waits at most this long for the first connection too.
+    pub fn with_operation_timeout(mut self, timeout: Duration) -> Self {
+        self.operation_timeout = timeout;
         self
     }
 
@@ -136,10 +156,13 @@ impl RedisStoreBuilder {
         if let Some(retries) = self.retries {
             config = config.set_number_of_retries(usize::try_from(retries).unwrap_or(usize::MAX));
         }
-        let manager = client
-            .get_connection_manager_with_config(config)
-            .await
-            .map_err(|e| Error::backend(BACKEND, e))?;
+        let manager = Error::within(BACKEND, "connect", self.operation_timeout, async {
+            client
+                .get_connection_manager_with_config(config)
+                .await
+                .map_err(|e| Error::backend(BACKEND, e))
+        })
+        .await?;
         Ok(self.into_store(RedisConnection::Manager(manager), target))
     }
 
@@ -183,10 +206,13 @@ impl RedisStoreBuilder {
                 format!("invalid Redis Cluster settings ({:?})", e.kind()),
             )
         })?;
-        let conn = client
-            .get_async_connection()
-            .await
-            .map_err(|e| Error::backend(BACKEND, e))?;
+        let conn = Error::within(BACKEND, "connect", self.operation_timeout, async {
+            client
+                .get_async_connection()
+                .await
+                .map_err(|e| Error::backend(BACKEND, e))
+        })
+        .await?;
         Ok(self.into_store(RedisConnection::Cluster(conn), target))
     }
 
@@ -216,14 +242,23 @@ impl RedisStoreBuilder {
         if self.scan_count == 0 {
             return Err(Error::config(BACKEND, "scan_count must be at least 1"));
         }
-        if self.response_timeout.is_zero() || self.connection_timeout.is_zero() {
+        if self.response_timeout.is_zero()
+            || self.connection_timeout.is_zero()
+            || self.operation_timeout.is_zero()
+        {
             return Err(Error::config(BACKEND, "timeouts must be longer than zero"));
         }
         Ok(())
     }
 
     fn into_store(self, conn: RedisConnection, target: String) -> RedisStore {
-        RedisStore::from_parts(conn, self.prefix, target, self.scan_count)
+        RedisStore::from_parts(
+            conn,
+            self.prefix,
+            target,
+            self.scan_count,
+            self.operation_timeout,
+        )
     }
 }
 

@@ -8,7 +8,8 @@ mod scripts;
 mod store;
 
 pub use crate::builder::{
-    DEFAULT_NAMESPACE, DEFAULT_SCAN_COUNT, DEFAULT_TIMEOUT, RedisStoreBuilder,
+    DEFAULT_NAMESPACE, DEFAULT_OPERATION_TIMEOUT, DEFAULT_SCAN_COUNT, DEFAULT_TIMEOUT,
+    RedisStoreBuilder,
 };
 pub use crate::connection::RedisConnection;
 pub use crate::store::RedisStore;

@@ -2,7 +2,9 @@
 
 use std::collections::HashSet;
 use std::fmt;
+use std::future::Future;
 use std::io::Write as _;
+use std::time::Duration;
 
 use redis::{
     Cmd, ErrorKind, RedisError, RedisResult, RedisWrite as _, Script, ServerErrorKind, Value,
@@ -11,7 +13,7 @@ use session_core::{
     Error, Record, Result, SessionKey, SessionStore, Timestamp, UpdateOutcome, async_trait,
 };
 
-use crate::builder::DEFAULT_SCAN_COUNT;
+use crate::builder::{DEFAULT_OPERATION_TIMEOUT, DEFAULT_SCAN_COUNT};
 use crate::scan::Scan;
 use crate::{BACKEND, RedisConnection, RedisStoreBuilder, format, scripts};
 
@@ -31,6 +33,7 @@ pub struct RedisStore {
     prefix: String,
     target: String,
     pub(crate) scan_count: u32,
+    deadline: Duration,
 }
 
 impl fmt::Debug for RedisStore {
@@ -40,6 +43,7 @@ impl fmt::Debug for RedisStore {
             .field("target", &self.target)
             .field("prefix", &self.prefix)
             .field("scan_count", &self.scan_count)
+            .field("operation_timeout", &self.deadline)
             .finish_non_exhaustive()
     }
 }
@@ -89,6 +93,7 @@ impl RedisStore {
             crate::DEFAULT_NAMESPACE.to_owned(),
             target.to_owned(),
             DEFAULT_SCAN_COUNT,
+            DEFAULT_OPERATION_TIMEOUT,
         )
     }
 
@@ -97,13 +102,34 @@ impl RedisStore {
         prefix: String,
         target: String,
         scan_count: u32,
+        deadline: Duration,
     ) -> Self {
         Self {
             conn,
             prefix,
             target,
             scan_count,
+            deadline,
         }
+    }
+
+    /// How long one call may take, end to end (reconnecting included),
+    /// before it fails with [`Error::Timeout`]; see
+    /// [`RedisStoreBuilder::with_operation_timeout`].
+    #[must_use]
+    pub fn operation_timeout(&self) -> Duration {
+        self.deadline
+    }
+
+    /// `future` bounded by the operation deadline. Bulk methods (`clear`,
+    /// `len`, `all`) bound each round trip instead, so a namespace of
+    /// millions of keys can still be walked.
+    async fn bounded<T>(
+        &self,
+        operation: &'static str,
+        future: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        Error::within(BACKEND, operation, self.deadline, future).await
     }
 
     /// The namespace (the key prefix).
@@ -276,16 +302,19 @@ fn keyed(key: &SessionKey, e: RedisError) -> Error {
 #[async_trait]
 impl SessionStore for RedisStore {
     async fn load(&self, key: &SessionKey) -> Result<Option<Record>> {
-        let answer = self
-            .key_cmd("GET", key, 0, 0)
-            .query_async(&mut self.conn())
-            .await;
-        Self::decode_get(key, answer)
+        self.bounded("load", async {
+            let answer = self
+                .key_cmd("GET", key, 0, 0)
+                .query_async(&mut self.conn())
+                .await;
+            Self::decode_get(key, answer)
+        })
+        .await
     }
 
     async fn create(&self, key: &SessionKey, record: &Record) -> Result<bool> {
         // NX: an expired key does not exist for Redis, so it never collides.
-        self.set(key, record, true).await
+        self.bounded("create", self.set(key, record, true)).await
     }
 
     async fn update(
@@ -306,7 +335,10 @@ impl SessionStore for RedisStore {
         cmd.arg(&format::version_prefix(expected_version)[..]);
         format::write_value(&mut cmd.writer_for_next_arg(), next, record)?;
         cmd.arg(px_at(record.expires_at));
-        match self.run_script(&scripts::UPDATE, &cmd, key).await? {
+        let reply = self
+            .bounded("update", self.run_script(&scripts::UPDATE, &cmd, key))
+            .await?;
+        match reply {
             1 => Ok(UpdateOutcome::Updated),
             0 => Ok(UpdateOutcome::Missing),
             2 => Ok(UpdateOutcome::Conflict),
@@ -315,7 +347,7 @@ impl SessionStore for RedisStore {
     }
 
     async fn save(&self, key: &SessionKey, record: &Record) -> Result<()> {
-        self.set(key, record, false).await?;
+        self.bounded("save", self.set(key, record, false)).await?;
         Ok(())
     }
 
@@ -323,26 +355,35 @@ impl SessionStore for RedisStore {
         let mut cmd = self.script_cmd(&scripts::TOUCH, key, 2, 20 + 20);
         cmd.arg(px_at(expires_at))
             .arg(&format::expires_field(expires_at)[..]);
-        Ok(self.run_script(&scripts::TOUCH, &cmd, key).await? == 1)
+        let reply = self
+            .bounded("touch", self.run_script(&scripts::TOUCH, &cmd, key))
+            .await?;
+        Ok(reply == 1)
     }
 
     async fn destroy(&self, key: &SessionKey) -> Result<()> {
-        let _: i64 = self
-            .key_cmd("UNLINK", key, 0, 0)
-            .query_async(&mut self.conn())
-            .await
-            .map_err(backend)?;
-        Ok(())
+        self.bounded("destroy", async {
+            let _: i64 = self
+                .key_cmd("UNLINK", key, 0, 0)
+                .query_async(&mut self.conn())
+                .await
+                .map_err(backend)?;
+            Ok(())
+        })
+        .await
     }
 
     async fn clear(&self) -> Result<()> {
-        let mut scan = Scan::start(self).await?;
-        while let Some(keys) = scan.next_page(self).await? {
+        let mut scan = self.bounded("clear", Scan::start(self)).await?;
+        while let Some(keys) = self.bounded("clear", scan.next_page(self)).await? {
             let cmds = keys
                 .iter()
                 .map(|k| self.key_cmd("UNLINK", k, 0, 0))
                 .collect();
-            for answer in crate::scan::per_key(self, cmds).await? {
+            for answer in self
+                .bounded("clear", crate::scan::per_key(self, cmds))
+                .await?
+            {
                 answer.map_err(backend)?;
             }
         }
@@ -353,8 +394,8 @@ impl SessionStore for RedisStore {
         // SCAN never returns a key whose TTL has passed (Redis checks the
         // expiry of every key it returns), and may return a key twice.
         let mut seen = HashSet::new();
-        let mut scan = Scan::start(self).await?;
-        while let Some(keys) = scan.next_page(self).await? {
+        let mut scan = self.bounded("len", Scan::start(self)).await?;
+        while let Some(keys) = self.bounded("len", scan.next_page(self)).await? {
             seen.extend(keys);
         }
         Ok(seen.len() as u64)
@@ -363,11 +404,13 @@ impl SessionStore for RedisStore {
     async fn all(&self) -> Result<Vec<(SessionKey, Record)>> {
         let mut seen = HashSet::new();
         let mut out = Vec::new();
-        let mut scan = Scan::start(self).await?;
-        while let Some(keys) = scan.next_page(self).await? {
+        let mut scan = self.bounded("all", Scan::start(self)).await?;
+        while let Some(keys) = self.bounded("all", scan.next_page(self)).await? {
             let fresh: Vec<SessionKey> = keys.into_iter().filter(|k| seen.insert(*k)).collect();
             let gets = fresh.iter().map(|k| self.key_cmd("GET", k, 0, 0)).collect();
-            let answers = crate::scan::per_key(self, gets).await?;
+            let answers = self
+                .bounded("all", crate::scan::per_key(self, gets))
+                .await?;
             for (key, answer) in fresh.iter().zip(answers) {
                 // A key that expired or was destroyed since the SCAN reads
                 // back empty and is skipped.

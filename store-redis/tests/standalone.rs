@@ -333,3 +333,86 @@ async fn touch_into_the_past_leaves_no_key_behind() {
     assert!(!store.touch(&key, past).await.unwrap());
     assert_eq!(store.len().await.unwrap(), 0);
 }
+
+/// The address of the test server, for a proxy in front of it.
+#[allow(clippy::unwrap_used, reason = "test helper")]
+async fn server_addr() -> std::net::SocketAddr {
+    use redis::IntoConnectionInfo as _;
+    let info = redis_url().into_connection_info().unwrap();
+    let (host, port) = match info.addr() {
+        redis::ConnectionAddr::Tcp(host, port) => (host.clone(), *port),
+        other => unimplemented!("a proxy in front of {other:?}: SESSION_REDIS_URL must be TCP"),
+    };
+    tokio::net::lookup_host((host.as_str(), port))
+        .await
+        .unwrap()
+        .next()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_stalled_server_is_a_timeout_at_the_operation_deadline_and_the_store_recovers() {
+    if skip_standalone().is_some() {
+        return;
+    }
+    let proxy = session_conformance::fault::StallProxy::start(server_addr().await)
+        .await
+        .unwrap();
+    let deadline = Duration::from_millis(500);
+    let url = format!("redis://{}/", proxy.addr());
+    let store = RedisStore::builder()
+        .with_namespace(format!("stall:{}", session_conformance::unique_namespace()))
+        .with_operation_timeout(deadline)
+        .connect(&url)
+        .await
+        .unwrap_or_else(|e| session_conformance::env::REDIS.unreachable(&url, &e));
+    assert_eq!(store.operation_timeout(), deadline);
+    // The response timeout (5 s by default) is ten times the deadline: the
+    // deadline is what ends each call on the stalled server.
+    session_conformance::fault::assert_deadline_bounds_a_stall(&store, &proxy, "redis", deadline)
+        .await;
+    store.clear().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_server_gone_for_good_fails_each_call_by_the_deadline_not_the_reconnect_budget() {
+    if skip_standalone().is_some() {
+        return;
+    }
+    let proxy = session_conformance::fault::StallProxy::start(server_addr().await)
+        .await
+        .unwrap();
+    let deadline = Duration::from_millis(800);
+    let url = format!("redis://{}/", proxy.addr());
+    let store = RedisStore::builder()
+        .with_namespace(format!("gone:{}", session_conformance::unique_namespace()))
+        .with_operation_timeout(deadline)
+        .connect(&url)
+        .await
+        .unwrap_or_else(|e| session_conformance::env::REDIS.unreachable(&url, &e));
+    let key = SessionId::generate().unwrap().key();
+    assert_eq!(store.load(&key).await.unwrap(), None);
+    // Closing the proxy closes the connection and refuses new ones: the
+    // driver reconnects with backoff (about 10 s by default).
+    drop(proxy);
+    let mut timeouts = 0;
+    for _ in 0..3 {
+        let started = tokio::time::Instant::now();
+        let load = store.load(&key).await;
+        let waited = started.elapsed();
+        assert!(
+            matches!(load, Err(Error::Timeout { .. } | Error::Backend { .. })),
+            "{load:?}"
+        );
+        // A bound, not a speed figure: without the deadline each call
+        // waited for the whole reconnect budget (~9.5 s).
+        assert!(
+            waited < deadline + Duration::from_secs(3),
+            "a call waited {waited:?} with a deadline of {deadline:?}"
+        );
+        timeouts += usize::from(matches!(load, Err(Error::Timeout { .. })));
+    }
+    // The first call may fail at once on the broken connection; the next
+    // ones wait for the reconnect, and the deadline is what ends them.
+    assert!(timeouts >= 2, "{timeouts} of 3 calls ended at the deadline");
+}

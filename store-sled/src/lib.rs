@@ -2,6 +2,7 @@
 
 mod builder;
 mod codec;
+mod flush;
 mod index;
 mod store;
 

@@ -10,6 +10,7 @@ use sled::{IVec, Tree};
 
 use crate::SledStoreBuilder;
 use crate::codec::{self, Header};
+use crate::flush::GroupFlush;
 use crate::{BACKEND, backend};
 
 /// A [`SessionStore`] on one namespace (two trees) of a [`sled::Db`].
@@ -28,6 +29,7 @@ pub struct SledStore {
     pub(crate) expiry: Tree,
     namespace: Arc<str>,
     sync_writes: bool,
+    flusher: Arc<GroupFlush>,
 }
 
 impl std::fmt::Debug for SledStore {
@@ -127,6 +129,7 @@ impl SledStore {
             expiry,
             namespace: namespace.into(),
             sync_writes: false,
+            flusher: GroupFlush::new(db.clone()),
         })
     }
 
@@ -140,7 +143,12 @@ impl SledStore {
         reason = "every store's open_namespace is async; sled opens trees without waiting"
     )]
     pub async fn open_namespace(&self, namespace: &str) -> Result<Self> {
-        Ok(Self::new(&self.db, namespace)?.with_sync_writes(self.sync_writes))
+        let store = Self::new(&self.db, namespace)?.with_sync_writes(self.sync_writes);
+        // One flusher per database: namespaces share its group commits.
+        Ok(Self {
+            flusher: Arc::clone(&self.flusher),
+            ..store
+        })
     }
 
     /// Flush after every write before returning (see
@@ -151,15 +159,20 @@ impl SledStore {
         self
     }
 
-    /// Write and fsync everything written so far, on sled's thread pool.
-    /// Returns the number of bytes flushed. After it returns, every earlier
-    /// write survives a crash.
+    /// Write and fsync everything written so far. Returns the number of
+    /// bytes written by the flush that covered this call. After it returns,
+    /// every earlier write survives a crash.
+    ///
+    /// Callers waiting at the same time share one flush (a group commit), run
+    /// as a blocking `Db::flush` on tokio's blocking pool: sled's own
+    /// `flush_async` deadlocked its thread pool with seven or more concurrent
+    /// callers.
     ///
     /// # Errors
     ///
     /// [`Error::Backend`] if the disk write fails.
     pub async fn flush(&self) -> Result<usize> {
-        self.db.flush_async().await.map_err(backend)
+        self.flusher.flush().await
     }
 
     /// The namespace this store works on.

@@ -395,3 +395,65 @@ async fn debug_never_prints_session_data() {
     assert!(!printed.contains("ada"), "{printed}");
     assert!(printed.contains("sessions"), "{printed}");
 }
+
+/// 64 writers with `with_sync_writes(true)`, each saving and updating its
+/// own sessions: every write completes and is on disk when it returns, and
+/// the database then closes. With sled's `flush_async` behind every write,
+/// seven or more concurrent writers stopped completing for good (0 writes
+/// in a minute) and dropping the store hung too; the bound below turns such
+/// a hang into a failure instead of a stuck test run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[allow(clippy::expect_used, reason = "a hang is the failure named")]
+async fn sixty_four_synced_writers_all_complete_and_reach_the_disk() {
+    const WRITERS: usize = 64;
+    const WRITES: usize = 20;
+    let dir = TempDir::new();
+    let store = SledStore::builder(&dir.path)
+        .with_sync_writes(true)
+        .build()
+        .await
+        .unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for writer in 0..WRITERS {
+        let store = store.clone();
+        tasks.spawn(async move {
+            let mut keys = Vec::new();
+            for n in 0..WRITES {
+                let k = key();
+                let r = live(object(json!({ "writer": writer, "n": n })), TTL);
+                assert!(store.create(&k, &r).await.unwrap());
+                assert_eq!(
+                    store.update(&k, &r, 0).await.unwrap(),
+                    UpdateOutcome::Updated
+                );
+                keys.push(k);
+            }
+            keys
+        });
+    }
+    let all = tokio::time::timeout(Duration::from_secs(120), async {
+        let mut all = Vec::new();
+        while let Some(keys) = tasks.join_next().await {
+            all.extend(keys.unwrap());
+        }
+        all
+    })
+    .await
+    .expect("synced writers stopped completing (sled flush deadlock)");
+    assert_eq!(all.len(), WRITERS * WRITES);
+    // Every acknowledged write is on disk: the database, opened again after
+    // the store is gone, has each record at version 1.
+    let path = dir.path.clone();
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::task::spawn_blocking(move || drop(store)),
+    )
+    .await
+    .expect("closing the database hung")
+    .unwrap();
+    let reopened = SledStore::builder(&path).build().await.unwrap();
+    assert_eq!(reopened.len().await.unwrap(), (WRITERS * WRITES) as u64);
+    for k in &all {
+        assert_eq!(reopened.load(k).await.unwrap().unwrap().version, 1);
+    }
+}

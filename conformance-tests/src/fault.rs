@@ -1,0 +1,240 @@
+//! Fault injection for server stores' own tests: a loopback TCP proxy in
+//! front of a real server that can be made to **stall** (accept and read,
+//! but pass nothing on, as a server stopped with `SIGSTOP` or behind a dead
+//! network path does) and to resume.
+//!
+//! A store's operation deadline is tested through it: build the store on
+//! the proxy's address, stall, check that a call fails with
+//! [`Error::Timeout`](session_core::Error::Timeout) instead of waiting, resume,
+//! check that the same store works again.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> std::io::Result<()> {
+//! use session_conformance::fault::StallProxy;
+//! use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+//!
+//! // An echo server standing in for a database.
+//! let server = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let upstream = server.local_addr()?;
+//! tokio::spawn(async move {
+//!     while let Ok((mut conn, _)) = server.accept().await {
+//!         tokio::spawn(async move {
+//!             let (mut r, mut w) = conn.split();
+//!             let _ = tokio::io::copy(&mut r, &mut w).await;
+//!         });
+//!     }
+//! });
+//!
+//! let proxy = StallProxy::start(upstream).await?;
+//! let mut client = tokio::net::TcpStream::connect(proxy.addr()).await?;
+//! client.write_all(b"ping").await?;
+//! let mut answer = [0; 4];
+//! client.read_exact(&mut answer).await?;
+//! assert_eq!(&answer, b"ping");
+//!
+//! proxy.stall();
+//! client.write_all(b"late").await?;
+//! let waited = tokio::time::timeout(
+//!     std::time::Duration::from_millis(200),
+//!     client.read_exact(&mut answer),
+//! )
+//! .await;
+//! assert!(waited.is_err(), "a stalled proxy passes nothing on");
+//!
+//! proxy.resume();
+//! client.read_exact(&mut answer).await?;
+//! assert_eq!(&answer, b"late");
+//! # Ok(()) }
+//! ```
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use session_core::{Error, Record, SessionId, SessionStore};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+/// A TCP proxy on `127.0.0.1` in front of one upstream address; see the
+/// [module](self). Dropping it closes the listener and every connection.
+#[derive(Debug)]
+pub struct StallProxy {
+    addr: SocketAddr,
+    stalled: watch::Sender<bool>,
+    acceptor: tokio::task::JoinHandle<()>,
+}
+
+impl StallProxy {
+    /// Listen on a free loopback port and forward every connection to
+    /// `upstream`. Must be called inside a tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// If no loopback port can be bound.
+    pub async fn start(upstream: SocketAddr) -> io::Result<Self> {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+        let addr = listener.local_addr()?;
+        let (stalled, watcher) = watch::channel(false);
+        let acceptor = tokio::spawn(accept(listener, upstream, watcher));
+        Ok(Self {
+            addr,
+            stalled,
+            acceptor,
+        })
+    }
+
+    /// The address to give the store instead of the server's.
+    #[must_use]
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stop passing bytes on, in both directions, on every connection (new
+    /// ones are accepted and held too). Nothing is closed: a client sees a
+    /// server that has stopped answering.
+    pub fn stall(&self) {
+        self.stalled.send_replace(true);
+    }
+
+    /// Pass bytes on again, including what arrived while stalled.
+    pub fn resume(&self) {
+        self.stalled.send_replace(false);
+    }
+}
+
+impl Drop for StallProxy {
+    fn drop(&mut self) {
+        // The acceptor owns the connections' tasks: aborting it drops them.
+        self.acceptor.abort();
+    }
+}
+
+async fn accept(listener: TcpListener, upstream: SocketAddr, stalled: watch::Receiver<bool>) {
+    let mut connections = JoinSet::new();
+    loop {
+        let Ok((client, _)) = listener.accept().await else {
+            // Out of descriptors, say: wait rather than spin.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        let stalled = stalled.clone();
+        connections.spawn(async move {
+            let Ok(server) = TcpStream::connect(upstream).await else {
+                return;
+            };
+            let (client_read, client_write) = client.into_split();
+            let (server_read, server_write) = server.into_split();
+            let up = forward(client_read, server_write, stalled.clone());
+            let down = forward(server_read, client_write, stalled);
+            // One side closing ends the connection, as a plain proxy does.
+            tokio::select! {
+                () = up => {}
+                () = down => {}
+            }
+        });
+        // Reap finished connections so a long test does not accumulate them.
+        while connections.try_join_next().is_some() {}
+    }
+}
+
+async fn forward(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut stalled: watch::Receiver<bool>,
+) {
+    let mut buf = vec![0; 16 * 1024];
+    loop {
+        if stalled.wait_for(|s| !*s).await.is_err() {
+            return;
+        }
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        // Bytes read just before a stall are held until it ends.
+        if stalled.wait_for(|s| !*s).await.is_err() {
+            return;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The operation deadline, end to end, on a `store` built on `proxy`'s
+/// address with an operation deadline of `deadline` (and its bulk calls
+/// bounded by it too): a session saved; the proxy stalls; `load`, `update`,
+/// `touch` and `len` each fail with [`Error::Timeout`] naming `backend` and
+/// the call; the proxy resumes; the same store loads the session again
+/// (within 40 deadlines: a driver may have marked the server down while it
+/// stalled and needs a moment to find it again), as saved or as the
+/// timed-out update left it: a deadline ends the wait, it cannot recall a
+/// request already sent. Panics with a message on the first difference.
+///
+/// # Panics
+///
+/// When the store does not behave so: this is a test helper.
+pub async fn assert_deadline_bounds_a_stall<S: SessionStore + ?Sized>(
+    store: &S,
+    proxy: &StallProxy,
+    backend: &str,
+    deadline: Duration,
+) {
+    let key = SessionId::generate()
+        .unwrap_or_else(|e| panic!("no random source: {e}"))
+        .key();
+    let mut data = session_core::Data::new();
+    data.insert("user".into(), "ada".into());
+    let record = Record::new(data, Duration::from_secs(600));
+    if let Err(e) = store.save(&key, &record).await {
+        panic!("save through the proxy before the stall: {e}");
+    }
+
+    proxy.stall();
+    let timed_out = |what: &str, result: Result<(), Error>| match result {
+        Err(Error::Timeout {
+            backend: b,
+            operation,
+            after,
+        }) if b == backend && operation == what && after == deadline => {}
+        other => panic!(
+            "{what} on a stalled server: expected Error::Timeout {{ backend: {backend:?}, \
+             operation: {what:?}, after: {deadline:?} }}, got {other:?}"
+        ),
+    };
+    timed_out("load", store.load(&key).await.map(drop));
+    timed_out("update", store.update(&key, &record, 0).await.map(drop));
+    timed_out(
+        "touch",
+        store.touch(&key, record.expires_at).await.map(drop),
+    );
+    timed_out("len", store.len().await.map(drop));
+
+    proxy.resume();
+    let mut last = None;
+    for _ in 0..40 {
+        match store.load(&key).await {
+            Ok(found) => {
+                // A call that timed out may still be applied: its request
+                // can reach the server after the caller stopped waiting (the
+                // proxy passes on what it held). The update is the only
+                // write above, so the session is as saved or as updated.
+                let updated = record.clone().with_version(1);
+                assert!(
+                    found == Some(record.clone()) || found == Some(updated),
+                    "the session after the stall: {found:?}"
+                );
+                if let Err(e) = store.destroy(&key).await {
+                    panic!("destroy after the stall: {e}");
+                }
+                return;
+            }
+            Err(e @ (Error::Timeout { .. } | Error::Backend { .. })) => last = Some(e),
+            Err(e) => panic!("load after the stall: {e:?}"),
+        }
+    }
+    panic!("the store did not recover within 40 deadlines after the stall ended: {last:?}");
+}
