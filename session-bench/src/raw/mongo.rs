@@ -119,10 +119,15 @@ pub(crate) async fn open_pair(env: &Env, namespace: &str) -> Result<Opened> {
         .build(client.clone())
         .await
         .map_err(|e| unreachable(&e))?;
+    // The raw side writes with the store's write concern ({ j: true } unless
+    // the URL sets one, e.g. `?w=1` to measure the faster, weaker setting).
+    let options = mongodb::options::CollectionOptions::builder()
+        .write_concern(store.collection().write_concern().cloned())
+        .build();
     let raw = RawMongo {
         collection: client
             .database(DEFAULT_DATABASE)
-            .collection(&format!("{namespace}_raw")),
+            .collection_with_options(&format!("{namespace}_raw"), options),
     };
     let store: Arc<dyn SessionStore> = Arc::new(store);
     Ok(opened(store, Arc::new(raw), Vec::new()))
