@@ -74,7 +74,7 @@ enum Command {
     reason = "command-line flags are booleans"
 )]
 struct RunArgs {
-    /// Backends to run, comma-separated: memory, sqlite, sled, redis,
+    /// Backends to run, comma-separated: memory, sqlite, sled, file, redis,
     /// redis-cluster, mongo. Default: every backend compiled into this
     /// binary (see the crate's features).
     #[arg(long, value_enum, value_delimiter = ',')]

@@ -85,11 +85,12 @@ impl FileStoreBuilder {
     }
 
     /// The width of the expiry index's time buckets, in whole
-    /// milliseconds, from 1 ms to one day. `delete_expired` reaps a record
-    /// once the bucket of its expiry has ended, so up to this long after
-    /// it expired (reads never see an expired record meanwhile). Coarser
-    /// buckets mean fewer index files. Processes sharing a directory may
-    /// use different widths. Default one second.
+    /// milliseconds, from 1 ms to one day. `delete_expired` reads the
+    /// index lines of the buckets that ended and of the one `now` falls
+    /// in: coarser buckets mean fewer index files and directories, and
+    /// more lines of the current bucket read again by each call.
+    /// Processes sharing a directory may use different widths. Default
+    /// one second.
     pub fn with_bucket(mut self, width: Duration) -> Self {
         self.bucket = width;
         self

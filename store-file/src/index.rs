@@ -10,7 +10,9 @@
 //! > at most the end of `x`'s own bucket.
 //!
 //! So once a bucket has ended, every record it could hold has expired, and
-//! `delete_expired` reads only ended buckets. A line is a hint, the file is
+//! `delete_expired` reads only ended buckets and the one `now` falls in
+//! (whose expired records it reaps and whose live ones stay listed). A
+//! line is a hint, the file is
 //! the truth: a listed key may have been destroyed (nothing to do), or
 //! postponed (its record is listed again in the bucket of its new expiry,
 //! then this line goes). Writers add a line only when a key has no record
@@ -90,16 +92,18 @@ impl Dir {
         Ok(())
     }
 
-    /// The bucket directories that ended by `now`, oldest first. Lists the
-    /// index directory (groups) and the groups that began by `now`.
+    /// The bucket directories that ended by `now` and the one `now` falls
+    /// in (for this store's width), oldest first. Lists the index directory
+    /// (groups) and the groups that began by then.
     pub(crate) fn due_buckets(&self, now: i64) -> Result<Vec<Bucket>> {
+        let horizon = now.saturating_add(self.bucket_ms);
         let mut due = Vec::new();
         for (group, group_path) in numbered_entries(&self.layout.expiry_dir())? {
-            if group.saturating_mul(GROUP_MS) > now {
+            if group.saturating_mul(GROUP_MS) > horizon {
                 continue;
             }
             for (end, path) in numbered_entries(&group_path)? {
-                if end <= now {
+                if end <= horizon {
                     due.push(Bucket { end, path });
                 }
             }
@@ -121,14 +125,22 @@ impl Dir {
         Ok(files)
     }
 
-    /// Reap one index file of an ended bucket: every listed key whose
-    /// record has expired by `now` loses its file; a listed key whose
-    /// record is live (postponed since) is listed again in its record's
-    /// bucket; then the index file goes. Returns how many records were
-    /// removed. Call with `shard` locked. A record whose file cannot be
-    /// decoded is left for `load` to report (and `destroy`, `save` or
-    /// `clear` to remove).
-    pub(crate) fn reap_index_file(&self, shard: usize, path: &Path, now: i64) -> Result<u64> {
+    /// Reap one index file of the bucket ending at `end`: every listed key
+    /// whose record has expired by `now` loses its file; a listed key whose
+    /// record is live stays listed here if its expiry is still inside this
+    /// bucket (the bucket `now` falls in), else it is listed again in its
+    /// record's bucket (postponed since); destroyed keys are dropped. The
+    /// index file is then removed, or replaced (temporary file and rename)
+    /// by the lines that stay. Returns how many records were removed. Call
+    /// with `shard` locked. A record whose file cannot be decoded is left
+    /// for `load` to report (and `destroy`, `save` or `clear` to remove).
+    pub(crate) fn reap_index_file(
+        &self,
+        shard: usize,
+        end: i64,
+        path: &Path,
+        now: i64,
+    ) -> Result<u64> {
         let text = match fs::read(path) {
             Ok(text) => text,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
@@ -140,17 +152,26 @@ impl Dir {
             .filter_map(|line| SessionKey::parse(line).ok())
             .filter(|key| crate::layout::shard_of(key) == shard)
             .collect();
+        let listed = text
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .count();
         keys.sort_unstable();
         keys.dedup();
         let mut removed = 0;
+        let mut kept = Vec::new();
         let mut relist: BTreeMap<i64, Vec<SessionKey>> = BTreeMap::new();
         for key in keys {
             match self.read_header(&key) {
                 Ok(None) | Err(session_core::Error::Decode { .. }) => {}
-                Ok(Some(header)) if header.is_live_at(now) => relist
-                    .entry(bucket_end(header.expires_at, self.bucket_ms))
-                    .or_default()
-                    .push(key),
+                Ok(Some(header)) if header.is_live_at(now) => {
+                    let own = bucket_end(header.expires_at, self.bucket_ms);
+                    if own <= end {
+                        kept.push(key);
+                    } else {
+                        relist.entry(own).or_default().push(key);
+                    }
+                }
                 Ok(Some(_)) => {
                     if remove_if_present(&self.layout.file(&key))? {
                         removed += 1;
@@ -165,8 +186,40 @@ impl Dir {
         if removed > 0 && self.sync {
             sync_dir(&self.layout.shard_dir(shard))?;
         }
-        remove_if_present(path)?;
+        let leftover = path.extension().is_some();
+        if kept.is_empty() {
+            remove_if_present(path)?;
+        } else if leftover {
+            self.append(end, shard, &kept)?;
+            remove_if_present(path)?;
+        } else if kept.len() != listed {
+            self.rewrite(path, &kept)?;
+        }
         Ok(removed)
+    }
+
+    /// Replace the index file at `path` by `keys`, atomically.
+    fn rewrite(&self, path: &Path, keys: &[SessionKey]) -> Result<()> {
+        let mut lines = Vec::with_capacity(keys.len() * 65);
+        for key in keys {
+            lines.extend_from_slice(key.as_str().as_bytes());
+            lines.push(b'\n');
+        }
+        let temp = path.with_extension("tmp");
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&temp)
+            .map_err(|e| io_error("create", &temp, e))?;
+        file.write_all(&lines)
+            .and_then(|()| if self.sync { file.sync_data() } else { Ok(()) })
+            .and_then(|()| fs::rename(&temp, path))
+            .map_err(|e| {
+                let _ = fs::remove_file(&temp);
+                io_error("rewrite", path, e)
+            })?;
+        self.sync_parent(path)
     }
 
     /// Remove the bucket directories and groups left empty, as far as
@@ -193,10 +246,13 @@ fn numbered_entries(dir: &Path) -> Result<Vec<(i64, PathBuf)>> {
     named_entries(dir, |name| name.parse::<i64>().ok())
 }
 
-/// The index files of a bucket directory, by shard.
+/// The index files of a bucket directory, by shard: `ab`, and `ab.tmp`
+/// left by a reaper that died while replacing `ab` (its lines are as good
+/// a hint as any).
 pub(crate) fn shard_files(dir: &Path) -> Result<Vec<(usize, PathBuf)>> {
     named_entries(dir, |name| {
-        parse_shard(name).filter(|&shard| shard_name(shard) == name)
+        let stem = name.strip_suffix(".tmp").unwrap_or(name);
+        parse_shard(stem).filter(|&shard| shard_name(shard) == stem)
     })
 }
 

@@ -195,7 +195,8 @@ impl Dir {
         Ok(())
     }
 
-    /// `delete_expired`: reap every ended bucket, then remove temporary
+    /// `delete_expired`: reap every ended bucket and the current one, then
+    /// remove temporary
     /// files left by writers that died before their rename. Takes each
     /// shard's lock in turn on this thread.
     pub(crate) fn delete_expired(&self, now: i64) -> Result<u64> {
@@ -204,10 +205,14 @@ impl Dir {
         for bucket in &due {
             for (shard, path) in crate::index::shard_files(&bucket.path)? {
                 let _lock = self.lock_shard(shard)?;
-                removed += self.reap_index_file(shard, &path, now)?;
+                removed += self.reap_index_file(shard, bucket.end, &path, now)?;
             }
         }
-        self.prune(due.into_iter().map(|bucket| bucket.path));
+        self.prune(
+            due.into_iter()
+                .filter(|bucket| bucket.end <= now)
+                .map(|bucket| bucket.path),
+        );
         self.remove_leftovers()?;
         Ok(removed)
     }

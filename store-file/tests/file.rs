@@ -293,3 +293,35 @@ async fn bad_settings_are_config_errors_at_build() {
     );
     assert!(!format!("{:?}", FileStore::open(root.path()).await.unwrap()).is_empty());
 }
+
+/// With buckets wider than the wait, an expired record sits in the bucket
+/// `now` falls in: `delete_expired` reaps it there too, and the live
+/// record listed beside it stays listed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coarse_buckets_reap_the_current_bucket_and_keep_its_live_lines() {
+    let root = temp();
+    let store = FileStore::builder(root.path())
+        .with_bucket(Duration::from_secs(3600))
+        .build()
+        .await
+        .unwrap();
+    let (short, longer) = (key(), key());
+    store
+        .save(&short, &live(sample(), Duration::from_millis(200)))
+        .await
+        .unwrap();
+    store
+        .save(&longer, &live(sample(), Duration::from_secs(5)))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(store.delete_expired().await.unwrap(), 1);
+    assert!(!store.path_of(&short).exists());
+    assert!(store.load(&longer).await.unwrap().is_some());
+    let index: String = files(&store.dir().join(".expiry"))
+        .iter()
+        .map(|p| std::fs::read_to_string(store.dir().join(".expiry").join(p)).unwrap())
+        .collect();
+    assert_eq!(index, format!("{longer}\n"), "the live record stays listed");
+    assert_eq!(store.delete_expired().await.unwrap(), 0);
+}
