@@ -325,3 +325,79 @@ async fn coarse_buckets_reap_the_current_bucket_and_keep_its_live_lines() {
     assert_eq!(index, format!("{longer}\n"), "the live record stays listed");
     assert_eq!(store.delete_expired().await.unwrap(), 0);
 }
+
+/// Writers of every kind (create, save, update, touch, destroy, with short
+/// expiries moved earlier and later) race reapers on a few keys: once
+/// everything has expired, one `delete_expired` leaves no session file
+/// behind. A writer that skipped an index line it needed, or a reaper that
+/// dropped a line whose record it had not dealt with, would leave a file no
+/// reap ever finds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_writers_and_reapers_leave_nothing_unreaped() {
+    let root = temp();
+    let store = FileStore::builder(root.path())
+        .with_bucket(Duration::from_millis(20))
+        .build()
+        .await
+        .unwrap();
+    let keys: Vec<SessionKey> = (0..12).map(|_| key()).collect();
+    let stop = Timestamp::now() + Duration::from_millis(1_500);
+    let mut tasks = Vec::new();
+    for t in 0..6u64 {
+        let (store, keys) = (store.clone(), keys.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut n = t;
+            while Timestamp::now() < stop {
+                n = n
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                let k = &keys[(n >> 33) as usize % keys.len()];
+                let ttl = Duration::from_millis((n >> 20) % 300);
+                let record = live(sample(), ttl);
+                match (n >> 40) % 5 {
+                    0 => _ = store.create(k, &record).await.unwrap(),
+                    1 => store.save(k, &record).await.unwrap(),
+                    2 => {
+                        if let Some(old) = store.load(k).await.unwrap() {
+                            let _ = store.update(k, &record, old.version).await.unwrap();
+                        }
+                    }
+                    3 => _ = store.touch(k, record.expires_at).await.unwrap(),
+                    _ => store.destroy(k).await.unwrap(),
+                }
+            }
+        }));
+    }
+    for _ in 0..2 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            while Timestamp::now() < stop {
+                store.delete_expired().await.unwrap();
+                tokio::time::sleep(Duration::from_millis(15)).await;
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    store.delete_expired().await.unwrap();
+    let left: Vec<_> = keys.iter().filter(|k| store.path_of(k).exists()).collect();
+    assert!(left.is_empty(), "unreaped files: {left:?}");
+    assert_eq!(store.len().await.unwrap(), 0);
+
+    // An expiry moved earlier is listed again at once: reaped when it
+    // comes, not when the first one would have.
+    let (touched, updated) = (keys[0], keys[1]);
+    for k in [&touched, &updated] {
+        store.save(k, &live(sample(), TTL)).await.unwrap();
+    }
+    let soon = live(sample(), Duration::from_millis(100));
+    assert!(store.touch(&touched, soon.expires_at).await.unwrap());
+    assert_eq!(
+        store.update(&updated, &soon, 0).await.unwrap(),
+        UpdateOutcome::Updated
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(store.delete_expired().await.unwrap(), 2);
+}
