@@ -29,17 +29,21 @@ pub enum Backend {
     /// `session-store-mongo` next to the `mongodb` driver's
     /// insert / find / update / delete.
     Mongo,
+    /// `session-store-file` next to plain `std::fs` reads, temp-file writes
+    /// renamed over the session, and unlinks on the same layout.
+    File,
 }
 
 impl Backend {
     /// Every backend, compiled in or not.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::Memory,
         Self::Sqlite,
         Self::Sled,
         Self::Redis,
         Self::RedisCluster,
         Self::Mongo,
+        Self::File,
     ];
 
     /// Its name in `--stores` and in the results.
@@ -52,6 +56,7 @@ impl Backend {
             Self::Redis => "redis",
             Self::RedisCluster => "redis-cluster",
             Self::Mongo => "mongo",
+            Self::File => "file",
         }
     }
 
@@ -64,6 +69,7 @@ impl Backend {
             Self::Sled => cfg!(feature = "sled"),
             Self::Redis | Self::RedisCluster => cfg!(feature = "redis"),
             Self::Mongo => cfg!(feature = "mongo"),
+            Self::File => cfg!(feature = "file"),
         }
     }
 
@@ -89,6 +95,7 @@ impl Backend {
             Self::Redis => open::redis_store(env, &namespace, false).await,
             Self::RedisCluster => open::redis_store(env, &namespace, true).await,
             Self::Mongo => open::mongo_store(env, &namespace).await,
+            Self::File => open::file_store(env, &namespace).await,
         }
     }
 
@@ -266,6 +273,16 @@ mod open {
     #[cfg(not(feature = "mongo"))]
     pub(super) async fn mongo_store(_env: &Env, _namespace: &str) -> Result<Opened> {
         Err(not_compiled("mongo"))
+    }
+
+    #[cfg(feature = "file")]
+    pub(super) async fn file_store(env: &Env, namespace: &str) -> Result<Opened> {
+        crate::raw::file::open_pair(env, namespace).await
+    }
+
+    #[cfg(not(feature = "file"))]
+    pub(super) async fn file_store(_env: &Env, _namespace: &str) -> Result<Opened> {
+        Err(not_compiled("file"))
     }
 
     /// Build an [`Opened`] (for the per-engine modules).

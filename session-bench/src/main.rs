@@ -28,7 +28,7 @@ const KEY_SEED: u64 = 0x5e55_1011;
 engine.\n\n\
 For each selected backend, a store and a raw baseline of its engine (a sharded HashMap; plain \
 rusqlite statements; plain sled calls; the same Redis connection's GET/SET PX/PEXPIRE/DEL; the \
-MongoDB driver) are each preloaded with sessions carrying the standard ~200-byte, 8-field payload \
+MongoDB driver; plain std::fs reads, temp-file writes renamed over and unlinks) are each preloaded with sessions carrying the standard ~200-byte, 8-field payload \
 (expiry 30 min), then run the phases load, save (the store's versioned update, the raw engine's \
 unconditional write), create, touch, delete and mixed (80% load, 15% save, 5% create+destroy) for \
 a fixed time at each concurrency (tokio tasks sharing one store). Each phase reports ops/s and \
@@ -74,7 +74,7 @@ enum Command {
     reason = "command-line flags are booleans"
 )]
 struct RunArgs {
-    /// Backends to run, comma-separated: memory, sqlite, sled, redis,
+    /// Backends to run, comma-separated: memory, sqlite, sled, file, redis,
     /// redis-cluster, mongo. Default: every backend compiled into this
     /// binary (see the crate's features).
     #[arg(long, value_enum, value_delimiter = ',')]

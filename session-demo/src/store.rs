@@ -29,11 +29,13 @@ pub enum StoreUrl {
     RedisCluster(Vec<String>),
     /// `mongodb://…` or `mongodb+srv://…`.
     Mongo(String),
+    /// `file://PATH`: a directory of session files.
+    File(PathBuf),
 }
 
 /// What `--store` accepts, for help and error texts.
 pub const STORE_FORMS: &str = "memory, cookie, sqlite://PATH, sled://PATH, redis://HOST:PORT[/DB], \
-     redis+cluster://HOST:PORT,HOST:PORT,..., mongodb://HOST:PORT";
+     redis+cluster://HOST:PORT,HOST:PORT,..., mongodb://HOST:PORT, file://PATH";
 
 /// A `--store` value that names no backend.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -65,6 +67,9 @@ impl FromStr for StoreUrl {
         }
         if let Some(rest) = s.strip_prefix("sled://") {
             return path(rest).map(Self::Sled);
+        }
+        if let Some(rest) = s.strip_prefix("file://") {
+            return path(rest).map(Self::File);
         }
         if let Some(rest) = s.strip_prefix("redis+cluster://") {
             let nodes: Vec<String> = rest
@@ -107,6 +112,7 @@ impl fmt::Display for StoreUrl {
             Self::Cookie => f.write_str("cookie"),
             Self::Sqlite(path) => write!(f, "sqlite://{}", path.display()),
             Self::Sled(path) => write!(f, "sled://{}", path.display()),
+            Self::File(path) => write!(f, "file://{}", path.display()),
             Self::Redis(url) | Self::Mongo(url) => f.write_str(&redact(url)),
             Self::RedisCluster(nodes) => {
                 let nodes: Vec<String> = nodes.iter().map(|n| redact(n)).collect();
@@ -137,7 +143,7 @@ pub struct Opened {
     /// Its backend name, for logs and the page.
     pub backend: &'static str,
     /// Whether expired sessions stay until `delete_expired` removes them
-    /// (memory, SQLite, sled): then a reaper must run.
+    /// (memory, SQLite, sled, files): then a reaper must run.
     pub needs_reaper: bool,
 }
 
@@ -190,6 +196,10 @@ impl StoreUrl {
                 // The TTL index reaps; reads filter on expiry meanwhile.
                 opened(Arc::new(store), "mongodb", false)
             }
+            Self::File(path) => {
+                let store = session_store_file::FileStore::open(path).await?;
+                opened(Arc::new(store), "file", true)
+            }
         })
     }
 }
@@ -229,6 +239,11 @@ mod tests {
         );
         assert_eq!("sled://d".parse(), Ok(StoreUrl::Sled("d".into())));
         assert_eq!(
+            "file:///var/sessions".parse(),
+            Ok(StoreUrl::File("/var/sessions".into()))
+        );
+        assert_eq!(StoreUrl::File("d".into()).to_string(), "file://d");
+        assert_eq!(
             "redis://127.0.0.1:6379/0".parse(),
             Ok(StoreUrl::Redis("redis://127.0.0.1:6379/0".into()))
         );
@@ -258,6 +273,7 @@ mod tests {
             "",
             "postgres://x",
             "sqlite://",
+            "file://",
             "redis+cluster://",
             "redis://a,b",
         ] {

@@ -59,7 +59,8 @@ async fn cookie_sessions_survive_a_restart_with_the_same_key_and_nothing_on_disk
 async fn every_embedded_store_serves_the_counter() {
     let data = tempfile::tempdir().unwrap();
     let sled = format!("sled://{}", data.path().join("sled").display());
-    for store in ["memory", "cookie", sled.as_str()] {
+    let file = format!("file://{}", data.path().join("files").display());
+    for store in ["memory", "cookie", sled.as_str(), file.as_str()] {
         let (url, _demo) = start_demo(data.path(), &["--store", store]).await;
         let first = get(&format!("{url}counter"), None).await;
         assert_eq!(first.body, "views: 1", "{store}");

@@ -3,6 +3,8 @@
 //! baseline's, measured in the same run, says how close the store comes to
 //! the limit of its engine.
 
+#[cfg(feature = "file")]
+pub mod file;
 pub mod memory;
 #[cfg(feature = "mongo")]
 pub mod mongo;

@@ -1,0 +1,233 @@
+//! The store operations' blocking bodies, run on the blocking pool with the
+//! key's shard locked (writes) or without a lock (reads: a file is always
+//! whole, the rename swaps it in at once).
+
+use std::fs;
+use std::io;
+
+use session_core::{Record, Result, SessionKey, UpdateOutcome};
+
+use crate::format::{self, Header};
+use crate::io_error;
+use crate::layout::{SHARDS, TEMP_FILE, shard_of};
+use crate::shard::{Dir, remove_if_present};
+
+impl Dir {
+    /// The live record of `key`.
+    pub(crate) fn load(&self, key: &SessionKey, now: i64) -> Result<Option<Record>> {
+        let Some(bytes) = self.read(key)? else {
+            return Ok(None);
+        };
+        if !Header::read(key, &bytes)?.is_live_at(now) {
+            return Ok(None);
+        }
+        format::decode(key, &bytes).map(Some)
+    }
+
+    /// `create`: write `bytes` (a record expiring at `header.expires_at`)
+    /// unless a live record is there. A record already expired is not
+    /// written (an expired one in its place goes): it would never be read.
+    pub(crate) fn create(
+        &self,
+        key: &SessionKey,
+        header: Header,
+        bytes: &[u8],
+        now: i64,
+    ) -> Result<bool> {
+        // An unreadable file is reported, not silently replaced.
+        let old = self.read_header(key)?;
+        if old.is_some_and(|old| old.is_live_at(now)) {
+            return Ok(false);
+        }
+        self.put(key, old.map(|old| old.expires_at), header, bytes, now)?;
+        Ok(true)
+    }
+
+    /// `update`: replace a live record at `expected` version.
+    pub(crate) fn update(
+        &self,
+        key: &SessionKey,
+        expected: u64,
+        header: Header,
+        bytes: &[u8],
+        now: i64,
+    ) -> Result<UpdateOutcome> {
+        let Some(old) = self.read_header(key)?.filter(|old| old.is_live_at(now)) else {
+            return Ok(UpdateOutcome::Missing);
+        };
+        if old.version != expected {
+            return Ok(UpdateOutcome::Conflict);
+        }
+        self.put(key, Some(old.expires_at), header, bytes, now)?;
+        Ok(UpdateOutcome::Updated)
+    }
+
+    /// `save`: write whatever is there (an unreadable file is replaced).
+    pub(crate) fn save(
+        &self,
+        key: &SessionKey,
+        header: Header,
+        bytes: &[u8],
+        now: i64,
+    ) -> Result<()> {
+        let old = self.read_header(key).ok().flatten();
+        self.put(key, old.map(|old| old.expires_at), header, bytes, now)
+    }
+
+    /// `touch`: move the expiry of a live record, copying its data bytes.
+    pub(crate) fn touch(&self, key: &SessionKey, expires_at: i64, now: i64) -> Result<bool> {
+        let Some(bytes) = self.read(key)? else {
+            return Ok(false);
+        };
+        let old = Header::read(key, &bytes)?;
+        if !old.is_live_at(now) {
+            return Ok(false);
+        }
+        let header = Header { expires_at, ..old };
+        self.put(
+            key,
+            Some(old.expires_at),
+            header,
+            &format::with_expiry(&bytes, expires_at),
+            now,
+        )?;
+        Ok(true)
+    }
+
+    /// Write `bytes` (expiring at `header.expires_at`) over the file of
+    /// `key`, whose current expiry is `old`; a record already expired is
+    /// removed instead. Lists the key in the expiry index first when the
+    /// invariant needs it.
+    fn put(
+        &self,
+        key: &SessionKey,
+        old: Option<i64>,
+        header: Header,
+        bytes: &[u8],
+        now: i64,
+    ) -> Result<()> {
+        if !header.is_live_at(now) {
+            self.remove(key)?;
+            return Ok(());
+        }
+        self.index(key, old, header.expires_at)?;
+        self.write(key, bytes)
+    }
+
+    /// The live records (or, with `headers_only`, only their count: `None`
+    /// records) of one shard, unlocked.
+    pub(crate) fn scan_shard(
+        &self,
+        shard: usize,
+        now: i64,
+        headers_only: bool,
+        out: &mut Vec<(SessionKey, Option<Record>)>,
+    ) -> Result<()> {
+        let dir = self.layout.shard_dir(shard);
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io_error("list", &dir, e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|e| io_error("list", &dir, e))?;
+            // Only session files: the lock, a temporary file or anything
+            // else someone put here is not a session.
+            let Some(key) = entry
+                .file_name()
+                .to_str()
+                .and_then(|name| SessionKey::parse(name).ok())
+                .filter(|key| shard_of(key) == shard)
+            else {
+                continue;
+            };
+            if headers_only {
+                // Gone since it was listed: destroyed meanwhile.
+                if let Some(header) = self.read_header(&key)?
+                    && header.is_live_at(now)
+                {
+                    out.push((key, None));
+                }
+            } else if let Some(record) = self.load(&key, now)? {
+                out.push((key, Some(record)));
+            }
+        }
+        Ok(())
+    }
+
+    /// `clear`: every session file, temporary file and index file, shard by
+    /// shard under each shard's lock (taken on this thread).
+    pub(crate) fn clear(&self) -> Result<()> {
+        let mut index_files = self.index_files()?;
+        let mut buckets = Vec::new();
+        for shard in 0..SHARDS {
+            let dir = self.layout.shard_dir(shard);
+            let index = index_files.remove(&shard).unwrap_or_default();
+            if !dir.exists() && index.is_empty() {
+                continue;
+            }
+            let _lock = self.lock_shard(shard)?;
+            let entries = fs::read_dir(&dir).map_err(|e| io_error("list", &dir, e))?;
+            for entry in entries {
+                let entry = entry.map_err(|e| io_error("list", &dir, e))?;
+                let name = entry.file_name();
+                if name == crate::layout::LOCK_FILE {
+                    continue;
+                }
+                let is_session = name.to_str().is_some_and(|n| SessionKey::parse(n).is_ok());
+                if is_session || name == TEMP_FILE {
+                    remove_if_present(&entry.path())?;
+                }
+            }
+            for path in index {
+                remove_if_present(&path)?;
+                if let Some(bucket) = path.parent() {
+                    buckets.push(bucket.to_owned());
+                }
+            }
+            if self.sync {
+                crate::shard::sync_dir(&dir)?;
+            }
+        }
+        buckets.sort();
+        buckets.dedup();
+        self.prune(buckets);
+        Ok(())
+    }
+
+    /// `delete_expired`: reap every ended bucket and the current one, then
+    /// remove temporary
+    /// files left by writers that died before their rename. Takes each
+    /// shard's lock in turn on this thread.
+    pub(crate) fn delete_expired(&self, now: i64) -> Result<u64> {
+        let mut removed = 0;
+        let due = self.due_buckets(now)?;
+        for bucket in &due {
+            for (shard, path) in crate::index::shard_files(&bucket.path)? {
+                let _lock = self.lock_shard(shard)?;
+                removed += self.reap_index_file(shard, bucket.end, &path, now)?;
+            }
+        }
+        self.prune(
+            due.into_iter()
+                .filter(|bucket| bucket.end <= now)
+                .map(|bucket| bucket.path),
+        );
+        self.remove_leftovers()?;
+        Ok(removed)
+    }
+
+    /// Remove the temporary files of writers that died before renaming
+    /// them: a stat per shard, and the shard's lock only where there is
+    /// one (under the lock, a temporary file is nobody's).
+    fn remove_leftovers(&self) -> Result<()> {
+        for shard in 0..SHARDS {
+            let temp = self.layout.temp_file(shard);
+            if fs::symlink_metadata(&temp).is_ok() {
+                let _lock = self.lock_shard(shard)?;
+                remove_if_present(&temp)?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,403 @@
+//! File-store checks the shared suite cannot make: files corrupted or
+//! truncated behind the store's back, leftovers of a writer that died
+//! before its rename, the file layout, the expiry index (an ended bucket is
+//! reaped without reading the live files), durability and configuration
+//! errors.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test helpers fail the test on error"
+)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use session_conformance::fixtures::{assert_decode_error, key, live, sample};
+use session_core::{Error, SessionKey, SessionStore, Timestamp, UpdateOutcome};
+use session_store_file::{Durability, FileStore};
+
+/// How long the live records of these tests last.
+const TTL: Duration = Duration::from_secs(600);
+
+fn temp() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+/// Every file under `dir`, recursively, relative to it.
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push(path.strip_prefix(dir).unwrap().to_owned());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_is_one_file_named_by_its_key_in_a_shard() {
+    let root = temp();
+    let store = FileStore::open(root.path()).await.unwrap();
+    let k = key();
+    store.save(&k, &live(sample(), TTL)).await.unwrap();
+    let shard = &k.as_str()[..2];
+    let expected = root.path().join("sessions").join(shard).join(k.as_str());
+    assert_eq!(store.path_of(&k), expected);
+    assert!(expected.is_file());
+    let bytes = std::fs::read(&expected).unwrap();
+    assert_eq!(&bytes[..5], b"sesf\x01", "magic and format version");
+    assert_eq!(store.dir(), root.path().join("sessions"));
+    assert_eq!(
+        std::fs::read_to_string(root.path().join("sessions/.format")).unwrap(),
+        "session-store-file 1\n"
+    );
+    // Nothing but the session, its shard's lock file, the format marker and
+    // one index line.
+    let listed = files(store.dir());
+    assert_eq!(listed.len(), 4, "{listed:?}");
+    let index: Vec<_> = listed.iter().filter(|p| p.starts_with(".expiry")).collect();
+    assert_eq!(index.len(), 1, "{listed:?}");
+    assert_eq!(
+        std::fs::read_to_string(store.dir().join(index[0])).unwrap(),
+        format!("{k}\n")
+    );
+}
+
+/// Garbage, a truncated header, truncated data, an empty file and a
+/// future format: `Error::Decode` naming the key from every method whose
+/// answer depends on the file; `save`, `destroy` and `clear` get rid of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_or_truncated_files_are_decode_errors_naming_the_key() {
+    let root = temp();
+    let store = FileStore::open(root.path()).await.unwrap();
+    let record = live(sample(), TTL);
+    let keys: Vec<SessionKey> = (0..5).map(|_| key()).collect();
+    let good = key();
+    for k in keys.iter().chain([&good]) {
+        store.save(k, &record).await.unwrap();
+    }
+    let whole = std::fs::read(store.path_of(&good)).unwrap();
+    let mut future = whole.clone();
+    future[4] = 2;
+    let contents: [Vec<u8>; 5] = [
+        b"garbage written behind the store's back".to_vec(),
+        whole[..10].to_vec(),
+        whole[..whole.len() - 3].to_vec(),
+        Vec::new(),
+        future,
+    ];
+    for (k, bytes) in keys.iter().zip(&contents) {
+        std::fs::write(store.path_of(k), bytes).unwrap();
+    }
+    for k in &keys {
+        assert_decode_error(store.load(k).await, k);
+    }
+    assert!(matches!(store.all().await, Err(Error::Decode { .. })));
+    assert!(matches!(store.len().await, Err(Error::Decode { .. })));
+    // Truncated data under a readable header: the writers go by the header
+    // (a live record: create collides, touch copies the bytes, update
+    // replaces them); the others stop at an unreadable header.
+    for (i, k) in keys.iter().enumerate() {
+        let (create, update) = (
+            store.create(k, &record).await,
+            store.update(k, &record, 0).await,
+        );
+        if i == 2 {
+            assert!(!create.unwrap());
+            assert_eq!(update.unwrap(), UpdateOutcome::Updated);
+        } else {
+            assert_decode_error(create, k);
+            assert_decode_error(store.touch(k, Timestamp::now() + TTL).await, k);
+            assert_decode_error(update, k);
+        }
+    }
+    assert_eq!(
+        store.load(&keys[2]).await.unwrap(),
+        Some(record.clone().with_version(1))
+    );
+    // The rest is unaffected, and delete_expired goes on.
+    assert_eq!(store.load(&good).await.unwrap(), Some(record.clone()));
+    assert_eq!(store.delete_expired().await.unwrap(), 0);
+    // save replaces a corrupt file, destroy removes one.
+    store.save(&keys[0], &record).await.unwrap();
+    assert_eq!(store.load(&keys[0]).await.unwrap(), Some(record.clone()));
+    store.destroy(&keys[1]).await.unwrap();
+    assert_eq!(store.load(&keys[1]).await.unwrap(), None);
+    store.clear().await.unwrap();
+    assert_eq!(store.len().await.unwrap(), 0);
+}
+
+/// A writer that died between creating its temporary file and renaming it
+/// leaves the shard's `.tmp`: never read, replaced by the next write,
+/// removed by `delete_expired` and `clear`. Stray files that are not named
+/// like a key are ignored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leftover_temporary_files_are_ignored_and_cleaned() {
+    let root = temp();
+    let store = FileStore::open(root.path()).await.unwrap();
+    let k = key();
+    let record = live(sample(), TTL);
+    store.save(&k, &record).await.unwrap();
+    let shard = store.path_of(&k).parent().unwrap().to_owned();
+    let leftover = shard.join(".tmp");
+    std::fs::write(&leftover, b"half a sess").unwrap();
+    std::fs::write(shard.join("README"), b"not a session").unwrap();
+    std::fs::write(shard.join(k.as_str().to_uppercase()), b"not a key").unwrap();
+    assert_eq!(store.load(&k).await.unwrap(), Some(record.clone()));
+    assert_eq!(store.len().await.unwrap(), 1);
+    assert_eq!(store.all().await.unwrap(), vec![(k, record.clone())]);
+    // The next write in the shard replaces it.
+    assert_eq!(
+        store.update(&k, &record, 0).await.unwrap(),
+        UpdateOutcome::Updated
+    );
+    assert!(!leftover.exists());
+    std::fs::write(&leftover, b"half a sess").unwrap();
+    assert_eq!(store.delete_expired().await.unwrap(), 0);
+    assert!(!leftover.exists(), "delete_expired removes a leftover");
+    std::fs::write(&leftover, b"half a sess").unwrap();
+    store.clear().await.unwrap();
+    assert!(!leftover.exists(), "clear removes a leftover");
+    assert!(
+        shard.join("README").exists(),
+        "clear removes only its own files"
+    );
+}
+
+/// `delete_expired` reads the files listed in ended buckets and no others:
+/// live files made unreadable behind the store's back do not disturb it.
+/// A record postponed since its first expiry is listed again in its new
+/// bucket, and reaped from there once that ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_expired_reads_only_the_files_of_ended_buckets() {
+    let root = temp();
+    let store = FileStore::builder(root.path())
+        .with_bucket(Duration::from_millis(100))
+        .build()
+        .await
+        .unwrap();
+    let live_keys: Vec<SessionKey> = (0..50).map(|_| key()).collect();
+    for k in &live_keys {
+        store.save(k, &live(sample(), TTL)).await.unwrap();
+        std::fs::write(store.path_of(k), b"unreadable").unwrap();
+    }
+    let short: Vec<SessionKey> = (0..5).map(|_| key()).collect();
+    for k in &short {
+        store
+            .save(k, &live(sample(), Duration::from_millis(300)))
+            .await
+            .unwrap();
+    }
+    let postponed = key();
+    store
+        .save(&postponed, &live(sample(), Duration::from_millis(300)))
+        .await
+        .unwrap();
+    let later = Timestamp::now() + Duration::from_millis(1_500);
+    assert!(store.touch(&postponed, later).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(store.delete_expired().await.unwrap(), 5);
+    assert_eq!(store.delete_expired().await.unwrap(), 0);
+    assert!(store.load(&postponed).await.unwrap().is_some());
+    // Listed again at its new expiry: reaped once that bucket ends.
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    assert_eq!(store.delete_expired().await.unwrap(), 1);
+    // Only the live (unreadable) files' index lines are left.
+    for k in &live_keys {
+        assert!(store.path_of(k).exists());
+    }
+    let expiry: Vec<_> = files(&store.dir().join(".expiry"));
+    assert!(!expiry.is_empty() && expiry.len() <= 50, "{expiry:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn synced_durability_writes_and_reopens() {
+    let root = temp();
+    let store = FileStore::builder(root.path())
+        .with_durability(Durability::Synced)
+        .with_namespace("synced")
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(store.durability(), Durability::Synced);
+    let k = key();
+    let record = live(sample(), TTL);
+    assert!(store.create(&k, &record).await.unwrap());
+    assert!(store.touch(&k, Timestamp::now() + TTL).await.unwrap());
+    drop(store);
+    let reopened = FileStore::builder(root.path())
+        .with_namespace("synced")
+        .build()
+        .await
+        .unwrap();
+    assert!(reopened.load(&k).await.unwrap().is_some());
+    let other = reopened.open_namespace("other").await.unwrap();
+    assert_eq!(other.namespace(), "other");
+    assert_eq!(other.root(), root.path());
+    assert_eq!(other.load(&k).await.unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_settings_are_config_errors_at_build() {
+    let root = temp();
+    let config = |r: session_core::Result<FileStore>| {
+        assert!(
+            matches!(
+                r,
+                Err(Error::Config {
+                    backend: "file",
+                    ..
+                })
+            ),
+            "{r:?}"
+        );
+    };
+    for bad in ["", ".", "..", ".hidden", "a/b", "../escape", "nul\0"] {
+        config(
+            FileStore::builder(root.path())
+                .with_namespace(bad)
+                .build()
+                .await,
+        );
+    }
+    for width in [
+        Duration::ZERO,
+        Duration::from_micros(1_500),
+        Duration::from_secs(2 * 24 * 3600),
+    ] {
+        config(
+            FileStore::builder(root.path())
+                .with_bucket(width)
+                .build()
+                .await,
+        );
+    }
+    let file = root.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    config(FileStore::open(&file).await);
+    std::fs::create_dir_all(root.path().join("old")).unwrap();
+    std::fs::write(root.path().join("old/.format"), b"session-store-file 9\n").unwrap();
+    config(
+        FileStore::builder(root.path())
+            .with_namespace("old")
+            .build()
+            .await,
+    );
+    assert!(!format!("{:?}", FileStore::open(root.path()).await.unwrap()).is_empty());
+}
+
+/// With buckets wider than the wait, an expired record sits in the bucket
+/// `now` falls in: `delete_expired` reaps it there too, and the live
+/// record listed beside it stays listed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coarse_buckets_reap_the_current_bucket_and_keep_its_live_lines() {
+    let root = temp();
+    let store = FileStore::builder(root.path())
+        .with_bucket(Duration::from_secs(3600))
+        .build()
+        .await
+        .unwrap();
+    let (short, longer) = (key(), key());
+    store
+        .save(&short, &live(sample(), Duration::from_millis(200)))
+        .await
+        .unwrap();
+    store
+        .save(&longer, &live(sample(), Duration::from_secs(5)))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(store.delete_expired().await.unwrap(), 1);
+    assert!(!store.path_of(&short).exists());
+    assert!(store.load(&longer).await.unwrap().is_some());
+    let index: String = files(&store.dir().join(".expiry"))
+        .iter()
+        .map(|p| std::fs::read_to_string(store.dir().join(".expiry").join(p)).unwrap())
+        .collect();
+    assert_eq!(index, format!("{longer}\n"), "the live record stays listed");
+    assert_eq!(store.delete_expired().await.unwrap(), 0);
+}
+
+/// Writers of every kind (create, save, update, touch, destroy, with short
+/// expiries moved earlier and later) race reapers on a few keys: once
+/// everything has expired, one `delete_expired` leaves no session file
+/// behind. A writer that skipped an index line it needed, or a reaper that
+/// dropped a line whose record it had not dealt with, would leave a file no
+/// reap ever finds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_writers_and_reapers_leave_nothing_unreaped() {
+    let root = temp();
+    let store = FileStore::builder(root.path())
+        .with_bucket(Duration::from_millis(20))
+        .build()
+        .await
+        .unwrap();
+    let keys: Vec<SessionKey> = (0..12).map(|_| key()).collect();
+    let stop = Timestamp::now() + Duration::from_millis(1_500);
+    let mut tasks = Vec::new();
+    for t in 0..6u64 {
+        let (store, keys) = (store.clone(), keys.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut n = t;
+            while Timestamp::now() < stop {
+                n = n
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                let k = &keys[(n >> 33) as usize % keys.len()];
+                let ttl = Duration::from_millis((n >> 20) % 300);
+                let record = live(sample(), ttl);
+                match (n >> 40) % 5 {
+                    0 => _ = store.create(k, &record).await.unwrap(),
+                    1 => store.save(k, &record).await.unwrap(),
+                    2 => {
+                        if let Some(old) = store.load(k).await.unwrap() {
+                            let _ = store.update(k, &record, old.version).await.unwrap();
+                        }
+                    }
+                    3 => _ = store.touch(k, record.expires_at).await.unwrap(),
+                    _ => store.destroy(k).await.unwrap(),
+                }
+            }
+        }));
+    }
+    for _ in 0..2 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            while Timestamp::now() < stop {
+                store.delete_expired().await.unwrap();
+                tokio::time::sleep(Duration::from_millis(15)).await;
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    store.delete_expired().await.unwrap();
+    let left: Vec<_> = keys.iter().filter(|k| store.path_of(k).exists()).collect();
+    assert!(left.is_empty(), "unreaped files: {left:?}");
+    assert_eq!(store.len().await.unwrap(), 0);
+
+    // An expiry moved earlier is listed again at once: reaped when it
+    // comes, not when the first one would have.
+    let (touched, updated) = (keys[0], keys[1]);
+    for k in [&touched, &updated] {
+        store.save(k, &live(sample(), TTL)).await.unwrap();
+    }
+    let soon = live(sample(), Duration::from_millis(100));
+    assert!(store.touch(&touched, soon.expires_at).await.unwrap());
+    assert_eq!(
+        store.update(&updated, &soon, 0).await.unwrap(),
+        UpdateOutcome::Updated
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(store.delete_expired().await.unwrap(), 2);
+}
