@@ -267,4 +267,69 @@ mod tests {
             );
         }
     }
+
+    /// `delete_expired` finds expired rows through the expiry index, never
+    /// by scanning the table: the plan of the statement the store runs, on
+    /// a table of 20,000 rows (a few hundred expired) after `ANALYZE`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[allow(clippy::unwrap_used, clippy::panic, reason = "test")]
+    async fn delete_expired_uses_the_expiry_index() {
+        use session_conformance::env::POSTGRES;
+        if POSTGRES.skip_reason().is_some() {
+            return;
+        }
+        let url = POSTGRES.url();
+        let pool = deadpool_postgres::Pool::builder(deadpool_postgres::Manager::new(
+            url.parse().unwrap(),
+            tokio_postgres::NoTls,
+        ))
+        .max_size(1)
+        .build()
+        .unwrap();
+        let mut client = pool
+            .get()
+            .await
+            .unwrap_or_else(|e| POSTGRES.unreachable(&url, &e));
+        let (schema, table) = ("session_tests", session_conformance::unique_namespace());
+        prepare(&mut client, schema, &table).await.unwrap();
+        let t = format!("\"{schema}\".\"{table}\"");
+        client
+            .batch_execute(&format!(
+                "INSERT INTO {t} (key, data, created_at, expires_at, version) \
+                 SELECT sha256(i::text::bytea), '{{}}', 0, \
+                 CASE WHEN i % 50 = 0 THEN 1000 + i ELSE 4000000000000 + i END, 0 \
+                 FROM generate_series(1, 20000) AS i; ANALYZE {t};"
+            ))
+            .await
+            .unwrap();
+        let statement = Statements::new(schema, &table).delete_expired;
+        let plan: Vec<String> = client
+            .query(
+                &format!("EXPLAIN {statement}"),
+                &[&2_000_000_000_000_i64, &1000_i64],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get::<_, String>(0))
+            .collect();
+        client
+            .batch_execute(&format!(
+                "DROP TABLE {t}; DELETE FROM \"{schema}\".{REGISTRY} WHERE name = '{table}'"
+            ))
+            .await
+            .unwrap();
+        let plan = plan.join("\n");
+        let index = format!("{table}__expires_at");
+        assert!(
+            plan.contains(&format!("Index Scan using \"{index}\""))
+                || plan.contains(&format!("Index Scan using {index}")),
+            "the plan does not walk {index}:\n{plan}"
+        );
+        assert!(
+            plan.contains("Tid Scan"),
+            "rows are not deleted by address:\n{plan}"
+        );
+        assert!(!plan.contains("Seq Scan"), "a table scan:\n{plan}");
+    }
 }

@@ -4,9 +4,11 @@
 
 mod common;
 
-session_conformance::conformance_suite!(common::Postgres);
+session_conformance::conformance_suite!(common::Postgres::new());
 
 /// The same suite through `Arc<dyn SessionStore>`.
 mod dyn_store {
-    session_conformance::conformance_suite!(session_conformance::Dyn(crate::common::Postgres));
+    session_conformance::conformance_suite!(session_conformance::Dyn(
+        crate::common::Postgres::new()
+    ));
 }

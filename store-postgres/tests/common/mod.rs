@@ -2,6 +2,8 @@
 //! come from `session_conformance::env`.
 #![allow(dead_code, unreachable_pub)]
 
+use std::sync::Mutex;
+
 use session_conformance::env::POSTGRES;
 use session_conformance::{Capabilities, StoreFactory};
 use session_core::async_trait;
@@ -36,7 +38,6 @@ pub async fn store(namespace: &str) -> PostgresStore {
 
 /// A plain driver connection to the test server, for writing behind the
 /// store's back.
-#[allow(clippy::unwrap_used, clippy::panic, reason = "test helper")]
 pub async fn raw() -> tokio_postgres::Client {
     let url = postgres_url();
     let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
@@ -46,15 +47,73 @@ pub async fn raw() -> tokio_postgres::Client {
     client
 }
 
-/// The conformance factory.
-#[derive(Debug, Clone, Copy)]
-pub struct Postgres;
+/// Drop the test tables `tables` (and their registry rows), on a runtime of
+/// its own: called from `Drop`, where no runtime can be awaited. Failures
+/// are ignored: a table left behind is harmless.
+pub fn drop_tables(tables: Vec<String>) {
+    if tables.is_empty() || skip().is_some() {
+        return;
+    }
+    let cleanup = std::thread::spawn(move || {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        runtime.block_on(async move {
+            let Ok((client, conn)) =
+                tokio_postgres::connect(&postgres_url(), tokio_postgres::NoTls).await
+            else {
+                return;
+            };
+            tokio::spawn(conn);
+            for table in tables {
+                let _ = client
+                    .batch_execute(&format!(
+                        "DROP TABLE IF EXISTS \"{TEST_SCHEMA}\".\"{table}\";
+                         DELETE FROM \"{TEST_SCHEMA}\".session_store__registry
+                             WHERE name = '{table}';"
+                    ))
+                    .await;
+            }
+        });
+    });
+    let _ = cleanup.join();
+}
+
+/// The conformance factory: remembers the tables it opened and drops them
+/// when the behaviour is over.
+#[derive(Debug, Default)]
+pub struct Postgres {
+    tables: Mutex<Vec<String>>,
+}
+
+impl Postgres {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let tables = std::mem::take(self.tables.get_mut().unwrap_or_else(|e| e.into_inner()));
+        drop_tables(tables);
+    }
+}
 
 #[async_trait]
 impl StoreFactory for Postgres {
     type Store = PostgresStore;
 
     async fn open(&self, namespace: &str) -> PostgresStore {
+        // Namespaces are `[a-z0-9_]` (the suite's promise), so they are safe
+        // to splice into the clean-up statements.
+        if let Ok(mut tables) = self.tables.lock()
+            && !tables.iter().any(|t| t == namespace)
+        {
+            tables.push(namespace.to_owned());
+        }
         store(namespace).await
     }
 
