@@ -6,6 +6,8 @@
 pub mod memory;
 #[cfg(feature = "mongo")]
 pub mod mongo;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 #[cfg(feature = "redis")]
 pub mod redis;
 #[cfg(feature = "sled")]
