@@ -167,7 +167,7 @@ pub(crate) struct Statements {
     pub(crate) touch: String,
     /// `$1 key`.
     pub(crate) destroy: String,
-    /// No parameters.
+    /// No parameters: `TRUNCATE`.
     pub(crate) clear: String,
     /// `$1 now` → the count of live rows.
     pub(crate) len: String,
@@ -224,7 +224,7 @@ impl Statements {
             ),
             touch: format!("UPDATE {t} SET expires_at = $2 WHERE key = $1 AND expires_at > $3"),
             destroy: format!("DELETE FROM {t} WHERE key = $1"),
-            clear: format!("DELETE FROM {t}"),
+            clear: format!("TRUNCATE TABLE {t}"),
             len: format!("SELECT count(*) FROM {t} WHERE expires_at > $1"),
             all: format!(
                 "SELECT key, data, created_at, expires_at, version FROM {t} WHERE expires_at > $1"

@@ -355,13 +355,25 @@ impl SessionStore for PostgresStore {
     }
 
     async fn clear(&self) -> Result<()> {
+        // TRUNCATE: instant at any size (a DELETE of a million rows takes
+        // longer than the operation timeout). It needs the table to itself
+        // for a moment; waiting for that is bounded by the same deadline on
+        // the server (`lock_timeout`), so an abandoned clear never stays
+        // queued ahead of other sessions' statements.
+        let lock_ms = self
+            .operation_timeout
+            .as_millis()
+            .clamp(1, i32::MAX as u128);
         self.run("clear", async {
-            let client = self.client().await?;
-            client
-                .execute(&self.sql.clear, &[])
-                .await
-                .map_err(backend)?;
-            Ok(())
+            let mut client = self.client().await?;
+            let tx = client.transaction().await.map_err(backend)?;
+            tx.batch_execute(&format!(
+                "SET LOCAL lock_timeout = {lock_ms}; {}",
+                self.sql.clear
+            ))
+            .await
+            .map_err(backend)?;
+            tx.commit().await.map_err(backend)
         })
         .await
     }
@@ -401,22 +413,30 @@ impl SessionStore for PostgresStore {
 
     async fn delete_expired(&self) -> Result<u64> {
         // One cut-off for the whole sweep, so that it ends. Each batch is its
-        // own statement (its own transaction): a large backlog never holds
-        // row locks for longer than one batch.
+        // own transaction: a large backlog never holds row locks for longer
+        // than one batch. Batches commit without waiting for the WAL flush
+        // (`synchronous_commit = off`): a crash may forget the last
+        // deletions, which only means those rows, invisible anyway, are
+        // reaped again.
         let cutoff = now();
         let batch = i64::try_from(self.reap_batch).unwrap_or(i64::MAX);
         self.run("delete_expired", async {
-            let client = self.client().await?;
+            let mut client = self.client().await?;
             let stmt = client
                 .prepare_cached(&self.sql.delete_expired)
                 .await
                 .map_err(backend)?;
             let mut removed = 0u64;
             loop {
-                let deleted = client
+                let tx = client.transaction().await.map_err(backend)?;
+                tx.batch_execute("SET LOCAL synchronous_commit = off")
+                    .await
+                    .map_err(backend)?;
+                let deleted = tx
                     .execute(&stmt, &[&cutoff, &batch])
                     .await
                     .map_err(backend)?;
+                tx.commit().await.map_err(backend)?;
                 removed += deleted;
                 if deleted < u64::try_from(batch).unwrap_or(u64::MAX) {
                     return Ok(removed);

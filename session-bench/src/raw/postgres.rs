@@ -47,7 +47,7 @@ impl Sql {
             save: upsert,
             touch: format!("UPDATE {t} SET expires_at = $2 WHERE key = $1 AND expires_at > $3"),
             destroy: format!("DELETE FROM {t} WHERE key = $1"),
-            clear: format!("DELETE FROM {t}"),
+            clear: format!("TRUNCATE TABLE {t}"),
         }
     }
 }
