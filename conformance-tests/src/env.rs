@@ -69,6 +69,18 @@ pub const MONGO: Server = Server {
                    start a MongoDB server and set SESSION_MONGO_URL",
 };
 
+/// A PostgreSQL server (trust auth or credentials in the URL; the database
+/// must exist).
+pub const POSTGRES: Server = Server {
+    name: "PostgreSQL",
+    var: "SESSION_POSTGRES_URL",
+    default: "postgres://postgres@127.0.0.1:5432/test",
+    opt_outs: &["SESSION_SKIP_POSTGRES"],
+    how_to_start: "run ./scripts/test (it reuses a PostgreSQL on 127.0.0.1:5432 or installs \
+                   Debian's postgresql and starts a private cluster), or start PostgreSQL and \
+                   set SESSION_POSTGRES_URL",
+};
+
 /// A WebDriver (chromedriver) for browser tests.
 pub const WEBDRIVER: Server = Server {
     name: "a WebDriver",

@@ -8,6 +8,7 @@
 #   SESSION_REDIS_URL            redis://127.0.0.1:PORT/ (standalone)
 #   SESSION_REDIS_CLUSTER_NODES  redis://127.0.0.1:P1/,... (6-node cluster)
 #   SESSION_MONGO_URL            mongodb://127.0.0.1:PORT/ (SecantusDB)
+#   SESSION_POSTGRES_URL         postgres://postgres@127.0.0.1:PORT/test (trust auth)
 #   SESSION_WEBDRIVER_URL        http://127.0.0.1:PORT (chromedriver, which
 #                                starts Debian's chromium for the browser test)
 #
@@ -18,6 +19,12 @@
 #   SESSION_SKIP_REDIS=1, SESSION_SKIP_REDIS_CLUSTER=1, SESSION_SKIP_MONGO=1,
 #   SESSION_SKIP_BROWSER=1
 #       opt out: nothing is installed or started, the tests skip;
+#   SESSION_POSTGRES_URL, SESSION_SKIP_POSTGRES=1: the same for PostgreSQL;
+#   SESSION_POSTGRES_REUSE_PORT (default 5432)
+#       a PostgreSQL there that lets user postgres into database test without
+#       a password is reused (the tests use their own schema and tables);
+#       else Debian's postgresql is installed if missing and a private
+#       cluster started (initdb as the `postgres` user, in a temp dir).
 #   SESSION_REDIS_REUSE_PORT (default 6379)
 #       a Redis answering PING there is reused for the standalone tests (it is
 #       never flushed: the tests use unique key prefixes). Point it at a port
@@ -120,6 +127,7 @@ servers__clean_stale() {
             continue # another run of the test command is still going
         fi
         servers_log "cleaning up after an earlier run: $dir"
+        servers__postgres_stop "$dir"
         servers__kill_tracked "$dir"
         servers__kill_within "$dir"
         rm -rf "$dir"
@@ -146,6 +154,7 @@ servers_stop() {
     trap '' PIPE HUP INT TERM
     if [[ -n "$SERVERS_RUN" && -d "$SERVERS_RUN" ]]; then
         servers_log "stopping test servers"
+        servers__postgres_stop "$SERVERS_RUN"
         servers__kill_tracked "$SERVERS_RUN"
         servers__kill_within "$SERVERS_RUN"
         rm -rf "$SERVERS_RUN"
@@ -342,6 +351,133 @@ servers__mongo() {
     export SESSION_MONGO_URL="mongodb://127.0.0.1:$port/"
 }
 
+# servers__pg_answers PORT: does a PostgreSQL answer on 127.0.0.1:PORT? Sends
+# an SSLRequest and expects 'S' or 'N' (pure bash: no client needed).
+servers__pg_answers() (
+    reply=""
+    exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
+    printf '\x00\x00\x00\x08\x04\xd2\x16\x2f' >&3
+    IFS= read -r -N 1 -t 2 reply <&3 || true
+    [[ "$reply" == S || "$reply" == N ]]
+) 2>/dev/null
+
+# servers__pg_bindir: the directory with initdb and postgres (PATH first,
+# then the newest /usr/lib/postgresql/*/bin), empty if none.
+servers__pg_bindir() {
+    local initdb dir
+    if initdb="$(command -v initdb 2>/dev/null)"; then
+        dir="$(dirname "$(readlink -f "$initdb")")"
+        [[ -x "$dir/postgres" ]] && { echo "$dir"; return 0; }
+    fi
+    for dir in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V -r); do
+        [[ -x "$dir/initdb" && -x "$dir/postgres" ]] && { echo "$dir"; return 0; }
+    done
+    return 0
+}
+
+# servers__as_pg CMD...: run CMD as the `postgres` user when we are root
+# (initdb and postgres refuse to run as root), else as ourselves.
+servers__as_pg() {
+    if [[ "$(id -u)" == 0 ]]; then
+        setpriv --reuid=postgres --regid=postgres --init-groups -- "$@"
+    else
+        "$@"
+    fi
+}
+
+# servers__postgres_kill DIR: stop the postmaster recorded in DIR/postgres
+# ("PID TMPDIR"), if that PID is still a postgres of that temp dir.
+servers__postgres_kill() {
+    local pid tmp i
+    [[ -f "$1/postgres" ]] || return 0
+    read -r pid tmp <"$1/postgres" || true
+    if [[ "$pid" =~ ^[0-9]+$ && "$pid" != 0 && -n "$tmp" ]] &&
+        tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$tmp/"; then
+        kill -INT "$pid" 2>/dev/null || true # fast shutdown
+        for i in $(seq 1 100); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+}
+
+# servers__postgres_stop DIR: stop the private cluster recorded in DIR and
+# remove its temp dir.
+servers__postgres_stop() {
+    local pid tmp
+    [[ -f "$1/postgres" ]] || return 0
+    servers__postgres_kill "$1"
+    read -r pid tmp <"$1/postgres" || true
+    [[ "$tmp" == "${TMPDIR:-/tmp}"/session-pg.* ]] && rm -rf "$tmp"
+    rm -f "$1/postgres"
+}
+
+servers__postgres() {
+    if [[ "${SESSION_SKIP_POSTGRES:-}" == 1 ]]; then
+        servers_log "PostgreSQL: skipped (SESSION_SKIP_POSTGRES=1)"
+        return 0
+    fi
+    if [[ -n "${SESSION_POSTGRES_URL:-}" ]]; then
+        servers_log "PostgreSQL: using SESSION_POSTGRES_URL as given"
+        return 0
+    fi
+    local reuse="${SESSION_POSTGRES_REUSE_PORT:-5432}" bindir tmp port pid attempt i
+    if servers__pg_answers "$reuse"; then
+        if ! command -v psql >/dev/null ||
+            psql -h 127.0.0.1 -p "$reuse" -U postgres -d test -w -Atqc 'SELECT 1' >/dev/null 2>&1; then
+            servers_log "PostgreSQL: reusing the server on 127.0.0.1:$reuse"
+            export SESSION_POSTGRES_URL="postgres://postgres@127.0.0.1:$reuse/test"
+            return 0
+        fi
+        servers_log "PostgreSQL on 127.0.0.1:$reuse refuses postgres@test without a password: starting a private one"
+    fi
+    bindir="$(servers__pg_bindir)"
+    if [[ -z "$bindir" ]]; then
+        servers__apt_install postgresql
+        bindir="$(servers__pg_bindir)"
+        [[ -n "$bindir" ]] || { servers_log "PostgreSQL: no initdb after installing"; return 1; }
+    fi
+    tmp="$(mktemp -d "${TMPDIR:-/tmp}/session-pg.XXXXXX")"
+    [[ "$(id -u)" == 0 ]] && chown postgres:postgres "$tmp"
+    servers__as_pg "$bindir/initdb" -D "$tmp/data" -U postgres --auth=trust \
+        --no-sync -E UTF8 --locale=C >"$SERVERS_RUN/postgres-initdb.log" 2>&1 || {
+        servers_log "PostgreSQL: initdb failed"
+        tail -n 20 "$SERVERS_RUN/postgres-initdb.log" >&2
+        rm -rf "$tmp"
+        return 1
+    }
+    for attempt in 1 2 3 4 5; do
+        port="$(servers__free_port)" || return 1
+        servers__as_pg "$bindir/postgres" -D "$tmp/data" -p "$port" -k "$tmp" \
+            -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300 \
+            >"$tmp/postgres.log" 2>&1 &
+        pid=$!
+        echo "0 $tmp" >"$SERVERS_RUN/postgres"
+        for i in $(seq 1 100); do
+            servers__pg_answers "$port" && break
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        # The postmaster's own PID (the one stopped at the end).
+        [[ -f "$tmp/data/postmaster.pid" ]] &&
+            echo "$(head -n 1 "$tmp/data/postmaster.pid") $tmp" >"$SERVERS_RUN/postgres"
+        if servers__pg_answers "$port" &&
+            "$bindir/psql" -h 127.0.0.1 -p "$port" -U postgres -d postgres -qc \
+                'CREATE DATABASE test' >&2; then
+            servers_log "PostgreSQL: private cluster ($("$bindir/postgres" --version)) on 127.0.0.1:$port"
+            export SESSION_POSTGRES_URL="postgres://postgres@127.0.0.1:$port/test"
+            return 0
+        fi
+        servers_log "PostgreSQL did not come up on port $port (attempt $attempt)"
+        tail -n 5 "$tmp/postgres.log" >&2 || true
+        servers__postgres_kill "$SERVERS_RUN"
+        kill -INT "$pid" 2>/dev/null || true
+    done
+    servers__postgres_stop "$SERVERS_RUN"
+    return 1
+}
+
 # The browser test's WebDriver: Debian's chromedriver, which starts Debian's
 # chromium (headless, with a fresh profile: the test passes the flags).
 servers__browser() {
@@ -379,5 +515,6 @@ servers_start() {
     servers__redis_standalone
     servers__redis_cluster
     servers__mongo
+    servers__postgres
     servers__browser
 }

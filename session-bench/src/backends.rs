@@ -32,11 +32,14 @@ pub enum Backend {
     /// `session-store-file` next to plain `std::fs` reads, temp-file writes
     /// renamed over the session, and unlinks on the same layout.
     File,
+    /// `session-store-postgres` next to the same tokio-postgres statements
+    /// on a pool of the same size.
+    Postgres,
 }
 
 impl Backend {
     /// Every backend, compiled in or not.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::Memory,
         Self::Sqlite,
         Self::Sled,
@@ -44,6 +47,7 @@ impl Backend {
         Self::RedisCluster,
         Self::Mongo,
         Self::File,
+        Self::Postgres,
     ];
 
     /// Its name in `--stores` and in the results.
@@ -57,6 +61,7 @@ impl Backend {
             Self::RedisCluster => "redis-cluster",
             Self::Mongo => "mongo",
             Self::File => "file",
+            Self::Postgres => "postgres",
         }
     }
 
@@ -70,6 +75,7 @@ impl Backend {
             Self::Redis | Self::RedisCluster => cfg!(feature = "redis"),
             Self::Mongo => cfg!(feature = "mongo"),
             Self::File => cfg!(feature = "file"),
+            Self::Postgres => cfg!(feature = "postgres"),
         }
     }
 
@@ -96,6 +102,7 @@ impl Backend {
             Self::RedisCluster => open::redis_store(env, &namespace, true).await,
             Self::Mongo => open::mongo_store(env, &namespace).await,
             Self::File => open::file_store(env, &namespace).await,
+            Self::Postgres => open::postgres_store(env, &namespace).await,
         }
     }
 
@@ -151,6 +158,8 @@ pub struct Env {
     pub redis_cluster_nodes: Vec<String>,
     /// `SESSION_MONGO_URL`.
     pub mongo_url: String,
+    /// `SESSION_POSTGRES_URL`.
+    pub postgres_url: String,
     /// Folder for SQLite and sled files (a temporary folder inside it per
     /// store); default the system's temporary folder.
     pub data_dir: Option<PathBuf>,
@@ -161,11 +170,12 @@ impl Env {
     /// tests do).
     #[must_use]
     pub fn from_env() -> Self {
-        use session_conformance::env::{MONGO, REDIS, REDIS_CLUSTER};
+        use session_conformance::env::{MONGO, POSTGRES, REDIS, REDIS_CLUSTER};
         Self {
             redis_url: REDIS.url(),
             redis_cluster_nodes: REDIS_CLUSTER.urls(),
             mongo_url: MONGO.url(),
+            postgres_url: POSTGRES.url(),
             data_dir: None,
         }
     }
@@ -283,6 +293,16 @@ mod open {
     #[cfg(not(feature = "file"))]
     pub(super) async fn file_store(_env: &Env, _namespace: &str) -> Result<Opened> {
         Err(not_compiled("file"))
+    }
+
+    #[cfg(feature = "postgres")]
+    pub(super) async fn postgres_store(env: &Env, namespace: &str) -> Result<Opened> {
+        crate::raw::postgres::open_pair(env, namespace).await
+    }
+
+    #[cfg(not(feature = "postgres"))]
+    pub(super) async fn postgres_store(_env: &Env, _namespace: &str) -> Result<Opened> {
+        Err(not_compiled("postgres"))
     }
 
     /// Build an [`Opened`] (for the per-engine modules).

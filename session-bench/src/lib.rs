@@ -5,7 +5,8 @@
 //! [`SessionStore`](session_core::SessionStore) through [`StoreTarget`], or a
 //! raw baseline doing the same work directly on the engine (a sharded
 //! `HashMap`, plain rusqlite statements, plain sled calls, the same Redis
-//! connection's `GET`/`SET PX`/`PEXPIRE`/`DEL`, the MongoDB driver). A
+//! connection's `GET`/`SET PX`/`PEXPIRE`/`DEL`, the MongoDB driver, the same
+//! tokio-postgres statements). A
 //! [`Bench`] preloads a target and runs each [`Phase`] for a fixed time with
 //! C tokio tasks; each store's throughput is reported as a ratio of its raw
 //! engine's, measured in the same run.

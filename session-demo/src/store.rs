@@ -31,11 +31,15 @@ pub enum StoreUrl {
     Mongo(String),
     /// `file://PATH`: a directory of session files.
     File(PathBuf),
+    /// `postgres://…` or `postgresql://…`: table `sessions` of that
+    /// database.
+    Postgres(String),
 }
 
 /// What `--store` accepts, for help and error texts.
 pub const STORE_FORMS: &str = "memory, cookie, sqlite://PATH, sled://PATH, redis://HOST:PORT[/DB], \
-     redis+cluster://HOST:PORT,HOST:PORT,..., mongodb://HOST:PORT, file://PATH";
+     redis+cluster://HOST:PORT,HOST:PORT,..., mongodb://HOST:PORT, file://PATH, \
+     postgres://USER@HOST:PORT/DB";
 
 /// A `--store` value that names no backend.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -100,6 +104,9 @@ impl FromStr for StoreUrl {
         if s.starts_with("mongodb://") || s.starts_with("mongodb+srv://") {
             return Ok(Self::Mongo(s.to_owned()));
         }
+        if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            return Ok(Self::Postgres(s.to_owned()));
+        }
         Err(bad())
     }
 }
@@ -113,7 +120,7 @@ impl fmt::Display for StoreUrl {
             Self::Sqlite(path) => write!(f, "sqlite://{}", path.display()),
             Self::Sled(path) => write!(f, "sled://{}", path.display()),
             Self::File(path) => write!(f, "file://{}", path.display()),
-            Self::Redis(url) | Self::Mongo(url) => f.write_str(&redact(url)),
+            Self::Redis(url) | Self::Mongo(url) | Self::Postgres(url) => f.write_str(&redact(url)),
             Self::RedisCluster(nodes) => {
                 let nodes: Vec<String> = nodes.iter().map(|n| redact(n)).collect();
                 f.write_str(&nodes.join(","))
@@ -200,6 +207,15 @@ impl StoreUrl {
                 let store = session_store_file::FileStore::open(path).await?;
                 opened(Arc::new(store), "file", true)
             }
+            Self::Postgres(url) => {
+                // Connecting is bounded by the operation timeout.
+                let store = session_store_postgres::PostgresStore::builder()
+                    .with_operation_timeout(CONNECT_TIMEOUT)
+                    .connect(url)
+                    .await?;
+                // Expired rows stay (unreadable) until delete_expired.
+                opened(Arc::new(store), "postgres", true)
+            }
         })
     }
 }
@@ -265,13 +281,21 @@ mod tests {
             "mongodb://h:27017/".parse(),
             Ok(StoreUrl::Mongo("mongodb://h:27017/".into()))
         );
+        for url in [
+            "postgres://u@h:5432/db",
+            "postgresql://u@h/db?sslmode=disable",
+        ] {
+            assert_eq!(url.parse(), Ok(StoreUrl::Postgres(url.into())));
+        }
+        let url: StoreUrl = "postgres://ada:hunter2@h/db".parse().unwrap();
+        assert_eq!(url.to_string(), "postgres://***@h/db");
     }
 
     #[test]
     fn bad_values_are_refused_without_echoing_secrets() {
         for bad in [
             "",
-            "postgres://x",
+            "postgress://x",
             "sqlite://",
             "file://",
             "redis+cluster://",

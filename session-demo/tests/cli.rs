@@ -117,3 +117,20 @@ async fn an_unreachable_server_is_one_line_naming_it() {
         "{line}"
     );
 }
+
+#[tokio::test]
+async fn an_unreachable_postgres_is_one_line_naming_it() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("postgres://ada:hunter2@127.0.0.1:{port}/test");
+    let line = fails_with(&["--store", &url]).await;
+    // Named with its credentials hidden.
+    let shown = format!("postgres://***@127.0.0.1:{port}/test");
+    assert!(
+        line.contains(&shown) && line.contains("cannot open store") && !line.contains("hunter2"),
+        "{line}"
+    );
+}
