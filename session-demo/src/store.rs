@@ -29,11 +29,15 @@ pub enum StoreUrl {
     RedisCluster(Vec<String>),
     /// `mongodb://…` or `mongodb+srv://…`.
     Mongo(String),
+    /// `mysql://USER:PASSWORD@HOST:PORT/DATABASE` (or `mariadb://…`, kept
+    /// as the `mysql://` URL the driver reads): MySQL or MariaDB.
+    Mysql(String),
 }
 
 /// What `--store` accepts, for help and error texts.
 pub const STORE_FORMS: &str = "memory, cookie, sqlite://PATH, sled://PATH, redis://HOST:PORT[/DB], \
-     redis+cluster://HOST:PORT,HOST:PORT,..., mongodb://HOST:PORT";
+     redis+cluster://HOST:PORT,HOST:PORT,..., mongodb://HOST:PORT, \
+     mysql://USER@HOST:PORT/DATABASE (or mariadb://...)";
 
 /// A `--store` value that names no backend.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -95,6 +99,12 @@ impl FromStr for StoreUrl {
         if s.starts_with("mongodb://") || s.starts_with("mongodb+srv://") {
             return Ok(Self::Mongo(s.to_owned()));
         }
+        if s.starts_with("mysql://") {
+            return Ok(Self::Mysql(s.to_owned()));
+        }
+        if let Some(rest) = s.strip_prefix("mariadb://") {
+            return Ok(Self::Mysql(format!("mysql://{rest}")));
+        }
         Err(bad())
     }
 }
@@ -107,7 +117,7 @@ impl fmt::Display for StoreUrl {
             Self::Cookie => f.write_str("cookie"),
             Self::Sqlite(path) => write!(f, "sqlite://{}", path.display()),
             Self::Sled(path) => write!(f, "sled://{}", path.display()),
-            Self::Redis(url) | Self::Mongo(url) => f.write_str(&redact(url)),
+            Self::Redis(url) | Self::Mongo(url) | Self::Mysql(url) => f.write_str(&redact(url)),
             Self::RedisCluster(nodes) => {
                 let nodes: Vec<String> = nodes.iter().map(|n| redact(n)).collect();
                 f.write_str(&nodes.join(","))
@@ -190,6 +200,14 @@ impl StoreUrl {
                 // The TTL index reaps; reads filter on expiry meanwhile.
                 opened(Arc::new(store), "mongodb", false)
             }
+            Self::Mysql(url) => {
+                let store = session_store_mysql::MysqlStoreBuilder::new()
+                    .with_operation_timeout(CONNECT_TIMEOUT)
+                    .connect(url)
+                    .await?;
+                // Reads filter on expiry; expired rows stay until reaped.
+                opened(Arc::new(store), "mysql", true)
+            }
         })
     }
 }
@@ -250,6 +268,16 @@ mod tests {
             "mongodb://h:27017/".parse(),
             Ok(StoreUrl::Mongo("mongodb://h:27017/".into()))
         );
+        assert_eq!(
+            "mysql://root@h:3306/test".parse(),
+            Ok(StoreUrl::Mysql("mysql://root@h:3306/test".into()))
+        );
+        assert_eq!(
+            "mariadb://root@h:3306/test".parse(),
+            Ok(StoreUrl::Mysql("mysql://root@h:3306/test".into()))
+        );
+        let url: StoreUrl = "mariadb://ada:hunter2@h/db".parse().unwrap();
+        assert_eq!(url.to_string(), "mysql://***@h/db");
     }
 
     #[test]
