@@ -29,17 +29,21 @@ pub enum Backend {
     /// `session-store-mongo` next to the `mongodb` driver's
     /// insert / find / update / delete.
     Mongo,
+    /// `session-store-mysql` next to the same `mysql_async` statements on a
+    /// pool of the same size.
+    Mysql,
 }
 
 impl Backend {
     /// Every backend, compiled in or not.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::Memory,
         Self::Sqlite,
         Self::Sled,
         Self::Redis,
         Self::RedisCluster,
         Self::Mongo,
+        Self::Mysql,
     ];
 
     /// Its name in `--stores` and in the results.
@@ -52,6 +56,7 @@ impl Backend {
             Self::Redis => "redis",
             Self::RedisCluster => "redis-cluster",
             Self::Mongo => "mongo",
+            Self::Mysql => "mysql",
         }
     }
 
@@ -64,6 +69,7 @@ impl Backend {
             Self::Sled => cfg!(feature = "sled"),
             Self::Redis | Self::RedisCluster => cfg!(feature = "redis"),
             Self::Mongo => cfg!(feature = "mongo"),
+            Self::Mysql => cfg!(feature = "mysql"),
         }
     }
 
@@ -89,6 +95,7 @@ impl Backend {
             Self::Redis => open::redis_store(env, &namespace, false).await,
             Self::RedisCluster => open::redis_store(env, &namespace, true).await,
             Self::Mongo => open::mongo_store(env, &namespace).await,
+            Self::Mysql => open::mysql_store(env, &namespace).await,
         }
     }
 
@@ -144,6 +151,8 @@ pub struct Env {
     pub redis_cluster_nodes: Vec<String>,
     /// `SESSION_MONGO_URL`.
     pub mongo_url: String,
+    /// `SESSION_MYSQL_URL`.
+    pub mysql_url: String,
     /// Folder for SQLite and sled files (a temporary folder inside it per
     /// store); default the system's temporary folder.
     pub data_dir: Option<PathBuf>,
@@ -159,6 +168,7 @@ impl Env {
             redis_url: REDIS.url(),
             redis_cluster_nodes: REDIS_CLUSTER.urls(),
             mongo_url: MONGO.url(),
+            mysql_url: session_conformance::env::MYSQL.url(),
             data_dir: None,
         }
     }
@@ -266,6 +276,16 @@ mod open {
     #[cfg(not(feature = "mongo"))]
     pub(super) async fn mongo_store(_env: &Env, _namespace: &str) -> Result<Opened> {
         Err(not_compiled("mongo"))
+    }
+
+    #[cfg(feature = "mysql")]
+    pub(super) async fn mysql_store(env: &Env, namespace: &str) -> Result<Opened> {
+        crate::raw::mysql::open_pair(env, namespace).await
+    }
+
+    #[cfg(not(feature = "mysql"))]
+    pub(super) async fn mysql_store(_env: &Env, _namespace: &str) -> Result<Opened> {
+        Err(not_compiled("mysql"))
     }
 
     /// Build an [`Opened`] (for the per-engine modules).

@@ -6,6 +6,8 @@
 pub mod memory;
 #[cfg(feature = "mongo")]
 pub mod mongo;
+#[cfg(feature = "mysql")]
+pub mod mysql;
 #[cfg(feature = "redis")]
 pub mod redis;
 #[cfg(feature = "sled")]
