@@ -18,6 +18,10 @@ pub const DEFAULT_POOL_SIZE: usize = 16;
 /// none is configured.
 pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a pooled connection may stay idle before it is closed (unless
+/// the URL sets `inactive_connection_ttl`).
+const IDLE_CONNECTION_TTL: Duration = Duration::from_secs(60);
+
 /// How many expired rows one `DELETE` of `delete_expired` removes at most
 /// when none is configured.
 pub const DEFAULT_REAP_BATCH: usize = 1_000;
@@ -146,11 +150,18 @@ impl MysqlStoreBuilder {
         );
         let constraints = PoolConstraints::new(0, self.pool_size)
             .ok_or_else(|| Error::config(BACKEND, "invalid pool size"))?;
-        let pool_opts = opts
+        let mut pool_opts = opts
             .pool_opts()
             .clone()
             .with_constraints(constraints)
             .with_reset_connection(false);
+        if pool_opts.inactive_connection_ttl().is_zero() {
+            // With no idle TTL, mysql_async keeps only `min` idle
+            // connections (0 here) and closes every other one it gets
+            // back: each call would connect anew. Keep them, closing those
+            // idle for a while.
+            pool_opts = pool_opts.with_inactive_connection_ttl(IDLE_CONNECTION_TTL);
+        }
         let opts = OptsBuilder::from_opts(opts)
             .client_found_rows(false)
             .pool_opts(pool_opts);

@@ -74,7 +74,7 @@ fn now() -> Value {
 }
 
 impl RawMysql {
-    async fn upsert(&self, key: &SessionKey, payload: &Payload) -> Result<u64> {
+    async fn upsert(&self, key: &SessionKey, payload: &Payload) -> Result<()> {
         let mut conn = self.pool.get_conn().await?;
         conn.exec_drop(
             self.sql.save.as_str(),
@@ -87,7 +87,7 @@ impl RawMysql {
             ]),
         )
         .await?;
-        Ok(conn.affected_rows())
+        Ok(())
     }
 }
 
@@ -105,7 +105,10 @@ impl Target for RawMysql {
     }
 
     async fn write(&self, key: &SessionKey, payload: &Payload, _expected: u64) -> Result<bool> {
-        Ok(self.upsert(key, payload).await? != 0)
+        // Rows changed is 0 when the upsert writes what is there already
+        // (the same payload again): still a completed write.
+        self.upsert(key, payload).await?;
+        Ok(true)
     }
 
     async fn create(&self, key: &SessionKey, payload: &Payload) -> Result<bool> {
