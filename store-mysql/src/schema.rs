@@ -185,8 +185,12 @@ pub(crate) struct Statements {
     pub(crate) destroy: String,
     /// `key, now`: removes the row under `key` only if it is expired.
     pub(crate) destroy_expired: String,
-    /// No parameters.
+    /// No parameters: empties the table at once, whatever its size (DDL:
+    /// needs the DROP privilege on the table).
     pub(crate) clear: String,
+    /// No parameters: the row-by-row fallback of [`clear`](Self::clear)
+    /// where TRUNCATE is not allowed.
+    pub(crate) clear_rows: String,
     /// `now` → count of live rows (a range of the expiry index).
     pub(crate) len: String,
     /// `now` → `key, data, created_at, expires_at, version` of live rows.
@@ -231,7 +235,8 @@ impl Statements {
             touch: format!("UPDATE {t} SET expires_at = ? WHERE `key` = ? AND expires_at > ?"),
             destroy: format!("DELETE FROM {t} WHERE `key` = ?"),
             destroy_expired: format!("DELETE FROM {t} WHERE `key` = ? AND expires_at <= ?"),
-            clear: format!("DELETE FROM {t}"),
+            clear: format!("TRUNCATE TABLE {t}"),
+            clear_rows: format!("DELETE FROM {t}"),
             len: format!("SELECT COUNT(*) FROM {t} WHERE expires_at > ?"),
             all: format!(
                 "SELECT `key`, data, created_at, expires_at, version FROM {t} \
