@@ -81,6 +81,18 @@ pub const POSTGRES: Server = Server {
                    set SESSION_POSTGRES_URL",
 };
 
+/// A MySQL or MariaDB server: a `mysql://` URL naming a database the tests
+/// may create tables in.
+pub const MYSQL: Server = Server {
+    name: "MySQL/MariaDB",
+    var: "SESSION_MYSQL_URL",
+    default: "mysql://root@127.0.0.1:3306/test",
+    opt_outs: &["SESSION_SKIP_MYSQL"],
+    how_to_start: "run ./scripts/test (it reuses a server on 127.0.0.1:3306 or installs Debian's \
+                   mariadb-server and starts a private one), or start MariaDB/MySQL and set \
+                   SESSION_MYSQL_URL=mysql://USER:PASSWORD@HOST:PORT/DATABASE",
+};
+
 /// A WebDriver (chromedriver) for browser tests.
 pub const WEBDRIVER: Server = Server {
     name: "a WebDriver",

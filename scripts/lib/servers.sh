@@ -9,6 +9,7 @@
 #   SESSION_REDIS_CLUSTER_NODES  redis://127.0.0.1:P1/,... (6-node cluster)
 #   SESSION_MONGO_URL            mongodb://127.0.0.1:PORT/ (SecantusDB)
 #   SESSION_POSTGRES_URL         postgres://postgres@127.0.0.1:PORT/test (trust auth)
+#   SESSION_MYSQL_URL            mysql://root@127.0.0.1:PORT/test (MariaDB)
 #   SESSION_WEBDRIVER_URL        http://127.0.0.1:PORT (chromedriver, which
 #                                starts Debian's chromium for the browser test)
 #
@@ -29,6 +30,10 @@
 #       a Redis answering PING there is reused for the standalone tests (it is
 #       never flushed: the tests use unique key prefixes). Point it at a port
 #       with nothing on it to force a private server.
+#   SESSION_SKIP_MYSQL=1, SESSION_MYSQL_URL, SESSION_MYSQL_REUSE_PORT (default
+#       3306): the same for MySQL/MariaDB (a server that greets with the MySQL
+#       protocol there is reused, with root and no password, database `test`;
+#       the tests only create and drop their own tables).
 #
 # Everything it starts lives under .test-servers/run-<pid>/ and is stopped
 # on exit, also when tests fail or the run is interrupted. A run that died
@@ -478,6 +483,73 @@ servers__postgres() {
     return 1
 }
 
+# servers__mysql_greets PORT: does a MySQL/MariaDB server greet on
+# 127.0.0.1:PORT (a protocol-10 handshake packet)? Pure bash and coreutils.
+servers__mysql_greets() (
+    exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
+    greeting="$(timeout 2 head -c 5 <&3 | od -An -tx1 | tr -d ' \n')"
+    [[ "${greeting:8:2}" == 0a ]]
+) 2>/dev/null
+
+# servers__mysql_bin NAME: the path of a MariaDB program (the server lives in
+# /usr/sbin, often not on PATH).
+servers__mysql_bin() {
+    local p
+    for p in "$(command -v "$1" 2>/dev/null)" "/usr/sbin/$1" "/usr/bin/$1"; do
+        [[ -n "$p" && -x "$p" ]] && { echo "$p"; return 0; }
+    done
+    return 1
+}
+
+servers__mysql() {
+    if [[ "${SESSION_SKIP_MYSQL:-}" == 1 ]]; then
+        servers_log "MySQL: skipped (SESSION_SKIP_MYSQL=1)"
+        return 0
+    fi
+    if [[ -n "${SESSION_MYSQL_URL:-}" ]]; then
+        servers_log "MySQL: using SESSION_MYSQL_URL as given"
+        return 0
+    fi
+    local reuse="${SESSION_MYSQL_REUSE_PORT:-3306}" port dir user server install client
+    if servers__mysql_greets "$reuse"; then
+        servers_log "MySQL: reusing the server on 127.0.0.1:$reuse"
+        export SESSION_MYSQL_URL="mysql://root@127.0.0.1:$reuse/test"
+        return 0
+    fi
+    if ! servers__mysql_bin mariadbd >/dev/null || ! servers__mysql_bin mariadb-install-db >/dev/null ||
+        ! servers__mysql_bin mariadb >/dev/null; then
+        servers__apt_install mariadb-server mariadb-client
+    fi
+    server="$(servers__mysql_bin mariadbd)"
+    install="$(servers__mysql_bin mariadb-install-db)"
+    client="$(servers__mysql_bin mariadb)"
+    user="$(id -un)"
+    dir="$SERVERS_RUN/mysql"
+    mkdir -p "$dir"
+    # A private data directory: root without a password (over TCP too), no
+    # system config files read (--no-defaults), never the system's server.
+    if ! "$install" --no-defaults --auth-root-authentication-method=normal \
+        --datadir="$dir/data" --user="$user" --skip-test-db \
+        >"$dir/install.log" 2>&1; then
+        servers_log "MySQL: mariadb-install-db failed:"
+        tail -n 20 "$dir/install.log" >&2 || true
+        return 1
+    fi
+    port="$(servers__launch mysql servers__mysql_greets error.log \
+        "$server" --no-defaults --datadir="$dir/data" --user="$user" \
+        --bind-address=127.0.0.1 '--port={PORT}' '--socket={DIR}/mysqld.sock' \
+        '--pid-file={DIR}/mysqld.pid' '--log-error={DIR}/error.log' \
+        --innodb-buffer-pool-size=128M --skip-log-bin)" || return 1
+    if ! "$client" --no-defaults --protocol=TCP -h 127.0.0.1 -P "$port" -u root \
+        -e 'CREATE DATABASE IF NOT EXISTS test' >>"$dir/install.log" 2>&1; then
+        servers_log "MySQL: cannot create the database test:"
+        tail -n 20 "$dir/install.log" >&2 || true
+        return 1
+    fi
+    servers_log "MySQL: MariaDB $("$server" --version 2>/dev/null | sed -n 's/.*Ver \([^ ]*\).*/\1/p') started on 127.0.0.1:$port"
+    export SESSION_MYSQL_URL="mysql://root@127.0.0.1:$port/test"
+}
+
 # The browser test's WebDriver: Debian's chromedriver, which starts Debian's
 # chromium (headless, with a fresh profile: the test passes the flags).
 servers__browser() {
@@ -516,5 +588,6 @@ servers_start() {
     servers__redis_cluster
     servers__mongo
     servers__postgres
+    servers__mysql
     servers__browser
 }

@@ -35,11 +35,14 @@ pub enum Backend {
     /// `session-store-postgres` next to the same tokio-postgres statements
     /// on a pool of the same size.
     Postgres,
+    /// `session-store-mysql` next to the same `mysql_async` statements on a
+    /// pool of the same size.
+    Mysql,
 }
 
 impl Backend {
     /// Every backend, compiled in or not.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::Memory,
         Self::Sqlite,
         Self::Sled,
@@ -48,6 +51,7 @@ impl Backend {
         Self::Mongo,
         Self::File,
         Self::Postgres,
+        Self::Mysql,
     ];
 
     /// Its name in `--stores` and in the results.
@@ -62,6 +66,7 @@ impl Backend {
             Self::Mongo => "mongo",
             Self::File => "file",
             Self::Postgres => "postgres",
+            Self::Mysql => "mysql",
         }
     }
 
@@ -76,6 +81,7 @@ impl Backend {
             Self::Mongo => cfg!(feature = "mongo"),
             Self::File => cfg!(feature = "file"),
             Self::Postgres => cfg!(feature = "postgres"),
+            Self::Mysql => cfg!(feature = "mysql"),
         }
     }
 
@@ -103,6 +109,7 @@ impl Backend {
             Self::Mongo => open::mongo_store(env, &namespace).await,
             Self::File => open::file_store(env, &namespace).await,
             Self::Postgres => open::postgres_store(env, &namespace).await,
+            Self::Mysql => open::mysql_store(env, &namespace).await,
         }
     }
 
@@ -160,6 +167,8 @@ pub struct Env {
     pub mongo_url: String,
     /// `SESSION_POSTGRES_URL`.
     pub postgres_url: String,
+    /// `SESSION_MYSQL_URL`.
+    pub mysql_url: String,
     /// Folder for SQLite and sled files (a temporary folder inside it per
     /// store); default the system's temporary folder.
     pub data_dir: Option<PathBuf>,
@@ -176,6 +185,7 @@ impl Env {
             redis_cluster_nodes: REDIS_CLUSTER.urls(),
             mongo_url: MONGO.url(),
             postgres_url: POSTGRES.url(),
+            mysql_url: session_conformance::env::MYSQL.url(),
             data_dir: None,
         }
     }
@@ -303,6 +313,16 @@ mod open {
     #[cfg(not(feature = "postgres"))]
     pub(super) async fn postgres_store(_env: &Env, _namespace: &str) -> Result<Opened> {
         Err(not_compiled("postgres"))
+    }
+
+    #[cfg(feature = "mysql")]
+    pub(super) async fn mysql_store(env: &Env, namespace: &str) -> Result<Opened> {
+        crate::raw::mysql::open_pair(env, namespace).await
+    }
+
+    #[cfg(not(feature = "mysql"))]
+    pub(super) async fn mysql_store(_env: &Env, _namespace: &str) -> Result<Opened> {
+        Err(not_compiled("mysql"))
     }
 
     /// Build an [`Opened`] (for the per-engine modules).

@@ -28,7 +28,7 @@ const KEY_SEED: u64 = 0x5e55_1011;
 engine.\n\n\
 For each selected backend, a store and a raw baseline of its engine (a sharded HashMap; plain \
 rusqlite statements; plain sled calls; the same Redis connection's GET/SET PX/PEXPIRE/DEL; the \
-MongoDB driver; plain std::fs reads, temp-file writes renamed over and unlinks; the same tokio-postgres statements) are each preloaded with sessions carrying the standard ~200-byte, 8-field payload \
+MongoDB driver; plain std::fs reads, temp-file writes renamed over and unlinks; the same tokio-postgres statements; the same mysql_async statements) are each preloaded with sessions carrying the standard ~200-byte, 8-field payload \
 (expiry 30 min), then run the phases load, save (the store's versioned update, the raw engine's \
 unconditional write), create, touch, delete and mixed (80% load, 15% save, 5% create+destroy) for \
 a fixed time at each concurrency (tokio tasks sharing one store). Each phase reports ops/s and \
@@ -42,7 +42,8 @@ Results: a Markdown table on stdout, and one JSON object per line appended to --
 Servers come from the environment, as for the tests: SESSION_REDIS_URL (default \
 redis://127.0.0.1:6379/), SESSION_REDIS_CLUSTER_NODES (comma-separated, default \
 redis://127.0.0.1:7000/), SESSION_MONGO_URL (default mongodb://127.0.0.1:27017/), \
-SESSION_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/test). A selected \
+SESSION_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/test), \
+SESSION_MYSQL_URL (default mysql://root@127.0.0.1:3306/test). A selected \
 server that cannot be reached is an error naming the address.",
     args_conflicts_with_subcommands = true
 )]
@@ -76,7 +77,7 @@ enum Command {
 )]
 struct RunArgs {
     /// Backends to run, comma-separated: memory, sqlite, sled, file, redis,
-    /// redis-cluster, mongo, postgres. Default: every backend compiled into this
+    /// redis-cluster, mongo, postgres, mysql. Default: every backend compiled into this
     /// binary (see the crate's features).
     #[arg(long, value_enum, value_delimiter = ',')]
     stores: Option<Vec<Backend>>,

@@ -23,7 +23,7 @@ struct Args {
 
     /// Where sessions are kept: memory, sqlite://PATH, sled://PATH,
     /// redis://HOST:PORT[/DB], a Redis Cluster (redis+cluster://HOST:PORT,HOST:PORT,…),
-    /// mongodb://HOST:PORT, file://PATH (a directory), postgres://USER@HOST:PORT/DB (or postgresql://), or cookie (no store: each session sealed,
+    /// mongodb://HOST:PORT, file://PATH (a directory), postgres://USER@HOST:PORT/DB (or postgresql://), mysql://USER@HOST:PORT/DB (or mariadb://…), or cookie (no store: each session sealed,
     /// encrypted, in its own cookie). Default: sqlite://DATA_DIR/sessions.db.
     #[arg(long, value_name = "URL")]
     store: Option<String>,

@@ -34,12 +34,16 @@ pub enum StoreUrl {
     /// `postgres://…` or `postgresql://…`: table `sessions` of that
     /// database.
     Postgres(String),
+    /// `mysql://USER:PASSWORD@HOST:PORT/DATABASE` (or `mariadb://…`, kept
+    /// as the `mysql://` URL the driver reads): MySQL or MariaDB.
+    Mysql(String),
 }
 
 /// What `--store` accepts, for help and error texts.
 pub const STORE_FORMS: &str = "memory, cookie, sqlite://PATH, sled://PATH, redis://HOST:PORT[/DB], \
      redis+cluster://HOST:PORT,HOST:PORT,..., mongodb://HOST:PORT, file://PATH, \
-     postgres://USER@HOST:PORT/DB";
+     postgres://USER@HOST:PORT/DB, \
+     mysql://USER@HOST:PORT/DATABASE (or mariadb://...)";
 
 /// A `--store` value that names no backend.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -107,6 +111,12 @@ impl FromStr for StoreUrl {
         if s.starts_with("postgres://") || s.starts_with("postgresql://") {
             return Ok(Self::Postgres(s.to_owned()));
         }
+        if s.starts_with("mysql://") {
+            return Ok(Self::Mysql(s.to_owned()));
+        }
+        if let Some(rest) = s.strip_prefix("mariadb://") {
+            return Ok(Self::Mysql(format!("mysql://{rest}")));
+        }
         Err(bad())
     }
 }
@@ -120,7 +130,9 @@ impl fmt::Display for StoreUrl {
             Self::Sqlite(path) => write!(f, "sqlite://{}", path.display()),
             Self::Sled(path) => write!(f, "sled://{}", path.display()),
             Self::File(path) => write!(f, "file://{}", path.display()),
-            Self::Redis(url) | Self::Mongo(url) | Self::Postgres(url) => f.write_str(&redact(url)),
+            Self::Redis(url) | Self::Mongo(url) | Self::Postgres(url) | Self::Mysql(url) => {
+                f.write_str(&redact(url))
+            }
             Self::RedisCluster(nodes) => {
                 let nodes: Vec<String> = nodes.iter().map(|n| redact(n)).collect();
                 f.write_str(&nodes.join(","))
@@ -216,6 +228,14 @@ impl StoreUrl {
                 // Expired rows stay (unreadable) until delete_expired.
                 opened(Arc::new(store), "postgres", true)
             }
+            Self::Mysql(url) => {
+                let store = session_store_mysql::MysqlStoreBuilder::new()
+                    .with_operation_timeout(CONNECT_TIMEOUT)
+                    .connect(url)
+                    .await?;
+                // Reads filter on expiry; expired rows stay until reaped.
+                opened(Arc::new(store), "mysql", true)
+            }
         })
     }
 }
@@ -289,6 +309,16 @@ mod tests {
         }
         let url: StoreUrl = "postgres://ada:hunter2@h/db".parse().unwrap();
         assert_eq!(url.to_string(), "postgres://***@h/db");
+        assert_eq!(
+            "mysql://root@h:3306/test".parse(),
+            Ok(StoreUrl::Mysql("mysql://root@h:3306/test".into()))
+        );
+        assert_eq!(
+            "mariadb://root@h:3306/test".parse(),
+            Ok(StoreUrl::Mysql("mysql://root@h:3306/test".into()))
+        );
+        let url: StoreUrl = "mariadb://ada:hunter2@h/db".parse().unwrap();
+        assert_eq!(url.to_string(), "mysql://***@h/db");
     }
 
     #[test]

@@ -134,3 +134,23 @@ async fn an_unreachable_postgres_is_one_line_naming_it() {
         "{line}"
     );
 }
+
+#[tokio::test]
+async fn a_mysql_store_serves_the_counter_by_either_scheme() {
+    use session_conformance::env::MYSQL;
+    if MYSQL.skip_reason().is_some() {
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    let mysql = MYSQL.url();
+    let mariadb = mysql.replacen("mysql://", "mariadb://", 1);
+    for store in [mysql.as_str(), mariadb.as_str()] {
+        let (url, _demo) = start_demo(data.path(), &["--store", store]).await;
+        let first = get(&format!("{url}counter"), None).await;
+        assert_eq!(first.body, "views: 1", "{store}");
+        let again = get(&format!("{url}counter"), first.cookie.as_deref()).await;
+        assert_eq!(again.body, "views: 2", "{store}");
+        let page = get(&url, again.cookie.as_deref().or(first.cookie.as_deref())).await;
+        assert!(page.body.contains("id=\"backend\">mysql<"), "{store}");
+    }
+}

@@ -8,6 +8,8 @@ pub mod file;
 pub mod memory;
 #[cfg(feature = "mongo")]
 pub mod mongo;
+#[cfg(feature = "mysql")]
+pub mod mysql;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "redis")]

@@ -1,0 +1,506 @@
+//! What the suite cannot check: garbage written behind the store's back,
+//! the layout marker, configuration errors, the operation deadline, the
+//! packet limit, the plan of `delete_expired`, credentials in messages.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests"
+)]
+
+use std::time::Duration;
+
+use mysql_async::prelude::Queryable as _;
+use mysql_async::{Params, Row, Value};
+use session_conformance::env::MYSQL;
+use session_conformance::fixtures::{assert_decode_error, expired, key, live, sample};
+use session_conformance::unique_namespace;
+use session_core::{Data, Error, Record, SessionStore, Timestamp, UpdateOutcome};
+use session_store_mysql::{LAYOUT_VERSION, MysqlStore, REGISTRY};
+
+fn skip() -> bool {
+    MYSQL.skip_reason().is_some()
+}
+
+async fn open(table: &str) -> MysqlStore {
+    let url = MYSQL.url();
+    MysqlStore::builder()
+        .with_namespace(table)
+        .with_pool_size(4)
+        .connect(&url)
+        .await
+        .unwrap_or_else(|e| MYSQL.unreachable(&url, &e))
+}
+
+/// Drop a test's own table and its registry row.
+async fn drop_table(store: &MysqlStore) {
+    let mut conn = store.pool().get_conn().await.unwrap();
+    let table = store.namespace();
+    conn.query_drop(format!("DROP TABLE IF EXISTS `{table}`"))
+        .await
+        .unwrap();
+    conn.exec_drop(format!("DELETE FROM `{REGISTRY}` WHERE name = ?"), (table,))
+        .await
+        .unwrap();
+}
+
+async fn raw_insert(store: &MysqlStore, k: &session_core::SessionKey, data: &str) {
+    let far = Timestamp::now().as_millis() + 86_400_000;
+    let mut conn = store.pool().get_conn().await.unwrap();
+    conn.exec_drop(
+        format!(
+            "INSERT INTO `{}` (`key`, data, created_at, expires_at, version) \
+             VALUES (?, ?, ?, ?, ?)",
+            store.namespace()
+        ),
+        Params::Positional(vec![
+            Value::Bytes(k.as_bytes().to_vec()),
+            data.into(),
+            far.into(),
+            far.into(),
+            1_u64.into(),
+        ]),
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn garbage_written_directly_is_a_decode_error_naming_the_key() {
+    if skip() {
+        return;
+    }
+    let store = open(&unique_namespace()).await;
+    for garbage in ["not json", "[1,2]", "{\"a\":", ""] {
+        let k = key();
+        raw_insert(&store, &k, garbage).await;
+        assert_decode_error(store.load(&k).await, &k);
+        assert!(
+            matches!(store.all().await, Err(Error::Decode { .. })),
+            "{garbage:?}"
+        );
+        // A create over it is a collision (the row is live), never a panic.
+        assert!(
+            !store
+                .create(&k, &live(sample(), Duration::from_secs(60)))
+                .await
+                .unwrap()
+        );
+        store.destroy(&k).await.unwrap();
+    }
+    drop_table(&store).await;
+}
+
+#[tokio::test]
+async fn rows_hold_binary_keys_json_text_and_milliseconds() {
+    if skip() {
+        return;
+    }
+    let store = open(&unique_namespace()).await;
+    let k = key();
+    let record = live(sample(), Duration::from_secs(600)).with_version(u64::MAX);
+    store.save(&k, &record).await.unwrap();
+    let mut conn = store.pool().get_conn().await.unwrap();
+    let row: Row = conn
+        .exec_first(
+            format!(
+                "SELECT HEX(`key`), data, expires_at, version FROM `{}`",
+                store.namespace()
+            ),
+            (),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let (hex, data, expires_at, version): (String, String, i64, u64) = mysql_async::from_row(row);
+    assert_eq!(hex.to_ascii_lowercase(), k.as_str());
+    assert_eq!(data, r#"{"big":18446744073709551615,"user":"ada"}"#);
+    assert_eq!(expires_at, record.expires_at.as_millis());
+    assert_eq!(version, u64::MAX);
+    drop(conn);
+    drop_table(&store).await;
+}
+
+#[tokio::test]
+async fn versions_wrap_from_u64_max_to_zero() {
+    if skip() {
+        return;
+    }
+    let store = open(&unique_namespace()).await;
+    let k = key();
+    let record = live(sample(), Duration::from_secs(600)).with_version(u64::MAX);
+    store.save(&k, &record).await.unwrap();
+    assert_eq!(
+        store.update(&k, &record, u64::MAX).await.unwrap(),
+        UpdateOutcome::Updated
+    );
+    assert_eq!(store.load(&k).await.unwrap().unwrap().version, 0);
+    drop_table(&store).await;
+}
+
+#[tokio::test]
+async fn records_of_several_mib_round_trip_and_larger_than_the_packet_limit_are_refused() {
+    if skip() {
+        return;
+    }
+    let store = open(&unique_namespace()).await;
+    let k = key();
+    let mut data = Data::new();
+    data.insert("blob".into(), "é".repeat(2 << 20).into()); // 4 MiB of UTF-8
+    let record = live(data, Duration::from_secs(600));
+    store.save(&k, &record).await.unwrap();
+    assert_eq!(store.load(&k).await.unwrap(), Some(record));
+
+    let limit = store.max_allowed_packet();
+    let mut data = Data::new();
+    data.insert(
+        "blob".into(),
+        "x".repeat(usize::try_from(limit).unwrap()).into(),
+    );
+    let big = live(data, Duration::from_secs(600));
+    let k2 = key();
+    for result in [
+        store.save(&k2, &big).await.map(|()| true),
+        store.create(&k2, &big).await,
+        store.update(&k, &big, 0).await.map(|_| true),
+    ] {
+        assert!(
+            matches!(result, Err(Error::TooLarge { .. })),
+            "{:?}",
+            result.map_err(|e| session_core::report(&e))
+        );
+    }
+    assert_eq!(store.load(&k2).await.unwrap(), None);
+    drop_table(&store).await;
+}
+
+#[tokio::test]
+async fn an_unknown_layout_version_is_refused_at_build() {
+    if skip() {
+        return;
+    }
+    let store = open(&unique_namespace()).await;
+    let mut conn = store.pool().get_conn().await.unwrap();
+    conn.exec_drop(
+        format!("UPDATE `{REGISTRY}` SET layout = ? WHERE name = ?"),
+        (LAYOUT_VERSION + 1, store.namespace()),
+    )
+    .await
+    .unwrap();
+    let url = MYSQL.url();
+    let err = MysqlStore::builder()
+        .with_namespace(store.namespace())
+        .connect(&url)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Config { reason, .. } if reason.contains("layout")),
+        "{err:?}"
+    );
+    let err = store.open_namespace(store.namespace()).await.unwrap_err();
+    assert!(matches!(err, Error::Config { .. }), "{err:?}");
+    drop(conn);
+    drop_table(&store).await;
+}
+
+#[tokio::test]
+async fn a_table_that_is_not_a_session_table_is_refused_at_build() {
+    if skip() {
+        return;
+    }
+    let store = open(&unique_namespace()).await;
+    let other = unique_namespace();
+    let mut conn = store.pool().get_conn().await.unwrap();
+    conn.query_drop(format!("CREATE TABLE `{other}` (name TEXT)"))
+        .await
+        .unwrap();
+    let err = store.open_namespace(&other).await.unwrap_err();
+    assert!(matches!(err, Error::Config { .. }), "{err:?}");
+    conn.query_drop(format!("DROP TABLE `{other}`"))
+        .await
+        .unwrap();
+    drop(conn);
+    drop_table(&store).await;
+}
+
+#[tokio::test]
+async fn building_twice_on_one_table_is_fine_and_namespaces_share_the_pool() {
+    if skip() {
+        return;
+    }
+    let table = unique_namespace();
+    let a = open(&table).await;
+    let b = open(&table).await;
+    let k = key();
+    a.save(&k, &live(sample(), Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert!(b.load(&k).await.unwrap().is_some());
+    let c = a.open_namespace(&unique_namespace()).await.unwrap();
+    assert_eq!(c.len().await.unwrap(), 0);
+    assert_eq!(b.len().await.unwrap(), 1);
+    drop_table(&c).await;
+    drop_table(&a).await;
+}
+
+#[tokio::test]
+async fn delete_expired_goes_through_the_expiry_index_in_batches() {
+    if skip() {
+        return;
+    }
+    let store = MysqlStore::builder()
+        .with_namespace(unique_namespace())
+        .with_reap_batch(7)
+        .connect(&MYSQL.url())
+        .await
+        .unwrap();
+    for _ in 0..30 {
+        store
+            .save(&key(), &live(sample(), Duration::from_secs(600)))
+            .await
+            .unwrap();
+    }
+    // Expired rows can only be written behind the store's back.
+    let mut conn = store.pool().get_conn().await.unwrap();
+    conn.exec_drop(
+        format!(
+            "UPDATE `{}` SET expires_at = ? ORDER BY id LIMIT 20",
+            store.namespace()
+        ),
+        (Timestamp::now().as_millis() - 1000,),
+    )
+    .await
+    .unwrap();
+    assert_eq!(store.len().await.unwrap(), 10);
+    assert_eq!(store.delete_expired().await.unwrap(), 20);
+    assert_eq!(store.delete_expired().await.unwrap(), 0);
+    assert_eq!(store.len().await.unwrap(), 10);
+
+    let plan: Vec<Row> = conn
+        .exec(
+            format!(
+                "EXPLAIN DELETE FROM `{}` WHERE expires_at <= ? ORDER BY expires_at LIMIT ?",
+                store.namespace()
+            ),
+            (0_i64, 1000_u64),
+        )
+        .await
+        .unwrap();
+    let text = format!("{plan:?}");
+    let key_column = plan
+        .first()
+        .and_then(|row| {
+            let names = row.columns_ref();
+            let at = names.iter().position(|c| c.name_str() == "key")?;
+            row.get::<Option<String>, usize>(at).flatten()
+        })
+        .unwrap_or_else(|| panic!("no key in the plan: {text}"));
+    assert_eq!(key_column, "expires_at", "{text}");
+    drop(conn);
+    drop_table(&store).await;
+}
+
+#[tokio::test]
+async fn expired_rows_never_count_nor_block_create() {
+    if skip() {
+        return;
+    }
+    let store = open(&unique_namespace()).await;
+    let k = key();
+    // An expired record given to create stores nothing live.
+    assert!(store.create(&k, &expired(sample())).await.unwrap());
+    assert_eq!(store.load(&k).await.unwrap(), None);
+    assert!(
+        store
+            .create(&k, &live(sample(), Duration::from_secs(60)))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .create(&k, &live(sample(), Duration::from_secs(60)))
+            .await
+            .unwrap()
+    );
+    // Touching to the same expiry again is still a touch of a live record.
+    let at = store.load(&k).await.unwrap().unwrap().expires_at;
+    assert!(store.touch(&k, at).await.unwrap());
+    assert!(store.touch(&k, at).await.unwrap());
+    drop_table(&store).await;
+}
+
+#[tokio::test]
+async fn configuration_errors_are_reported_when_building() {
+    let url = "mysql://root@127.0.0.1:1/test";
+    for builder in [
+        MysqlStore::builder().with_namespace(""),
+        MysqlStore::builder().with_namespace("a`b"),
+        MysqlStore::builder().with_namespace("a__b"),
+        MysqlStore::builder().with_pool_size(0),
+        MysqlStore::builder().with_operation_timeout(Duration::ZERO),
+        MysqlStore::builder().with_reap_batch(0),
+    ] {
+        let err = builder.clone().connect(url).await;
+        assert!(
+            matches!(err, Err(Error::Config { .. })),
+            "{builder:?}: {err:?}"
+        );
+    }
+    for bad in [
+        "not-a-url://hunter2secret",
+        "postgres://ada:hunter2secret@127.0.0.1/x",
+        "mysql://ada:hunter2secret@127.0.0.1:3306",
+        "mysql://ada:hunter2secret@127.0.0.1:3306/test?pool_max=x",
+    ] {
+        let err = MysqlStore::connect(bad).await.unwrap_err();
+        assert!(matches!(err, Error::Config { .. }), "{bad}: {err:?}");
+        let shown = format!("{err:?} {err}");
+        assert!(!shown.contains("hunter2secret"), "{shown}");
+    }
+}
+
+#[tokio::test]
+async fn a_server_that_never_answers_times_out_at_build() {
+    // Accepts connections and never says a word (no handshake).
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            open.push(socket);
+        }
+    });
+    let started = std::time::Instant::now();
+    let err = MysqlStore::builder()
+        .with_operation_timeout(Duration::from_millis(400))
+        .connect(&format!("mysql://ada:hunter2secret@127.0.0.1:{port}/test"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Timeout {
+                backend: "mysql",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(!format!("{err:?}").contains("hunter2secret"));
+    held.abort();
+}
+
+#[tokio::test]
+async fn an_unreachable_server_fails_at_build_without_leaking_the_password() {
+    let err = MysqlStore::builder()
+        .with_operation_timeout(Duration::from_secs(2))
+        .connect("mysql://ada:hunter2secret@127.0.0.1:1/test")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Backend { .. }), "{err:?}");
+    let mut chain = format!("{err:?} {err}");
+    let mut source = std::error::Error::source(&err);
+    while let Some(s) = source {
+        chain.push_str(&s.to_string());
+        source = s.source();
+    }
+    assert!(!chain.contains("hunter2secret"), "{chain}");
+}
+
+#[tokio::test]
+async fn a_call_held_up_by_a_lock_fails_with_timeout_at_the_deadline() {
+    if skip() {
+        return;
+    }
+    let table = unique_namespace();
+    let store = MysqlStore::builder()
+        .with_namespace(&table)
+        .with_operation_timeout(Duration::from_millis(500))
+        .connect(&MYSQL.url())
+        .await
+        .unwrap();
+    let k = key();
+    let record = live(sample(), Duration::from_secs(600));
+    store.save(&k, &record).await.unwrap();
+    // Another client holds the row's lock in an open transaction.
+    let mut holder = store.pool().get_conn().await.unwrap();
+    holder.query_drop("BEGIN").await.unwrap();
+    holder
+        .exec_drop(
+            format!("SELECT 1 FROM `{table}` WHERE `key` = ? FOR UPDATE"),
+            (Value::Bytes(k.as_bytes().to_vec()),),
+        )
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let err = store.update(&k, &record, 0).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Timeout {
+                operation: "update",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    holder.query_drop("ROLLBACK").await.unwrap();
+    drop(holder);
+    // The abandoned statement may still apply once the lock is gone (a
+    // write that timed out may or may not have been applied); either way
+    // the store works on. (Give it the time to run once the lock is gone.)
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let version = store.load(&k).await.unwrap().unwrap().version;
+    assert!(version <= 1, "{version}");
+    assert_eq!(
+        store.update(&k, &record, version).await.unwrap(),
+        UpdateOutcome::Updated
+    );
+    drop_table(&store).await;
+}
+
+#[tokio::test]
+async fn debug_shows_the_server_and_table_but_never_credentials() {
+    if skip() {
+        return;
+    }
+    let table = unique_namespace();
+    let store = open(&table).await;
+    let shown = format!("{store:?}");
+    assert!(shown.contains(&table), "{shown}");
+    assert!(shown.contains("mysql://"), "{shown}");
+    assert!(!shown.contains('@'), "{shown}");
+    drop_table(&store).await;
+}
+
+#[tokio::test]
+async fn the_record_is_stored_as_given() {
+    if skip() {
+        return;
+    }
+    let store = open(&unique_namespace()).await;
+    let k = key();
+    let now = Timestamp::now();
+    let record = Record::with_times(
+        sample(),
+        Timestamp::from_millis(i64::MIN + 1),
+        now + Duration::from_secs(60),
+    )
+    .with_version(7);
+    assert!(store.create(&k, &record).await.unwrap());
+    assert_eq!(store.load(&k).await.unwrap(), Some(record.clone()));
+    let all = store.all().await.unwrap();
+    assert_eq!(all, vec![(k, record)]);
+    drop_table(&store).await;
+}
