@@ -5,7 +5,7 @@
 //!
 //! A store's operation deadline is tested through it: build the store on
 //! the proxy's address, stall, check that a call fails with
-//! [`Error::Timeout`](session_core::Error::Timeout) instead of waiting, resume,
+//! [`Error::Timeout`] instead of waiting, resume,
 //! check that the same store works again.
 //!
 //! ```
