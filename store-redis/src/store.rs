@@ -264,13 +264,7 @@ impl RedisStore {
         answer: RedisResult<Value>,
     ) -> Result<Option<Record>> {
         match answer {
-            // Redis's TTL hides a key once it expires; a value whose own
-            // expiry has passed while its key lives on (written behind the
-            // store's back, or a TTL removed by hand) is not provably live,
-            // so it is not returned either.
-            Ok(Value::BulkString(bytes)) => {
-                format::decode(key, &bytes).map(|record| Some(record).filter(Record::is_live))
-            }
+            Ok(Value::BulkString(bytes)) => format::decode(key, &bytes).map(Some),
             Ok(Value::Nil) => Ok(None),
             Ok(_) => Err(Error::decode(
                 key,

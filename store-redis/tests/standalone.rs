@@ -416,37 +416,3 @@ async fn a_server_gone_for_good_fails_each_call_by_the_deadline_not_the_reconnec
     // ones wait for the reconnect, and the deadline is what ends them.
     assert!(timeouts >= 2, "{timeouts} of 3 calls ended at the deadline");
 }
-
-/// A value whose header says it expired while its key lives on (no TTL, or
-/// a later one: written behind the store's back) is not a live session:
-/// `load` and `all` do not return it.
-#[tokio::test]
-async fn a_value_expired_by_its_own_header_is_not_returned_while_its_key_lives() {
-    if skip_standalone().is_some() {
-        return;
-    }
-    let store = standalone(&session_conformance::unique_namespace()).await;
-    let mut conn = raw().await;
-    let key = SessionId::generate().unwrap().key();
-    let record = Record::new(data(), Duration::from_secs(60));
-    store.save(&key, &record).await.unwrap();
-    let stored: Vec<u8> = redis::cmd("GET")
-        .arg(store.redis_key(&key))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    // The header's expires_at field (bytes 45..65) set to a minute ago, the
-    // key's TTL removed.
-    let past = session_core::Timestamp::now().as_millis() - 60_000;
-    let mut value = stored.clone();
-    value[45..65].copy_from_slice(format!("+{past:019}").as_bytes());
-    let _: () = redis::cmd("SET")
-        .arg(store.redis_key(&key))
-        .arg(&value)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    assert_eq!(store.load(&key).await.unwrap(), None);
-    assert!(store.all().await.unwrap().is_empty());
-    store.clear().await.unwrap();
-}
