@@ -335,13 +335,19 @@ async fn touch_into_the_past_leaves_no_key_behind() {
 }
 
 /// The address of the test server, for a proxy in front of it.
-#[allow(clippy::unwrap_used, reason = "test helper")]
+#[allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test helper: a URL the proxy cannot serve fails the test"
+)]
 async fn server_addr() -> std::net::SocketAddr {
     use redis::IntoConnectionInfo as _;
     let info = redis_url().into_connection_info().unwrap();
     let (host, port) = match info.addr() {
         redis::ConnectionAddr::Tcp(host, port) => (host.clone(), *port),
-        other => unimplemented!("a proxy in front of {other:?}: SESSION_REDIS_URL must be TCP"),
+        other => {
+            panic!("a TCP proxy cannot stand in front of {other:?}: SESSION_REDIS_URL must be TCP")
+        }
     };
     tokio::net::lookup_host((host.as_str(), port))
         .await
