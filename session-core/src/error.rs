@@ -190,6 +190,32 @@ impl Error {
     }
 }
 
+/// `message` with the password of `url` (the `password` of
+/// `scheme://user:password@host…`, as written in the URL) replaced by `***`,
+/// so that an error or log line about a server never carries its
+/// credentials. Server stores pass driver errors about a URL through it.
+///
+/// ```
+/// let url = "mysql://ada:s3cr%40t@db.example:3306/app";
+/// let shown = session_core::scrub_password("cannot parse s3cr%40t", url);
+/// assert_eq!(shown, "cannot parse ***");
+/// assert_eq!(session_core::scrub_password("fine", "mysql://ada@db.example/"), "fine");
+/// ```
+#[must_use]
+pub fn scrub_password(message: &str, url: &str) -> String {
+    match url_password(url) {
+        Some(secret) if !secret.is_empty() => message.replace(secret, "***"),
+        _ => message.to_owned(),
+    }
+}
+
+/// The password part of `scheme://user:password@host...`, if any.
+fn url_password(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let userinfo = rest.rsplit_once('@')?.0;
+    Some(userinfo.split_once(':')?.1)
+}
+
 /// `error` and its causes on one line, `error: cause: cause`, for logs and
 /// messages. A cause whose text is already in what came before is left
 /// out: many errors repeat their source in their own message.

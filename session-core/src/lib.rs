@@ -49,7 +49,7 @@ mod time;
 
 pub use crate::blocking::run_blocking;
 pub use crate::data::{Data, EncodedData};
-pub use crate::error::{BoxError, Error, Result, report};
+pub use crate::error::{BoxError, Error, Result, report, scrub_password};
 pub use crate::id::{SessionId, SessionKey};
 pub use crate::reaper::{Reaper, ReaperConfig};
 pub use crate::record::Record;

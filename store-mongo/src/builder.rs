@@ -164,7 +164,10 @@ impl MongoStoreBuilder {
         let mut options = ClientOptions::parse(url).await.map_err(|e| {
             Error::config(
                 BACKEND,
-                format!("invalid MongoDB URL: {}", scrub(&e.to_string(), url)),
+                format!(
+                    "invalid MongoDB URL: {}",
+                    session_core::scrub_password(&e.to_string(), url)
+                ),
             )
         })?;
         if options.server_selection_timeout.is_none() {
@@ -180,7 +183,7 @@ impl MongoStoreBuilder {
                 BACKEND,
                 format!(
                     "invalid MongoDB client options: {}",
-                    scrub(&e.to_string(), url)
+                    session_core::scrub_password(&e.to_string(), url)
                 ),
             )
         })?;
@@ -317,34 +320,4 @@ pub(crate) fn validate_namespace(namespace: &str) -> Result<()> {
         ));
     }
     Ok(())
-}
-
-/// `message` with the password of `url` (if any) replaced, so that errors
-/// never carry credentials.
-fn scrub(message: &str, url: &str) -> String {
-    match password(url) {
-        Some(secret) if !secret.is_empty() => message.replace(secret, "***"),
-        _ => message.to_owned(),
-    }
-}
-
-/// The password part of `scheme://user:password@host...`, if any.
-fn password(url: &str) -> Option<&str> {
-    let rest = url.split_once("://")?.1;
-    let userinfo = rest.rsplit_once('@')?.0;
-    Some(userinfo.split_once(':')?.1)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn passwords_are_scrubbed() {
-        let url = "mongodb://ada:s3cr%40t@db.example:27017/?authSource=admin";
-        assert_eq!(password(url), Some("s3cr%40t"));
-        assert_eq!(scrub("bad s3cr%40t here", url), "bad *** here");
-        assert_eq!(password("mongodb://db.example/"), None);
-        assert_eq!(password("mongodb://ada@db.example/"), None);
-    }
 }

@@ -121,7 +121,10 @@ impl MysqlStoreBuilder {
         let opts = Opts::from_url(url).map_err(|e| {
             Error::config(
                 BACKEND,
-                format!("invalid MySQL URL: {}", scrub(&e.to_string(), url)),
+                format!(
+                    "invalid MySQL URL: {}",
+                    session_core::scrub_password(&e.to_string(), url)
+                ),
             )
         })?;
         self.build(opts).await
@@ -208,35 +211,5 @@ impl MysqlStoreBuilder {
             return Err(Error::config(BACKEND, "the reap batch must be at least 1"));
         }
         Ok(())
-    }
-}
-
-/// `message` with the password of `url` (if any) replaced, so that errors
-/// never carry credentials.
-fn scrub(message: &str, url: &str) -> String {
-    match password(url) {
-        Some(secret) if !secret.is_empty() => message.replace(secret, "***"),
-        _ => message.to_owned(),
-    }
-}
-
-/// The password part of `scheme://user:password@host...`, if any.
-fn password(url: &str) -> Option<&str> {
-    let rest = url.split_once("://")?.1;
-    let userinfo = rest.rsplit_once('@')?.0;
-    Some(userinfo.split_once(':')?.1)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn passwords_are_scrubbed() {
-        let url = "mysql://ada:s3cr%40t@db.example:3306/app";
-        assert_eq!(password(url), Some("s3cr%40t"));
-        assert_eq!(scrub("bad s3cr%40t here", url), "bad *** here");
-        assert_eq!(password("mysql://db.example/app"), None);
-        assert_eq!(password("mysql://ada@db.example/app"), None);
     }
 }
