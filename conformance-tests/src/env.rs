@@ -69,6 +69,19 @@ pub const MONGO: Server = Server {
                    start a MongoDB server and set SESSION_MONGO_URL",
 };
 
+/// The MongoDB test server's program, for fault tests that start a private
+/// server of their own so that they may kill it. [`Server::url`] is the
+/// program (a path, or a name looked up on `PATH`).
+pub const MONGO_SERVER_PROGRAM: Server = Server {
+    name: "the MongoDB test server program",
+    var: "SESSION_MONGO_SERVER_BIN",
+    default: "secantusd-py",
+    opt_outs: &["SESSION_SKIP_MONGO_FAULTS", "SESSION_SKIP_MONGO"],
+    how_to_start: "run ./scripts/test (it installs SecantusDB into .venv-test and exports \
+                   SESSION_MONGO_SERVER_BIN), or set SESSION_MONGO_SERVER_BIN to a \
+                   `secantusd-py` (pip install SecantusDB==0.7.0b3)",
+};
+
 /// A PostgreSQL server (trust auth or credentials in the URL; the database
 /// must exist).
 pub const POSTGRES: Server = Server {
