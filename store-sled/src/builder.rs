@@ -6,12 +6,17 @@ use std::time::{Duration, Instant};
 
 use session_core::{Error, Result};
 
+use crate::shared::Reopen;
 use crate::{BACKEND, SledStore, backend};
 
 /// Default namespace.
 pub const DEFAULT_NAMESPACE: &str = "sessions";
 /// Default [`SledStoreBuilder::with_flush_every`]: sled's own default.
 pub const DEFAULT_FLUSH_EVERY: Option<Duration> = Some(Duration::from_millis(500));
+
+/// Default [`SledStoreBuilder::with_sync_writes`]: on, so that a write the
+/// store acknowledged is on disk, whatever happens next.
+pub const DEFAULT_SYNC_WRITES: bool = true;
 
 /// Configures and opens a [`SledStore`] on a database it opens itself; every
 /// setting is checked by [`build`](Self::build), which reports mistakes as
@@ -58,7 +63,7 @@ impl SledStoreBuilder {
             path,
             namespace: DEFAULT_NAMESPACE.to_owned(),
             flush_every: DEFAULT_FLUSH_EVERY,
-            sync_writes: false,
+            sync_writes: DEFAULT_SYNC_WRITES,
             lock_wait: Duration::ZERO,
         }
     }
@@ -132,6 +137,13 @@ impl SledStoreBuilder {
         {
             return Err(Error::config(BACKEND, "database path must not be empty"));
         }
+        // A temporary database is deleted when it closes: reopening it
+        // would lose every session, so only a path is reopened.
+        let reopen = self.path.clone().map(|path| Reopen {
+            path,
+            flush_every_ms,
+            lock_wait: self.lock_wait,
+        });
         session_core::run_blocking(BACKEND, move || {
             let config = || {
                 let config = sled::Config::new().flush_every_ms(flush_every_ms);
@@ -141,7 +153,7 @@ impl SledStoreBuilder {
                 }
             };
             let db = open(config, self.lock_wait)?;
-            Ok(SledStore::new(&db, &self.namespace)?.with_sync_writes(self.sync_writes))
+            Ok(SledStore::on(db, &self.namespace, reopen)?.with_sync_writes(self.sync_writes))
         })
         .await
     }
@@ -149,7 +161,7 @@ impl SledStoreBuilder {
 
 /// Open the database `config` makes, trying again (with a fresh `Config`
 /// each time) for up to `wait` while its directory is locked.
-fn open(config: impl Fn() -> sled::Config, wait: Duration) -> Result<sled::Db> {
+pub(crate) fn open(config: impl Fn() -> sled::Config, wait: Duration) -> Result<sled::Db> {
     let deadline = Instant::now() + wait;
     loop {
         match config().open() {
