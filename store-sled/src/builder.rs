@@ -30,7 +30,10 @@ pub const DEFAULT_SYNC_WRITES: bool = true;
 ///
 /// let store = SledStore::builder("sessions.sled")
 ///     .with_namespace("web")
-///     .with_flush_every(Some(Duration::from_millis(100))) // lose at most ~100 ms on a crash
+///     // Faster, less safe: acknowledge writes before they reach the disk,
+///     // losing at most ~100 ms of them on a crash or a failed disk write.
+///     .with_sync_writes(false)
+///     .with_flush_every(Some(Duration::from_millis(100)))
 ///     .build()
 ///     .await?;
 /// # Ok(()) }
@@ -77,23 +80,34 @@ impl SledStoreBuilder {
     }
 
     /// sled's background flush period (`sled::Config::flush_every_ms`, in
-    /// whole milliseconds): writes reach the disk (written and fsynced)
-    /// within about this long. A crash (process or machine) loses at most the writes
-    /// of the last period; the database stays consistent (sled recovers a
-    /// prefix of its log), and since a writer inserts a record's index
-    /// entry before the record, every record that survives keeps an entry
-    /// covering it. `None` disables background flushing: only
-    /// [`SledStore::flush`], [`with_sync_writes`](Self::with_sync_writes)
-    /// and a clean shutdown (dropping the last handle) write to disk.
-    /// Default 500 ms; a period under 1 ms is rejected.
+    /// whole milliseconds): buffered writes reach the disk (written and
+    /// fsynced) within about this long. With synced writes (the default)
+    /// every write is on disk before it returns anyway; this matters for
+    /// [`with_sync_writes(false)`](Self::with_sync_writes), where a crash
+    /// (process or machine) or a failed disk write loses at most the writes
+    /// of the last period. The database stays consistent either way (sled
+    /// recovers a prefix of its log, and since a writer inserts a record's
+    /// index entry before the record, every record that survives keeps an
+    /// entry covering it). `None` disables background flushing: buffered
+    /// writes then reach the disk only by [`SledStore::flush`] or a clean
+    /// shutdown (dropping the last handle). Default 500 ms; a period under
+    /// 1 ms is rejected.
     pub fn with_flush_every(mut self, every: Option<Duration>) -> Self {
         self.flush_every = every;
         self
     }
 
-    /// Flush (write and fsync) after every write before returning, so a
-    /// write that returned survives any crash. Costs one fsync per write:
-    /// measured ~8k writes/s here against ~180k/s without. Default `false`.
+    /// Whether a write is flushed (written and fsynced) before it returns.
+    /// Default `true` ([`DEFAULT_SYNC_WRITES`]): a write the store
+    /// acknowledged survives a crash and a later failed disk write (a full
+    /// disk). Concurrent writers share each flush (a group commit), so the
+    /// cost is one fsync per batch of waiting writes, not per write; see
+    /// the crate docs for the measured cost.
+    ///
+    /// `false` acknowledges a write once it is in sled's memory buffers and
+    /// leaves it to the background flush ([`with_flush_every`](Self::with_flush_every)):
+    /// faster, but a crash **or an I/O error** (a full disk) loses the
+    /// writes of the last flush period, acknowledged or not.
     pub fn with_sync_writes(mut self, sync: bool) -> Self {
         self.sync_writes = sync;
         self
@@ -114,6 +128,11 @@ impl SledStoreBuilder {
 
     /// Check the settings, open the database (on tokio's blocking pool:
     /// sled reads and recovers its log when opening) and its two trees.
+    ///
+    /// A store built on a path reopens the directory by itself after an
+    /// I/O error (sled fails every later write of a database that hit
+    /// one); a temporary database is deleted when it closes, so it is not
+    /// reopened, and its errors stay.
     ///
     /// # Errors
     ///

@@ -15,13 +15,14 @@ use crate::{BACKEND, backend};
 
 /// A [`SessionStore`] on one namespace (two trees) of a [`sled::Db`].
 ///
-/// Cloning is cheap and shares the database. Point operations (`load`,
-/// `create`, `update`, `save`, `touch`, `destroy`) run inline: each is a
-/// read and a compare-and-swap of one record (plus an index insert when the
-/// expiry moves earlier), a few microseconds, and sled does its disk writes
-/// on its own background flusher (see the crate docs for the measurements).
-/// Whole-namespace scans (`len`, `all`, `clear`, `delete_expired`) and
-/// flushes run on tokio's blocking pool.
+/// Cloning is cheap and shares the database (and its reopening after an
+/// I/O error). Point operations (`load`, `create`, `update`, `save`,
+/// `touch`, `destroy`) run inline: each is a read and a compare-and-swap of
+/// one record (plus an index insert when the expiry moves earlier), a few
+/// microseconds; a write then waits for the group-committed flush that
+/// puts it on disk, unless writes are buffered (see the crate docs for the
+/// measurements). Whole-namespace scans (`len`, `all`, `clear`,
+/// `delete_expired`) and flushes run on tokio's blocking pool.
 #[derive(Clone)]
 pub struct SledStore {
     shared: Arc<Shared>,
@@ -106,11 +107,12 @@ impl SledStore {
         SledStoreBuilder::new(None)
     }
 
-    /// A store on `namespace` of a database you opened yourself (its flush
-    /// policy is then yours, see [`sled::Config::flush_every_ms`]). Opens
-    /// the namespace's two trees, which touches the disk the first time:
-    /// call it at startup, or from a blocking context. Writes are not
-    /// synced ([`with_sync_writes`](Self::with_sync_writes) turns that on).
+    /// A store on `namespace` of a database you opened yourself (its
+    /// background flush period is then yours, see
+    /// [`sled::Config::flush_every_ms`]). Opens the namespace's two trees,
+    /// which touches the disk the first time: call it at startup, or from a
+    /// blocking context. Writes are synced as with the builder's default
+    /// ([`with_sync_writes`](Self::with_sync_writes) turns that off).
     ///
     /// This store never reopens your database: after a failed disk write
     /// (a full disk, say) sled fails every later write, every flush and
@@ -134,7 +136,7 @@ impl SledStore {
             shared: Shared::new(db, namespace, reopen)?,
             index: 0,
             namespace: namespace.into(),
-            sync_writes: false,
+            sync_writes: crate::DEFAULT_SYNC_WRITES,
         })
     }
 
@@ -161,8 +163,8 @@ impl SledStore {
         })
     }
 
-    /// Flush after every write before returning (see
-    /// [`SledStoreBuilder::with_sync_writes`]).
+    /// Whether to flush after every write before returning (see
+    /// [`SledStoreBuilder::with_sync_writes`]; default `true`).
     #[must_use]
     pub fn with_sync_writes(mut self, sync: bool) -> Self {
         self.sync_writes = sync;

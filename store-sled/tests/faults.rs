@@ -150,7 +150,13 @@ async fn a_full_disk_is_a_typed_error_and_the_same_store_recovers() {
     }
     let failure = failure.expect("4 MiB never filled up");
     assert!(
-        matches!(failure, Error::Backend { backend: "sled", .. }),
+        matches!(
+            failure,
+            Error::Backend {
+                backend: "sled",
+                ..
+            }
+        ),
         "{failure:?}"
     );
     let report = session_core::report(&failure);
@@ -161,7 +167,16 @@ async fn a_full_disk_is_a_typed_error_and_the_same_store_recovers() {
     // works: none panics, none hangs.
     for _ in 0..3 {
         if let Err(e) = store.save(&key(), &session()).await {
-            assert!(matches!(e, Error::Backend { backend: "sled", .. }), "{e:?}");
+            assert!(
+                matches!(
+                    e,
+                    Error::Backend {
+                        backend: "sled",
+                        ..
+                    }
+                ),
+                "{e:?}"
+            );
         }
     }
 

@@ -467,3 +467,31 @@ async fn sixty_four_synced_writers_all_complete_and_reach_the_disk() {
         assert_eq!(reopened.load(k).await.unwrap().unwrap().version, 1);
     }
 }
+
+/// Writes are synced by default, whichever way the store is made, and only
+/// a store that opened a directory itself reopens it after an I/O error
+/// (the full-disk test in `faults.rs` checks the reopen itself).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_are_synced_by_default_and_only_a_path_store_reopens() {
+    let dir = TempDir::new();
+    let on_path = SledStore::open(&dir.path).await.unwrap();
+    let other = on_path.open_namespace("other").await.unwrap();
+    let temporary = SledStore::temporary().await.unwrap();
+    let users = SledStore::new(&temporary.db().unwrap(), "mine").unwrap();
+    for (store, reopens) in [
+        (&on_path, true),
+        (&other, true),
+        (&temporary, false),
+        (&users, false),
+    ] {
+        assert_eq!(store.reopens(), reopens, "{store:?}");
+        let printed = format!("{store:?}");
+        assert!(printed.contains("sync_writes: true"), "{printed}");
+    }
+    let buffered = SledStore::builder_temporary()
+        .with_sync_writes(false)
+        .build()
+        .await
+        .unwrap();
+    assert!(format!("{buffered:?}").contains("sync_writes: false"));
+}
