@@ -52,8 +52,10 @@
 mod crash;
 mod disk;
 
-pub use crash::{Acked, ack, kill_mid_stream, write_until_killed};
-pub use disk::Tmpfs;
+pub use crash::{
+    ACKS_BEFORE_KILL, Acked, DEADLINE, WRITERS, ack, child_var, kill_mid_stream, write_until_killed,
+};
+pub use disk::{Tmpfs, assert_all_present, fill_until_error};
 
 use std::io;
 use std::net::SocketAddr;

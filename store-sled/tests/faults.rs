@@ -17,17 +17,11 @@ use std::time::Duration;
 
 use session_conformance::fault;
 use session_conformance::fixtures::{key, live, object};
-use session_core::{Error, SessionKey, SessionStore};
+use session_core::{Error, SessionStore};
 use session_store_sled::SledStore;
 
 /// Where the child writes: the database directory.
 const DB_VAR: &str = "SESSION_SLED_CRASH_DB";
-/// Concurrent writers in the child.
-const WRITERS: usize = 64;
-/// How many acknowledged writes the parent waits for before the kill.
-const ACKS_BEFORE_KILL: usize = 1_500;
-/// Every wait here is bounded by this.
-const DEADLINE: Duration = Duration::from_secs(120);
 const TTL: Duration = Duration::from_secs(3600);
 
 /// The child: 64 tasks saving fresh sessions (and updating each one once)
@@ -36,52 +30,25 @@ const TTL: Duration = Duration::from_secs(3600);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "the child process of a_killed_writer_loses_no_acknowledged_write, started by it"]
 async fn crash_writer() {
-    let db = std::env::var(DB_VAR).unwrap_or_else(|_| {
-        panic!("this is the child of a_killed_writer_loses_no_acknowledged_write: run that test")
-    });
-    let store = SledStore::open(&db).await.unwrap();
-    fault::write_until_killed(store, WRITERS).await;
+    let db = fault::child_var(DB_VAR);
+    fault::write_until_killed(SledStore::open(&db).await.unwrap()).await;
 }
 
 #[test]
 fn a_killed_writer_loses_no_acknowledged_write() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("sessions.sled");
-    let acked = fault::kill_mid_stream(
-        "crash_writer",
-        &[(DB_VAR, db.as_os_str())],
-        ACKS_BEFORE_KILL,
-        DEADLINE,
-    );
+    let acked = fault::kill_mid_stream("crash_writer", &[(DB_VAR, db.as_os_str())]);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         // The killed process held sled's lock on the directory; the kernel
-        // lets go of it with the process.
+        // let go of it with the process.
         let store = SledStore::builder(&db)
             .with_lock_wait(Duration::from_secs(10))
             .build()
             .await
             .unwrap();
-        let lost = acked.lost(&store).await;
-        assert!(
-            lost.is_empty(),
-            "{} of {} acknowledged writes lost after the kill: {:?}",
-            lost.len(),
-            acked.latest.len(),
-            &lost[..lost.len().min(5)]
-        );
-        eprintln!(
-            "{} acknowledged writes ({} sessions) before SIGKILL, 0 lost",
-            acked.writes,
-            acked.latest.len()
-        );
-        // The same directory takes writes again.
-        let k = key();
-        store
-            .save(&k, &live(object(serde_json::json!({})), TTL))
-            .await
-            .unwrap();
-        assert!(store.load(&k).await.unwrap().is_some());
+        acked.assert_none_lost(&store).await;
     });
 }
 
@@ -91,22 +58,6 @@ fn a_killed_writer_loses_no_acknowledged_write() {
 /// good: see the crate docs. That case is not recoverable in process.)
 fn session() -> session_core::Record {
     live(object(serde_json::json!({"pad": "x".repeat(1000)})), TTL)
-}
-
-/// Every key in `keys` loads from `store`.
-async fn assert_all_present(store: &SledStore, keys: &[SessionKey], when: &str) {
-    let mut missing = 0;
-    for k in keys {
-        if store.load(k).await.unwrap().is_none() {
-            missing += 1;
-        }
-    }
-    assert_eq!(
-        missing,
-        0,
-        "{when}: {missing} of {} acknowledged saves lost",
-        keys.len()
-    );
 }
 
 /// Retry `call` until it succeeds: the first calls after the fault may
@@ -136,33 +87,9 @@ async fn a_full_disk_is_a_typed_error_and_the_same_store_recovers() {
     let store = SledStore::builder(&path).build().await.unwrap();
     assert!(store.reopens());
 
-    let mut saved = Vec::new();
-    let mut failure = None;
-    for _ in 0..10_000 {
-        let k = key();
-        match store.save(&k, &session()).await {
-            Ok(()) => saved.push(k),
-            Err(e) => {
-                failure = Some(e);
-                break;
-            }
-        }
-    }
-    let failure = failure.expect("4 MiB never filled up");
-    assert!(
-        matches!(
-            failure,
-            Error::Backend {
-                backend: "sled",
-                ..
-            }
-        ),
-        "{failure:?}"
-    );
-    let report = session_core::report(&failure);
-    assert!(report.contains("No space left"), "{report}");
+    let (saved, _) =
+        fault::fill_until_error(&store, &session(), 10_000, "sled", "No space left").await;
     assert!(saved.len() > 10, "only {} saves fitted", saved.len());
-    eprintln!("{} saves acknowledged, then: {report}", saved.len());
     // While the disk stays full every call fails with a typed error or
     // works: none panics, none hangs.
     for _ in 0..3 {
@@ -199,8 +126,8 @@ async fn a_full_disk_is_a_typed_error_and_the_same_store_recovers() {
         saved.len(),
         later.len()
     );
-    assert_all_present(&store, &saved, "after space returned").await;
-    assert_all_present(&store, &later, "after space returned").await;
+    fault::assert_all_present(&store, &saved, "after space returned").await;
+    fault::assert_all_present(&store, &later, "after space returned").await;
 
     // And from disk: every acknowledged write survives closing and
     // opening the directory again.
@@ -210,8 +137,8 @@ async fn a_full_disk_is_a_typed_error_and_the_same_store_recovers() {
         .build()
         .await
         .unwrap();
-    assert_all_present(&reopened, &saved, "after reopening").await;
-    assert_all_present(&reopened, &later, "after reopening").await;
+    fault::assert_all_present(&reopened, &saved, "after reopening").await;
+    fault::assert_all_present(&reopened, &later, "after reopening").await;
     eprintln!(
         "space back: the same store took {} more saves, len {len}; after reopening all {} \
          acknowledged saves present",

@@ -16,8 +16,14 @@ use crate::fixtures::{key, live, object};
 
 /// The expiry of the sessions the child writes: far beyond the test.
 const TTL: Duration = Duration::from_secs(3600);
+/// Concurrent writer tasks in the child.
+pub const WRITERS: usize = 64;
+/// How many acknowledged writes the parent waits for before the kill.
+pub const ACKS_BEFORE_KILL: usize = 1_500;
+/// Every wait of the parent is bounded by this.
+pub const DEADLINE: Duration = Duration::from_secs(120);
 
-/// The child's loop, until it is killed: `writers` tasks, each saving a
+/// The child's loop, until it is killed: [`WRITERS`] tasks, each saving a
 /// fresh session then updating it once, printing each write as soon as the
 /// store acknowledged it (see [`ack`]).
 ///
@@ -25,12 +31,12 @@ const TTL: Duration = Duration::from_secs(3600);
 ///
 /// On any store error: the child dies, and the parent fails for lack of
 /// acknowledgements.
-pub async fn write_until_killed<S>(store: S, writers: usize)
+pub async fn write_until_killed<S>(store: S)
 where
     S: SessionStore + Clone + 'static,
 {
     let mut tasks = tokio::task::JoinSet::new();
-    for writer in 0..writers {
+    for writer in 0..WRITERS {
         let store = store.clone();
         tasks.spawn(async move {
             for n in 0u64.. {
@@ -52,6 +58,19 @@ where
             panic!("writer: {e}");
         }
     }
+}
+
+/// In the child: the value of `var`, which the parent sets (the database
+/// to write to).
+///
+/// # Panics
+///
+/// If `var` is not set: the child was run by hand, not by its parent test.
+#[must_use]
+pub fn child_var(var: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| {
+        panic!("{var} is not set: this ignored test is the child of a crash test, which runs it")
+    })
 }
 
 /// Print `ACK <key> <version>` on a line of its own and flush it: the write
@@ -89,16 +108,42 @@ impl Acked {
         self.writes += 1;
     }
 
-    /// The acknowledged writes `store` does not have (at the acknowledged
-    /// version or later): `(key, version acknowledged, version found)`.
+    /// Check that `store` (the killed writer's database, reopened) has
+    /// every acknowledged write, at the acknowledged version or later, and
+    /// takes writes again; prints the figures.
     ///
     /// # Panics
     ///
-    /// On a store error or a malformed key: this is a test helper.
-    pub async fn lost<S: SessionStore + ?Sized>(
-        &self,
-        store: &S,
-    ) -> Vec<(String, u64, Option<u64>)> {
+    /// Listing the first writes lost, if any; on a store error.
+    pub async fn assert_none_lost<S: SessionStore + ?Sized>(&self, store: &S) {
+        let lost = self.lost(store).await;
+        assert!(
+            lost.is_empty(),
+            "{} of {} acknowledged sessions lost (or older) after the kill: {:?}",
+            lost.len(),
+            self.latest.len(),
+            &lost[..lost.len().min(5)]
+        );
+        eprintln!(
+            "{} acknowledged writes ({} sessions) before SIGKILL, 0 lost",
+            self.writes,
+            self.latest.len()
+        );
+        let k = key();
+        let fresh = live(object(serde_json::json!({})), TTL);
+        let found = match store.save(&k, &fresh).await {
+            Ok(()) => store.load(&k).await,
+            Err(e) => Err(e),
+        };
+        assert!(
+            matches!(found, Ok(Some(_))),
+            "the reopened store does not take writes again: {found:?}"
+        );
+    }
+
+    /// The acknowledged writes `store` does not have (at the acknowledged
+    /// version or later): `(key, version acknowledged, version found)`.
+    async fn lost<S: SessionStore + ?Sized>(&self, store: &S) -> Vec<(String, u64, Option<u64>)> {
         let mut lost = Vec::new();
         for (k, version) in &self.latest {
             let key = SessionKey::parse(k).unwrap_or_else(|e| panic!("printed key {k}: {e}"));
@@ -127,21 +172,18 @@ impl Drop for Guard {
 }
 
 /// Run this test binary's ignored test `child_test` with the environment
-/// `env`, read the writes it acknowledges, `SIGKILL` it once `acks` of them
-/// arrived, and return them all (including those printed just before it
-/// died). Every wait is bounded by `deadline`.
+/// `env`, read the writes it acknowledges, `SIGKILL` it once
+/// [`ACKS_BEFORE_KILL`] of them arrived, and return them all (including
+/// those printed just before it died). Every wait is bounded by
+/// [`DEADLINE`].
 ///
 /// # Panics
 ///
-/// If the child cannot start, ends by itself, or acknowledges fewer than
-/// `acks` writes within `deadline`: this is a test helper.
+/// If the child cannot start, ends by itself, or acknowledges fewer writes
+/// within the deadline: this is a test helper.
 #[must_use]
-pub fn kill_mid_stream(
-    child_test: &str,
-    env: &[(&str, &std::ffi::OsStr)],
-    acks: usize,
-    deadline: Duration,
-) -> Acked {
+pub fn kill_mid_stream(child_test: &str, env: &[(&str, &std::ffi::OsStr)]) -> Acked {
+    let (acks, deadline) = (ACKS_BEFORE_KILL, DEADLINE);
     let exe = std::env::current_exe().unwrap_or_else(|e| panic!("current_exe: {e}"));
     let mut command = Command::new(exe);
     command

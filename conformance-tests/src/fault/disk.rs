@@ -4,7 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use session_core::{Error, Record, SessionKey, SessionStore};
+
 use crate::env;
+use crate::fixtures::key;
 
 /// A tmpfs of a few megabytes on a fresh temporary folder, for full-disk
 /// tests; unmounted (lazily, so an open file does not keep it) and its
@@ -74,4 +77,67 @@ impl Drop for Tmpfs {
             .arg(self.dir.path())
             .status();
     }
+}
+
+/// Save fresh sessions of `record` into `store` until a save fails (at
+/// most `most` of them); returns the keys of the saves acknowledged before
+/// and the error. The failure must be [`Error::Backend`] naming `backend`,
+/// with `needle` (e.g. "full") in its report.
+///
+/// # Panics
+///
+/// If no save fails, or the failure is not as described: this is a test
+/// helper.
+pub async fn fill_until_error<S: SessionStore + ?Sized>(
+    store: &S,
+    record: &Record,
+    most: usize,
+    backend: &str,
+    needle: &str,
+) -> (Vec<SessionKey>, Error) {
+    let mut saved = Vec::new();
+    for _ in 0..most {
+        let k = key();
+        match store.save(&k, record).await {
+            Ok(()) => saved.push(k),
+            Err(e) => {
+                let report = session_core::report(&e);
+                assert!(
+                    matches!(&e, Error::Backend { backend: b, .. } if *b == backend),
+                    "a full disk: expected Error::Backend from {backend}, got {e:?}"
+                );
+                assert!(report.contains(needle), "{needle:?} missing: {report}");
+                eprintln!("{} saves acknowledged, then: {report}", saved.len());
+                return (saved, e);
+            }
+        }
+    }
+    panic!("{most} saves fitted: the disk never filled up");
+}
+
+/// Every key in `keys` loads from `store` (`when` names the moment, for
+/// the message).
+///
+/// # Panics
+///
+/// Counting the keys missing, or on a store error.
+pub async fn assert_all_present<S: SessionStore + ?Sized>(
+    store: &S,
+    keys: &[SessionKey],
+    when: &str,
+) {
+    let mut missing = 0;
+    for k in keys {
+        match store.load(k).await {
+            Ok(Some(_)) => {}
+            Ok(None) => missing += 1,
+            Err(e) => panic!("{when}: load {k}: {e}"),
+        }
+    }
+    assert_eq!(
+        missing,
+        0,
+        "{when}: {missing} of {} acknowledged saves lost",
+        keys.len()
+    );
 }
