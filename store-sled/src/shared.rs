@@ -306,7 +306,7 @@ impl Shared {
 }
 
 /// The error of a call made while the database is closed.
-fn closed() -> Error {
+pub(crate) fn closed() -> Error {
     Error::backend(
         BACKEND,
         std::io::Error::other("the database is closed after an I/O error and not reopened yet"),

@@ -242,12 +242,7 @@ impl SledStore {
 
     /// The database open now, failed or not.
     fn opened_now(&self) -> Result<Arc<Opened>> {
-        self.shared.current().ok_or_else(|| {
-            Error::backend(
-                BACKEND,
-                std::io::Error::other("the database is closed for a reopen after an I/O error"),
-            )
-        })
+        self.shared.current().ok_or_else(crate::shared::closed)
     }
 
     /// Run `call` on the database (reopened first if it failed) and the
