@@ -190,9 +190,19 @@ async fn a_full_disk_under_concurrent_writers_recovers_for_all_of_them() {
             saved
         });
     }
-    full.wait().await;
-    std::fs::remove_file(ballast).unwrap();
-    freed.wait().await;
+    // Bounded: a task that failed never reaches the barriers; its panic is
+    // reported by join_next below once the waits give up.
+    let bound = Duration::from_secs(60);
+    if tokio::time::timeout(bound, full.wait()).await.is_ok() {
+        std::fs::remove_file(ballast).unwrap();
+        let freed_in_time = tokio::time::timeout(bound, freed.wait()).await;
+        assert!(
+            freed_in_time.is_ok(),
+            "a writer stopped before space came back"
+        );
+    } else {
+        tasks.abort_all();
+    }
     let mut saved = Vec::new();
     while let Some(keys) = tasks.join_next().await {
         saved.extend(keys.unwrap());
