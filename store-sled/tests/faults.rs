@@ -41,15 +41,20 @@ fn a_killed_writer_loses_no_acknowledged_write() {
     let acked = fault::kill_mid_stream("crash_writer", &[(DB_VAR, db.as_os_str())]);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        // The killed process held sled's lock on the directory; the kernel
-        // let go of it with the process.
-        let store = SledStore::builder(&db)
-            .with_lock_wait(Duration::from_secs(10))
-            .build()
-            .await
-            .unwrap();
+        let store = reopen(&db).await;
         acked.assert_none_lost(&store).await;
     });
+}
+
+/// Open the directory `path` again, waiting (bounded) for the lock of a
+/// handle just dropped: sled lets go of it a little after (the kernel, at
+/// once for a killed process).
+async fn reopen(path: &std::path::Path) -> SledStore {
+    SledStore::builder(path)
+        .with_lock_wait(Duration::from_secs(10))
+        .build()
+        .await
+        .unwrap()
 }
 
 /// A session of about 1 KB: small enough that sled logs its node inline.
@@ -93,14 +98,33 @@ async fn free_and_write_again(store: &SledStore, ballast: std::path::PathBuf) ->
     later
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_disk_is_a_typed_error_and_the_same_store_recovers() {
-    let Some(disk) = fault::Tmpfs::mount(4 << 20) else {
-        return;
-    };
+/// A store (synced writes or not) on a 4 MiB tmpfs with 1 MiB of ballast:
+/// the mount (unmounted on drop), the ballast's path, the database's path
+/// and the store; `None` if the run opted out of full-disk tests.
+async fn on_small_disk(
+    sync_writes: bool,
+) -> Option<(
+    fault::Tmpfs,
+    std::path::PathBuf,
+    std::path::PathBuf,
+    SledStore,
+)> {
+    let disk = fault::Tmpfs::mount(4 << 20)?;
     let ballast = disk.ballast(1 << 20);
     let path = disk.path().join("sessions.sled");
-    let store = SledStore::builder(&path).build().await.unwrap();
+    let store = SledStore::builder(&path)
+        .with_sync_writes(sync_writes)
+        .build()
+        .await
+        .unwrap();
+    Some((disk, ballast, path, store))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_is_a_typed_error_and_the_same_store_recovers() {
+    let Some((_disk, ballast, path, store)) = on_small_disk(true).await else {
+        return;
+    };
     assert!(store.reopens());
 
     let (saved, _) =
@@ -141,11 +165,7 @@ async fn a_full_disk_is_a_typed_error_and_the_same_store_recovers() {
     // And from disk: every acknowledged write survives closing and
     // opening the directory again.
     drop(store);
-    let reopened = SledStore::builder(&path)
-        .with_lock_wait(Duration::from_secs(10))
-        .build()
-        .await
-        .unwrap();
+    let reopened = reopen(&path).await;
     fault::assert_all_present(&reopened, &saved, "after reopening").await;
     fault::assert_all_present(&reopened, &later, "after reopening").await;
     eprintln!(
@@ -163,12 +183,9 @@ async fn a_full_disk_is_a_typed_error_and_the_same_store_recovers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_under_concurrent_writers_recovers_for_all_of_them() {
     const TASKS: usize = 16;
-    let Some(disk) = fault::Tmpfs::mount(4 << 20) else {
+    let Some((_disk, ballast, path, store)) = on_small_disk(true).await else {
         return;
     };
-    let ballast = disk.ballast(1 << 20);
-    let path = disk.path().join("sessions.sled");
-    let store = SledStore::builder(&path).build().await.unwrap();
     let full = std::sync::Arc::new(tokio::sync::Barrier::new(TASKS + 1));
     let freed = std::sync::Arc::new(tokio::sync::Barrier::new(TASKS + 1));
     let mut tasks = tokio::task::JoinSet::new();
@@ -217,11 +234,7 @@ async fn a_full_disk_under_concurrent_writers_recovers_for_all_of_them() {
         saved.len()
     );
     drop(store);
-    let reopened = SledStore::builder(&path)
-        .with_lock_wait(Duration::from_secs(10))
-        .build()
-        .await
-        .unwrap();
+    let reopened = reopen(&path).await;
     fault::assert_all_present(&reopened, &saved, "after reopening").await;
     eprintln!(
         "{TASKS} tasks: {} acknowledged saves, all present after space returned and after \
@@ -235,16 +248,9 @@ async fn a_full_disk_under_concurrent_writers_recovers_for_all_of_them() {
 /// gone, as its README says: counted here, not required to be zero.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_with_buffered_writes_recovers_and_may_lose_the_last_period() {
-    let Some(disk) = fault::Tmpfs::mount(4 << 20) else {
+    let Some((_disk, ballast, _, store)) = on_small_disk(false).await else {
         return;
     };
-    let ballast = disk.ballast(1 << 20);
-    let path = disk.path().join("sessions.sled");
-    let store = SledStore::builder(&path)
-        .with_sync_writes(false)
-        .build()
-        .await
-        .unwrap();
     let (saved, _) =
         fault::fill_until_error(&store, &session(), 10_000, "sled", "No space left").await;
     let later = free_and_write_again(&store, ballast).await;
