@@ -117,6 +117,16 @@ pub const WEBDRIVER: Server = Server {
                    SESSION_WEBDRIVER_URL",
 };
 
+/// Set to `1`, skips the full-disk tests (they mount a tmpfs, which needs
+/// root): see [`fault::Tmpfs`](crate::fault::Tmpfs).
+pub const FULL_DISK_OPT_OUT: &str = "SESSION_SKIP_FULL_DISK";
+
+/// Whether the opt-out variable `var` is set to `1`.
+#[must_use]
+pub fn opted_out(var: &str) -> bool {
+    std::env::var(var).is_ok_and(|v| v.trim() == "1")
+}
+
 impl Server {
     /// The variable's value, trimmed, if it is set and not blank; else the
     /// default.
@@ -147,7 +157,7 @@ impl Server {
     pub fn skip_reason(&self) -> Option<String> {
         self.opt_outs
             .iter()
-            .find(|var| std::env::var(var).is_ok_and(|v| v.trim() == "1"))
+            .find(|var| opted_out(var))
             .map(|var| format!("{var}=1"))
     }
 
