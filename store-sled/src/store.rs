@@ -292,7 +292,7 @@ impl SledStore {
         match old {
             None => Ok(None),
             Some(old) => {
-                let header = Header::read(key, old)?;
+                let header = codec::VALUE.read(key, old)?;
                 Ok(header.is_live_at(now).then_some(header))
             }
         }
@@ -305,15 +305,15 @@ impl SessionStore for SledStore {
         let Some(value) = self.get(key)? else {
             return Ok(None);
         };
-        if !Header::read(key, &value)?.is_live_at(now()) {
+        if !codec::VALUE.read(key, &value)?.is_live_at(now()) {
             return Ok(None);
         }
-        codec::decode(key, &value).map(Some)
+        codec::VALUE.decode(key, &value).map(Some)
     }
 
     async fn create(&self, key: &SessionKey, record: &Record) -> Result<bool> {
         let header = Header::of(record);
-        let value = IVec::from(codec::encode(header, record)?);
+        let value = IVec::from(codec::VALUE.encode(header, record)?);
         let now = now();
         // Session keys are fresh random values: guess that nothing is
         // stored, and save the read.
@@ -342,7 +342,7 @@ impl SessionStore for SledStore {
             version: expected_version.wrapping_add(1),
             ..Header::of(record)
         };
-        let value = IVec::from(codec::encode(header, record)?);
+        let value = IVec::from(codec::VALUE.encode(header, record)?);
         let now = now();
         let outcome = self.write_loop(key, |old| {
             let Some(old_header) = Self::live_header(key, old, now)? else {
@@ -371,7 +371,7 @@ impl SessionStore for SledStore {
             self.records.remove(key.as_bytes()).map_err(backend)?;
             return self.written().await;
         }
-        let value = IVec::from(codec::encode(header, record)?);
+        let value = IVec::from(codec::VALUE.encode(header, record)?);
         // Unconditional: the loop only retries when another writer changed
         // the record between the read and the swap. A corrupt old record is
         // overwritten (its header is unreadable, so the new one is indexed).
@@ -388,7 +388,7 @@ impl SessionStore for SledStore {
             let (Some(old), Some(_)) = (old, Self::live_header(key, old, now)?) else {
                 return Ok(Step::Done(false));
             };
-            let new = IVec::from(codec::with_expiry(old, expires_at));
+            let new = IVec::from(codec::VALUE.with_expiry(old, expires_at));
             Ok(Step::Write(new, expires_at, true))
         })?;
         if touched {
@@ -431,7 +431,7 @@ impl SessionStore for SledStore {
             for entry in records.iter() {
                 let (key, value) = entry.map_err(backend)?;
                 let key = codec::session_key(&key)?;
-                if Header::read(&key, &value)?.is_live_at(now) {
+                if codec::VALUE.read(&key, &value)?.is_live_at(now) {
                     count += 1;
                 }
             }
@@ -448,8 +448,8 @@ impl SessionStore for SledStore {
             for entry in records.iter() {
                 let (key, value) = entry.map_err(backend)?;
                 let key = codec::session_key(&key)?;
-                if Header::read(&key, &value)?.is_live_at(now) {
-                    out.push((key, codec::decode(&key, &value)?));
+                if codec::VALUE.read(&key, &value)?.is_live_at(now) {
+                    out.push((key, codec::VALUE.decode(&key, &value)?));
                 }
             }
             Ok(out)
