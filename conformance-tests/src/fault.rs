@@ -45,6 +45,11 @@
 //! proxy.resume();
 //! client.read_exact(&mut answer).await?;
 //! assert_eq!(&answer, b"late");
+//!
+//! // In front of the server a URL names: the URL to build the store on.
+//! let url = format!("echo://ada:pw@{upstream}/db?x=1");
+//! let (proxy, proxied) = StallProxy::in_front_of(&url).await?;
+//! assert_eq!(proxied, format!("echo://ada:pw@{}/db?x=1", proxy.addr()));
 //! # Ok(()) }
 //! ```
 
@@ -84,6 +89,39 @@ impl StallProxy {
             stalled,
             acceptor,
         })
+    }
+
+    /// A proxy in front of the server that `url`
+    /// (`scheme://[user[:password]@]host:port[/...]`) names, and the same
+    /// URL with the proxy's address in place of the server's: what to build
+    /// the store on. Must be called inside a tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// If `url` has no `scheme://` and `host:port`, the host does not
+    /// resolve, or no loopback port can be bound. The message never
+    /// repeats the URL (it may hold a password).
+    pub async fn in_front_of(url: &str) -> io::Result<(Self, String)> {
+        let invalid = || {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the URL has no scheme://host:port",
+            )
+        };
+        let (scheme, rest) = url.split_once("://").ok_or_else(invalid)?;
+        let (authority, tail) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+        let (user, host) = match authority.rsplit_once('@') {
+            Some((user, host)) => (Some(user), host),
+            None => (None, authority),
+        };
+        let upstream = tokio::net::lookup_host(host)
+            .await?
+            .next()
+            .ok_or_else(invalid)?;
+        let proxy = Self::start(upstream).await?;
+        let user = user.map(|u| format!("{u}@")).unwrap_or_default();
+        let proxied = format!("{scheme}://{user}{}{tail}", proxy.addr());
+        Ok((proxy, proxied))
     }
 
     /// The address to give the store instead of the server's.

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use session_conformance::env::POSTGRES;
 use session_conformance::{Capabilities, StoreFactory};
 use session_core::async_trait;
-use session_store_postgres::PostgresStore;
+use session_store_postgres::{PostgresStore, PostgresStoreBuilder};
 
 /// The schema every test table lives in, so that test runs do not fill
 /// `public`.
@@ -23,13 +23,18 @@ pub fn skip() -> Option<String> {
     POSTGRES.skip_reason()
 }
 
+/// A builder for table `namespace` of [`TEST_SCHEMA`].
+pub fn builder(namespace: &str) -> PostgresStoreBuilder {
+    PostgresStore::builder()
+        .with_schema(TEST_SCHEMA)
+        .with_namespace(namespace)
+}
+
 /// A store on table `namespace` of [`TEST_SCHEMA`], or a failure that says
 /// how to get a server.
 pub async fn store(namespace: &str) -> PostgresStore {
     let url = postgres_url();
-    PostgresStore::builder()
-        .with_schema(TEST_SCHEMA)
-        .with_namespace(namespace)
+    builder(namespace)
         .with_pool_size(8)
         .connect(&url)
         .await
@@ -93,6 +98,30 @@ impl Postgres {
     pub fn new() -> Self {
         Self::default()
     }
+
+    /// Drop `table` too when this is dropped. Namespaces are `[a-z0-9_]`
+    /// (the suite's promise), so they are safe to splice into the clean-up
+    /// statements.
+    pub fn track(&self, table: &str) {
+        if let Ok(mut tables) = self.tables.lock()
+            && !tables.iter().any(|t| t == table)
+        {
+            tables.push(table.to_owned());
+        }
+    }
+}
+
+/// For one test: a factory (which drops the test's tables when the test
+/// ends, passed or failed), a fresh namespace and a store on it; `None`
+/// when the run opts out of PostgreSQL.
+pub async fn fresh() -> Option<(Postgres, String, PostgresStore)> {
+    if skip().is_some() {
+        return None;
+    }
+    let tables = Postgres::new();
+    let ns = session_conformance::unique_namespace();
+    let store = tables.open(&ns).await;
+    Some((tables, ns, store))
 }
 
 impl Drop for Postgres {
@@ -107,13 +136,7 @@ impl StoreFactory for Postgres {
     type Store = PostgresStore;
 
     async fn open(&self, namespace: &str) -> PostgresStore {
-        // Namespaces are `[a-z0-9_]` (the suite's promise), so they are safe
-        // to splice into the clean-up statements.
-        if let Ok(mut tables) = self.tables.lock()
-            && !tables.iter().any(|t| t == namespace)
-        {
-            tables.push(namespace.to_owned());
-        }
+        self.track(namespace);
         store(namespace).await
     }
 
