@@ -276,3 +276,42 @@ pub async fn assert_deadline_bounds_a_stall<S: SessionStore + ?Sized>(
     }
     panic!("the store did not recover within 40 deadlines after the stall ended: {last:?}");
 }
+
+/// The operation deadline from the first connection on: `build` (which
+/// builds a store on `proxy`'s address with an operation deadline of
+/// `deadline`) fails with [`Error::Timeout`] naming `backend` and the
+/// operation `"connect"` after `deadline` while the proxy stalls; once it resumes, the store `build`
+/// gives passes [`assert_deadline_bounds_a_stall`].
+///
+/// # Panics
+///
+/// When the store does not behave so: this is a test helper.
+pub async fn assert_deadline_bounds_building_and_a_stall<S, F, Fut>(
+    proxy: &StallProxy,
+    backend: &str,
+    deadline: Duration,
+    build: F,
+) where
+    S: SessionStore,
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<S, Error>>,
+{
+    proxy.stall();
+    match build().await {
+        Err(Error::Timeout {
+            backend: b,
+            operation: "connect",
+            after,
+        }) if b == backend && after == deadline => {}
+        other => panic!(
+            "building on a stalled server: expected Error::Timeout {{ backend: {backend:?}, \
+             operation: \"connect\", after: {deadline:?} }}, got {:?}",
+            other.map(drop)
+        ),
+    }
+    proxy.resume();
+    let store = build()
+        .await
+        .unwrap_or_else(|e| panic!("building once the stall ended: {e:?}"));
+    assert_deadline_bounds_a_stall(&store, proxy, backend, deadline).await;
+}

@@ -9,8 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Postgres, TEST_SCHEMA, builder, fresh, postgres_url, raw, skip};
-use session_conformance::env::POSTGRES;
-use session_conformance::fault::{StallProxy, assert_deadline_bounds_a_stall};
+use session_conformance::fault::{StallProxy, assert_deadline_bounds_building_and_a_stall};
 use session_conformance::fixtures::{assert_decode_error, expired, key, live, sample};
 use session_conformance::unique_namespace;
 use session_core::{
@@ -226,7 +225,7 @@ async fn a_table_that_is_not_a_session_table_is_refused() {
     }
     let tables = Postgres::new();
     let ns = unique_namespace();
-    tables.track(&ns);
+    tables.cleanup.track(&ns);
     let client = raw().await;
     client
         .batch_execute(&format!(
@@ -245,7 +244,7 @@ async fn open_namespace_shares_the_pool_and_isolates_sessions() {
         return;
     };
     let b = unique_namespace();
-    tables.track(&b);
+    tables.cleanup.track(&b);
     let second = first.open_namespace(&b).await.unwrap();
     assert_eq!(second.namespace(), b);
     assert_eq!(second.schema(), TEST_SCHEMA);
@@ -332,23 +331,8 @@ async fn a_stalled_server_is_a_timeout_at_the_operation_deadline_and_the_store_r
     };
     let (proxy, url) = StallProxy::in_front_of(&postgres_url()).await.unwrap();
     let deadline = Duration::from_millis(500);
-    proxy.stall();
-    let err = builder(&ns)
-        .with_operation_timeout(deadline)
-        .connect(&url)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, Error::Timeout { backend: "postgres", operation: "connect", after } if after == deadline),
-        "{err:?}"
-    );
-    proxy.resume();
-    let store = builder(&ns)
-        .with_operation_timeout(deadline)
-        .connect(&url)
-        .await
-        .unwrap_or_else(|e| POSTGRES.unreachable(&url, &e));
-    assert_deadline_bounds_a_stall(&store, &proxy, "postgres", deadline).await;
+    let build = || builder(&ns).with_operation_timeout(deadline).connect(&url);
+    assert_deadline_bounds_building_and_a_stall(&proxy, "postgres", deadline, build).await;
 }
 
 /// A statement blocked on a row lock held elsewhere: the call fails with

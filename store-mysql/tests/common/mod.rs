@@ -2,10 +2,9 @@
 //! come from `session_conformance::env`.
 #![allow(dead_code, unreachable_pub)]
 
-use std::sync::{Mutex, PoisonError};
-
 use mysql_async::prelude::Queryable as _;
 use session_conformance::env::MYSQL;
+use session_conformance::fixtures::Cleanup;
 use session_conformance::{Capabilities, StoreFactory};
 use session_core::async_trait;
 use session_store_mysql::{MysqlStore, MysqlStoreBuilder, REGISTRY};
@@ -31,81 +30,47 @@ pub async fn store(namespace: &str) -> MysqlStore {
         .unwrap_or_else(|e| MYSQL.unreachable(&url, &e))
 }
 
-/// Drop the test tables `tables` (and their registry rows), on a runtime of
-/// its own: called from `Drop`, where no runtime can be awaited. Failures
-/// are ignored: a table left behind is harmless.
-pub fn drop_tables(tables: Vec<String>) {
-    if tables.is_empty() || skip().is_some() {
+/// Drop the test tables `tables` and their registry rows, for
+/// [`Cleanup`]. Failures are ignored: a table left behind is harmless.
+async fn drop_tables(tables: Vec<String>) {
+    let Ok(opts) = mysql_async::Opts::from_url(&MYSQL.url()) else {
         return;
+    };
+    let Ok(mut conn) = mysql_async::Conn::new(opts).await else {
+        return;
+    };
+    for table in tables {
+        let _ = conn
+            .query_drop(format!("DROP TABLE IF EXISTS `{table}`"))
+            .await;
+        let _ = conn
+            .exec_drop(format!("DELETE FROM `{REGISTRY}` WHERE name = ?"), (table,))
+            .await;
     }
-    let cleanup = std::thread::spawn(move || {
-        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        else {
-            return;
-        };
-        runtime.block_on(async move {
-            let Ok(opts) = mysql_async::Opts::from_url(&MYSQL.url()) else {
-                return;
-            };
-            let Ok(mut conn) = mysql_async::Conn::new(opts).await else {
-                return;
-            };
-            for table in tables {
-                let _ = conn
-                    .query_drop(format!("DROP TABLE IF EXISTS `{table}`"))
-                    .await;
-                let _ = conn
-                    .exec_drop(format!("DELETE FROM `{REGISTRY}` WHERE name = ?"), (table,))
-                    .await;
-            }
-            let _ = conn.disconnect().await;
-        });
-    });
-    let _ = cleanup.join();
+    let _ = conn.disconnect().await;
 }
 
-/// The conformance factory: remembers the tables it opened and drops them
-/// (and their registry rows) when the behaviour or test is over, so that
-/// runs do not fill a shared server's database.
-#[derive(Debug, Default)]
+/// The conformance factory: drops the tables it opened (and any other it
+/// is told of), and their registry rows, when the behaviour or test is
+/// over, so that runs do not fill a shared server's database.
+#[derive(Debug)]
 pub struct Mysql {
-    tables: Mutex<Vec<String>>,
+    pub cleanup: Cleanup,
 }
 
-impl Mysql {
-    /// Drop `table` too when this is dropped.
-    pub fn track(&self, table: &str) {
-        let mut tables = self.tables.lock().unwrap_or_else(PoisonError::into_inner);
-        if !tables.iter().any(|t| t == table) {
-            tables.push(table.to_owned());
+impl Default for Mysql {
+    fn default() -> Self {
+        Self {
+            cleanup: Cleanup::new(drop_tables),
         }
     }
 }
 
-impl Drop for Mysql {
-    fn drop(&mut self) {
-        let tables = std::mem::take(
-            self.tables
-                .get_mut()
-                .unwrap_or_else(PoisonError::into_inner),
-        );
-        drop_tables(tables);
-    }
-}
-
-/// For one test: a factory (which drops the test's tables when the test
+/// For one test: the factory (which drops the test's tables when the test
 /// ends, passed or failed), a fresh namespace and a store on it; `None`
 /// when the run opts out of MySQL.
 pub async fn fresh() -> Option<(Mysql, String, MysqlStore)> {
-    if skip().is_some() {
-        return None;
-    }
-    let tables = Mysql::default();
-    let ns = session_conformance::unique_namespace();
-    let store = tables.open(&ns).await;
-    Some((tables, ns, store))
+    session_conformance::fixtures::fresh(Mysql::default()).await
 }
 
 #[async_trait]
@@ -113,7 +78,7 @@ impl StoreFactory for Mysql {
     type Store = MysqlStore;
 
     async fn open(&self, namespace: &str) -> MysqlStore {
-        self.track(namespace);
+        self.cleanup.track(namespace);
         store(namespace).await
     }
 
