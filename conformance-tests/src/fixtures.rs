@@ -136,6 +136,15 @@ impl Cleanup {
         }
     }
 
+    /// A fresh namespace ([`unique_namespace`](crate::unique_namespace)),
+    /// removed with the others.
+    #[must_use]
+    pub fn unique_namespace(&self) -> String {
+        let name = crate::unique_namespace();
+        self.track(&name);
+        name
+    }
+
     /// Remove `name` too (once, however often it is tracked).
     pub fn track(&self, name: &str) {
         let mut names = self

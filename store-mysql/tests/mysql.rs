@@ -19,7 +19,6 @@ use mysql_async::{Params, Row, Value};
 use session_conformance::env::MYSQL;
 use session_conformance::fault::{StallProxy, assert_deadline_bounds_building_and_a_stall};
 use session_conformance::fixtures::{assert_decode_error, expired, key, live, sample};
-use session_conformance::unique_namespace;
 use session_core::{Data, Error, Record, SessionStore, Timestamp, UpdateOutcome};
 use session_store_mysql::{LAYOUT_VERSION, MysqlStore, REGISTRY};
 
@@ -181,8 +180,7 @@ async fn a_table_that_is_not_a_session_table_is_refused_at_build() {
     let Some((tables, _, store)) = fresh().await else {
         return;
     };
-    let other = unique_namespace();
-    tables.cleanup.track(&other);
+    let other = tables.cleanup.unique_namespace();
     let mut conn = store.pool().get_conn().await.unwrap();
     conn.query_drop(format!("CREATE TABLE `{other}` (name TEXT)"))
         .await
@@ -202,8 +200,7 @@ async fn building_twice_on_one_table_is_fine_and_namespaces_share_the_pool() {
         .await
         .unwrap();
     assert!(b.load(&k).await.unwrap().is_some());
-    let other = unique_namespace();
-    tables.cleanup.track(&other);
+    let other = tables.cleanup.unique_namespace();
     let c = a.open_namespace(&other).await.unwrap();
     assert_eq!(c.len().await.unwrap(), 0);
     assert_eq!(b.len().await.unwrap(), 1);
@@ -348,12 +345,8 @@ async fn an_unreachable_server_fails_at_build_without_leaking_the_password() {
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Backend { .. }), "{err:?}");
-    let mut chain = format!("{err:?} {err}");
-    let mut source = std::error::Error::source(&err);
-    while let Some(s) = source {
-        chain.push_str(&s.to_string());
-        source = s.source();
-    }
+    // The error, its Debug form and every cause in its chain.
+    let chain = format!("{err:?} {}", session_core::report(&err));
     assert!(!chain.contains("hunter2secret"), "{chain}");
 }
 

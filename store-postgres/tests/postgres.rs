@@ -11,7 +11,6 @@ use std::time::Duration;
 use common::{Postgres, TEST_SCHEMA, builder, fresh, postgres_url, raw, skip};
 use session_conformance::fault::{StallProxy, assert_deadline_bounds_building_and_a_stall};
 use session_conformance::fixtures::{assert_decode_error, expired, key, live, sample};
-use session_conformance::unique_namespace;
 use session_core::{
     Error, Record, SessionKey, SessionStore, SessionStoreExt, Timestamp, UpdateOutcome,
 };
@@ -224,8 +223,7 @@ async fn a_table_that_is_not_a_session_table_is_refused() {
         return;
     }
     let tables = Postgres::new();
-    let ns = unique_namespace();
-    tables.cleanup.track(&ns);
+    let ns = tables.cleanup.unique_namespace();
     let client = raw().await;
     client
         .batch_execute(&format!(
@@ -243,8 +241,7 @@ async fn open_namespace_shares_the_pool_and_isolates_sessions() {
     let Some((tables, _, first)) = fresh().await else {
         return;
     };
-    let b = unique_namespace();
-    tables.cleanup.track(&b);
+    let b = tables.cleanup.unique_namespace();
     let second = first.open_namespace(&b).await.unwrap();
     assert_eq!(second.namespace(), b);
     assert_eq!(second.schema(), TEST_SCHEMA);
