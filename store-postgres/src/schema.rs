@@ -9,7 +9,7 @@ use crate::{BACKEND, backend};
 
 /// The layout version this crate writes, recorded per namespace table in the
 /// registry table of its schema; a table recorded with another version is
-/// refused with [`Error::Config`] rather than touched.
+/// refused with [`Error::Config`](session_core::Error::Config) rather than touched.
 ///
 /// History:
 /// - `1`: one table per namespace `(key BYTEA PRIMARY KEY, data TEXT,
