@@ -232,17 +232,7 @@ pub async fn assert_deadline_bounds_a_stall<S: SessionStore + ?Sized>(
     }
 
     proxy.stall();
-    let timed_out = |what: &str, result: Result<(), Error>| match result {
-        Err(Error::Timeout {
-            backend: b,
-            operation,
-            after,
-        }) if b == backend && operation == what && after == deadline => {}
-        other => panic!(
-            "{what} on a stalled server: expected Error::Timeout {{ backend: {backend:?}, \
-             operation: {what:?}, after: {deadline:?} }}, got {other:?}"
-        ),
-    };
+    let timed_out = |what, result| assert_timeout(result, backend, what, deadline);
     timed_out("load", store.load(&key).await.map(drop));
     timed_out("update", store.update(&key, &record, 0).await.map(drop));
     timed_out(
@@ -297,21 +287,36 @@ pub async fn assert_deadline_bounds_building_and_a_stall<S, F, Fut>(
     Fut: std::future::Future<Output = Result<S, Error>>,
 {
     proxy.stall();
-    match build().await {
-        Err(Error::Timeout {
-            backend: b,
-            operation: "connect",
-            after,
-        }) if b == backend && after == deadline => {}
-        other => panic!(
-            "building on a stalled server: expected Error::Timeout {{ backend: {backend:?}, \
-             operation: \"connect\", after: {deadline:?} }}, got {:?}",
-            other.map(drop)
-        ),
-    }
+    assert_timeout(build().await.map(drop), backend, "connect", deadline);
     proxy.resume();
     let store = build()
         .await
         .unwrap_or_else(|e| panic!("building once the stall ended: {e:?}"));
     assert_deadline_bounds_a_stall(&store, proxy, backend, deadline).await;
+}
+
+/// Fail unless `result` is [`Error::Timeout`] naming `backend`, `operation`
+/// and `deadline`: what a store call held up past its operation deadline
+/// (by a stalled server, a lock held elsewhere) must return.
+///
+/// # Panics
+///
+/// If it is anything else, with a message naming what was expected.
+pub fn assert_timeout<T: std::fmt::Debug>(
+    result: Result<T, Error>,
+    backend: &str,
+    operation: &str,
+    deadline: Duration,
+) {
+    match result {
+        Err(Error::Timeout {
+            backend: b,
+            operation: o,
+            after,
+        }) if b == backend && o == operation && after == deadline => {}
+        other => panic!(
+            "{operation}: expected Error::Timeout {{ backend: {backend:?}, operation: \
+             {operation:?}, after: {deadline:?} }}, got {other:?}"
+        ),
+    }
 }

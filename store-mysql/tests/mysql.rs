@@ -17,7 +17,9 @@ use common::{builder, fresh, store};
 use mysql_async::prelude::Queryable as _;
 use mysql_async::{Params, Row, Value};
 use session_conformance::env::MYSQL;
-use session_conformance::fault::{StallProxy, assert_deadline_bounds_building_and_a_stall};
+use session_conformance::fault::{
+    StallProxy, assert_deadline_bounds_building_and_a_stall, assert_timeout,
+};
 use session_conformance::fixtures::{assert_decode_error, expired, key, live, sample};
 use session_core::{Data, Error, Record, SessionStore, Timestamp, UpdateOutcome};
 use session_store_mysql::{LAYOUT_VERSION, MysqlStore, REGISTRY};
@@ -355,8 +357,9 @@ async fn a_call_held_up_by_a_lock_fails_with_timeout_at_the_deadline() {
     let Some((_tables, table, _)) = fresh().await else {
         return;
     };
+    let deadline = Duration::from_millis(500);
     let store = builder(&table)
-        .with_operation_timeout(Duration::from_millis(500))
+        .with_operation_timeout(deadline)
         .connect(&MYSQL.url())
         .await
         .unwrap();
@@ -374,16 +377,11 @@ async fn a_call_held_up_by_a_lock_fails_with_timeout_at_the_deadline() {
         .await
         .unwrap();
     let started = std::time::Instant::now();
-    let err = store.update(&k, &record, 0).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Timeout {
-                operation: "update",
-                ..
-            }
-        ),
-        "{err:?}"
+    assert_timeout(
+        store.update(&k, &record, 0).await,
+        "mysql",
+        "update",
+        deadline,
     );
     assert!(
         started.elapsed() < Duration::from_secs(3),

@@ -9,7 +9,9 @@ mod common;
 use std::time::Duration;
 
 use common::{Postgres, TEST_SCHEMA, builder, fresh, postgres_url, raw, skip};
-use session_conformance::fault::{StallProxy, assert_deadline_bounds_building_and_a_stall};
+use session_conformance::fault::{
+    StallProxy, assert_deadline_bounds_building_and_a_stall, assert_timeout,
+};
 use session_conformance::fixtures::{assert_decode_error, expired, key, live, sample};
 use session_core::{
     Error, Record, SessionKey, SessionStore, SessionStoreExt, Timestamp, UpdateOutcome,
@@ -339,8 +341,9 @@ async fn a_blocked_statement_times_out_at_the_operation_deadline() {
     let Some((_tables, ns, _)) = fresh().await else {
         return;
     };
+    let deadline = Duration::from_millis(500);
     let store = builder(&ns)
-        .with_operation_timeout(Duration::from_millis(500))
+        .with_operation_timeout(deadline)
         .connect(&postgres_url())
         .await
         .unwrap();
@@ -355,16 +358,11 @@ async fn a_blocked_statement_times_out_at_the_operation_deadline() {
     )
     .await
     .unwrap();
-    let err = store.update(&k, &record, 0).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Timeout {
-                operation: "update",
-                ..
-            }
-        ),
-        "{err:?}"
+    assert_timeout(
+        store.update(&k, &record, 0).await,
+        "postgres",
+        "update",
+        deadline,
     );
     tx.rollback().await.unwrap();
     // Once the lock is gone the store works again.
