@@ -69,6 +69,19 @@ pub const MONGO: Server = Server {
                    start a MongoDB server and set SESSION_MONGO_URL",
 };
 
+/// The MongoDB test server's program, for fault tests that start a private
+/// server of their own so that they may kill it. [`Server::url`] is the
+/// program (a path, or a name looked up on `PATH`).
+pub const MONGO_SERVER_PROGRAM: Server = Server {
+    name: "the MongoDB test server program",
+    var: "SESSION_MONGO_SERVER_BIN",
+    default: "secantusd-py",
+    opt_outs: &["SESSION_SKIP_MONGO_FAULTS", "SESSION_SKIP_MONGO"],
+    how_to_start: "run ./scripts/test (it installs SecantusDB into .venv-test and exports \
+                   SESSION_MONGO_SERVER_BIN), or set SESSION_MONGO_SERVER_BIN to a \
+                   `secantusd-py` (pip install SecantusDB==0.7.0b3)",
+};
+
 /// A PostgreSQL server (trust auth or credentials in the URL; the database
 /// must exist).
 pub const POSTGRES: Server = Server {
@@ -104,6 +117,16 @@ pub const WEBDRIVER: Server = Server {
                    SESSION_WEBDRIVER_URL",
 };
 
+/// Set to `1`, skips the full-disk tests (they mount a tmpfs, which needs
+/// root): see [`fault::Tmpfs`](crate::fault::Tmpfs).
+pub const FULL_DISK_OPT_OUT: &str = "SESSION_SKIP_FULL_DISK";
+
+/// Whether the opt-out variable `var` is set to `1`.
+#[must_use]
+pub fn opted_out(var: &str) -> bool {
+    std::env::var(var).is_ok_and(|v| v.trim() == "1")
+}
+
 impl Server {
     /// The variable's value, trimmed, if it is set and not blank; else the
     /// default.
@@ -134,7 +157,7 @@ impl Server {
     pub fn skip_reason(&self) -> Option<String> {
         self.opt_outs
             .iter()
-            .find(|var| std::env::var(var).is_ok_and(|v| v.trim() == "1"))
+            .find(|var| opted_out(var))
             .map(|var| format!("{var}=1"))
     }
 

@@ -1,7 +1,8 @@
-//! Fault injection for server stores' own tests: a loopback TCP proxy in
-//! front of a real server that can be made to **stall** (accept and read,
-//! but pass nothing on, as a server stopped with `SIGSTOP` or behind a dead
-//! network path does) and to resume.
+//! Fault injection for stores' own tests: a loopback TCP proxy in front of
+//! a real server that can be made to **stall** (accept and read, but pass
+//! nothing on, as a server stopped with `SIGSTOP` or behind a dead network
+//! path does) and to resume; a full disk ([`Tmpfs`]); a writer process
+//! killed mid-stream ([`kill_mid_stream`]).
 //!
 //! A store's operation deadline is tested through it: build the store on
 //! the proxy's address, stall, check that a call fails with
@@ -52,6 +53,14 @@
 //! assert_eq!(proxied, format!("echo://ada:pw@{}/db?x=1", proxy.addr()));
 //! # Ok(()) }
 //! ```
+
+mod crash;
+mod disk;
+
+pub use crash::{
+    ACKS_BEFORE_KILL, Acked, DEADLINE, WRITERS, ack, child_var, kill_mid_stream, write_until_killed,
+};
+pub use disk::{Tmpfs, assert_all_present, fill_until_error};
 
 use std::io;
 use std::net::SocketAddr;

@@ -19,9 +19,9 @@ pub struct Capabilities {
     pub durable: bool,
     /// Expired records are removed by the backend itself (Redis's TTL,
     /// MongoDB's TTL monitor, a background sweeper), so `delete_expired`
-    /// may find nothing to remove. Disables the one check that
-    /// `delete_expired` removes, and counts, records that expired with
-    /// time.
+    /// may find nothing to remove. Disables the two checks that
+    /// `delete_expired` removes, and counts exactly, records that expired
+    /// with time (untouched, and after churn).
     pub expires_natively: bool,
 }
 

@@ -1000,6 +1000,127 @@ async fn catches_delete_expired_that_never_reaps() {
     assert_fault_caught::<NeverReaps>(&["delete_expired_removes_what_expired_by_time"]).await;
 }
 
+/// An expiry index with one slot per expiry instant: the last key written
+/// to expire at a given millisecond takes the slot, and `delete_expired`
+/// reaps only the keys its index holds. Records that shared an instant
+/// with a later write are never reaped (hidden from reads, kept forever).
+#[derive(Debug, Default)]
+struct OneKeyPerExpiryInstant {
+    index: std::sync::Mutex<BTreeMap<Timestamp, SessionKey>>,
+}
+
+impl OneKeyPerExpiryInstant {
+    fn note(&self, key: &SessionKey, expires_at: Timestamp) {
+        self.index
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(expires_at, *key);
+    }
+}
+
+#[async_trait]
+impl Fault for OneKeyPerExpiryInstant {
+    async fn create(&self, s: &RefStore, key: &SessionKey, record: &Record) -> Result<bool> {
+        self.note(key, record.expires_at);
+        s.create(key, record).await
+    }
+    async fn update(
+        &self,
+        s: &RefStore,
+        key: &SessionKey,
+        record: &Record,
+        expected: u64,
+    ) -> Result<UpdateOutcome> {
+        self.note(key, record.expires_at);
+        s.update(key, record, expected).await
+    }
+    async fn save(&self, s: &RefStore, key: &SessionKey, record: &Record) -> Result<()> {
+        self.note(key, record.expires_at);
+        s.save(key, record).await
+    }
+    async fn touch(&self, s: &RefStore, key: &SessionKey, expires_at: Timestamp) -> Result<bool> {
+        self.note(key, expires_at);
+        s.touch(key, expires_at).await
+    }
+    async fn delete_expired(&self, s: &RefStore) -> Result<u64> {
+        let indexed: Vec<SessionKey> = self
+            .index
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .copied()
+            .collect();
+        Ok(s.with_map(|m| {
+            let mut removed = 0;
+            for k in &indexed {
+                if m.get(k).is_some_and(|r| !live(r)) {
+                    m.remove(k);
+                    removed += 1;
+                }
+            }
+            removed
+        }))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catches_an_expiry_index_that_loses_neighbours() {
+    assert_fault_caught::<OneKeyPerExpiryInstant>(&[
+        "delete_expired_counts_each_record_once_after_churn",
+    ])
+    .await;
+}
+
+/// `delete_expired` counts a record once per index entry it meets: a
+/// record moved to an earlier expiry (two entries) is counted twice.
+#[derive(Debug, Default)]
+struct CountsMovedRecordsTwice {
+    /// Keys whose expiry was moved earlier than first written.
+    moved: std::sync::Mutex<std::collections::BTreeSet<SessionKey>>,
+}
+
+#[async_trait]
+impl Fault for CountsMovedRecordsTwice {
+    async fn touch(&self, s: &RefStore, key: &SessionKey, expires_at: Timestamp) -> Result<bool> {
+        if s.with_map(|m| m.get(key).is_some_and(|r| expires_at < r.expires_at)) {
+            self.moved
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(*key);
+        }
+        s.touch(key, expires_at).await
+    }
+    async fn delete_expired(&self, s: &RefStore) -> Result<u64> {
+        let moved = std::mem::take(
+            &mut *self
+                .moved
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        Ok(s.with_map(|m| {
+            let due: Vec<SessionKey> = m
+                .iter()
+                .filter(|(_, r)| !live(r))
+                .map(|(k, _)| *k)
+                .collect();
+            due.iter()
+                .map(|k| {
+                    m.remove(k);
+                    if moved.contains(k) { 2 } else { 1 }
+                })
+                .sum()
+        }))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catches_delete_expired_counting_a_moved_record_twice() {
+    assert_fault_caught::<CountsMovedRecordsTwice>(&[
+        "delete_expired_counts_each_record_once_after_churn",
+    ])
+    .await;
+}
+
 /// A lazy expiry index that `delete_expired` trusts: it removes every
 /// record whose *first* expiry has passed, without looking at the record
 /// (so a session postponed since is lost).

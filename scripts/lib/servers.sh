@@ -12,6 +12,8 @@
 #   SESSION_MYSQL_URL            mysql://root@127.0.0.1:PORT/test (MariaDB)
 #   SESSION_WEBDRIVER_URL        http://127.0.0.1:PORT (chromedriver, which
 #                                starts Debian's chromium for the browser test)
+#   SESSION_MONGO_SERVER_BIN     SecantusDB's secantusd-py in .venv-test, for
+#                                the MongoDB fault tests' private servers
 #
 # Respected from the environment:
 #   SESSION_REDIS_URL, SESSION_REDIS_CLUSTER_NODES, SESSION_MONGO_URL,
@@ -20,6 +22,8 @@
 #   SESSION_SKIP_REDIS=1, SESSION_SKIP_REDIS_CLUSTER=1, SESSION_SKIP_MONGO=1,
 #   SESSION_SKIP_BROWSER=1
 #       opt out: nothing is installed or started, the tests skip;
+#   SESSION_MONGO_SERVER_BIN, SESSION_SKIP_MONGO_FAULTS=1: the program the
+#       MongoDB fault tests start (and kill), or opt out of those tests only;
 #   SESSION_POSTGRES_URL, SESSION_SKIP_POSTGRES=1: the same for PostgreSQL;
 #   SESSION_POSTGRES_REUSE_PORT (default 5432)
 #       a PostgreSQL there that lets user postgres into database test without
@@ -326,6 +330,11 @@ servers__mongo() {
     if [[ "${SESSION_SKIP_MONGO:-}" == 1 ]]; then
         servers_log "MongoDB: skipped (SESSION_SKIP_MONGO=1)"
         return 0
+    fi
+    if [[ "${SESSION_SKIP_MONGO_FAULTS:-}" != 1 && -z "${SESSION_MONGO_SERVER_BIN:-}" ]]; then
+        # The fault tests start (and kill) private servers of their own.
+        servers__ensure_secantus
+        export SESSION_MONGO_SERVER_BIN="$SERVERS_VENV/bin/secantusd-py"
     fi
     if [[ -n "${SESSION_MONGO_URL:-}" ]]; then
         servers_log "MongoDB: using SESSION_MONGO_URL as given"

@@ -35,7 +35,7 @@ a fixed time at each concurrency (tokio tasks sharing one store). Each phase rep
 p50/p99 latency (HDR histogram) and the store's throughput as a ratio of its raw engine's, \
 measured in the same run.\n\n\
 The scale experiments then time delete_expired with 200,000 and 1,000,000 live plus 2,000 and \
-10,000 expired sessions, and measure the memory store's resident set at 100,000 and 1,000,000 \
+10,000 expired sessions (three sweeps each, of freshly expired sessions; render takes the median), and measure the memory store's resident set at 100,000 and 1,000,000 \
 sessions and after they all expired and were reaped (in a fresh child process).\n\n\
 Results: a Markdown table on stdout, and one JSON object per line appended to --out. \
 `session-bench render` turns the lines of several runs into BENCHMARKS.md (medians).\n\n\
@@ -150,6 +150,12 @@ struct RunArgs {
     /// [default: 2000,10000; 100,500 with --quick].
     #[arg(long, value_delimiter = ',', value_name = "N,...")]
     reap_expired: Option<Vec<u64>>,
+
+    /// Sweeps timed per (live, expired) pair, each of freshly expired
+    /// sessions; BENCHMARKS.md shows their median [default: 3; 1 with
+    /// --quick].
+    #[arg(long, value_name = "N")]
+    reap_repeats: Option<usize>,
 
     /// Memory-store sizes whose resident set is measured, comma-separated
     /// [default: 100000,1000000; 10000,50000 with --quick].
@@ -394,6 +400,9 @@ impl Plan {
         if args.concurrency.is_empty() || args.concurrency.contains(&0) {
             return Err("--concurrency needs levels of at least 1".into());
         }
+        if args.reap_repeats == Some(0) {
+            return Err("--reap-repeats needs at least 1 sweep".into());
+        }
         let mut stores = stores;
         stores.dedup();
         let reap = ReapSizes {
@@ -412,6 +421,7 @@ impl Plan {
                 }
             }),
             expired_ttl: Duration::from_millis(if q { 300 } else { 2_000 }),
+            repeats: args.reap_repeats.unwrap_or(if q { 1 } else { 3 }),
         };
         let mongo_reap = if args.reap_live.is_some() {
             reap.clone()

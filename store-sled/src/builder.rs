@@ -6,12 +6,17 @@ use std::time::{Duration, Instant};
 
 use session_core::{Error, Result};
 
+use crate::shared::Reopen;
 use crate::{BACKEND, SledStore, backend};
 
 /// Default namespace.
 pub const DEFAULT_NAMESPACE: &str = "sessions";
 /// Default [`SledStoreBuilder::with_flush_every`]: sled's own default.
 pub const DEFAULT_FLUSH_EVERY: Option<Duration> = Some(Duration::from_millis(500));
+
+/// Default [`SledStoreBuilder::with_sync_writes`]: on, so that a write the
+/// store acknowledged is on disk, whatever happens next.
+pub const DEFAULT_SYNC_WRITES: bool = true;
 
 /// Configures and opens a [`SledStore`] on a database it opens itself; every
 /// setting is checked by [`build`](Self::build), which reports mistakes as
@@ -25,7 +30,10 @@ pub const DEFAULT_FLUSH_EVERY: Option<Duration> = Some(Duration::from_millis(500
 ///
 /// let store = SledStore::builder("sessions.sled")
 ///     .with_namespace("web")
-///     .with_flush_every(Some(Duration::from_millis(100))) // lose at most ~100 ms on a crash
+///     // Faster, less safe: acknowledge writes before they reach the disk,
+///     // losing at most ~100 ms of them on a crash or a failed disk write.
+///     .with_sync_writes(false)
+///     .with_flush_every(Some(Duration::from_millis(100)))
 ///     .build()
 ///     .await?;
 /// # Ok(()) }
@@ -58,7 +66,7 @@ impl SledStoreBuilder {
             path,
             namespace: DEFAULT_NAMESPACE.to_owned(),
             flush_every: DEFAULT_FLUSH_EVERY,
-            sync_writes: false,
+            sync_writes: DEFAULT_SYNC_WRITES,
             lock_wait: Duration::ZERO,
         }
     }
@@ -72,23 +80,34 @@ impl SledStoreBuilder {
     }
 
     /// sled's background flush period (`sled::Config::flush_every_ms`, in
-    /// whole milliseconds): writes reach the disk (written and fsynced)
-    /// within about this long. A crash (process or machine) loses at most the writes
-    /// of the last period; the database stays consistent (sled recovers a
-    /// prefix of its log), and since a writer inserts a record's index
-    /// entry before the record, every record that survives keeps an entry
-    /// covering it. `None` disables background flushing: only
-    /// [`SledStore::flush`], [`with_sync_writes`](Self::with_sync_writes)
-    /// and a clean shutdown (dropping the last handle) write to disk.
-    /// Default 500 ms; a period under 1 ms is rejected.
+    /// whole milliseconds): buffered writes reach the disk (written and
+    /// fsynced) within about this long. With synced writes (the default)
+    /// every write is on disk before it returns anyway; this matters for
+    /// [`with_sync_writes(false)`](Self::with_sync_writes), where a crash
+    /// (process or machine) or a failed disk write loses at most the writes
+    /// of the last period. The database stays consistent either way (sled
+    /// recovers a prefix of its log, and since a writer inserts a record's
+    /// index entry before the record, every record that survives keeps an
+    /// entry covering it). `None` disables background flushing: buffered
+    /// writes then reach the disk only by [`SledStore::flush`] or a clean
+    /// shutdown (dropping the last handle). Default 500 ms; a period under
+    /// 1 ms is rejected.
     pub fn with_flush_every(mut self, every: Option<Duration>) -> Self {
         self.flush_every = every;
         self
     }
 
-    /// Flush (write and fsync) after every write before returning, so a
-    /// write that returned survives any crash. Costs one fsync per write:
-    /// measured ~8k writes/s here against ~180k/s without. Default `false`.
+    /// Whether a write is flushed (written and fsynced) before it returns.
+    /// Default `true` ([`DEFAULT_SYNC_WRITES`]): a write the store
+    /// acknowledged survives a crash and a later failed disk write (a full
+    /// disk). Concurrent writers share each flush (a group commit), so the
+    /// cost is one fsync per batch of waiting writes, not per write; see
+    /// the crate docs for the measured cost.
+    ///
+    /// `false` acknowledges a write once it is in sled's memory buffers and
+    /// leaves it to the background flush ([`with_flush_every`](Self::with_flush_every)):
+    /// faster, but a crash **or an I/O error** (a full disk) loses the
+    /// writes of the last flush period, acknowledged or not.
     pub fn with_sync_writes(mut self, sync: bool) -> Self {
         self.sync_writes = sync;
         self
@@ -109,6 +128,11 @@ impl SledStoreBuilder {
 
     /// Check the settings, open the database (on tokio's blocking pool:
     /// sled reads and recovers its log when opening) and its two trees.
+    ///
+    /// A store built on a path reopens the directory by itself after an
+    /// I/O error (sled fails every later write of a database that hit
+    /// one); a temporary database is deleted when it closes, so it is not
+    /// reopened, and its errors stay.
     ///
     /// # Errors
     ///
@@ -132,6 +156,13 @@ impl SledStoreBuilder {
         {
             return Err(Error::config(BACKEND, "database path must not be empty"));
         }
+        // A temporary database is deleted when it closes: reopening it
+        // would lose every session, so only a path is reopened.
+        let reopen = self.path.clone().map(|path| Reopen {
+            path,
+            flush_every_ms,
+            lock_wait: self.lock_wait,
+        });
         session_core::run_blocking(BACKEND, move || {
             let config = || {
                 let config = sled::Config::new().flush_every_ms(flush_every_ms);
@@ -141,7 +172,7 @@ impl SledStoreBuilder {
                 }
             };
             let db = open(config, self.lock_wait)?;
-            Ok(SledStore::new(&db, &self.namespace)?.with_sync_writes(self.sync_writes))
+            Ok(SledStore::on(db, &self.namespace, reopen)?.with_sync_writes(self.sync_writes))
         })
         .await
     }
@@ -149,7 +180,7 @@ impl SledStoreBuilder {
 
 /// Open the database `config` makes, trying again (with a fresh `Config`
 /// each time) for up to `wait` while its directory is locked.
-fn open(config: impl Fn() -> sled::Config, wait: Duration) -> Result<sled::Db> {
+pub(crate) fn open(config: impl Fn() -> sled::Config, wait: Duration) -> Result<sled::Db> {
     let deadline = Instant::now() + wait;
     loop {
         match config().open() {

@@ -10,11 +10,16 @@
 //! down to one per batch of waiting writers.
 
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use session_core::{Error, Result};
 use tokio::sync::watch;
 
 use crate::BACKEND;
+
+/// The longest a write waits for the flush covering it before failing with
+/// [`Error::Timeout`] (the flush itself goes on).
+pub(crate) const FLUSH_DEADLINE: Duration = Duration::from_secs(10);
 
 /// The flusher of one database, shared by a store and its clones.
 pub(crate) struct GroupFlush {
@@ -72,11 +77,17 @@ impl GroupFlush {
         };
         // A later flush that succeeded also covers this request: sled's
         // flush writes everything written before it started.
-        let flushed = done
-            .wait_for(|f| f.covered >= ticket)
-            .await
-            .map_err(|_| Error::backend(BACKEND, std::io::Error::other("flusher stopped")))?;
-        flushed.result.clone().map_err(crate::backend)
+        // Bounded: after some disk errors sled never finishes a flush (a
+        // failed write of a large node leaves its log buffer waiting for
+        // good); the caller gets a timeout instead of waiting forever.
+        Error::within(BACKEND, "flush", FLUSH_DEADLINE, async {
+            let flushed = done
+                .wait_for(|f| f.covered >= ticket)
+                .await
+                .map_err(|_| Error::backend(BACKEND, std::io::Error::other("flusher stopped")))?;
+            flushed.result.clone().map_err(crate::backend)
+        })
+        .await
     }
 
     /// Flush until no request is waiting.

@@ -7,14 +7,14 @@ use std::ops::Bound;
 use session_core::{Result, SessionKey};
 use sled::IVec;
 
-use crate::SledStore;
 use crate::backend;
 use crate::codec;
+use crate::shared::Trees;
 
 /// Index entries read per range scan by `delete_expired`.
 const REAP_BATCH: usize = 1000;
 
-impl SledStore {
+impl Trees {
     /// The first step of a write replacing `old` under `key` by a record
     /// expiring at `expires_at`: insert the index entry it needs, if any,
     /// and return it.
@@ -164,6 +164,7 @@ mod tests {
     use session_core::{Data, Record, SessionStore as _, Timestamp};
 
     use super::*;
+    use crate::SledStore;
     use crate::codec::Header;
 
     /// A stored value for `key` expiring at `expires_at` (milliseconds).
@@ -176,19 +177,23 @@ mod tests {
         IVec::from(codec::VALUE.encode(Header::of(&record), &record).unwrap())
     }
 
-    fn has_entry(store: &SledStore, at: i64, key: &SessionKey) -> bool {
-        store
+    fn has_entry(trees: &Trees, at: i64, key: &SessionKey) -> bool {
+        trees
             .expiry
             .contains_key(&codec::index_key(at, key)[..])
             .unwrap()
     }
 
-    async fn setup() -> (SledStore, SessionKey, i64) {
+    async fn setup() -> (SledStore, Trees, SessionKey, i64) {
         let store = SledStore::temporary().await.unwrap();
+        let trees = Trees {
+            records: store.records_tree().unwrap(),
+            expiry: store.expiry_tree().unwrap(),
+        };
         let key = SessionKey::from_bytes([3; 32]);
         // Due: at or before any cut-off taken from now on.
         let due = (Timestamp::now() - Duration::from_secs(1)).as_millis();
-        (store, key, due)
+        (store, trees, key, due)
     }
 
     // A writer stores a record expiring in the same millisecond as a due
@@ -199,62 +204,62 @@ mod tests {
 
     #[tokio::test]
     async fn the_writers_check_restores_an_entry_the_reaper_removed() {
-        let (store, key, due) = setup().await;
+        let (store, trees, key, due) = setup().await;
         let new = value(due);
-        let entry = store.prepare_entry(&key, None, due).unwrap().unwrap();
+        let entry = trees.prepare_entry(&key, None, due).unwrap().unwrap();
         // The reaper sees no record yet, and removes the entry.
-        let (removed, moved_to) = store.reap_record(&key, due).unwrap();
+        let (removed, moved_to) = trees.reap_record(&key, due).unwrap();
         assert_eq!((removed, moved_to), (false, None));
-        store.drop_entry(&entry, &key, moved_to).unwrap();
-        assert!(!has_entry(&store, due, &key));
+        trees.drop_entry(&entry, &key, moved_to).unwrap();
+        assert!(!has_entry(&trees, due, &key));
         // The writer swaps its record in and finds its entry gone.
-        store
+        trees
             .records
             .compare_and_swap(key.as_bytes(), None::<&[u8]>, Some(&new))
             .unwrap()
             .unwrap();
-        store.ensure_entry(&entry).unwrap();
-        assert!(has_entry(&store, due, &key));
+        trees.ensure_entry(&entry).unwrap();
+        assert!(has_entry(&trees, due, &key));
         // So the next reap removes the expired record.
         assert_eq!(store.delete_expired().await.unwrap(), 1);
-        assert!(store.records.is_empty());
+        assert!(trees.records.is_empty());
     }
 
     #[tokio::test]
     async fn the_reapers_check_restores_an_entry_it_removed_under_a_new_record() {
-        let (store, key, due) = setup().await;
+        let (_store, trees, key, due) = setup().await;
         let entry = codec::index_key(due, &key);
-        store.expiry.insert(&entry[..], &[][..]).unwrap();
+        trees.expiry.insert(&entry[..], &[][..]).unwrap();
         // The reaper reads: no record.
-        let (_, moved_to) = store.reap_record(&key, due).unwrap();
+        let (_, moved_to) = trees.reap_record(&key, due).unwrap();
         // The whole write happens now; its entry already exists.
-        assert!(store.swap(&key, None, &value(due), due).unwrap().is_ok());
+        assert!(trees.swap(&key, None, &value(due), due).unwrap().is_ok());
         // The reaper removes the entry, then sees the record and restores it.
-        store.drop_entry(&entry, &key, moved_to).unwrap();
-        assert!(has_entry(&store, due, &key));
+        trees.drop_entry(&entry, &key, moved_to).unwrap();
+        assert!(has_entry(&trees, due, &key));
     }
 
     #[tokio::test]
     async fn an_expiry_moved_earlier_while_the_reaper_moves_the_entry_stays_covered() {
-        let (store, key, due) = setup().await;
+        let (_store, trees, key, due) = setup().await;
         let later = (Timestamp::now() + Duration::from_secs(3600)).as_millis();
         // A postponed record: live until `later`, its entry still at `due`.
-        store.records.insert(key.as_bytes(), value(later)).unwrap();
+        trees.records.insert(key.as_bytes(), value(later)).unwrap();
         let entry = codec::index_key(due, &key);
-        store.expiry.insert(&entry[..], &[][..]).unwrap();
-        let (removed, moved_to) = store.reap_record(&key, due).unwrap();
+        trees.expiry.insert(&entry[..], &[][..]).unwrap();
+        let (removed, moved_to) = trees.reap_record(&key, due).unwrap();
         assert_eq!((removed, moved_to), (false, Some(later)));
         // A touch moves the expiry back to `due`, reusing the same entry.
-        let old = store.get(&key).unwrap();
+        let old = trees.get(&key).unwrap();
         let touched = IVec::from(codec::VALUE.with_expiry(old.as_ref().unwrap(), due));
         assert!(
-            store
+            trees
                 .swap(&key, old.as_ref(), &touched, due)
                 .unwrap()
                 .is_ok()
         );
-        store.drop_entry(&entry, &key, moved_to).unwrap();
-        assert!(has_entry(&store, due, &key));
-        assert!(has_entry(&store, later, &key));
+        trees.drop_entry(&entry, &key, moved_to).unwrap();
+        assert!(has_entry(&trees, due, &key));
+        assert!(has_entry(&trees, later, &key));
     }
 }

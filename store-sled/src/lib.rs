@@ -4,9 +4,12 @@ mod builder;
 mod codec;
 mod flush;
 mod index;
+mod shared;
 mod store;
 
-pub use crate::builder::{DEFAULT_FLUSH_EVERY, DEFAULT_NAMESPACE, SledStoreBuilder};
+pub use crate::builder::{
+    DEFAULT_FLUSH_EVERY, DEFAULT_NAMESPACE, DEFAULT_SYNC_WRITES, SledStoreBuilder,
+};
 pub use crate::store::SledStore;
 
 /// The sled version this crate uses, re-exported so that callers can open

@@ -10,26 +10,26 @@ use sled::{IVec, Tree};
 
 use crate::SledStoreBuilder;
 use crate::codec::{self, Header};
-use crate::flush::GroupFlush;
+use crate::shared::{Opened, Reopen, Shared, Trees};
 use crate::{BACKEND, backend};
 
 /// A [`SessionStore`] on one namespace (two trees) of a [`sled::Db`].
 ///
-/// Cloning is cheap and shares the database. Point operations (`load`,
-/// `create`, `update`, `save`, `touch`, `destroy`) run inline: each is a
-/// read and a compare-and-swap of one record (plus an index insert when the
-/// expiry moves earlier), a few microseconds, and sled does its disk writes
-/// on its own background flusher (see the crate docs for the measurements).
-/// Whole-namespace scans (`len`, `all`, `clear`, `delete_expired`) and
-/// flushes run on tokio's blocking pool.
+/// Cloning is cheap and shares the database (and its reopening after an
+/// I/O error). Point operations (`load`, `create`, `update`, `save`,
+/// `touch`, `destroy`) run inline: each is a read and a compare-and-swap of
+/// one record (plus an index insert when the expiry moves earlier), a few
+/// microseconds; a write then waits for the group-committed flush that
+/// puts it on disk, unless writes are buffered (see the crate docs for the
+/// measurements). Whole-namespace scans (`len`, `all`, `clear`,
+/// `delete_expired`) and flushes run on tokio's blocking pool.
 #[derive(Clone)]
 pub struct SledStore {
-    db: sled::Db,
-    pub(crate) records: Tree,
-    pub(crate) expiry: Tree,
+    shared: Arc<Shared>,
+    /// This namespace's index in the shared database's trees.
+    index: usize,
     namespace: Arc<str>,
     sync_writes: bool,
-    flusher: Arc<GroupFlush>,
 }
 
 impl std::fmt::Debug for SledStore {
@@ -39,6 +39,7 @@ impl std::fmt::Debug for SledStore {
         f.debug_struct("SledStore")
             .field("namespace", &self.namespace)
             .field("sync_writes", &self.sync_writes)
+            .field("reopens", &self.shared.reopens())
             .finish_non_exhaustive()
     }
 }
@@ -106,53 +107,64 @@ impl SledStore {
         SledStoreBuilder::new(None)
     }
 
-    /// A store on `namespace` of a database you opened yourself (its flush
-    /// policy is then yours, see [`sled::Config::flush_every_ms`]). Opens
-    /// the namespace's two trees, which touches the disk the first time:
-    /// call it at startup, or from a blocking context.
+    /// A store on `namespace` of a database you opened yourself (its
+    /// background flush period is then yours, see
+    /// [`sled::Config::flush_every_ms`]). Opens the namespace's two trees,
+    /// which touches the disk the first time: call it at startup, or from a
+    /// blocking context. Writes are synced as with the builder's default
+    /// ([`with_sync_writes`](Self::with_sync_writes) turns that off).
+    ///
+    /// This store never reopens your database: after a failed disk write
+    /// (a full disk, say) sled fails every later write, every flush and
+    /// some reads of it until it is opened again, so its errors stay until
+    /// you drop every handle and open the directory again. A store built
+    /// by [`SledStore::builder`] on a path reopens it by itself.
     ///
     /// # Errors
     ///
     /// [`Error::Config`] for an invalid namespace; [`Error::Backend`] if sled
     /// cannot open the trees.
     pub fn new(db: &sled::Db, namespace: &str) -> Result<Self> {
+        Self::on(db.clone(), namespace, None)
+    }
+
+    /// A store on `namespace` of `db`, which is reopened from `reopen`
+    /// after an I/O error if given.
+    pub(crate) fn on(db: sled::Db, namespace: &str, reopen: Option<Reopen>) -> Result<Self> {
         validate_namespace(namespace)?;
-        let records = db
-            .open_tree(format!("session_store/{namespace}/records"))
-            .map_err(backend)?;
-        let expiry = db
-            .open_tree(format!("session_store/{namespace}/expiry"))
-            .map_err(backend)?;
         Ok(Self {
-            db: db.clone(),
-            records,
-            expiry,
+            shared: Shared::new(db, namespace, reopen)?,
+            index: 0,
             namespace: namespace.into(),
-            sync_writes: false,
-            flusher: GroupFlush::new(db.clone()),
+            sync_writes: crate::DEFAULT_SYNC_WRITES,
         })
     }
 
-    /// Another namespace of the same database.
+    /// Another namespace of the same database (with the same
+    /// [`with_sync_writes`](Self::with_sync_writes)).
     ///
     /// # Errors
     ///
-    /// As [`new`](Self::new).
+    /// As [`new`](Self::new); [`Error::Backend`] while the database is
+    /// closed for a reopen after an I/O error.
     #[allow(
         clippy::unused_async,
         reason = "every store's open_namespace is async; sled opens trees without waiting"
     )]
     pub async fn open_namespace(&self, namespace: &str) -> Result<Self> {
-        let store = Self::new(&self.db, namespace)?.with_sync_writes(self.sync_writes);
-        // One flusher per database: namespaces share its group commits.
+        validate_namespace(namespace)?;
+        // One database, one flusher: namespaces share its group commits
+        // and its reopens.
         Ok(Self {
-            flusher: Arc::clone(&self.flusher),
-            ..store
+            shared: Arc::clone(&self.shared),
+            index: self.shared.register(namespace)?,
+            namespace: namespace.into(),
+            sync_writes: self.sync_writes,
         })
     }
 
-    /// Flush after every write before returning (see
-    /// [`SledStoreBuilder::with_sync_writes`]).
+    /// Whether to flush after every write before returning (see
+    /// [`SledStoreBuilder::with_sync_writes`]; default `true`).
     #[must_use]
     pub fn with_sync_writes(mut self, sync: bool) -> Self {
         self.sync_writes = sync;
@@ -172,7 +184,9 @@ impl SledStore {
     ///
     /// [`Error::Backend`] if the disk write fails.
     pub async fn flush(&self) -> Result<usize> {
-        self.flusher.flush().await
+        let opened = self.shared.get().await?;
+        let result = opened.flusher.flush().await;
+        self.shared.settle(&opened, result)
     }
 
     /// The namespace this store works on.
@@ -181,38 +195,92 @@ impl SledStore {
         &self.namespace
     }
 
-    /// The database.
-    #[must_use]
-    pub fn db(&self) -> &sled::Db {
-        &self.db
+    /// The database open now. Hold it only briefly: after an I/O error the
+    /// store reopens the directory once every handle on the failed database
+    /// is dropped, and a reopen waits only a few seconds for that.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Backend`] while the database is closed for a reopen.
+    pub fn db(&self) -> Result<sled::Db> {
+        Ok(self.opened_now()?.db.clone())
     }
 
-    /// The records tree: key = the session key's 32 bytes, value = a 25-byte
-    /// header (format tag 1; `expires_at` and `created_at` as big-endian
-    /// `i64` milliseconds; `version` as big-endian `u64`) then the data as
-    /// JSON. For inspection and tools: writing to it directly bypasses the
-    /// expiry index.
-    #[must_use]
-    pub fn records_tree(&self) -> &Tree {
-        &self.records
+    /// The records tree of the database open now (hold it briefly, as
+    /// [`db`](Self::db)): key = the session key's 32 bytes, value = a
+    /// 25-byte header (format tag 1; `expires_at` and `created_at` as
+    /// big-endian `i64` milliseconds; `version` as big-endian `u64`) then
+    /// the data as JSON. For inspection and tools: writing to it directly
+    /// bypasses the expiry index.
+    ///
+    /// # Errors
+    ///
+    /// As [`db`](Self::db).
+    pub fn records_tree(&self) -> Result<Tree> {
+        Ok(self.opened_now()?.trees(self.index)?.records.clone())
     }
 
-    /// The expiry index tree: key = expiry (big-endian `i64` milliseconds
-    /// with the sign bit flipped, so that byte order is time order) then the
+    /// The expiry index tree of the database open now (hold it briefly, as
+    /// [`db`](Self::db)): key = expiry (big-endian `i64` milliseconds with
+    /// the sign bit flipped, so that byte order is time order) then the
     /// session key's 32 bytes; value empty.
+    ///
+    /// # Errors
+    ///
+    /// As [`db`](Self::db).
+    pub fn expiry_tree(&self) -> Result<Tree> {
+        Ok(self.opened_now()?.trees(self.index)?.expiry.clone())
+    }
+
+    /// Whether this store reopens its database by itself after an I/O
+    /// error: a store built on a path does; one on a database you opened
+    /// ([`new`](Self::new)) or on a temporary one does not.
     #[must_use]
-    pub fn expiry_tree(&self) -> &Tree {
-        &self.expiry
+    pub fn reopens(&self) -> bool {
+        self.shared.reopens()
     }
 
-    /// After a write: flush if configured to.
-    async fn written(&self) -> Result<()> {
-        if self.sync_writes {
-            self.flush().await?;
-        }
-        Ok(())
+    /// The database open now, failed or not.
+    fn opened_now(&self) -> Result<Arc<Opened>> {
+        self.shared.current().ok_or_else(crate::shared::closed)
     }
 
+    /// Run `call` on the database (reopened first if it failed) and the
+    /// trees of this namespace; `call` returns its result and whether it
+    /// wrote. See [`finish`](Self::finish).
+    async fn run<T>(&self, call: impl FnOnce(&Trees) -> Result<(T, bool)>) -> Result<T> {
+        let opened = self.shared.get().await?;
+        let result = opened.trees(self.index).and_then(call);
+        self.finish(&opened, result).await
+    }
+
+    /// [`run`](Self::run) on tokio's blocking pool, for whole-namespace
+    /// work.
+    async fn run_blocking<T: Send + 'static>(
+        &self,
+        call: impl FnOnce(&Trees) -> Result<(T, bool)> + Send + 'static,
+    ) -> Result<T> {
+        let opened = self.shared.get().await?;
+        let held = Arc::clone(&opened);
+        let index = self.index;
+        let result = session_core::run_blocking(BACKEND, move || call(held.trees(index)?)).await;
+        self.finish(&opened, result).await
+    }
+
+    /// After a call on `opened`: flush if it wrote and writes are synced,
+    /// and mark the database failed on an I/O error, for the next call to
+    /// reopen it.
+    async fn finish<T>(&self, opened: &Opened, result: Result<(T, bool)>) -> Result<T> {
+        let result = match result {
+            Ok((out, true)) if self.sync_writes => opened.flusher.flush().await.map(|_| out),
+            Ok((out, _)) => Ok(out),
+            Err(e) => Err(e),
+        };
+        self.shared.settle(opened, result)
+    }
+}
+
+impl Trees {
     /// The record stored under `key`, if any.
     pub(crate) fn get(&self, key: &SessionKey) -> Result<Option<IVec>> {
         self.records.get(key.as_bytes()).map_err(backend)
@@ -302,32 +370,35 @@ impl SledStore {
 #[async_trait]
 impl SessionStore for SledStore {
     async fn load(&self, key: &SessionKey) -> Result<Option<Record>> {
-        let Some(value) = self.get(key)? else {
-            return Ok(None);
-        };
-        if !codec::VALUE.read(key, &value)?.is_live_at(now()) {
-            return Ok(None);
-        }
-        codec::VALUE.decode(key, &value).map(Some)
+        self.run(|trees| {
+            let Some(value) = trees.get(key)? else {
+                return Ok((None, false));
+            };
+            if !codec::VALUE.read(key, &value)?.is_live_at(now()) {
+                return Ok((None, false));
+            }
+            Ok((Some(codec::VALUE.decode(key, &value)?), false))
+        })
+        .await
     }
 
     async fn create(&self, key: &SessionKey, record: &Record) -> Result<bool> {
         let header = Header::of(record);
         let value = IVec::from(codec::VALUE.encode(header, record)?);
         let now = now();
-        // Session keys are fresh random values: guess that nothing is
-        // stored, and save the read.
-        let created = self.write_loop_from(key, None, |old| {
-            // A corrupt record is reported, not silently replaced.
-            if Self::live_header(key, old, now)?.is_some() {
-                return Ok(Step::Done(false));
-            }
-            Ok(Step::Write(value.clone(), header.expires_at, true))
-        })?;
-        if created {
-            self.written().await?;
-        }
-        Ok(created)
+        self.run(|trees| {
+            // Session keys are fresh random values: guess that nothing is
+            // stored, and save the read.
+            let created = trees.write_loop_from(key, None, |old| {
+                // A corrupt record is reported, not silently replaced.
+                if Trees::live_header(key, old, now)?.is_some() {
+                    return Ok(Step::Done(false));
+                }
+                Ok(Step::Write(value.clone(), header.expires_at, true))
+            })?;
+            Ok((created, created))
+        })
+        .await
     }
 
     async fn update(
@@ -344,125 +415,130 @@ impl SessionStore for SledStore {
         };
         let value = IVec::from(codec::VALUE.encode(header, record)?);
         let now = now();
-        let outcome = self.write_loop(key, |old| {
-            let Some(old_header) = Self::live_header(key, old, now)? else {
-                return Ok(Step::Done(UpdateOutcome::Missing));
-            };
-            if old_header.version != expected_version {
-                return Ok(Step::Done(UpdateOutcome::Conflict));
-            }
-            Ok(Step::Write(
-                value.clone(),
-                header.expires_at,
-                UpdateOutcome::Updated,
-            ))
-        })?;
-        if outcome == UpdateOutcome::Updated {
-            self.written().await?;
-        }
-        Ok(outcome)
+        self.run(|trees| {
+            let outcome = trees.write_loop(key, |old| {
+                let Some(old_header) = Trees::live_header(key, old, now)? else {
+                    return Ok(Step::Done(UpdateOutcome::Missing));
+                };
+                if old_header.version != expected_version {
+                    return Ok(Step::Done(UpdateOutcome::Conflict));
+                }
+                Ok(Step::Write(
+                    value.clone(),
+                    header.expires_at,
+                    UpdateOutcome::Updated,
+                ))
+            })?;
+            Ok((outcome, outcome == UpdateOutcome::Updated))
+        })
+        .await
     }
 
     async fn save(&self, key: &SessionKey, record: &Record) -> Result<()> {
         let header = Header::of(record);
-        if !header.is_live_at(now()) {
-            // Not stored; whatever was there goes. Its index entry is left
-            // for the reaper, which drops entries without a record.
-            self.records.remove(key.as_bytes()).map_err(backend)?;
-            return self.written().await;
-        }
-        let value = IVec::from(codec::VALUE.encode(header, record)?);
-        // Unconditional: the loop only retries when another writer changed
-        // the record between the read and the swap. A corrupt old record is
-        // overwritten (its header is unreadable, so the new one is indexed).
-        self.write_loop(key, |_| {
-            Ok(Step::Write(value.clone(), header.expires_at, ()))
-        })?;
-        self.written().await
+        let value = if header.is_live_at(now()) {
+            Some(IVec::from(codec::VALUE.encode(header, record)?))
+        } else {
+            None
+        };
+        self.run(|trees| {
+            let Some(value) = &value else {
+                // Not stored; whatever was there goes. Its index entry is
+                // left for the reaper, which drops entries without a record.
+                let removed = trees.records.remove(key.as_bytes()).map_err(backend)?;
+                return Ok(((), removed.is_some()));
+            };
+            // Unconditional: the loop only retries when another writer
+            // changed the record between the read and the swap. A corrupt
+            // old record is overwritten (its header is unreadable, so the
+            // new one is indexed).
+            trees.write_loop(key, |_| {
+                Ok(Step::Write(value.clone(), header.expires_at, ()))
+            })?;
+            Ok(((), true))
+        })
+        .await
     }
 
     async fn touch(&self, key: &SessionKey, expires_at: Timestamp) -> Result<bool> {
         let expires_at = expires_at.as_millis();
         let now = now();
-        let touched = self.write_loop(key, |old| {
-            let (Some(old), Some(_)) = (old, Self::live_header(key, old, now)?) else {
-                return Ok(Step::Done(false));
-            };
-            let new = IVec::from(codec::VALUE.with_expiry(old, expires_at));
-            Ok(Step::Write(new, expires_at, true))
-        })?;
-        if touched {
-            self.written().await?;
-        }
-        Ok(touched)
+        self.run(|trees| {
+            let touched = trees.write_loop(key, |old| {
+                let (Some(old), Some(_)) = (old, Trees::live_header(key, old, now)?) else {
+                    return Ok(Step::Done(false));
+                };
+                let new = IVec::from(codec::VALUE.with_expiry(old, expires_at));
+                Ok(Step::Write(new, expires_at, true))
+            })?;
+            Ok((touched, touched))
+        })
+        .await
     }
 
     async fn destroy(&self, key: &SessionKey) -> Result<()> {
-        // The record's index entry stays until its time comes: the reaper
-        // drops entries whose record is gone. Finding the entry here would
-        // need its position, which postponements do not record.
-        let removed = self.records.remove(key.as_bytes()).map_err(backend)?;
-        if removed.is_some() {
-            self.written().await?;
-        }
-        Ok(())
+        self.run(|trees| {
+            // The record's index entry stays until its time comes: the
+            // reaper drops entries whose record is gone. Finding the entry
+            // here would need its position, which postponements do not
+            // record.
+            let removed = trees.records.remove(key.as_bytes()).map_err(backend)?;
+            Ok(((), removed.is_some()))
+        })
+        .await
     }
 
     async fn clear(&self) -> Result<()> {
-        let (records, expiry) = (self.records.clone(), self.expiry.clone());
-        session_core::run_blocking(BACKEND, move || {
+        self.run_blocking(|trees| {
             // Index first, records second: a record written during the
             // clear either goes with it or was swapped in after the index
             // was cleared, and then its writer finds its entry missing and
             // puts it back (see `swap`). The reverse order could remove the
             // entry of a record that stays.
-            expiry.clear().map_err(backend)?;
-            records.clear().map_err(backend)
+            trees.expiry.clear().map_err(backend)?;
+            trees.records.clear().map_err(backend)?;
+            Ok(((), true))
         })
-        .await?;
-        self.written().await
+        .await
     }
 
     async fn len(&self) -> Result<u64> {
-        let records = self.records.clone();
-        session_core::run_blocking(BACKEND, move || {
+        self.run_blocking(|trees| {
             let now = now();
             let mut count = 0u64;
-            for entry in records.iter() {
+            for entry in trees.records.iter() {
                 let (key, value) = entry.map_err(backend)?;
                 let key = codec::session_key(&key)?;
                 if codec::VALUE.read(&key, &value)?.is_live_at(now) {
                     count += 1;
                 }
             }
-            Ok(count)
+            Ok((count, false))
         })
         .await
     }
 
     async fn all(&self) -> Result<Vec<(SessionKey, Record)>> {
-        let records = self.records.clone();
-        session_core::run_blocking(BACKEND, move || {
+        self.run_blocking(|trees| {
             let now = now();
             let mut out = Vec::new();
-            for entry in records.iter() {
+            for entry in trees.records.iter() {
                 let (key, value) = entry.map_err(backend)?;
                 let key = codec::session_key(&key)?;
                 if codec::VALUE.read(&key, &value)?.is_live_at(now) {
                     out.push((key, codec::VALUE.decode(&key, &value)?));
                 }
             }
-            Ok(out)
+            Ok((out, false))
         })
         .await
     }
 
     async fn delete_expired(&self) -> Result<u64> {
-        let store = self.clone();
-        let removed = session_core::run_blocking(BACKEND, move || store.reap_due(now())).await?;
-        if removed > 0 {
-            self.written().await?;
-        }
-        Ok(removed)
+        self.run_blocking(|trees| {
+            let removed = trees.reap_due(now())?;
+            Ok((removed, removed > 0))
+        })
+        .await
     }
 }

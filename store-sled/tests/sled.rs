@@ -35,6 +35,7 @@ const TTL: Duration = Duration::from_secs(600);
 fn index(store: &SledStore) -> Vec<(i64, SessionKey)> {
     store
         .expiry_tree()
+        .unwrap()
         .iter()
         .keys()
         .map(|k| {
@@ -56,10 +57,12 @@ async fn garbage_in_the_tree_is_a_decode_error_naming_the_key() {
     }
     store
         .records_tree()
+        .unwrap()
         .insert(short.as_bytes(), &b"garbage"[..])
         .unwrap();
     let mut value = store
         .records_tree()
+        .unwrap()
         .get(bad_json.as_bytes())
         .unwrap()
         .unwrap()
@@ -67,6 +70,7 @@ async fn garbage_in_the_tree_is_a_decode_error_naming_the_key() {
     value.truncate(30); // header intact, JSON cut short
     store
         .records_tree()
+        .unwrap()
         .insert(bad_json.as_bytes(), value)
         .unwrap();
     for k in [&short, &bad_json] {
@@ -139,7 +143,7 @@ async fn sessions_survive_closing_and_reopening_the_directory() {
 /// expiry, so that `delete_expired` meets it once it has expired.
 fn assert_covered(store: &SledStore) {
     let index = index(store);
-    for entry in store.records_tree().iter() {
+    for entry in store.records_tree().unwrap().iter() {
         let (k, record) = entry.unwrap();
         let k = SessionKey::from_bytes(k[..].try_into().unwrap());
         let expires_at = i64::from_be_bytes(record[1..9].try_into().unwrap());
@@ -197,7 +201,7 @@ async fn the_expiry_index_covers_every_write() {
     // Saving an expired record removes the record; its entries stay until
     // they are due, and the reaper drops them then.
     store.save(&k, &expired(sample())).await.unwrap();
-    assert!(store.records_tree().is_empty());
+    assert!(store.records_tree().unwrap().is_empty());
 
     // An expired record (created expired) is replaced by create.
     let old = expired(sample());
@@ -208,7 +212,7 @@ async fn the_expiry_index_covers_every_write() {
     assert_eq!(store.load(&k).await.unwrap().unwrap().data, r.data);
 
     store.destroy(&k).await.unwrap();
-    assert!(store.records_tree().is_empty());
+    assert!(store.records_tree().unwrap().is_empty());
     // Entries without a record are dropped when due; the future ones stay
     // until then.
     assert_eq!(store.delete_expired().await.unwrap(), 0);
@@ -228,9 +232,10 @@ async fn the_reaper_moves_the_entry_of_a_postponed_record() {
     store.save(&k, &r).await.unwrap();
     // As if the record had been postponed after its entry was written.
     let past = Timestamp::now().as_millis() - 1000;
-    store.expiry_tree().clear().unwrap();
+    store.expiry_tree().unwrap().clear().unwrap();
     store
         .expiry_tree()
+        .unwrap()
         .insert(entry(past, &k), &[][..])
         .unwrap();
 
@@ -303,6 +308,7 @@ async fn concurrent_writers_and_reapers_keep_every_record_covered() {
     let cutoff = Timestamp::now();
     let expired_now = store
         .records_tree()
+        .unwrap()
         .iter()
         .values()
         .filter(|v| {
@@ -328,13 +334,17 @@ async fn delete_expired_removes_expired_records_and_their_entries_only() {
     let mut stale = [0u8; 40];
     stale[..8].copy_from_slice(&(1u64 << 63).to_be_bytes());
     stale[8..].copy_from_slice(ghost.as_bytes());
-    store.expiry_tree().insert(&stale[..], &[][..]).unwrap();
+    store
+        .expiry_tree()
+        .unwrap()
+        .insert(&stale[..], &[][..])
+        .unwrap();
 
     assert_eq!(store.len().await.unwrap(), 5);
     assert_eq!(store.delete_expired().await.unwrap(), 2500);
     assert_eq!(store.delete_expired().await.unwrap(), 0);
     assert_eq!(index(&store).len(), 5);
-    assert_eq!(store.records_tree().len(), 5);
+    assert_eq!(store.records_tree().unwrap().len(), 5);
     for k in &live_keys {
         assert!(store.load(k).await.unwrap().is_some());
     }
@@ -456,4 +466,32 @@ async fn sixty_four_synced_writers_all_complete_and_reach_the_disk() {
     for k in &all {
         assert_eq!(reopened.load(k).await.unwrap().unwrap().version, 1);
     }
+}
+
+/// Writes are synced by default, whichever way the store is made, and only
+/// a store that opened a directory itself reopens it after an I/O error
+/// (the full-disk test in `faults.rs` checks the reopen itself).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_are_synced_by_default_and_only_a_path_store_reopens() {
+    let dir = TempDir::new();
+    let on_path = SledStore::open(&dir.path).await.unwrap();
+    let other = on_path.open_namespace("other").await.unwrap();
+    let temporary = SledStore::temporary().await.unwrap();
+    let users = SledStore::new(&temporary.db().unwrap(), "mine").unwrap();
+    for (store, reopens) in [
+        (&on_path, true),
+        (&other, true),
+        (&temporary, false),
+        (&users, false),
+    ] {
+        assert_eq!(store.reopens(), reopens, "{store:?}");
+        let printed = format!("{store:?}");
+        assert!(printed.contains("sync_writes: true"), "{printed}");
+    }
+    let buffered = SledStore::builder_temporary()
+        .with_sync_writes(false)
+        .build()
+        .await
+        .unwrap();
+    assert!(format!("{buffered:?}").contains("sync_writes: false"));
 }

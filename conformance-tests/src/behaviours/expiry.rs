@@ -621,6 +621,105 @@ pub async fn delete_expired_removes_what_expired_by_time<F: StoreFactory>(factor
     finish(&store).await;
 }
 
+/// Records of the churn behaviour, all written to expire at one instant.
+const CHURN_KEYS: usize = 42;
+/// Their lifetime: long enough for ~90 writes on a slow server.
+const CHURN_TTL: Duration = Duration::from_secs(4);
+/// How much earlier than that instant some of them are moved.
+const CHURN_EARLIER: Duration = Duration::from_millis(1_200);
+/// How much later others are moved.
+const CHURN_LATER: Duration = Duration::from_millis(400);
+
+/// "`delete_expired()`: remove expired records now; returns how many" after
+/// churn, on a backend that keeps expired records until then (unless the
+/// factory declares [`expires_natively`](crate::Capabilities::expires_natively)):
+/// many records written to expire at **one instant** (what an expiry index
+/// keeps side by side in one bucket), then some destroyed, some touched to
+/// an earlier or a later expiry, some updated, some saved again to expire
+/// earlier, some moved earlier and then destroyed. Once all have expired,
+/// one `delete_expired` removes and counts every remaining record exactly
+/// once, and a second finds nothing. An index that loses or misplaces a
+/// neighbour's entry when a key leaves its bucket keeps that session
+/// forever; one that counts a record per entry counts a moved one twice.
+pub async fn delete_expired_counts_each_record_once_after_churn<F: StoreFactory>(factory: &F) {
+    if factory.capabilities().expires_natively {
+        return;
+    }
+    let store = open(factory).await;
+    for _ in 0..ATTEMPTS {
+        let now = Timestamp::now();
+        let at = now + CHURN_TTL;
+        let (earlier, later) = (at - CHURN_EARLIER, at + CHURN_LATER);
+        let churned = keys(CHURN_KEYS);
+        for (i, k) in churned.iter().enumerate() {
+            let record = Record::with_times(data_n(i as i64), now, at);
+            ok("save", store.save(k, &record).await);
+        }
+        let mut remaining = 0u64;
+        let mut answers = Vec::new();
+        for (i, k) in churned.iter().enumerate() {
+            match i % 7 {
+                0 => ok("destroy", store.destroy(k).await),
+                1 => answers.push((
+                    "touch to an earlier expiry",
+                    ok("touch", store.touch(k, earlier).await),
+                )),
+                2 => answers.push((
+                    "touch to a later expiry",
+                    ok("touch", store.touch(k, later).await),
+                )),
+                3 => {
+                    let record = Record::with_times(data_n(-1), now, at);
+                    let outcome = ok("update", store.update(k, &record, 0).await);
+                    answers.push(("update", outcome == UpdateOutcome::Updated));
+                }
+                4 => {
+                    let record = Record::with_times(data_n(-2), now, earlier);
+                    ok("save", store.save(k, &record).await);
+                }
+                5 => {
+                    answers.push((
+                        "touch to an earlier expiry",
+                        ok("touch", store.touch(k, earlier).await),
+                    ));
+                    ok("destroy", store.destroy(k).await);
+                }
+                _ => {}
+            }
+            if !matches!(i % 7, 0 | 5) {
+                remaining += 1;
+            }
+        }
+        if Timestamp::now() + Duration::from_millis(200) >= earlier {
+            // Stalled: some writes may have come after the records expired.
+            finish(&store).await;
+            continue;
+        }
+        for (what, done) in answers {
+            assert!(done, "{what} of a live record");
+        }
+        sleep_until(later + REAP_GRACE).await;
+        assert_eq!(
+            ok("delete_expired", store.delete_expired().await),
+            remaining,
+            "delete_expired of {remaining} records that expired after churn (each counted once)"
+        );
+        assert_eq!(
+            ok("delete_expired", store.delete_expired().await),
+            0,
+            "a second delete_expired after churn"
+        );
+        assert_eq!(ok("len", store.len().await), 0, "len after reaping");
+        finish(&store).await;
+        return;
+    }
+    panic!(
+        "the machine stalled in each of {ATTEMPTS} attempts: could not write {CHURN_KEYS} records \
+         and churn them within {:?}",
+        CHURN_TTL - CHURN_EARLIER
+    );
+}
+
 /// "Live records are never removed" by `delete_expired`, also those whose
 /// expiry was **postponed** after a first, short one: records written to
 /// expire soon, then touched, updated or saved to expire much later, all

@@ -1,5 +1,7 @@
 //! The sled engine's limit: plain `get` / `insert` / `compare_and_swap` /
-//! `remove` on one tree, values = 8-byte expiry ‖ the data JSON.
+//! `remove` on one tree, values = 8-byte expiry ‖ the data JSON; each write
+//! flushed before it returns when the store's default syncs its writes, so
+//! that both sides pay the same durability.
 
 use std::sync::Arc;
 
@@ -13,21 +15,27 @@ use crate::payload::Payload;
 use crate::target::Target;
 
 /// One sled tree, flushed in the background every 500 ms like the store's
-/// default. No expiry index, no transaction: the least work that stores,
-/// finds, re-dates and removes a session's bytes.
+/// default, and (`synced`) after every write before it returns, like the
+/// store's default synced writes: a blocking `Db::flush` on tokio's
+/// blocking pool, one per write (sled's `flush_async` deadlocks its own
+/// pool under concurrency). No expiry index, no transaction, no group
+/// commit of our own: the least work that stores, finds, re-dates and
+/// removes a session's bytes at that durability.
 #[derive(Debug)]
 pub struct RawSled {
-    _db: sled::Db,
+    db: sled::Db,
     tree: Tree,
+    synced: bool,
 }
 
 impl RawSled {
-    /// Open (creating) a database at `path`.
+    /// Open (creating) a database at `path`; `synced`: flush after every
+    /// write.
     ///
     /// # Errors
     ///
     /// If sled fails.
-    pub fn open(path: &std::path::Path) -> Result<Self> {
+    pub fn open(path: &std::path::Path, synced: bool) -> Result<Self> {
         let db = sled::Config::new()
             .path(path)
             .flush_every_ms(
@@ -36,7 +44,16 @@ impl RawSled {
             )
             .open()?;
         let tree = db.open_tree("raw")?;
-        Ok(Self { _db: db, tree })
+        Ok(Self { db, tree, synced })
+    }
+
+    /// After a write: flush it to disk if synced.
+    async fn written(&self) -> Result<()> {
+        if self.synced {
+            let db = self.db.clone();
+            tokio::task::spawn_blocking(move || db.flush()).await??;
+        }
+        Ok(())
     }
 }
 
@@ -73,6 +90,9 @@ impl Target for RawSled {
         let swapped = self
             .tree
             .compare_and_swap(key.as_bytes(), None::<&[u8]>, Some(v))?;
+        if swapped.is_ok() {
+            self.written().await?;
+        }
         Ok(swapped.is_ok())
     }
 
@@ -87,27 +107,31 @@ impl Target for RawSled {
         let mut new = old.to_vec();
         new[..8].copy_from_slice(&expires_at.as_millis().to_be_bytes());
         self.tree.insert(key.as_bytes(), new)?;
+        self.written().await?;
         Ok(true)
     }
 
     async fn destroy(&self, key: &SessionKey) -> Result<()> {
-        self.tree.remove(key.as_bytes())?;
+        if self.tree.remove(key.as_bytes())?.is_some() {
+            self.written().await?;
+        }
         Ok(())
     }
 
     async fn put(&self, key: &SessionKey, payload: &Payload) -> Result<()> {
         let v = value(payload.expires_at.as_millis(), payload.data_json.as_bytes());
         self.tree.insert(key.as_bytes(), v)?;
-        Ok(())
+        self.written().await
     }
 
     async fn clear(&self) -> Result<()> {
         self.tree.clear()?;
-        Ok(())
+        self.written().await
     }
 }
 
-/// The sled store and the raw tree, each in its own database folder.
+/// The sled store (default settings: synced writes) and the raw tree at the
+/// same durability, each in its own database folder.
 pub(crate) async fn open_pair(env: &Env, namespace: &str) -> Result<Opened> {
     let dir = env.temp_dir()?;
     let store = session_store_sled::SledStore::builder(dir.path().join("store"))
@@ -115,6 +139,7 @@ pub(crate) async fn open_pair(env: &Env, namespace: &str) -> Result<Opened> {
         .build()
         .await?;
     let path = dir.path().join("raw");
-    let raw = tokio::task::spawn_blocking(move || RawSled::open(&path)).await??;
+    let synced = session_store_sled::DEFAULT_SYNC_WRITES;
+    let raw = tokio::task::spawn_blocking(move || RawSled::open(&path, synced)).await??;
     Ok(opened(Arc::new(store), Arc::new(raw), vec![Box::new(dir)]))
 }
