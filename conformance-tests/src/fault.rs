@@ -46,6 +46,11 @@
 //! proxy.resume();
 //! client.read_exact(&mut answer).await?;
 //! assert_eq!(&answer, b"late");
+//!
+//! // In front of the server a URL names: the URL to build the store on.
+//! let url = format!("echo://ada:pw@{upstream}/db?x=1");
+//! let (proxy, proxied) = StallProxy::in_front_of(&url).await?;
+//! assert_eq!(proxied, format!("echo://ada:pw@{}/db?x=1", proxy.addr()));
 //! # Ok(()) }
 //! ```
 
@@ -93,6 +98,39 @@ impl StallProxy {
             stalled,
             acceptor,
         })
+    }
+
+    /// A proxy in front of the server that `url`
+    /// (`scheme://[user[:password]@]host:port[/...]`) names, and the same
+    /// URL with the proxy's address in place of the server's: what to build
+    /// the store on. Must be called inside a tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// If `url` has no `scheme://` and `host:port`, the host does not
+    /// resolve, or no loopback port can be bound. The message never
+    /// repeats the URL (it may hold a password).
+    pub async fn in_front_of(url: &str) -> io::Result<(Self, String)> {
+        let invalid = || {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the URL has no scheme://host:port",
+            )
+        };
+        let (scheme, rest) = url.split_once("://").ok_or_else(invalid)?;
+        let (authority, tail) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+        let (user, host) = match authority.rsplit_once('@') {
+            Some((user, host)) => (Some(user), host),
+            None => (None, authority),
+        };
+        let upstream = tokio::net::lookup_host(host)
+            .await?
+            .next()
+            .ok_or_else(invalid)?;
+        let proxy = Self::start(upstream).await?;
+        let user = user.map(|u| format!("{u}@")).unwrap_or_default();
+        let proxied = format!("{scheme}://{user}{}{tail}", proxy.addr());
+        Ok((proxy, proxied))
     }
 
     /// The address to give the store instead of the server's.
@@ -203,17 +241,7 @@ pub async fn assert_deadline_bounds_a_stall<S: SessionStore + ?Sized>(
     }
 
     proxy.stall();
-    let timed_out = |what: &str, result: Result<(), Error>| match result {
-        Err(Error::Timeout {
-            backend: b,
-            operation,
-            after,
-        }) if b == backend && operation == what && after == deadline => {}
-        other => panic!(
-            "{what} on a stalled server: expected Error::Timeout {{ backend: {backend:?}, \
-             operation: {what:?}, after: {deadline:?} }}, got {other:?}"
-        ),
-    };
+    let timed_out = |what, result| assert_timeout(result, backend, what, deadline);
     timed_out("load", store.load(&key).await.map(drop));
     timed_out("update", store.update(&key, &record, 0).await.map(drop));
     timed_out(
@@ -246,4 +274,58 @@ pub async fn assert_deadline_bounds_a_stall<S: SessionStore + ?Sized>(
         }
     }
     panic!("the store did not recover within 40 deadlines after the stall ended: {last:?}");
+}
+
+/// The operation deadline from the first connection on: `build` (which
+/// builds a store on `proxy`'s address with an operation deadline of
+/// `deadline`) fails with [`Error::Timeout`] naming `backend` and the
+/// operation `"connect"` after `deadline` while the proxy stalls; once it resumes, the store `build`
+/// gives passes [`assert_deadline_bounds_a_stall`].
+///
+/// # Panics
+///
+/// When the store does not behave so: this is a test helper.
+pub async fn assert_deadline_bounds_building_and_a_stall<S, F, Fut>(
+    proxy: &StallProxy,
+    backend: &str,
+    deadline: Duration,
+    build: F,
+) where
+    S: SessionStore,
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<S, Error>>,
+{
+    proxy.stall();
+    assert_timeout(build().await.map(drop), backend, "connect", deadline);
+    proxy.resume();
+    let store = build()
+        .await
+        .unwrap_or_else(|e| panic!("building once the stall ended: {e:?}"));
+    assert_deadline_bounds_a_stall(&store, proxy, backend, deadline).await;
+}
+
+/// Fail unless `result` is [`Error::Timeout`] naming `backend`, `operation`
+/// and `deadline`: what a store call held up past its operation deadline
+/// (by a stalled server, a lock held elsewhere) must return.
+///
+/// # Panics
+///
+/// If it is anything else, with a message naming what was expected.
+pub fn assert_timeout<T: std::fmt::Debug>(
+    result: Result<T, Error>,
+    backend: &str,
+    operation: &str,
+    deadline: Duration,
+) {
+    match result {
+        Err(Error::Timeout {
+            backend: b,
+            operation: o,
+            after,
+        }) if b == backend && o == operation && after == deadline => {}
+        other => panic!(
+            "{operation}: expected Error::Timeout {{ backend: {backend:?}, operation: \
+             {operation:?}, after: {deadline:?} }}, got {other:?}"
+        ),
+    }
 }

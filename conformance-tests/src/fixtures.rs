@@ -91,3 +91,113 @@ pub fn assert_decode_error<T: std::fmt::Debug>(result: session_core::Result<T>, 
         other => panic!("expected a decode error naming {key}, got {other:?}"),
     }
 }
+
+/// Names of what tests made on a shared server (tables, collections),
+/// removed when this is dropped: at the end of a behaviour or test, passed
+/// or failed. Keep one in a store factory, [`track`](Self::track) each
+/// namespace it opens.
+///
+/// The removal is async but `Drop` cannot await: it runs on a runtime of
+/// its own, on a thread of its own, and is waited for. Its failures are
+/// the removal's to ignore (a table left behind is harmless).
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use session_conformance::fixtures::Cleanup;
+///
+/// let removed = Arc::new(Mutex::new(Vec::new()));
+/// let seen = Arc::clone(&removed);
+/// let cleanup = Cleanup::new(move |names| {
+///     let seen = Arc::clone(&seen);
+///     async move { seen.lock().unwrap().extend(names) }
+/// });
+/// cleanup.track("a");
+/// cleanup.track("b");
+/// cleanup.track("a");
+/// drop(cleanup);
+/// assert_eq!(*removed.lock().unwrap(), ["a", "b"]);
+/// ```
+pub struct Cleanup {
+    names: std::sync::Mutex<Vec<String>>,
+    remove: Box<dyn Fn(Vec<String>) -> futures::future::BoxFuture<'static, ()> + Send + Sync>,
+}
+
+impl Cleanup {
+    /// Remove the tracked names with `remove` (called once, only if any
+    /// name was tracked).
+    pub fn new<F, Fut>(remove: F) -> Self
+    where
+        F: Fn(Vec<String>) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        Self {
+            names: std::sync::Mutex::default(),
+            remove: Box::new(move |names| Box::pin(remove(names))),
+        }
+    }
+
+    /// A fresh namespace ([`unique_namespace`](crate::unique_namespace)),
+    /// removed with the others.
+    #[must_use]
+    pub fn unique_namespace(&self) -> String {
+        let name = crate::unique_namespace();
+        self.track(&name);
+        name
+    }
+
+    /// Remove `name` too (once, however often it is tracked).
+    pub fn track(&self, name: &str) {
+        let mut names = self
+            .names
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !names.iter().any(|n| n == name) {
+            names.push(name.to_owned());
+        }
+    }
+}
+
+impl std::fmt::Debug for Cleanup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cleanup")
+            .field("names", &self.names)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let names = std::mem::take(
+            self.names
+                .get_mut()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        if names.is_empty() {
+            return;
+        }
+        let removal = (self.remove)(names);
+        let thread = std::thread::spawn(move || {
+            if let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                runtime.block_on(removal);
+            }
+        });
+        let _ = thread.join();
+    }
+}
+
+/// For one test of a server store: `factory`, a fresh namespace and a store
+/// opened on it by the factory; `None` when the run opts out of the
+/// factory's server ([`StoreFactory::skip_reason`](crate::StoreFactory::skip_reason)).
+/// Keep the factory to the end of the test: a factory that cleans up (see
+/// [`Cleanup`]) removes the namespace when it is dropped.
+pub async fn fresh<F: crate::StoreFactory>(factory: F) -> Option<(F, String, F::Store)> {
+    if factory.skip_reason().is_some() {
+        return None;
+    }
+    let namespace = crate::unique_namespace();
+    let store = factory.open(&namespace).await;
+    Some((factory, namespace, store))
+}

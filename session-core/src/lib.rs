@@ -9,6 +9,10 @@
 //! - the async [`SessionStore`] trait, with its contract spelled out per
 //!   method and proven for each backend by the `session-conformance` suite;
 //! - [`Error`], one typed error for every store;
+//! - for store authors: [`header`], the binary header of times and version
+//!   that byte-oriented stores (sled, files) put before the data, and
+//!   [`sql`], what SQL stores share (name checks, the layout-version
+//!   decision, a record's columns);
 //! - [`Reaper`], a periodic `delete_expired` task for any store;
 //! - [`SessionManager`] and [`Session`], the framework-agnostic per-request
 //!   handle that decides whether to create, update (versioned, merging with
@@ -40,10 +44,12 @@
 mod blocking;
 mod data;
 mod error;
+pub mod header;
 mod id;
 mod reaper;
 mod record;
 mod session;
+pub mod sql;
 mod store;
 mod time;
 

@@ -18,10 +18,10 @@ impl Dir {
         let Some(bytes) = self.read(key)? else {
             return Ok(None);
         };
-        if !Header::read(key, &bytes)?.is_live_at(now) {
+        if !format::FILE.read(key, &bytes)?.is_live_at(now) {
             return Ok(None);
         }
-        format::decode(key, &bytes).map(Some)
+        format::FILE.decode(key, &bytes).map(Some)
     }
 
     /// `create`: write `bytes` (a record expiring at `header.expires_at`)
@@ -79,7 +79,7 @@ impl Dir {
         let Some(bytes) = self.read(key)? else {
             return Ok(false);
         };
-        let old = Header::read(key, &bytes)?;
+        let old = format::FILE.read(key, &bytes)?;
         if !old.is_live_at(now) {
             return Ok(false);
         }
@@ -88,7 +88,7 @@ impl Dir {
             key,
             Some(old.expires_at),
             header,
-            &format::with_expiry(&bytes, expires_at),
+            &format::FILE.with_expiry(&bytes, expires_at),
             now,
         )?;
         Ok(true)

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use session_core::{Result, SessionKey};
 use tokio::sync::Mutex;
 
-use crate::format::{HEADER, Header};
+use crate::format::{self, HEADER, Header};
 use crate::layout::{Layout, SHARDS, shard_of};
 use crate::{BACKEND, io_error};
 
@@ -113,7 +113,7 @@ impl Dir {
                 Err(e) => return Err(io_error("read", &path, e)),
             }
         }
-        Header::read(key, &head[..filled]).map(Some)
+        format::FILE.read(key, &head[..filled]).map(Some)
     }
 
     /// Replace the file of `key` with `bytes` atomically: write the shard's

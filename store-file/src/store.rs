@@ -155,7 +155,7 @@ impl SessionStore for FileStore {
 
     async fn create(&self, key: &SessionKey, record: &Record) -> Result<bool> {
         let header = Header::of(record);
-        let bytes = format::encode(header, record)?;
+        let bytes = format::FILE.encode(header, record)?;
         self.locked(key, move |dir, key| dir.create(key, header, &bytes, now()))
             .await
     }
@@ -172,7 +172,7 @@ impl SessionStore for FileStore {
             version: expected_version.wrapping_add(1),
             ..Header::of(record)
         };
-        let bytes = format::encode(header, record)?;
+        let bytes = format::FILE.encode(header, record)?;
         self.locked(key, move |dir, key| {
             dir.update(key, expected_version, header, &bytes, now())
         })
@@ -181,7 +181,7 @@ impl SessionStore for FileStore {
 
     async fn save(&self, key: &SessionKey, record: &Record) -> Result<()> {
         let header = Header::of(record);
-        let bytes = format::encode(header, record)?;
+        let bytes = format::FILE.encode(header, record)?;
         self.locked(key, move |dir, key| dir.save(key, header, &bytes, now()))
             .await
     }

@@ -197,7 +197,7 @@ impl MysqlStoreBuilder {
     }
 
     fn validate(&self) -> Result<()> {
-        schema::validate_table(&self.table)?;
+        schema::NAMES.check("table", &self.table)?;
         if self.pool_size == 0 {
             return Err(Error::config(BACKEND, "the pool size must be at least 1"));
         }

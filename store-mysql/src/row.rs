@@ -2,7 +2,8 @@
 //! [`Error::Decode`] naming the key.
 
 use mysql_async::{Value, from_value_opt};
-use session_core::{Error, Record, Result, SessionKey, Timestamp};
+use session_core::header::Header;
+use session_core::{Error, Record, Result, SessionKey};
 
 use crate::BACKEND;
 
@@ -32,17 +33,14 @@ pub(crate) fn record_from_values(key: &SessionKey, values: Vec<Value>) -> Result
         return Err(Error::decode(key, "the row has too few columns"));
     };
     let data = match data {
-        Value::Bytes(bytes) => Record::decode_data(key, &bytes)?,
+        Value::Bytes(bytes) => bytes,
         other => return Err(Error::decode(key, format!("data is not text: {other:?}"))),
     };
     let int = |v: Value| from_value_opt::<i64>(v).map_err(|e| Error::decode(key, e));
-    let created_at = int(created_at)?;
-    let expires_at = int(expires_at)?;
-    let version = from_value_opt::<u64>(version).map_err(|e| Error::decode(key, e))?;
-    Ok(Record::with_times(
-        data,
-        Timestamp::from_millis(created_at),
-        Timestamp::from_millis(expires_at),
-    )
-    .with_version(version))
+    let header = Header {
+        created_at: int(created_at)?,
+        expires_at: int(expires_at)?,
+        version: from_value_opt::<u64>(version).map_err(|e| Error::decode(key, e))?,
+    };
+    header.record(key, &data)
 }

@@ -3,6 +3,7 @@
 
 use mysql_async::prelude::Queryable as _;
 use mysql_async::{Conn, Row};
+use session_core::sql::{Identifiers, Layout};
 use session_core::{Error, Result};
 
 use crate::{BACKEND, backend};
@@ -18,39 +19,17 @@ use crate::{BACKEND, backend};
 ///   milliseconds since the Unix epoch.
 pub const LAYOUT_VERSION: u32 = 1;
 
+/// What a registry row's version means to this crate.
+const LAYOUT: Layout = Layout::new(BACKEND, "session-store-mysql", LAYOUT_VERSION as i64);
+
 /// The registry: one row per session table of the database, with the layout
 /// version it was created with. Its name holds `__`, which a namespace may
 /// not, so no namespace can ever collide with it.
 pub const REGISTRY: &str = "session_store__tables";
 
-/// Check that `name` can be a namespace table: an ASCII identifier
-/// (`[A-Za-z][A-Za-z0-9_]*`), at most 64 characters (MySQL's limit),
-/// without `__` (reserved for this crate's own tables). Names are
-/// interpolated into SQL only after this check, and backquoted.
-pub(crate) fn validate_table(name: &str) -> Result<()> {
-    let bad = |reason: &str| {
-        Err(Error::config(
-            BACKEND,
-            format!("table name {name:?}: {reason}"),
-        ))
-    };
-    let mut chars = name.chars();
-    match chars.next() {
-        None => return bad("must not be empty"),
-        Some(c) if !c.is_ascii_alphabetic() => return bad("must start with an ASCII letter"),
-        Some(_) => {}
-    }
-    if !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        return bad("may hold only ASCII letters, digits and '_'");
-    }
-    if name.len() > 64 {
-        return bad("must be at most 64 characters");
-    }
-    if name.contains("__") {
-        return bad("must not contain \"__\" (reserved for the store's own tables)");
-    }
-    Ok(())
-}
+/// The rule for namespace tables: [`Identifiers`], at most 64 characters
+/// (MySQL's limit).
+pub(crate) const NAMES: Identifiers = Identifiers::new(BACKEND, 64);
 
 /// Create the registry and `table` (with its indexes) if missing, and check
 /// the layout version recorded for `table`. Idempotent; safe to run from
@@ -72,45 +51,27 @@ pub(crate) async fn prepare(conn: &mut Conn, table: &str) -> Result<()> {
         )
         .await
         .map_err(backend)?;
-    match recorded {
-        Some(LAYOUT_VERSION) => {}
-        Some(other) => {
-            return Err(Error::config(
-                BACKEND,
-                format!(
-                    "table `{table}` has session layout version {other}, which this crate \
-                     (layout {LAYOUT_VERSION}) does not know: upgrade session-store-mysql or \
-                     use another namespace"
-                ),
-            ));
-        }
-        None => {
-            let exists: Option<u8> = conn
-                .exec_first(
-                    "SELECT 1 FROM information_schema.tables \
-                     WHERE table_schema = DATABASE() AND table_name = ?",
-                    (table,),
-                )
-                .await
-                .map_err(backend)?;
-            if exists.is_some() {
-                // Not recorded: either a build stopped between creating the
-                // table and recording it, or the table is someone else's.
-                let probe = conn
-                    .query_drop(format!(
-                        "SELECT id, `key`, data, created_at, expires_at, version \
-                         FROM `{table}` LIMIT 0"
-                    ))
-                    .await;
-                if probe.is_err() {
-                    return Err(Error::config(
-                        BACKEND,
-                        format!(
-                            "table `{table}` exists and is not a session table: choose \
-                             another namespace"
-                        ),
-                    ));
-                }
+    let name = format!("`{table}`");
+    if !LAYOUT.check(&name, recorded.map(i64::from))? {
+        let exists: Option<u8> = conn
+            .exec_first(
+                "SELECT 1 FROM information_schema.tables \
+                 WHERE table_schema = DATABASE() AND table_name = ?",
+                (table,),
+            )
+            .await
+            .map_err(backend)?;
+        if exists.is_some() {
+            // Not recorded: either a build stopped between creating the
+            // table and recording it, or the table is someone else's.
+            let probe = conn
+                .query_drop(format!(
+                    "SELECT id, `key`, data, created_at, expires_at, version \
+                     FROM `{table}` LIMIT 0"
+                ))
+                .await;
+            if probe.is_err() {
+                return Err(LAYOUT.foreign(&name));
             }
         }
     }
@@ -201,7 +162,7 @@ pub(crate) struct Statements {
 }
 
 impl Statements {
-    /// The statements for `table`, which must have passed [`validate_table`].
+    /// The statements for `table`, which must have passed [`NAMES`].
     pub(crate) fn new(table: &str) -> Self {
         let t = format!("`{table}`");
         let upsert = format!(
@@ -254,25 +215,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn table_names_are_validated() {
-        for good in ["sessions", "conf_0123abcd", "A1_b", &"a".repeat(64)] {
-            assert!(validate_table(good).is_ok(), "{good:?} refused");
+    fn table_names_are_identifiers_of_at_most_64_characters() {
+        for good in ["sessions", "pg_x", "sqlite_x", &"a".repeat(64)] {
+            assert!(NAMES.check("table", good).is_ok(), "{good:?} refused");
         }
-        for bad in [
-            "",
-            "1abc",
-            "_x",
-            "a-b",
-            "a b",
-            "a`b",
-            "x; DROP TABLE y",
-            "a__b",
-            "session_store__tables",
-            "é",
-            &"a".repeat(65),
-        ] {
+        for bad in ["a`b", "x; DROP TABLE y", REGISTRY, &"a".repeat(65)] {
             assert!(
-                matches!(validate_table(bad), Err(Error::Config { .. })),
+                matches!(NAMES.check("table", bad), Err(Error::Config { .. })),
                 "{bad:?} accepted"
             );
         }

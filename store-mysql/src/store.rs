@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use mysql_async::prelude::Queryable as _;
 use mysql_async::{Conn, Params, Pool, Row, Value};
+use session_core::sql::Columns;
 use session_core::{
     EncodedData, Error, Record, Result, SessionKey, SessionStore, Timestamp, UpdateOutcome,
     async_trait,
@@ -101,7 +102,7 @@ impl MysqlStore {
     /// [`Error::Config`] for an invalid table name or a table of an unknown
     /// layout; [`Error::Backend`] if the server refuses; [`Error::Timeout`].
     pub async fn open_namespace(&self, table: &str) -> Result<Self> {
-        schema::validate_table(table)?;
+        schema::NAMES.check("table", table)?;
         let pool = self.pool.clone();
         let name = table.to_owned();
         Error::within(BACKEND, "open_namespace", self.timeout, async move {
@@ -188,35 +189,16 @@ impl MysqlStore {
 
     /// The columns of `record`, checked against `max_allowed_packet`.
     fn columns(&self, record: &Record) -> Result<Columns> {
-        let data = Record::encode_data(&record.data)?;
+        let columns = Columns::of(record)?;
+        let bytes = columns.data.as_bytes().len();
         let limit = self.max_packet.saturating_sub(PACKET_OVERHEAD);
-        if data.as_bytes().len() as u64 > limit {
+        if bytes as u64 > limit {
             return Err(Error::TooLarge {
-                bytes: data.as_bytes().len(),
+                bytes,
                 max_bytes: usize::try_from(limit).unwrap_or(usize::MAX),
             });
         }
-        Ok(Columns {
-            data,
-            created_at: record.created_at.as_millis(),
-            expires_at: record.expires_at.as_millis(),
-            version: record.version,
-        })
-    }
-}
-
-/// The columns of a record, encoded for binding.
-#[derive(Clone)]
-struct Columns {
-    data: EncodedData,
-    created_at: i64,
-    expires_at: i64,
-    version: u64,
-}
-
-impl Columns {
-    fn data(&self) -> Value {
-        Value::Bytes(self.data.as_bytes().to_vec())
+        Ok(columns)
     }
 }
 
@@ -228,6 +210,10 @@ fn now() -> i64 {
 
 fn key_param(key: &SessionKey) -> Value {
     Value::Bytes(key.as_bytes().to_vec())
+}
+
+fn data_param(data: &EncodedData) -> Value {
+    Value::Bytes(data.as_bytes().to_vec())
 }
 
 /// `expires_at, version` of the row under `key`, whatever they hold (`None`:
@@ -298,7 +284,7 @@ impl SessionStore for MysqlStore {
                     sql.create.as_str(),
                     Params::Positional(vec![
                         key_param(&key),
-                        row.data(),
+                        data_param(&row.data),
                         row.created_at.into(),
                         row.expires_at.into(),
                         row.version.into(),
@@ -344,7 +330,7 @@ impl SessionStore for MysqlStore {
                         (
                             sql.update.as_str(),
                             vec![
-                                row.data(),
+                                data_param(&row.data),
                                 row.created_at.into(),
                                 row.expires_at.into(),
                                 next.into(),
@@ -391,7 +377,7 @@ impl SessionStore for MysqlStore {
                         sql.save.as_str(),
                         Params::Positional(vec![
                             key_param(&key),
-                            row.data(),
+                            data_param(&row.data),
                             row.created_at.into(),
                             row.expires_at.into(),
                             row.version.into(),

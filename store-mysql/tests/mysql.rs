@@ -9,41 +9,20 @@
     reason = "tests"
 )]
 
+mod common;
+
 use std::time::Duration;
 
+use common::{builder, fresh, store};
 use mysql_async::prelude::Queryable as _;
 use mysql_async::{Params, Row, Value};
 use session_conformance::env::MYSQL;
+use session_conformance::fault::{
+    StallProxy, assert_deadline_bounds_building_and_a_stall, assert_timeout,
+};
 use session_conformance::fixtures::{assert_decode_error, expired, key, live, sample};
-use session_conformance::unique_namespace;
 use session_core::{Data, Error, Record, SessionStore, Timestamp, UpdateOutcome};
 use session_store_mysql::{LAYOUT_VERSION, MysqlStore, REGISTRY};
-
-fn skip() -> bool {
-    MYSQL.skip_reason().is_some()
-}
-
-async fn open(table: &str) -> MysqlStore {
-    let url = MYSQL.url();
-    MysqlStore::builder()
-        .with_namespace(table)
-        .with_pool_size(4)
-        .connect(&url)
-        .await
-        .unwrap_or_else(|e| MYSQL.unreachable(&url, &e))
-}
-
-/// Drop a test's own table and its registry row.
-async fn drop_table(store: &MysqlStore) {
-    let mut conn = store.pool().get_conn().await.unwrap();
-    let table = store.namespace();
-    conn.query_drop(format!("DROP TABLE IF EXISTS `{table}`"))
-        .await
-        .unwrap();
-    conn.exec_drop(format!("DELETE FROM `{REGISTRY}` WHERE name = ?"), (table,))
-        .await
-        .unwrap();
-}
 
 async fn raw_insert(store: &MysqlStore, k: &session_core::SessionKey, data: &str) {
     let far = Timestamp::now().as_millis() + 86_400_000;
@@ -68,10 +47,9 @@ async fn raw_insert(store: &MysqlStore, k: &session_core::SessionKey, data: &str
 
 #[tokio::test]
 async fn garbage_written_directly_is_a_decode_error_naming_the_key() {
-    if skip() {
+    let Some((_tables, _, store)) = fresh().await else {
         return;
-    }
-    let store = open(&unique_namespace()).await;
+    };
     for garbage in ["not json", "[1,2]", "{\"a\":", ""] {
         let k = key();
         raw_insert(&store, &k, garbage).await;
@@ -89,15 +67,13 @@ async fn garbage_written_directly_is_a_decode_error_naming_the_key() {
         );
         store.destroy(&k).await.unwrap();
     }
-    drop_table(&store).await;
 }
 
 #[tokio::test]
 async fn rows_hold_binary_keys_json_text_and_milliseconds() {
-    if skip() {
+    let Some((_tables, _, store)) = fresh().await else {
         return;
-    }
-    let store = open(&unique_namespace()).await;
+    };
     let k = key();
     let record = live(sample(), Duration::from_secs(600)).with_version(u64::MAX);
     store.save(&k, &record).await.unwrap();
@@ -124,16 +100,13 @@ async fn rows_hold_binary_keys_json_text_and_milliseconds() {
     assert!(data.contains("\"big\":18446744073709551615"), "{data}");
     assert_eq!(expires_at, record.expires_at.as_millis());
     assert_eq!(version, u64::MAX);
-    drop(conn);
-    drop_table(&store).await;
 }
 
 #[tokio::test]
 async fn versions_wrap_from_u64_max_to_zero() {
-    if skip() {
+    let Some((_tables, _, store)) = fresh().await else {
         return;
-    }
-    let store = open(&unique_namespace()).await;
+    };
     let k = key();
     let record = live(sample(), Duration::from_secs(600)).with_version(u64::MAX);
     store.save(&k, &record).await.unwrap();
@@ -142,15 +115,13 @@ async fn versions_wrap_from_u64_max_to_zero() {
         UpdateOutcome::Updated
     );
     assert_eq!(store.load(&k).await.unwrap().unwrap().version, 0);
-    drop_table(&store).await;
 }
 
 #[tokio::test]
 async fn records_of_several_mib_round_trip_and_larger_than_the_packet_limit_are_refused() {
-    if skip() {
+    let Some((_tables, _, store)) = fresh().await else {
         return;
-    }
-    let store = open(&unique_namespace()).await;
+    };
     let k = key();
     let mut data = Data::new();
     data.insert("blob".into(), "é".repeat(2 << 20).into()); // 4 MiB of UTF-8
@@ -178,15 +149,13 @@ async fn records_of_several_mib_round_trip_and_larger_than_the_packet_limit_are_
         );
     }
     assert_eq!(store.load(&k2).await.unwrap(), None);
-    drop_table(&store).await;
 }
 
 #[tokio::test]
 async fn an_unknown_layout_version_is_refused_at_build() {
-    if skip() {
+    let Some((_tables, _, store)) = fresh().await else {
         return;
-    }
-    let store = open(&unique_namespace()).await;
+    };
     let mut conn = store.pool().get_conn().await.unwrap();
     conn.exec_drop(
         format!("UPDATE `{REGISTRY}` SET layout = ? WHERE name = ?"),
@@ -206,57 +175,45 @@ async fn an_unknown_layout_version_is_refused_at_build() {
     );
     let err = store.open_namespace(store.namespace()).await.unwrap_err();
     assert!(matches!(err, Error::Config { .. }), "{err:?}");
-    drop(conn);
-    drop_table(&store).await;
 }
 
 #[tokio::test]
 async fn a_table_that_is_not_a_session_table_is_refused_at_build() {
-    if skip() {
+    let Some((tables, _, store)) = fresh().await else {
         return;
-    }
-    let store = open(&unique_namespace()).await;
-    let other = unique_namespace();
+    };
+    let other = tables.cleanup.unique_namespace();
     let mut conn = store.pool().get_conn().await.unwrap();
     conn.query_drop(format!("CREATE TABLE `{other}` (name TEXT)"))
         .await
         .unwrap();
     let err = store.open_namespace(&other).await.unwrap_err();
     assert!(matches!(err, Error::Config { .. }), "{err:?}");
-    conn.query_drop(format!("DROP TABLE `{other}`"))
-        .await
-        .unwrap();
-    drop(conn);
-    drop_table(&store).await;
 }
 
 #[tokio::test]
 async fn building_twice_on_one_table_is_fine_and_namespaces_share_the_pool() {
-    if skip() {
+    let Some((tables, table, a)) = fresh().await else {
         return;
-    }
-    let table = unique_namespace();
-    let a = open(&table).await;
-    let b = open(&table).await;
+    };
+    let b = store(&table).await;
     let k = key();
     a.save(&k, &live(sample(), Duration::from_secs(60)))
         .await
         .unwrap();
     assert!(b.load(&k).await.unwrap().is_some());
-    let c = a.open_namespace(&unique_namespace()).await.unwrap();
+    let other = tables.cleanup.unique_namespace();
+    let c = a.open_namespace(&other).await.unwrap();
     assert_eq!(c.len().await.unwrap(), 0);
     assert_eq!(b.len().await.unwrap(), 1);
-    drop_table(&c).await;
-    drop_table(&a).await;
 }
 
 #[tokio::test]
 async fn delete_expired_goes_through_the_expiry_index_in_batches() {
-    if skip() {
+    let Some((_tables, ns, _)) = fresh().await else {
         return;
-    }
-    let store = MysqlStore::builder()
-        .with_namespace(unique_namespace())
+    };
+    let store = builder(&ns)
         .with_reap_batch(7)
         .connect(&MYSQL.url())
         .await
@@ -303,16 +260,13 @@ async fn delete_expired_goes_through_the_expiry_index_in_batches() {
         })
         .unwrap_or_else(|| panic!("no key in the plan: {text}"));
     assert_eq!(key_column, "expires_at", "{text}");
-    drop(conn);
-    drop_table(&store).await;
 }
 
 #[tokio::test]
 async fn expired_rows_never_count_nor_block_create() {
-    if skip() {
+    let Some((_tables, _, store)) = fresh().await else {
         return;
-    }
-    let store = open(&unique_namespace()).await;
+    };
     let k = key();
     // An expired record given to create stores nothing live.
     assert!(store.create(&k, &expired(sample())).await.unwrap());
@@ -333,7 +287,6 @@ async fn expired_rows_never_count_nor_block_create() {
     let at = store.load(&k).await.unwrap().unwrap().expires_at;
     assert!(store.touch(&k, at).await.unwrap());
     assert!(store.touch(&k, at).await.unwrap());
-    drop_table(&store).await;
 }
 
 #[tokio::test]
@@ -366,40 +319,24 @@ async fn configuration_errors_are_reported_when_building() {
     }
 }
 
+/// A stalled server (through [`StallProxy`]): building fails with
+/// `Error::Timeout` at the operation deadline; once it answers again, each
+/// call on a stall ends at the deadline and the store recovers.
 #[tokio::test]
-async fn a_server_that_never_answers_times_out_at_build() {
-    // Accepts connections and never says a word (no handshake).
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let held = tokio::spawn(async move {
-        let mut open = Vec::new();
-        while let Ok((socket, _)) = listener.accept().await {
-            open.push(socket);
-        }
-    });
-    let started = std::time::Instant::now();
-    let err = MysqlStore::builder()
-        .with_operation_timeout(Duration::from_millis(400))
-        .connect(&format!("mysql://ada:hunter2secret@127.0.0.1:{port}/test"))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Timeout {
-                backend: "mysql",
-                ..
-            }
-        ),
-        "{err:?}"
+async fn a_stalled_server_is_a_timeout_at_the_operation_deadline_and_the_store_recovers() {
+    let Some((_tables, ns, _)) = fresh().await else {
+        return;
+    };
+    let (proxy, url) = StallProxy::in_front_of(&MYSQL.url()).await.unwrap();
+    // mysql_async moves a loopback connection to the server's Unix socket
+    // when it can, which would pass the proxy by.
+    let url = format!(
+        "{url}{}prefer_socket=false",
+        if url.contains('?') { '&' } else { '?' }
     );
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "{:?}",
-        started.elapsed()
-    );
-    assert!(!format!("{err:?}").contains("hunter2secret"));
-    held.abort();
+    let deadline = Duration::from_millis(500);
+    let build = || builder(&ns).with_operation_timeout(deadline).connect(&url);
+    assert_deadline_bounds_building_and_a_stall(&proxy, "mysql", deadline, build).await;
 }
 
 #[tokio::test]
@@ -410,24 +347,19 @@ async fn an_unreachable_server_fails_at_build_without_leaking_the_password() {
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Backend { .. }), "{err:?}");
-    let mut chain = format!("{err:?} {err}");
-    let mut source = std::error::Error::source(&err);
-    while let Some(s) = source {
-        chain.push_str(&s.to_string());
-        source = s.source();
-    }
+    // The error, its Debug form and every cause in its chain.
+    let chain = format!("{err:?} {}", session_core::report(&err));
     assert!(!chain.contains("hunter2secret"), "{chain}");
 }
 
 #[tokio::test]
 async fn a_call_held_up_by_a_lock_fails_with_timeout_at_the_deadline() {
-    if skip() {
+    let Some((_tables, table, _)) = fresh().await else {
         return;
-    }
-    let table = unique_namespace();
-    let store = MysqlStore::builder()
-        .with_namespace(&table)
-        .with_operation_timeout(Duration::from_millis(500))
+    };
+    let deadline = Duration::from_millis(500);
+    let store = builder(&table)
+        .with_operation_timeout(deadline)
         .connect(&MYSQL.url())
         .await
         .unwrap();
@@ -445,16 +377,11 @@ async fn a_call_held_up_by_a_lock_fails_with_timeout_at_the_deadline() {
         .await
         .unwrap();
     let started = std::time::Instant::now();
-    let err = store.update(&k, &record, 0).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Timeout {
-                operation: "update",
-                ..
-            }
-        ),
-        "{err:?}"
+    assert_timeout(
+        store.update(&k, &record, 0).await,
+        "mysql",
+        "update",
+        deadline,
     );
     assert!(
         started.elapsed() < Duration::from_secs(3),
@@ -473,29 +400,24 @@ async fn a_call_held_up_by_a_lock_fails_with_timeout_at_the_deadline() {
         store.update(&k, &record, version).await.unwrap(),
         UpdateOutcome::Updated
     );
-    drop_table(&store).await;
 }
 
 #[tokio::test]
 async fn debug_shows_the_server_and_table_but_never_credentials() {
-    if skip() {
+    let Some((_tables, table, store)) = fresh().await else {
         return;
-    }
-    let table = unique_namespace();
-    let store = open(&table).await;
+    };
     let shown = format!("{store:?}");
     assert!(shown.contains(&table), "{shown}");
     assert!(shown.contains("mysql://"), "{shown}");
     assert!(!shown.contains('@'), "{shown}");
-    drop_table(&store).await;
 }
 
 #[tokio::test]
 async fn the_record_is_stored_as_given() {
-    if skip() {
+    let Some((_tables, _, store)) = fresh().await else {
         return;
-    }
-    let store = open(&unique_namespace()).await;
+    };
     let k = key();
     let now = Timestamp::now();
     let record = Record::with_times(
@@ -508,5 +430,4 @@ async fn the_record_is_stored_as_given() {
     assert_eq!(store.load(&k).await.unwrap(), Some(record.clone()));
     let all = store.all().await.unwrap();
     assert_eq!(all, vec![(k, record)]);
-    drop_table(&store).await;
 }

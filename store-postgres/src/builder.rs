@@ -136,8 +136,8 @@ impl PostgresStoreBuilder {
     }
 
     fn validate(&self) -> Result<()> {
-        schema::validate_identifier("schema", &self.schema)?;
-        schema::validate_identifier("table", &self.table)?;
+        schema::NAMES.check("schema", &self.schema)?;
+        schema::NAMES.check("table", &self.table)?;
         if !(1..=MAX_POOL_SIZE).contains(&self.pool_size) {
             return Err(Error::config(
                 BACKEND,

@@ -2,13 +2,14 @@
 //! statement (built once per table, from validated identifiers).
 
 use deadpool_postgres::Client;
-use session_core::{Error, Result};
+use session_core::Result;
+use session_core::sql::{Identifiers, Layout};
 
 use crate::{BACKEND, backend};
 
 /// The layout version this crate writes, recorded per namespace table in the
 /// registry table of its schema; a table recorded with another version is
-/// refused with [`Error::Config`] rather than touched.
+/// refused with [`Error::Config`](session_core::Error::Config) rather than touched.
 ///
 /// History:
 /// - `1`: one table per namespace `(key BYTEA PRIMARY KEY, data TEXT,
@@ -16,6 +17,9 @@ use crate::{BACKEND, backend};
 ///   milliseconds, with a B-tree index `<table>__expires_at` on
 ///   `expires_at`.
 pub const SCHEMA_VERSION: i32 = 1;
+
+/// What a registry row's version means to this crate.
+const LAYOUT: Layout = Layout::new(BACKEND, "session-store-postgres", SCHEMA_VERSION as i64);
 
 /// The registry of a schema: one row per namespace table, with the layout
 /// version it was created at. Its name holds `__`, which a namespace may
@@ -27,38 +31,10 @@ pub(crate) const REGISTRY: &str = "session_store__registry";
 /// safe against a concurrent `CREATE` of the same name.
 const CREATE_LOCK: i64 = 0x05e5_5101_1705_76e5;
 
-/// Check that `name` can be a table or schema name: an ASCII identifier
-/// (`[A-Za-z][A-Za-z0-9_]*`), at most 63 bytes (PostgreSQL's limit), without
-/// `__` (reserved for this crate's own tables and indexes) and not starting
-/// with `pg_` (reserved by PostgreSQL). Names are interpolated into SQL only
-/// after this check, and always quoted.
-pub(crate) fn validate_identifier(what: &str, name: &str) -> Result<()> {
-    let bad = |reason: &str| {
-        Err(Error::config(
-            BACKEND,
-            format!("{what} name {name:?}: {reason}"),
-        ))
-    };
-    let mut chars = name.chars();
-    match chars.next() {
-        None => return bad("must not be empty"),
-        Some(c) if !c.is_ascii_alphabetic() => return bad("must start with an ASCII letter"),
-        Some(_) => {}
-    }
-    if !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        return bad("may hold only ASCII letters, digits and '_'");
-    }
-    if name.len() > 63 {
-        return bad("must be at most 63 characters");
-    }
-    if name.contains("__") {
-        return bad("must not contain \"__\" (reserved for the store's own tables and indexes)");
-    }
-    if name.to_ascii_lowercase().starts_with("pg_") {
-        return bad("names starting with \"pg_\" are reserved by PostgreSQL");
-    }
-    Ok(())
-}
+/// The rule for table and schema names: [`Identifiers`], at most 63 bytes
+/// (PostgreSQL's limit), and not starting with `pg_` (reserved by
+/// PostgreSQL).
+pub(crate) const NAMES: Identifiers = Identifiers::new(BACKEND, 63).reserving("pg_", "PostgreSQL");
 
 /// Create the schema, its registry and `table` (with its expiry index) if
 /// missing, in one transaction holding an advisory lock so that concurrent
@@ -86,37 +62,21 @@ pub(crate) async fn prepare(client: &mut Client, schema: &str, table: &str) -> R
         )
         .await
         .map_err(backend)?;
-    match recorded {
-        Some(row) => {
-            let layout: i32 = row.try_get(0).map_err(backend)?;
-            if layout != SCHEMA_VERSION {
-                return Err(Error::config(
-                    BACKEND,
-                    format!(
-                        "table \"{schema}\".\"{table}\" has session layout version {layout}, \
-                         which this crate (layout {SCHEMA_VERSION}) does not know: \
-                         upgrade session-store-postgres"
-                    ),
-                ));
-            }
-        }
-        None => {
-            let exists = tx
-                .query_one(
-                    "SELECT to_regclass(format('%I.%I', $1::text, $2::text)) IS NOT NULL",
-                    &[&schema, &table],
-                )
-                .await
-                .map_err(backend)?;
-            if exists.try_get::<_, bool>(0).map_err(backend)? {
-                return Err(Error::config(
-                    BACKEND,
-                    format!(
-                        "table \"{schema}\".\"{table}\" exists but is not a session table \
-                         (the registry {REGISTRY} does not list it): choose another namespace"
-                    ),
-                ));
-            }
+    let recorded: Option<i32> = recorded
+        .map(|row| row.try_get(0))
+        .transpose()
+        .map_err(backend)?;
+    let name = format!("\"{schema}\".\"{table}\"");
+    if !LAYOUT.check(&name, recorded.map(i64::from))? {
+        let exists = tx
+            .query_one(
+                "SELECT to_regclass(format('%I.%I', $1::text, $2::text)) IS NOT NULL",
+                &[&schema, &table],
+            )
+            .await
+            .map_err(backend)?;
+        if exists.try_get::<_, bool>(0).map_err(backend)? {
+            return Err(LAYOUT.foreign(&name));
         }
     }
     tx.batch_execute(&format!(
@@ -181,7 +141,7 @@ pub(crate) struct Statements {
 
 impl Statements {
     /// The statements for `schema.table`, both validated by
-    /// [`validate_identifier`].
+    /// [`NAMES`].
     pub(crate) fn new(schema: &str, table: &str) -> Self {
         let t = format!("\"{schema}\".\"{table}\"");
         let cur = format!(
@@ -243,26 +203,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn identifiers_are_validated() {
-        for good in ["sessions", "conf_0123abcd", "A1_b", "public"] {
-            validate_identifier("table", good).unwrap();
+    fn names_are_identifiers_not_reserved_by_postgres() {
+        for good in ["sessions", "public", &"a".repeat(63)] {
+            NAMES.check("table", good).unwrap();
         }
         for bad in [
-            "",
-            "1abc",
-            "_x",
-            "a-b",
-            "a b",
-            "a\"b",
             "x; DROP TABLE y",
             "a__b",
             "pg_catalog",
             "PG_x",
-            "é",
             &"a".repeat(64),
         ] {
             assert!(
-                matches!(validate_identifier("table", bad), Err(Error::Config { .. })),
+                matches!(
+                    NAMES.check("table", bad),
+                    Err(session_core::Error::Config { .. })
+                ),
                 "{bad:?} accepted"
             );
         }

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Object, Pool};
+use session_core::header::Header;
+use session_core::sql::{Columns, version_from_signed, version_to_signed};
 use session_core::{
-    EncodedData, Error, Record, Result, SessionKey, SessionStore, Timestamp, UpdateOutcome,
-    async_trait,
+    Error, Record, Result, SessionKey, SessionStore, Timestamp, UpdateOutcome, async_trait,
 };
 use tokio_postgres::Row;
 
@@ -72,7 +73,7 @@ impl PostgresStore {
     /// [`PostgresStoreBuilder::with_namespace`]) or belongs to something
     /// else; [`Error::Backend`] or [`Error::Timeout`] if the server fails.
     pub async fn open_namespace(&self, table: &str) -> Result<Self> {
-        schema::validate_identifier("table", table)?;
+        schema::NAMES.check("table", table)?;
         let schema = Arc::clone(&self.schema);
         self.run("open_namespace", async {
             let mut client = self.pool.get().await.map_err(backend)?;
@@ -120,50 +121,17 @@ impl PostgresStore {
     }
 }
 
-/// PostgreSQL's `BIGINT` is `i64`; versions are `u64`. Stored bit for bit
-/// (only ever compared for equality), so the whole `u64` range round-trips.
-fn version_to_sql(version: u64) -> i64 {
-    i64::from_ne_bytes(version.to_ne_bytes())
-}
-
-fn version_from_sql(version: i64) -> u64 {
-    u64::from_ne_bytes(version.to_ne_bytes())
-}
-
-/// The columns of a record, encoded for binding.
-struct Columns {
-    data: EncodedData,
-    created_at: i64,
-    expires_at: i64,
-    version: i64,
-}
-
-impl Columns {
-    fn new(record: &Record) -> Result<Self> {
-        Ok(Self {
-            data: Record::encode_data(&record.data)?,
-            created_at: record.created_at.as_millis(),
-            expires_at: record.expires_at.as_millis(),
-            version: version_to_sql(record.version),
-        })
-    }
-}
-
 /// Read `data, created_at, expires_at, version` starting at column `at`.
 /// Anything unreadable is a decode error naming `key`.
 fn record_from_row(key: &SessionKey, row: &Row, at: usize) -> Result<Record> {
     let decode = |e: tokio_postgres::Error| Error::decode(key, e);
     let data: &str = row.try_get(at).map_err(decode)?;
-    let data = Record::decode_data(key, data.as_bytes())?;
-    let created_at: i64 = row.try_get(at + 1).map_err(decode)?;
-    let expires_at: i64 = row.try_get(at + 2).map_err(decode)?;
-    let version: i64 = row.try_get(at + 3).map_err(decode)?;
-    Ok(Record::with_times(
-        data,
-        Timestamp::from_millis(created_at),
-        Timestamp::from_millis(expires_at),
-    )
-    .with_version(version_from_sql(version)))
+    let header = Header {
+        created_at: row.try_get(at + 1).map_err(decode)?,
+        expires_at: row.try_get(at + 2).map_err(decode)?,
+        version: version_from_signed(row.try_get(at + 3).map_err(decode)?),
+    };
+    header.record(key, data.as_bytes())
 }
 
 /// A key read back from the table.
@@ -210,7 +178,7 @@ impl SessionStore for PostgresStore {
     }
 
     async fn create(&self, key: &SessionKey, record: &Record) -> Result<bool> {
-        let row = Columns::new(record)?;
+        let row = Columns::of(record)?;
         self.run("create", async {
             let client = self.client().await?;
             let stmt = client
@@ -227,7 +195,7 @@ impl SessionStore for PostgresStore {
                         &row.data.as_str(),
                         &row.created_at,
                         &row.expires_at,
-                        &row.version,
+                        &row.signed_version(),
                         &now(),
                     ],
                 )
@@ -244,10 +212,10 @@ impl SessionStore for PostgresStore {
         record: &Record,
         expected_version: u64,
     ) -> Result<UpdateOutcome> {
-        let row = Columns::new(record)?;
+        let row = Columns::of(record)?;
         // Wrapping: a version is only compared for equality.
-        let next = version_to_sql(expected_version.wrapping_add(1));
-        let expected = version_to_sql(expected_version);
+        let next = version_to_signed(expected_version.wrapping_add(1));
+        let expected = version_to_signed(expected_version);
         self.run("update", async {
             let client = self.client().await?;
             let now = now();
@@ -285,7 +253,7 @@ impl SessionStore for PostgresStore {
     }
 
     async fn save(&self, key: &SessionKey, record: &Record) -> Result<()> {
-        let row = Columns::new(record)?;
+        let row = Columns::of(record)?;
         self.run("save", async {
             let client = self.client().await?;
             let k = key.as_bytes().as_slice();
@@ -302,7 +270,7 @@ impl SessionStore for PostgresStore {
                             &row.data.as_str(),
                             &row.created_at,
                             &row.expires_at,
-                            &row.version,
+                            &row.signed_version(),
                         ],
                     )
                     .await

@@ -8,38 +8,52 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TEST_SCHEMA, drop_tables, postgres_url, raw, skip, store};
+use common::{Postgres, TEST_SCHEMA, builder, fresh, postgres_url, raw, skip};
+use session_conformance::fault::{
+    StallProxy, assert_deadline_bounds_building_and_a_stall, assert_timeout,
+};
 use session_conformance::fixtures::{assert_decode_error, expired, key, live, sample};
-use session_conformance::unique_namespace;
-use session_core::{Error, Record, SessionStore, SessionStoreExt, Timestamp, UpdateOutcome};
+use session_core::{
+    Error, Record, SessionKey, SessionStore, SessionStoreExt, Timestamp, UpdateOutcome,
+};
 use session_store_postgres::{PostgresStore, SCHEMA_VERSION};
 
 fn table(namespace: &str) -> String {
     format!("\"{TEST_SCHEMA}\".\"{namespace}\"")
 }
 
+/// Write a row behind the store's back.
+async fn raw_insert(
+    client: &tokio_postgres::Client,
+    namespace: &str,
+    key: &SessionKey,
+    data: &str,
+    expires_at: i64,
+    version: i64,
+) {
+    client
+        .execute(
+            &format!(
+                "INSERT INTO {} (key, data, created_at, expires_at, version) \
+                 VALUES ($1, $2, 0, $3, $4)",
+                table(namespace)
+            ),
+            &[&key.as_bytes().as_slice(), &data, &expires_at, &version],
+        )
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn garbage_written_directly_is_a_decode_error_naming_the_key() {
-    if skip().is_some() {
+    let Some((_tables, ns, store)) = fresh().await else {
         return;
-    }
-    let ns = unique_namespace();
-    let store = store(&ns).await;
+    };
     let client = raw().await;
     let far = (Timestamp::now() + Duration::from_secs(600)).as_millis();
     for garbage in ["not json", "[1, 2]", "\"text\"", ""] {
         let k = key();
-        client
-            .execute(
-                &format!(
-                    "INSERT INTO {} (key, data, created_at, expires_at, version) \
-                     VALUES ($1, $2, 0, $3, 0)",
-                    table(&ns)
-                ),
-                &[&k.as_bytes().as_slice(), &garbage, &far],
-            )
-            .await
-            .unwrap();
+        raw_insert(&client, &ns, &k, garbage, far, 0).await;
         assert_decode_error(store.load(&k).await, &k);
         assert_decode_error(store.all().await, &k);
         // Writes that do not read the data still work on it.
@@ -58,16 +72,13 @@ async fn garbage_written_directly_is_a_decode_error_naming_the_key() {
         store.destroy(&k).await.unwrap();
         assert_eq!(store.load(&k).await.unwrap(), None);
     }
-    drop_tables(vec![ns]);
 }
 
 #[tokio::test]
 async fn the_layout_is_documented_and_versions_round_trip_as_bits() {
-    if skip().is_some() {
+    let Some((_tables, ns, store)) = fresh().await else {
         return;
-    }
-    let ns = unique_namespace();
-    let store = store(&ns).await;
+    };
     let client = raw().await;
     let k = key();
     let record = live(sample(), Duration::from_secs(600)).with_version(u64::MAX);
@@ -118,16 +129,13 @@ async fn the_layout_is_documented_and_versions_round_trip_as_bits() {
         .unwrap()
         .get(0);
     assert!(index, "no expiry index");
-    drop_tables(vec![ns]);
 }
 
 #[tokio::test]
 async fn update_to_a_past_expiry_deletes_the_row() {
-    if skip().is_some() {
+    let Some((_tables, ns, store)) = fresh().await else {
         return;
-    }
-    let ns = unique_namespace();
-    let store = store(&ns).await;
+    };
     let k = key();
     store
         .save(
@@ -155,18 +163,14 @@ async fn update_to_a_past_expiry_deletes_the_row() {
         store.update(&k, &expired(sample()), 5).await.unwrap(),
         UpdateOutcome::Missing
     );
-    drop_tables(vec![ns]);
 }
 
 #[tokio::test]
 async fn delete_expired_works_in_batches_and_leaves_live_rows() {
-    if skip().is_some() {
+    let Some((_tables, ns, _)) = fresh().await else {
         return;
-    }
-    let ns = unique_namespace();
-    let store = PostgresStore::builder()
-        .with_schema(TEST_SCHEMA)
-        .with_namespace(&ns)
+    };
+    let store = builder(&ns)
         .with_reap_batch(3)
         .connect(&postgres_url())
         .await
@@ -181,17 +185,7 @@ async fn delete_expired_works_in_batches_and_leaves_live_rows() {
     // Expired rows can only be written behind the store's back.
     let client = raw().await;
     for i in 0..10_i64 {
-        client
-            .execute(
-                &format!(
-                    "INSERT INTO {} (key, data, created_at, expires_at, version) \
-                     VALUES ($1, '{{}}', 0, $2, 0)",
-                    table(&ns)
-                ),
-                &[&key().as_bytes().as_slice(), &(1_000 + i)],
-            )
-            .await
-            .unwrap();
+        raw_insert(&client, &ns, &key(), "{}", 1_000 + i, 0).await;
     }
     assert_eq!(store.len().await.unwrap(), 4);
     assert_eq!(store.delete_expired().await.unwrap(), 10);
@@ -200,16 +194,14 @@ async fn delete_expired_works_in_batches_and_leaves_live_rows() {
     for k in &live_keys {
         assert!(store.load(k).await.unwrap().is_some());
     }
-    drop_tables(vec![ns]);
 }
 
 #[tokio::test]
 async fn an_unknown_layout_version_is_refused() {
-    if skip().is_some() {
+    let Some((_tables, ns, store)) = fresh().await else {
         return;
-    }
-    let ns = unique_namespace();
-    drop(store(&ns).await);
+    };
+    drop(store);
     raw()
         .await
         .execute(
@@ -220,17 +212,11 @@ async fn an_unknown_layout_version_is_refused() {
         )
         .await
         .unwrap();
-    let err = PostgresStore::builder()
-        .with_schema(TEST_SCHEMA)
-        .with_namespace(&ns)
-        .connect(&postgres_url())
-        .await
-        .unwrap_err();
+    let err = builder(&ns).connect(&postgres_url()).await.unwrap_err();
     assert!(
         matches!(&err, Error::Config { reason, .. } if reason.contains("99")),
         "{err:?}"
     );
-    drop_tables(vec![ns]);
 }
 
 #[tokio::test]
@@ -238,7 +224,8 @@ async fn a_table_that_is_not_a_session_table_is_refused() {
     if skip().is_some() {
         return;
     }
-    let ns = unique_namespace();
+    let tables = Postgres::new();
+    let ns = tables.cleanup.unique_namespace();
     let client = raw().await;
     client
         .batch_execute(&format!(
@@ -247,23 +234,16 @@ async fn a_table_that_is_not_a_session_table_is_refused() {
         ))
         .await
         .unwrap();
-    let err = PostgresStore::builder()
-        .with_schema(TEST_SCHEMA)
-        .with_namespace(&ns)
-        .connect(&postgres_url())
-        .await
-        .unwrap_err();
+    let err = builder(&ns).connect(&postgres_url()).await.unwrap_err();
     assert!(matches!(err, Error::Config { .. }), "{err:?}");
-    drop_tables(vec![ns]);
 }
 
 #[tokio::test]
 async fn open_namespace_shares_the_pool_and_isolates_sessions() {
-    if skip().is_some() {
+    let Some((tables, _, first)) = fresh().await else {
         return;
-    }
-    let (a, b) = (unique_namespace(), unique_namespace());
-    let first = store(&a).await;
+    };
+    let b = tables.cleanup.unique_namespace();
     let second = first.open_namespace(&b).await.unwrap();
     assert_eq!(second.namespace(), b);
     assert_eq!(second.schema(), TEST_SCHEMA);
@@ -278,7 +258,6 @@ async fn open_namespace_shares_the_pool_and_isolates_sessions() {
         first.open_namespace("bad-name").await,
         Err(Error::Config { .. })
     ));
-    drop_tables(vec![a, b]);
 }
 
 #[tokio::test]
@@ -320,11 +299,9 @@ async fn settings_are_checked_when_the_store_is_built() {
 
 #[tokio::test]
 async fn debug_never_prints_credentials() {
-    if skip().is_some() {
+    let Some((_tables, ns, store)) = fresh().await else {
         return;
-    }
-    let ns = unique_namespace();
-    let store = store(&ns).await;
+    };
     let shown = format!("{store:?}");
     assert!(
         shown.contains("127.0.0.1") || shown.contains("localhost"),
@@ -338,60 +315,35 @@ async fn debug_never_prints_credentials() {
         && !user.contains(':')
     {
         let with_password = format!("postgres://{user}:s3cr3t-pw@{host}");
-        let store = PostgresStore::builder()
-            .with_schema(TEST_SCHEMA)
-            .with_namespace(&ns)
-            .connect(&with_password)
-            .await
-            .unwrap();
+        let store = builder(&ns).connect(&with_password).await.unwrap();
         assert!(!format!("{store:?}").contains("s3cr3t-pw"));
     }
-    drop_tables(vec![ns]);
 }
 
-/// A server that accepts connections and never answers: building (which
-/// connects) fails with `Error::Timeout` at the operation deadline.
+/// A stalled server (through [`StallProxy`]): building fails with
+/// `Error::Timeout` at the operation deadline; once it answers again, each
+/// call on a stall ends at the deadline and the store recovers.
 #[tokio::test]
-async fn a_silent_server_times_out_at_the_operation_deadline() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let _accept = tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((socket, _)) = listener.accept().await {
-            held.push(socket);
-        }
-    });
-    let started = std::time::Instant::now();
-    let err = PostgresStore::builder()
-        .with_operation_timeout(Duration::from_millis(300))
-        .connect(&format!(
-            "postgres://u@127.0.0.1:{port}/db?connect_timeout=30"
-        ))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, Error::Timeout { backend: "postgres", operation: "connect", after } if after == Duration::from_millis(300)),
-        "{err:?}"
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        started.elapsed()
-    );
+async fn a_stalled_server_is_a_timeout_at_the_operation_deadline_and_the_store_recovers() {
+    let Some((_tables, ns, _)) = fresh().await else {
+        return;
+    };
+    let (proxy, url) = StallProxy::in_front_of(&postgres_url()).await.unwrap();
+    let deadline = Duration::from_millis(500);
+    let build = || builder(&ns).with_operation_timeout(deadline).connect(&url);
+    assert_deadline_bounds_building_and_a_stall(&proxy, "postgres", deadline, build).await;
 }
 
 /// A statement blocked on a row lock held elsewhere: the call fails with
 /// `Error::Timeout` naming the operation.
 #[tokio::test]
 async fn a_blocked_statement_times_out_at_the_operation_deadline() {
-    if skip().is_some() {
+    let Some((_tables, ns, _)) = fresh().await else {
         return;
-    }
-    let ns = unique_namespace();
-    let store = PostgresStore::builder()
-        .with_schema(TEST_SCHEMA)
-        .with_namespace(&ns)
-        .with_operation_timeout(Duration::from_millis(500))
+    };
+    let deadline = Duration::from_millis(500);
+    let store = builder(&ns)
+        .with_operation_timeout(deadline)
         .connect(&postgres_url())
         .await
         .unwrap();
@@ -406,51 +358,30 @@ async fn a_blocked_statement_times_out_at_the_operation_deadline() {
     )
     .await
     .unwrap();
-    let err = store.update(&k, &record, 0).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Timeout {
-                operation: "update",
-                ..
-            }
-        ),
-        "{err:?}"
+    assert_timeout(
+        store.update(&k, &record, 0).await,
+        "postgres",
+        "update",
+        deadline,
     );
     tx.rollback().await.unwrap();
     // Once the lock is gone the store works again.
     assert!(store.load(&k).await.unwrap().is_some());
-    drop(store);
-    drop_tables(vec![ns]);
 }
 
 /// `create` over an expired row replaces it in the same statement (no
 /// reaping needed), and a live row is a collision.
 #[tokio::test]
 async fn create_replaces_an_expired_row_in_place() {
-    if skip().is_some() {
+    let Some((_tables, ns, store)) = fresh().await else {
         return;
-    }
-    let ns = unique_namespace();
-    let store = store(&ns).await;
+    };
     let k = key();
-    raw()
-        .await
-        .execute(
-            &format!(
-                "INSERT INTO {} (key, data, created_at, expires_at, version) \
-                 VALUES ($1, '{{\"old\":true}}', 0, 1000, 9)",
-                table(&ns)
-            ),
-            &[&k.as_bytes().as_slice()],
-        )
-        .await
-        .unwrap();
+    raw_insert(&raw().await, &ns, &k, "{\"old\":true}", 1000, 9).await;
     let fresh = live(sample(), Duration::from_secs(60));
     assert!(store.create(&k, &fresh).await.unwrap());
     assert!(!store.create(&k, &fresh).await.unwrap());
     let loaded: Record = store.load(&k).await.unwrap().unwrap();
     assert_eq!(loaded.data, fresh.data);
     assert_eq!(loaded.version, fresh.version);
-    drop_tables(vec![ns]);
 }

@@ -4,110 +4,28 @@
 //!
 //! | bytes | content |
 //! |---|---|
-//! | 0 | format tag, [`FORMAT`] |
+//! | 0 | format tag, `1` |
 //! | 1..9 | `expires_at`, milliseconds, `i64` big-endian |
 //! | 9..17 | `created_at`, milliseconds, `i64` big-endian |
 //! | 17..25 | `version`, `u64` big-endian |
-//! | 25.. | the data, as [`Record::encode_data`] JSON text |
+//! | 25.. | the data, as [`Record::encode_data`](session_core::Record::encode_data) JSON text |
+//!
+//! Bytes 1.. are [`session_core::header`]'s layout, which the file store
+//! shares.
 //!
 //! Expiry index tree: key = [`sortable`]`(expires_at)` (8 bytes) ‖ the 32
 //! key bytes; value empty. Keys sort by expiry, so the expired entries are
 //! exactly a prefix range of the tree.
 
-use session_core::{Error, Record, Result, SessionKey, Timestamp};
+pub(crate) use session_core::header::Header;
+use session_core::header::HeaderCodec;
+use session_core::{Error, Result, SessionKey};
 
-/// The value format written by this version of the crate.
-pub(crate) const FORMAT: u8 = 1;
-/// Length of the fixed header before the data.
-pub(crate) const HEADER: usize = 25;
+/// The layout of a records-tree value: the format tag this crate writes
+/// (1), then the header.
+pub(crate) const VALUE: HeaderCodec = HeaderCodec::new(&[1], "stored value");
 /// Length of an expiry index key.
 pub(crate) const INDEX_KEY: usize = 8 + 32;
-
-/// The fixed-size part of a stored record.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Header {
-    pub(crate) expires_at: i64,
-    pub(crate) created_at: i64,
-    pub(crate) version: u64,
-}
-
-impl Header {
-    pub(crate) fn of(record: &Record) -> Self {
-        Self {
-            expires_at: record.expires_at.as_millis(),
-            created_at: record.created_at.as_millis(),
-            version: record.version,
-        }
-    }
-
-    /// Read the header of the value stored under `key`.
-    pub(crate) fn read(key: &SessionKey, value: &[u8]) -> Result<Self> {
-        let Some(head) = value.get(..HEADER) else {
-            return Err(Error::decode(
-                key,
-                "stored value is shorter than its 25-byte header",
-            ));
-        };
-        if head[0] != FORMAT {
-            return Err(Error::decode(key, "stored value has an unknown format tag"));
-        }
-        Ok(Self {
-            expires_at: i64::from_be_bytes(array(&head[1..9])),
-            created_at: i64::from_be_bytes(array(&head[9..17])),
-            version: u64::from_be_bytes(array(&head[17..25])),
-        })
-    }
-
-    /// Whether the record is live at `now` (`now < expires_at`).
-    pub(crate) fn is_live_at(self, now: i64) -> bool {
-        now < self.expires_at
-    }
-
-    fn write(self, out: &mut [u8]) {
-        out[0] = FORMAT;
-        out[1..9].copy_from_slice(&self.expires_at.to_be_bytes());
-        out[9..17].copy_from_slice(&self.created_at.to_be_bytes());
-        out[17..25].copy_from_slice(&self.version.to_be_bytes());
-    }
-}
-
-/// Copy an 8-byte slice into an array. Callers pass slices of exactly 8
-/// bytes cut from a checked header, so the fallback never happens.
-fn array(bytes: &[u8]) -> [u8; 8] {
-    <[u8; 8]>::try_from(bytes).unwrap_or_default()
-}
-
-/// Encode a record's value with `header` (which may differ from the
-/// record's own, e.g. a bumped version).
-pub(crate) fn encode(header: Header, record: &Record) -> Result<Vec<u8>> {
-    let data = Record::encode_data(&record.data)?;
-    let mut out = vec![0u8; HEADER + data.len()];
-    header.write(&mut out);
-    out[HEADER..].copy_from_slice(data.as_bytes());
-    Ok(out)
-}
-
-/// The same value with another `expires_at`: what `touch` writes. The data
-/// bytes are copied as they are, never re-encoded.
-pub(crate) fn with_expiry(value: &[u8], expires_at: i64) -> Vec<u8> {
-    let mut out = value.to_vec();
-    if let Some(slot) = out.get_mut(1..9) {
-        slot.copy_from_slice(&expires_at.to_be_bytes());
-    }
-    out
-}
-
-/// Decode a whole stored value.
-pub(crate) fn decode(key: &SessionKey, value: &[u8]) -> Result<Record> {
-    let header = Header::read(key, value)?;
-    let data = Record::decode_data(key, &value[HEADER..])?;
-    Ok(Record::with_times(
-        data,
-        Timestamp::from_millis(header.created_at),
-        Timestamp::from_millis(header.expires_at),
-    )
-    .with_version(header.version))
-}
 
 /// An `i64` as 8 bytes whose unsigned big-endian order is the numeric
 /// order: flip the sign bit.
@@ -142,6 +60,8 @@ pub(crate) fn session_key(bytes: &[u8]) -> Result<SessionKey> {
 
 #[cfg(test)]
 mod tests {
+    use session_core::{Record, Timestamp};
+
     use super::*;
 
     #[test]
@@ -155,8 +75,10 @@ mod tests {
         }
     }
 
+    /// The bytes of a stored value, pinned: databases written by earlier
+    /// versions of this crate must still read.
     #[test]
-    fn header_round_trips_and_rejects_garbage() {
+    fn the_value_layout_is_pinned_and_garbage_is_a_decode_error() {
         let key = SessionKey::from_bytes([7; 32]);
         let record = Record::with_times(
             session_core::Data::new(),
@@ -164,12 +86,21 @@ mod tests {
             Timestamp::from_millis(i64::MAX),
         )
         .with_version(u64::MAX);
-        let bytes = encode(Header::of(&record), &record).unwrap();
-        assert_eq!(decode(&key, &bytes).unwrap(), record);
-        let moved = with_expiry(&bytes, 42);
-        assert_eq!(Header::read(&key, &moved).unwrap().expires_at, 42);
+        let bytes = VALUE.encode(Header::of(&record), &record).unwrap();
+        let mut expected = vec![1, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
+        expected.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfb]);
+        expected.extend_from_slice(&[0xff; 8]);
+        expected.extend_from_slice(b"{}");
+        assert_eq!(bytes, expected);
+        assert_eq!(VALUE.header_len(), 25);
+        assert_eq!(VALUE.decode(&key, &bytes).unwrap(), record);
+        let moved = VALUE.with_expiry(&bytes, 42);
+        assert_eq!(VALUE.read(&key, &moved).unwrap().expires_at, 42);
         for garbage in [&b""[..], b"short", &[9u8; 30]] {
-            assert!(matches!(decode(&key, garbage), Err(Error::Decode { .. })));
+            assert!(matches!(
+                VALUE.decode(&key, garbage),
+                Err(Error::Decode { .. })
+            ));
         }
     }
 }

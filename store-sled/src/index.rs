@@ -8,7 +8,7 @@ use session_core::{Result, SessionKey};
 use sled::IVec;
 
 use crate::backend;
-use crate::codec::{self, Header};
+use crate::codec;
 use crate::shared::Trees;
 
 /// Index entries read per range scan by `delete_expired`.
@@ -29,7 +29,7 @@ impl Trees {
         // the reaper moves the entry forward when it meets it. An old value
         // without a readable header has no known entry.
         let old_expiry = old
-            .and_then(|v| Header::read(key, v).ok())
+            .and_then(|v| codec::VALUE.read(key, v).ok())
             .map(|h| h.expires_at);
         if old_expiry.is_some_and(|old| expires_at >= old) {
             return Ok(None);
@@ -65,7 +65,7 @@ impl Trees {
     fn reap_record(&self, key: &SessionKey, cutoff: i64) -> Result<(bool, Option<i64>)> {
         let mut current = self.get(key)?;
         loop {
-            let header = current.as_ref().map(|v| Header::read(key, v));
+            let header = current.as_ref().map(|v| codec::VALUE.read(key, v));
             match header {
                 Some(Ok(h)) if h.is_live_at(cutoff) => {
                     // Postponed since the due entry was written: the new
@@ -103,7 +103,7 @@ impl Trees {
         // A writer may have stored a record under this key that relies on
         // the entry just removed (same expiry millisecond); see `swap`.
         if let Some(value) = self.get(key)?
-            && let Ok(h) = Header::read(key, &value)
+            && let Ok(h) = codec::VALUE.read(key, &value)
             && moved_to.is_none_or(|moved| h.expires_at < moved)
         {
             self.ensure_entry(&codec::index_key(h.expires_at, key))?;
@@ -165,6 +165,7 @@ mod tests {
 
     use super::*;
     use crate::SledStore;
+    use crate::codec::Header;
 
     /// A stored value for `key` expiring at `expires_at` (milliseconds).
     fn value(expires_at: i64) -> IVec {
@@ -173,7 +174,7 @@ mod tests {
             Timestamp::from_millis(expires_at - 60_000),
             Timestamp::from_millis(expires_at),
         );
-        IVec::from(codec::encode(Header::of(&record), &record).unwrap())
+        IVec::from(codec::VALUE.encode(Header::of(&record), &record).unwrap())
     }
 
     fn has_entry(trees: &Trees, at: i64, key: &SessionKey) -> bool {
@@ -250,7 +251,7 @@ mod tests {
         assert_eq!((removed, moved_to), (false, Some(later)));
         // A touch moves the expiry back to `due`, reusing the same entry.
         let old = trees.get(&key).unwrap();
-        let touched = IVec::from(codec::with_expiry(old.as_ref().unwrap(), due));
+        let touched = IVec::from(codec::VALUE.with_expiry(old.as_ref().unwrap(), due));
         assert!(
             trees
                 .swap(&key, old.as_ref(), &touched, due)

@@ -360,7 +360,7 @@ impl Trees {
         match old {
             None => Ok(None),
             Some(old) => {
-                let header = Header::read(key, old)?;
+                let header = codec::VALUE.read(key, old)?;
                 Ok(header.is_live_at(now).then_some(header))
             }
         }
@@ -374,17 +374,17 @@ impl SessionStore for SledStore {
             let Some(value) = trees.get(key)? else {
                 return Ok((None, false));
             };
-            if !Header::read(key, &value)?.is_live_at(now()) {
+            if !codec::VALUE.read(key, &value)?.is_live_at(now()) {
                 return Ok((None, false));
             }
-            Ok((Some(codec::decode(key, &value)?), false))
+            Ok((Some(codec::VALUE.decode(key, &value)?), false))
         })
         .await
     }
 
     async fn create(&self, key: &SessionKey, record: &Record) -> Result<bool> {
         let header = Header::of(record);
-        let value = IVec::from(codec::encode(header, record)?);
+        let value = IVec::from(codec::VALUE.encode(header, record)?);
         let now = now();
         self.run(|trees| {
             // Session keys are fresh random values: guess that nothing is
@@ -413,7 +413,7 @@ impl SessionStore for SledStore {
             version: expected_version.wrapping_add(1),
             ..Header::of(record)
         };
-        let value = IVec::from(codec::encode(header, record)?);
+        let value = IVec::from(codec::VALUE.encode(header, record)?);
         let now = now();
         self.run(|trees| {
             let outcome = trees.write_loop(key, |old| {
@@ -437,7 +437,7 @@ impl SessionStore for SledStore {
     async fn save(&self, key: &SessionKey, record: &Record) -> Result<()> {
         let header = Header::of(record);
         let value = if header.is_live_at(now()) {
-            Some(IVec::from(codec::encode(header, record)?))
+            Some(IVec::from(codec::VALUE.encode(header, record)?))
         } else {
             None
         };
@@ -468,7 +468,7 @@ impl SessionStore for SledStore {
                 let (Some(old), Some(_)) = (old, Trees::live_header(key, old, now)?) else {
                     return Ok(Step::Done(false));
                 };
-                let new = IVec::from(codec::with_expiry(old, expires_at));
+                let new = IVec::from(codec::VALUE.with_expiry(old, expires_at));
                 Ok(Step::Write(new, expires_at, true))
             })?;
             Ok((touched, touched))
@@ -509,7 +509,7 @@ impl SessionStore for SledStore {
             for entry in trees.records.iter() {
                 let (key, value) = entry.map_err(backend)?;
                 let key = codec::session_key(&key)?;
-                if Header::read(&key, &value)?.is_live_at(now) {
+                if codec::VALUE.read(&key, &value)?.is_live_at(now) {
                     count += 1;
                 }
             }
@@ -525,8 +525,8 @@ impl SessionStore for SledStore {
             for entry in trees.records.iter() {
                 let (key, value) = entry.map_err(backend)?;
                 let key = codec::session_key(&key)?;
-                if Header::read(&key, &value)?.is_live_at(now) {
-                    out.push((key, codec::decode(&key, &value)?));
+                if codec::VALUE.read(&key, &value)?.is_live_at(now) {
+                    out.push((key, codec::VALUE.decode(&key, &value)?));
                 }
             }
             Ok((out, false))

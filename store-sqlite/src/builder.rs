@@ -162,7 +162,7 @@ impl SqliteStoreBuilder {
     }
 
     fn validate(&self) -> Result<()> {
-        schema::validate_table(&self.table)?;
+        schema::NAMES.check("table", &self.table)?;
         if !(1..=MAX_READ_CONNECTIONS).contains(&self.read_connections) {
             return Err(Error::config(
                 BACKEND,

@@ -4,9 +4,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use rusqlite::{Row, params};
+use session_core::header::Header;
+use session_core::sql::{Columns, version_from_signed, version_to_signed};
 use session_core::{
-    EncodedData, Error, Record, Result, SessionKey, SessionStore, Timestamp, UpdateOutcome,
-    async_trait,
+    Error, Record, Result, SessionKey, SessionStore, Timestamp, UpdateOutcome, async_trait,
 };
 
 use crate::SqliteStoreBuilder;
@@ -84,7 +85,7 @@ impl SqliteStore {
     /// [`SqliteStoreBuilder::with_namespace`]); [`Error::Backend`] if SQLite
     /// fails.
     pub async fn open_namespace(&self, table: &str) -> Result<Self> {
-        schema::validate_table(table)?;
+        schema::NAMES.check("table", table)?;
         let name = table.to_owned();
         self.pool
             .write_alone(move |conn| schema::prepare(conn, &name))
@@ -104,51 +105,18 @@ impl SqliteStore {
     }
 }
 
-/// SQLite integers are `i64`; versions are `u64`. Stored bit for bit (only
-/// ever compared for equality), so the whole `u64` range round-trips.
-fn version_to_sql(version: u64) -> i64 {
-    i64::from_ne_bytes(version.to_ne_bytes())
-}
-
-fn version_from_sql(version: i64) -> u64 {
-    u64::from_ne_bytes(version.to_ne_bytes())
-}
-
-/// The columns of a record, encoded for binding.
-struct Columns {
-    data: EncodedData,
-    created_at: i64,
-    expires_at: i64,
-    version: i64,
-}
-
-impl Columns {
-    fn new(record: &Record) -> Result<Self> {
-        Ok(Self {
-            data: Record::encode_data(&record.data)?,
-            created_at: record.created_at.as_millis(),
-            expires_at: record.expires_at.as_millis(),
-            version: version_to_sql(record.version),
-        })
-    }
-}
-
 /// Read `data, created_at, expires_at, version` starting at column `at`.
 /// Anything unreadable is a decode error naming `key`.
 fn record_from_row(key: &SessionKey, row: &Row<'_>, at: usize) -> Result<Record> {
     let decode = |e: rusqlite::Error| Error::decode(key, e);
     let data = row.get_ref(at).map_err(decode)?;
     let data = data.as_bytes().map_err(|e| Error::decode(key, e))?;
-    let data = Record::decode_data(key, data)?;
-    let created_at: i64 = row.get(at + 1).map_err(decode)?;
-    let expires_at: i64 = row.get(at + 2).map_err(decode)?;
-    let version: i64 = row.get(at + 3).map_err(decode)?;
-    Ok(Record::with_times(
-        data,
-        Timestamp::from_millis(created_at),
-        Timestamp::from_millis(expires_at),
-    )
-    .with_version(version_from_sql(version)))
+    let header = Header {
+        created_at: row.get(at + 1).map_err(decode)?,
+        expires_at: row.get(at + 2).map_err(decode)?,
+        version: version_from_signed(row.get(at + 3).map_err(decode)?),
+    };
+    header.record(key, data)
 }
 
 fn now() -> i64 {
@@ -195,7 +163,7 @@ impl SessionStore for SqliteStore {
     }
 
     async fn create(&self, key: &SessionKey, record: &Record) -> Result<bool> {
-        let (sql, key, row) = (Arc::clone(&self.sql), *key, Columns::new(record)?);
+        let (sql, key, row) = (Arc::clone(&self.sql), *key, Columns::of(record)?);
         self.pool
             .write(move |conn| {
                 // One statement: insert, or replace a row that is expired
@@ -209,7 +177,7 @@ impl SessionStore for SqliteStore {
                             row.data.as_str(),
                             row.created_at,
                             row.expires_at,
-                            row.version,
+                            row.signed_version(),
                             now
                         ])
                     })
@@ -230,11 +198,11 @@ impl SessionStore for SqliteStore {
         record: &Record,
         expected_version: u64,
     ) -> Result<UpdateOutcome> {
-        let (sql, key, row) = (Arc::clone(&self.sql), *key, Columns::new(record)?);
+        let (sql, key, row) = (Arc::clone(&self.sql), *key, Columns::of(record)?);
         // Wrapping: a version is only compared for equality, and 2^64 updates
         // of one session do not happen.
-        let next = version_to_sql(expected_version.wrapping_add(1));
-        let expected = version_to_sql(expected_version);
+        let next = version_to_signed(expected_version.wrapping_add(1));
+        let expected = version_to_signed(expected_version);
         self.pool
             .write(move |conn| {
                 let now = now();
@@ -266,7 +234,7 @@ impl SessionStore for SqliteStore {
     }
 
     async fn save(&self, key: &SessionKey, record: &Record) -> Result<()> {
-        let (sql, key, row) = (Arc::clone(&self.sql), *key, Columns::new(record)?);
+        let (sql, key, row) = (Arc::clone(&self.sql), *key, Columns::of(record)?);
         self.pool
             .write(move |conn| {
                 if row.expires_at > now() {
@@ -276,7 +244,7 @@ impl SessionStore for SqliteStore {
                         row.data.as_str(),
                         row.created_at,
                         row.expires_at,
-                        row.version
+                        row.signed_version()
                     ])
                     .map_err(backend)?;
                 } else {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use session_conformance::fixtures::Cleanup;
 use session_core::{SessionKey, SessionStore, Timestamp};
 use session_store_postgres::{DEFAULT_POOL_SIZE, PostgresStore};
 
@@ -166,41 +167,22 @@ impl Target for RawPostgres {
     }
 }
 
-/// Drops the run's two tables when the bench is done with them (on a
-/// runtime of its own: `Drop` cannot await).
-struct DropTables {
-    url: String,
-    tables: Vec<String>,
-}
-
-impl Drop for DropTables {
-    fn drop(&mut self) {
-        let (url, tables) = (self.url.clone(), std::mem::take(&mut self.tables));
-        let cleanup = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            runtime.block_on(async move {
-                let Ok((client, conn)) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await
-                else {
-                    return;
-                };
-                tokio::spawn(conn);
-                for table in tables {
-                    let _ = client
-                        .batch_execute(&format!(
-                            "DROP TABLE IF EXISTS \"{SCHEMA}\".\"{table}\";
-                             DELETE FROM \"{SCHEMA}\".session_store__registry
-                                 WHERE name = '{table}';"
-                        ))
-                        .await;
-                }
-            });
-        });
-        let _ = cleanup.join();
+/// Drop the run's tables on the server at `url` when the bench is done
+/// with them, for a [`Cleanup`]. Failures are ignored: a table left behind
+/// is harmless.
+async fn drop_tables(url: String, tables: Vec<String>) {
+    let Ok((client, conn)) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await else {
+        return;
+    };
+    tokio::spawn(conn);
+    for table in tables {
+        let _ = client
+            .batch_execute(&format!(
+                "DROP TABLE IF EXISTS \"{SCHEMA}\".\"{table}\";
+                 DELETE FROM \"{SCHEMA}\".session_store__registry
+                     WHERE name = '{table}';"
+            ))
+            .await;
     }
 }
 
@@ -250,10 +232,10 @@ pub(crate) async fn open_pair(env: &Env, namespace: &str) -> Result<Opened> {
         pool,
         sql: Sql::new(&format!("\"{SCHEMA}\".\"{raw_table}\"")),
     };
-    let guard = DropTables {
-        url: url.clone(),
-        tables: vec![namespace.to_owned(), raw_table],
-    };
+    let server = url.clone();
+    let guard = Cleanup::new(move |tables| drop_tables(server.clone(), tables));
+    guard.track(namespace);
+    guard.track(&raw_table);
     let store: Arc<dyn SessionStore> = Arc::new(store);
     Ok(opened(store, Arc::new(raw), vec![Box::new(guard)]))
 }

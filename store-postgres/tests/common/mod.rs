@@ -2,12 +2,11 @@
 //! come from `session_conformance::env`.
 #![allow(dead_code, unreachable_pub)]
 
-use std::sync::Mutex;
-
 use session_conformance::env::POSTGRES;
+use session_conformance::fixtures::Cleanup;
 use session_conformance::{Capabilities, StoreFactory};
 use session_core::async_trait;
-use session_store_postgres::PostgresStore;
+use session_store_postgres::{PostgresStore, PostgresStoreBuilder};
 
 /// The schema every test table lives in, so that test runs do not fill
 /// `public`.
@@ -23,13 +22,18 @@ pub fn skip() -> Option<String> {
     POSTGRES.skip_reason()
 }
 
+/// A builder for table `namespace` of [`TEST_SCHEMA`].
+pub fn builder(namespace: &str) -> PostgresStoreBuilder {
+    PostgresStore::builder()
+        .with_schema(TEST_SCHEMA)
+        .with_namespace(namespace)
+}
+
 /// A store on table `namespace` of [`TEST_SCHEMA`], or a failure that says
 /// how to get a server.
 pub async fn store(namespace: &str) -> PostgresStore {
     let url = postgres_url();
-    PostgresStore::builder()
-        .with_schema(TEST_SCHEMA)
-        .with_namespace(namespace)
+    builder(namespace)
         .with_pool_size(8)
         .connect(&url)
         .await
@@ -47,59 +51,47 @@ pub async fn raw() -> tokio_postgres::Client {
     client
 }
 
-/// Drop the test tables `tables` (and their registry rows), on a runtime of
-/// its own: called from `Drop`, where no runtime can be awaited. Failures
-/// are ignored: a table left behind is harmless.
-pub fn drop_tables(tables: Vec<String>) {
-    if tables.is_empty() || skip().is_some() {
+/// Drop the test tables `tables` and their registry rows, for
+/// [`Cleanup`]. Failures are ignored: a table left behind is harmless.
+async fn drop_tables(tables: Vec<String>) {
+    let Ok((client, conn)) = tokio_postgres::connect(&postgres_url(), tokio_postgres::NoTls).await
+    else {
         return;
+    };
+    tokio::spawn(conn);
+    for table in tables {
+        let _ = client
+            .batch_execute(&format!(
+                "DROP TABLE IF EXISTS \"{TEST_SCHEMA}\".\"{table}\";
+                 DELETE FROM \"{TEST_SCHEMA}\".session_store__registry
+                     WHERE name = '{table}';"
+            ))
+            .await;
     }
-    let cleanup = std::thread::spawn(move || {
-        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        else {
-            return;
-        };
-        runtime.block_on(async move {
-            let Ok((client, conn)) =
-                tokio_postgres::connect(&postgres_url(), tokio_postgres::NoTls).await
-            else {
-                return;
-            };
-            tokio::spawn(conn);
-            for table in tables {
-                let _ = client
-                    .batch_execute(&format!(
-                        "DROP TABLE IF EXISTS \"{TEST_SCHEMA}\".\"{table}\";
-                         DELETE FROM \"{TEST_SCHEMA}\".session_store__registry
-                             WHERE name = '{table}';"
-                    ))
-                    .await;
-            }
-        });
-    });
-    let _ = cleanup.join();
 }
 
-/// The conformance factory: remembers the tables it opened and drops them
-/// when the behaviour is over.
-#[derive(Debug, Default)]
+/// The conformance factory: drops the tables it opened (and any other it
+/// is told of) when the behaviour or test is over. Namespaces are
+/// `[a-z0-9_]` (the suite's promise), so they are safe to splice into the
+/// clean-up statements.
+#[derive(Debug)]
 pub struct Postgres {
-    tables: Mutex<Vec<String>>,
+    pub cleanup: Cleanup,
 }
 
 impl Postgres {
     pub fn new() -> Self {
-        Self::default()
+        Self {
+            cleanup: Cleanup::new(drop_tables),
+        }
     }
 }
 
-impl Drop for Postgres {
-    fn drop(&mut self) {
-        let tables = std::mem::take(self.tables.get_mut().unwrap_or_else(|e| e.into_inner()));
-        drop_tables(tables);
-    }
+/// For one test: the factory (which drops the test's tables when the test
+/// ends, passed or failed), a fresh namespace and a store on it; `None`
+/// when the run opts out of PostgreSQL.
+pub async fn fresh() -> Option<(Postgres, String, PostgresStore)> {
+    session_conformance::fixtures::fresh(Postgres::new()).await
 }
 
 #[async_trait]
@@ -107,13 +99,7 @@ impl StoreFactory for Postgres {
     type Store = PostgresStore;
 
     async fn open(&self, namespace: &str) -> PostgresStore {
-        // Namespaces are `[a-z0-9_]` (the suite's promise), so they are safe
-        // to splice into the clean-up statements.
-        if let Ok(mut tables) = self.tables.lock()
-            && !tables.iter().any(|t| t == namespace)
-        {
-            tables.push(namespace.to_owned());
-        }
+        self.cleanup.track(namespace);
         store(namespace).await
     }
 
