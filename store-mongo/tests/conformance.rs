@@ -220,12 +220,7 @@ async fn unreachable_server_fails_at_build_without_leaking_the_password() {
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Backend { .. }), "{err:?}");
-    let mut chain = format!("{err:?} {err}");
-    let mut source = std::error::Error::source(&err);
-    while let Some(s) = source {
-        chain.push_str(&s.to_string());
-        source = s.source();
-    }
+    let chain = format!("{err:?} {}", session_core::report(&err));
     assert!(!chain.contains("hunter2secret"), "{chain}");
 }
 
@@ -322,22 +317,10 @@ async fn a_stalled_server_is_a_timeout_at_the_operation_deadline_and_the_store_r
         return;
     }
     let url = MONGO.url();
-    let host = url
-        .trim_start_matches("mongodb://")
-        .split(['/', '?'])
-        .next()
-        .unwrap_or_default()
-        .to_owned();
-    let upstream = tokio::net::lookup_host(host.as_str())
+    let (proxy, proxied) = session_conformance::fault::StallProxy::in_front_of(&url)
         .await
-        .unwrap()
-        .next()
-        .unwrap();
-    let proxy = session_conformance::fault::StallProxy::start(upstream)
-        .await
-        .unwrap();
+        .unwrap_or_else(|e| MONGO.unreachable(&url, &e));
     let deadline = Duration::from_millis(700);
-    let proxied = url.replacen(&host, &proxy.addr().to_string(), 1);
     let store = MongoStore::builder()
         .with_database(DATABASE)
         .with_namespace(unique_namespace())
