@@ -92,3 +92,5 @@ impl StoreFactory for Cluster {
         skip_cluster()
     }
 }
+
+pub mod server;
