@@ -80,6 +80,21 @@ impl RedisStore {
         Self::builder().connect_cluster(nodes).await
     }
 
+    /// Connect to the primary of a service behind Redis Sentinel with the
+    /// default settings (see [`RedisStoreBuilder::connect_sentinel`]).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for an invalid or empty sentinel list or service
+    /// name, [`Error::Backend`] if no sentinel names a reachable primary.
+    pub async fn connect_sentinel<I, S>(sentinels: I, service: &str) -> Result<Self>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        Self::builder().connect_sentinel(sentinels, service).await
+    }
+
     /// A store with the default prefix on a connection you opened yourself.
     pub fn new(conn: impl Into<RedisConnection>) -> Self {
         let conn = conn.into();

@@ -21,40 +21,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use common::recovery::{
+    DEADLINE, RECOVERY_BOUND, SLACK, builder, new_key, record, save_until_served,
+};
 use common::server::{PrivateCluster, RedisProcess, node_connection};
 use session_conformance::env::{REDIS, REDIS_CLUSTER};
-use session_core::{Error, Record, SessionId, SessionKey, SessionStore};
+use session_core::{Error, Record, SessionKey, SessionStore};
 use session_store_redis::RedisStore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-
-/// The operation deadline of every store here: short, so that an outage
-/// shows in seconds.
-const DEADLINE: Duration = Duration::from_secs(1);
-
-/// How much later than [`DEADLINE`] a call may return: the timer firing
-/// and the task being polled again on a busy, shared 2-core machine. Far
-/// below what an unbounded call waited (the driver's reconnect budget,
-/// ~9.5 s).
-const SLACK: Duration = Duration::from_secs(2);
-
-/// How long a killed server's clients may go without service before the
-/// test fails: a restart from the append-only file, or a cluster failover
-/// with a 1 s node timeout, takes a few seconds here.
-const RECOVERY_BOUND: Duration = Duration::from_secs(30);
-
-fn record(i: u64) -> Record {
-    let mut data = session_core::Data::new();
-    data.insert("user".into(), "ada".into());
-    data.insert("i".into(), i.into());
-    Record::new(data, Duration::from_secs(600))
-}
-
-fn new_key() -> SessionKey {
-    SessionId::generate()
-        .unwrap_or_else(|e| panic!("no random source: {e}"))
-        .key()
-}
 
 /// What the writers saw.
 #[derive(Debug, Default)]
@@ -181,12 +156,6 @@ async fn lost(store: &RedisStore, tally: &Tally) -> Vec<SessionKey> {
     lost
 }
 
-fn store_builder() -> session_store_redis::RedisStoreBuilder {
-    RedisStore::builder()
-        .with_namespace(session_conformance::unique_namespace())
-        .with_operation_timeout(DEADLINE)
-}
-
 /// Redis with `appendonly yes` and `appendfsync always`, `SIGKILL`ed under
 /// eight writers and restarted on the same port and folder: every call
 /// returns (acknowledged or a typed error) within the deadline, the same
@@ -204,7 +173,7 @@ async fn a_server_killed_and_restarted_under_writers_loses_no_acknowledged_write
         &["--appendonly", "yes", "--appendfsync", "always"],
     )
     .await;
-    let store = store_builder()
+    let store = builder()
         .connect(&server.url())
         .await
         .unwrap_or_else(|e| panic!("connect to the private server: {e:?}"));
@@ -256,7 +225,7 @@ async fn a_stopped_server_is_a_timeout_at_the_deadline_and_the_store_works_after
     }
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
     let server = RedisProcess::start(&dir.path().join("stop"), &[]).await;
-    let store = store_builder()
+    let store = builder()
         .connect(&server.url())
         .await
         .unwrap_or_else(|e| panic!("connect to the private server: {e:?}"));
@@ -322,7 +291,7 @@ async fn a_cluster_primary_killed_is_failed_over_and_the_same_store_serves_its_s
     }
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
     let mut cluster = PrivateCluster::start(dir.path(), Duration::from_millis(1000)).await;
-    let store = store_builder()
+    let store = builder()
         .connect_cluster(cluster.urls())
         .await
         .unwrap_or_else(|e| panic!("connect to the private cluster: {e:?}"));
@@ -358,28 +327,7 @@ async fn a_cluster_primary_killed_is_failed_over_and_the_same_store_serves_its_s
     cluster.nodes[victim].kill().await;
 
     // Save to the killed primary's slots until it works again.
-    let mut attempts = 0_u32;
-    let recovered = loop {
-        let key = &probes[attempts as usize % probes.len()];
-        attempts += 1;
-        let started = Instant::now();
-        let saved = store.save(key, &record(u64::from(attempts))).await;
-        let took = started.elapsed();
-        assert!(
-            took < DEADLINE + SLACK,
-            "a save to the failed slots took {took:?}: {saved:?}"
-        );
-        match saved {
-            Ok(()) => break Instant::now(),
-            Err(Error::Timeout { .. } | Error::Backend { .. }) => {}
-            Err(e) => panic!("a save to the failed slots: {e:?}"),
-        }
-        assert!(
-            killed.elapsed() < RECOVERY_BOUND,
-            "the killed primary's slots were not served again within {RECOVERY_BOUND:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let (recovered, attempts) = save_until_served(&store, &probes, killed).await;
     // Every slot of the killed primary moved with its replica.
     for (i, key) in probes.iter().enumerate() {
         let r = record(1_000 + i as u64);

@@ -93,4 +93,5 @@ impl StoreFactory for Cluster {
     }
 }
 
+pub mod recovery;
 pub mod server;

@@ -85,31 +85,71 @@ impl RedisProcess {
     /// # Panics
     ///
     /// If `redis-server` is not installed, or it does not come up.
-    #[allow(clippy::panic, reason = "test helper")]
     pub async fn start(dir: &Path, extra: &[&str]) -> Self {
+        Self::start_with(dir, &[], extra).await
+    }
+
+    /// A Redis Sentinel in `dir` watching the primary on `primary_port` as
+    /// `service` (quorum 2; down after `down_after` without an answer).
+    ///
+    /// # Panics
+    ///
+    /// As [`start`](Self::start).
+    #[allow(clippy::panic, reason = "test helper")]
+    pub async fn start_sentinel(
+        dir: &Path,
+        service: &str,
+        primary_port: u16,
+        down_after: Duration,
+    ) -> Self {
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            panic!("cannot create {}: {e}", dir.display());
+        }
+        // Sentinel rewrites its configuration file: one per sentinel.
+        let conf = dir.join("sentinel.conf");
+        let text = format!(
+            "sentinel monitor {service} 127.0.0.1 {primary_port} 2\n\
+             sentinel down-after-milliseconds {service} {}\n\
+             sentinel failover-timeout {service} 10000\n\
+             sentinel parallel-syncs {service} 1\n",
+            down_after.as_millis()
+        );
+        if let Err(e) = std::fs::write(&conf, text) {
+            panic!("cannot write {}: {e}", conf.display());
+        }
+        let conf = conf.display().to_string();
+        Self::start_with(dir, &[&conf, "--sentinel"], &[]).await
+    }
+
+    /// [`start`](Self::start) with `leading` arguments first (a
+    /// configuration file must come first).
+    #[allow(clippy::panic, reason = "test helper")]
+    async fn start_with(dir: &Path, leading: &[&str], extra: &[&str]) -> Self {
         if let Err(e) = std::fs::create_dir_all(dir) {
             panic!("cannot create {}: {e}", dir.display());
         }
         let mut last = String::new();
         for _ in 0..5 {
             let port = free_port();
-            let mut args: Vec<String> = [
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "--dir",
-                &dir.display().to_string(),
-                "--logfile",
-                "redis.log",
-                "--save",
-                "",
-                "--daemonize",
-                "no",
-            ]
-            .iter()
-            .map(|s| (*s).to_owned())
-            .collect();
+            let mut args: Vec<String> = leading.iter().map(|s| (*s).to_owned()).collect();
+            args.extend(
+                [
+                    "--bind",
+                    "127.0.0.1",
+                    "--port",
+                    &port.to_string(),
+                    "--dir",
+                    &dir.display().to_string(),
+                    "--logfile",
+                    "redis.log",
+                    "--save",
+                    "",
+                    "--daemonize",
+                    "no",
+                ]
+                .iter()
+                .map(|s| (*s).to_owned()),
+            );
             args.extend(extra.iter().map(|s| (*s).to_owned()));
             let mut server = Self {
                 port,
