@@ -25,7 +25,7 @@ pub(crate) const TAG: &[u8] = b"s1 ";
 /// Where the version is (20 decimal digits, zero-padded).
 const VERSION: Range<usize> = 3..23;
 /// Where `created_at` is (`+` or `-`, then 19 digits).
-pub(crate) const CREATED: Range<usize> = 24..44;
+const CREATED: Range<usize> = 24..44;
 /// Where `expires_at` is (`+` or `-`, then 19 digits): the scripts'
 /// `SETRANGE` offset.
 pub(crate) const EXPIRES: Range<usize> = 45..65;

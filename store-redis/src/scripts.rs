@@ -24,30 +24,27 @@ use std::sync::LazyLock;
 use redis::Script;
 
 /// The Lua prelude of both scripts: `head` is the stored header (the first
-/// 66 bytes), `''` if no live key exists; `corrupt(head)` is true if it is
+/// 66 bytes), `''` if no live key exists; `corrupt` is true if it is
 /// not a well-formed header (the widths, signs and ranges that
 /// [`crate::format::decode`] accepts) or if its `expires_at` is not the
 /// key's Redis expiry + 1.
 ///
 /// Lua numbers are doubles: the expiry comparison is exact up to 2^53 ms
-/// (the year 287,396) and within a double's rounding beyond it; field
-/// ranges are compared as text (equal widths), so they are exact.
+/// (some 285,000 years after 1970) and within a double's rounding beyond
+/// it; field ranges are compared as text (equal widths), so they are exact.
+/// One `string.match` with captures checks the whole shape (measured with
+/// `INFO commandstats` on a private server: cheaper than a pattern of 59
+/// single-digit classes).
 const HEAD: &str = r"
 local head = redis.call('GETRANGE', KEYS[1], 0, 65)
-local function fits(field)
-  local sign, digits = string.sub(field, 1, 1), string.sub(field, 2)
-  return digits <= (sign == '+' and '9223372036854775807' or '9223372036854775808')
-end
-local function corrupt(h)
-  if not string.find(h, '^s1 ' .. string.rep('%d', 20) .. ' [+-]' .. string.rep('%d', 19)
-      .. ' [+-]' .. string.rep('%d', 19) .. ' $') then
-    return true
-  end
-  local created, expires = string.sub(h, 25, 44), string.sub(h, 46, 65)
-  if string.sub(h, 4, 23) > '18446744073709551615' or not fits(created) or not fits(expires) then
-    return true
-  end
-  return tonumber(expires) - 1 ~= redis.call('PEXPIRETIME', KEYS[1])
+local corrupt = false
+if head ~= '' then
+  local v, cs, c, es, e = string.match(head, '^s1 (%d+) ([+-])(%d+) ([+-])(%d+) $')
+  corrupt = not v or #v ~= 20 or #c ~= 19 or #e ~= 19
+    or v > '18446744073709551615'
+    or c > (cs == '+' and '9223372036854775807' or '9223372036854775808')
+    or e > (es == '+' and '9223372036854775807' or '9223372036854775808')
+    or (es == '+' and tonumber(e) or -tonumber(e)) - 1 ~= redis.call('PEXPIRETIME', KEYS[1])
 end
 ";
 
@@ -66,7 +63,7 @@ pub(crate) static UPDATE: LazyLock<Script> = LazyLock::new(|| {
 if head == '' then
   return 0
 end
-if corrupt(head) then
+if corrupt then
   return 3
 end
 if string.sub(head, 1, 23) ~= ARGV[1] then
@@ -97,7 +94,7 @@ pub(crate) static TOUCH: LazyLock<Script> = LazyLock::new(|| {
 if head == '' then
   return 0
 end
-if corrupt(head) then
+if corrupt then
   return 3
 end
 redis.call('SETRANGE', KEYS[1], 45, ARGV[2])
@@ -109,16 +106,13 @@ return 1
 
 #[cfg(test)]
 mod tests {
-    use crate::format::{CREATED, EXPIRES, HEADER_LEN, TAG, VERSION_PREFIX_LEN};
+    use crate::format::{EXPIRES, HEADER_LEN, TAG, VERSION_PREFIX_LEN};
 
     /// The offsets written into the scripts are the format's.
     #[test]
     fn scripts_use_the_format_offsets() {
         assert_eq!(VERSION_PREFIX_LEN, 23);
         assert_eq!(TAG, b"s1 ");
-        // Lua's string.sub counts from 1, both ends included.
-        assert_eq!((CREATED.start + 1, CREATED.end), (25, 44));
-        assert_eq!((EXPIRES.start + 1, EXPIRES.end), (46, 65));
         assert_eq!(EXPIRES.start, 45);
         assert_eq!(HEADER_LEN, 66);
     }
