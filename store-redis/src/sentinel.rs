@@ -1,8 +1,9 @@
 //! A connection to the primary of a Redis Sentinel deployment that follows
 //! failovers: the `redis` crate's [`SentinelClient`] finds the primary (and
 //! checks its `ROLE`); this module keeps one multiplexed connection to it,
-//! and asks the sentinels again once that connection breaks or the server
-//! answers `READONLY` (a primary demoted to replica).
+//! and asks the sentinels again once that connection breaks, the server
+//! answers `READONLY` (a primary demoted to replica), or a call gave up
+//! waiting for an answer.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,14 +16,15 @@ use redis::{AsyncConnectionConfig, Cmd, Pipeline, RedisError, RedisFuture, Redis
 /// A connection to the current primary of one Sentinel-monitored service,
 /// shared by its clones, that follows failovers: the `redis` crate's
 /// [`SentinelClient`] finds the primary (and checks its `ROLE`); one
-/// multiplexed connection to it serves every request until it breaks or the
-/// server answers `READONLY` (a primary demoted to replica), and then the
-/// sentinels are asked again.
+/// multiplexed connection to it serves every request until it breaks, the
+/// server answers `READONLY` (a primary demoted to replica), or a request
+/// is given up before its answer (the store's operation deadline), and then
+/// the sentinels are asked again.
 ///
 /// A request that fails because the connection broke (the primary died or
-/// was failed over) or was refused as `READONLY` fails as it is (the store
-/// does not resend a write that may have been applied); the next request
-/// asks the sentinels for the primary and connects to it. Until the
+/// was failed over), was refused as `READONLY` or was given up fails as it
+/// is (the store does not resend a write that may have been applied); the
+/// next request asks the sentinels for the primary and connects to it. Until the
 /// sentinels have promoted a replica, that lookup fails and so does the
 /// request: the store's operation deadline bounds each call meanwhile.
 #[derive(Clone)]
@@ -115,16 +117,57 @@ impl SentinelConnection {
             || error.is_unrecoverable_error()
             || error.code() == Some("READONLY");
         if gone {
-            let mut slot = self
-                .inner
-                .current
-                .write()
-                .unwrap_or_else(PoisonError::into_inner);
-            // A request on an older connection must not drop a newer one.
-            if slot.as_ref().is_some_and(|(g, _)| *g == generation) {
-                *slot = None;
-            }
+            self.abandon(generation);
         }
+    }
+
+    /// Stop using connection `generation`, if it is still the one in use
+    /// (a request on an older connection must not drop a newer one).
+    /// Requests already sent on it finish on it.
+    fn abandon(&self, generation: u64) {
+        let mut slot = self
+            .inner
+            .current
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if slot.as_ref().is_some_and(|(g, _)| *g == generation) {
+            *slot = None;
+        }
+    }
+
+    /// Run `request` on the current connection; a request given up before
+    /// its answer (the store's operation deadline passed) leaves the
+    /// connection suspect: a primary that stopped answering without closing
+    /// it (stopped, cut off by the network) is never left otherwise, even
+    /// after the sentinels promoted its replica. The next call asks them.
+    async fn run<T>(
+        &self,
+        request: impl AsyncFnOnce(&mut MultiplexedConnection) -> RedisResult<T>,
+        failed: impl FnOnce(&RedisResult<T>) -> Option<RedisError>,
+    ) -> RedisResult<T> {
+        let (generation, mut conn) = self.current().await?;
+        let unanswered = Unanswered {
+            conn: self,
+            generation,
+        };
+        let reply = request(&mut conn).await;
+        std::mem::forget(unanswered);
+        if let Some(e) = failed(&reply) {
+            self.check(generation, &e);
+        }
+        reply
+    }
+}
+
+/// Abandons a connection when dropped: see [`SentinelConnection::run`].
+struct Unanswered<'a> {
+    conn: &'a SentinelConnection,
+    generation: u64,
+}
+
+impl Drop for Unanswered<'_> {
+    fn drop(&mut self) {
+        self.conn.abandon(self.generation);
     }
 }
 
@@ -139,14 +182,10 @@ fn readonly(values: &[Value]) -> Option<RedisError> {
 
 impl ConnectionLike for SentinelConnection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        Box::pin(async move {
-            let (generation, mut conn) = self.current().await?;
-            let reply = conn.req_packed_command(cmd).await;
-            if let Err(e) = &reply {
-                self.check(generation, e);
-            }
-            reply
-        })
+        Box::pin(self.run(
+            async |conn| conn.req_packed_command(cmd).await,
+            |reply| reply.as_ref().err().cloned(),
+        ))
     }
 
     fn req_packed_commands<'a>(
@@ -155,19 +194,13 @@ impl ConnectionLike for SentinelConnection {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        Box::pin(async move {
-            let (generation, mut conn) = self.current().await?;
-            let reply = conn.req_packed_commands(pipeline, offset, count).await;
-            match &reply {
-                Err(e) => self.check(generation, e),
-                Ok(values) => {
-                    if let Some(e) = readonly(values) {
-                        self.check(generation, &e);
-                    }
-                }
-            }
-            reply
-        })
+        Box::pin(self.run(
+            async move |conn| conn.req_packed_commands(pipeline, offset, count).await,
+            |reply| match reply {
+                Err(e) => Some(e.clone()),
+                Ok(values) => readonly(values),
+            },
+        ))
     }
 
     fn get_db(&self) -> i64 {

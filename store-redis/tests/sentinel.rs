@@ -20,6 +20,7 @@ use std::time::Duration;
 use common::recovery::{DEADLINE, RECOVERY_BOUND, builder, new_key, record, save_until_served};
 use common::server::{RedisProcess, node_connection};
 use session_conformance::env::REDIS;
+use session_conformance::fault::Stall as _;
 use session_conformance::{Capabilities, Dyn, StoreFactory, run_all};
 use session_core::{Error, SessionStore, async_trait};
 use session_store_redis::RedisStore;
@@ -247,6 +248,55 @@ async fn a_primary_killed_behind_sentinel_is_followed_by_the_same_store() {
         .clear()
         .await
         .unwrap_or_else(|e| panic!("clear: {e:?}"));
+}
+
+/// The primary stopped with `SIGSTOP` (it holds connections open and
+/// answers nothing): calls end at the deadline, and once the sentinels
+/// have promoted the replica the same store writes there. A connection
+/// that only stops answering is left because a call gave up on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_stopped_behind_sentinel_is_left_for_the_promoted_replica() {
+    if let Some(reason) = REDIS.skip_reason() {
+        eprintln!("skipped: {reason}");
+        return;
+    }
+    let deployment = Deployment::start().await;
+    let store = builder()
+        .connect_sentinel(deployment.urls(), SERVICE)
+        .await
+        .unwrap_or_else(|e| panic!("connect through the private sentinels: {e:?}"));
+    let keys: Vec<_> = (0..4).map(|_| new_key()).collect();
+    store
+        .save(&keys[0], &record(0))
+        .await
+        .unwrap_or_else(|e| panic!("save before the stop: {e:?}"));
+
+    let stopped = Instant::now();
+    deployment.primary.stall();
+    let (recovered, attempts) = save_until_served(&store, &keys, stopped).await;
+    let mut promoted = node_connection(deployment.replica.port())
+        .await
+        .unwrap_or_else(|e| panic!("promoted replica: {e}"));
+    for key in &keys {
+        store
+            .save(key, &record(7))
+            .await
+            .unwrap_or_else(|e| panic!("save after the failover: {e:?}"));
+        let exists: i64 = redis::cmd("EXISTS")
+            .arg(store.redis_key(key))
+            .query_async(&mut promoted)
+            .await
+            .unwrap_or_else(|e| panic!("EXISTS: {e}"));
+        assert_eq!(
+            exists, 1,
+            "the save went elsewhere than the promoted replica"
+        );
+    }
+    eprintln!(
+        "sentinel primary SIGSTOP (down-after 1 s, deadline {DEADLINE:?}): time without service \
+         {:?} ({attempts} attempts, bound {RECOVERY_BOUND:?})",
+        recovered - stopped
+    );
 }
 
 /// Sentinel settings are checked when the store is built.
