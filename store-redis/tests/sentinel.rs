@@ -115,6 +115,30 @@ impl Deployment {
     }
 }
 
+/// Save each key through `store` and check that it is on `promoted` (the
+/// former replica): the store follows the new primary.
+async fn saves_reach(
+    store: &RedisStore,
+    keys: &[session_core::SessionKey],
+    promoted: &mut redis::aio::MultiplexedConnection,
+) {
+    for key in keys {
+        store
+            .save(key, &record(7))
+            .await
+            .unwrap_or_else(|e| panic!("save after the failover: {e:?}"));
+        let exists: i64 = redis::cmd("EXISTS")
+            .arg(store.redis_key(key))
+            .query_async(promoted)
+            .await
+            .unwrap_or_else(|e| panic!("EXISTS: {e}"));
+        assert_eq!(
+            exists, 1,
+            "the save went elsewhere than the promoted replica"
+        );
+    }
+}
+
 /// Stores on the deployment through its sentinels.
 struct Sentinel {
     urls: Vec<String>,
@@ -224,21 +248,7 @@ async fn a_primary_killed_behind_sentinel_is_followed_by_the_same_store() {
         matches!(&loaded, Ok(Some(r)) if *r == first),
         "the session replicated before the kill: {loaded:?}"
     );
-    for key in &keys {
-        store
-            .save(key, &record(7))
-            .await
-            .unwrap_or_else(|e| panic!("save after the failover: {e:?}"));
-        let exists: i64 = redis::cmd("EXISTS")
-            .arg(store.redis_key(key))
-            .query_async(&mut promoted)
-            .await
-            .unwrap_or_else(|e| panic!("EXISTS: {e}"));
-        assert_eq!(
-            exists, 1,
-            "the save went elsewhere than the promoted replica"
-        );
-    }
+    saves_reach(&store, &keys, &mut promoted).await;
     eprintln!(
         "sentinel primary SIGKILL (down-after 1 s, deadline {DEADLINE:?}): time without service \
          {:?} ({attempts} attempts, bound {RECOVERY_BOUND:?})",
@@ -277,21 +287,7 @@ async fn a_primary_stopped_behind_sentinel_is_left_for_the_promoted_replica() {
     let mut promoted = node_connection(deployment.replica.port())
         .await
         .unwrap_or_else(|e| panic!("promoted replica: {e}"));
-    for key in &keys {
-        store
-            .save(key, &record(7))
-            .await
-            .unwrap_or_else(|e| panic!("save after the failover: {e:?}"));
-        let exists: i64 = redis::cmd("EXISTS")
-            .arg(store.redis_key(key))
-            .query_async(&mut promoted)
-            .await
-            .unwrap_or_else(|e| panic!("EXISTS: {e}"));
-        assert_eq!(
-            exists, 1,
-            "the save went elsewhere than the promoted replica"
-        );
-    }
+    saves_reach(&store, &keys, &mut promoted).await;
     eprintln!(
         "sentinel primary SIGSTOP (down-after 1 s, deadline {DEADLINE:?}): time without service \
          {:?} ({attempts} attempts, bound {RECOVERY_BOUND:?})",
