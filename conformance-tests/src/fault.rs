@@ -152,6 +152,27 @@ impl StallProxy {
     }
 }
 
+/// Something that can make a server stop answering and answer again: a
+/// [`StallProxy`], or a server process of the test's own stopped with
+/// `SIGSTOP` and continued with `SIGCONT`. What
+/// [`assert_deadline_bounds_a_stall`] drives.
+pub trait Stall {
+    /// Stop answering: requests are held (not refused, not closed).
+    fn stall(&self);
+    /// Answer again, including what was held.
+    fn resume(&self);
+}
+
+impl Stall for StallProxy {
+    fn stall(&self) {
+        StallProxy::stall(self);
+    }
+
+    fn resume(&self) {
+        StallProxy::resume(self);
+    }
+}
+
 impl Drop for StallProxy {
     fn drop(&mut self) {
         // The acceptor owns the connections' tasks: aborting it drops them.
@@ -212,8 +233,9 @@ async fn forward(
 }
 
 /// The operation deadline, end to end, on a `store` built on `proxy`'s
-/// address with an operation deadline of `deadline` (and its bulk calls
-/// bounded by it too): a session saved; the proxy stalls; `load`, `update`,
+/// address (a [`StallProxy`], or any other [`Stall`], such as a server the
+/// test stops with `SIGSTOP`) with an operation deadline of `deadline` (and
+/// its bulk calls bounded by it too): a session saved; the proxy stalls; `load`, `update`,
 /// `touch` and `len` each fail with [`Error::Timeout`] naming `backend` and
 /// the call; the proxy resumes; the same store loads the session again
 /// (within 40 deadlines: a driver may have marked the server down while it
@@ -224,9 +246,9 @@ async fn forward(
 /// # Panics
 ///
 /// When the store does not behave so: this is a test helper.
-pub async fn assert_deadline_bounds_a_stall<S: SessionStore + ?Sized>(
+pub async fn assert_deadline_bounds_a_stall<S: SessionStore + ?Sized, P: Stall + Sync + ?Sized>(
     store: &S,
-    proxy: &StallProxy,
+    proxy: &P,
     backend: &str,
     deadline: Duration,
 ) {

@@ -242,6 +242,9 @@ servers__redis_standalone() {
         servers_log "Redis: skipped (SESSION_SKIP_REDIS=1)"
         return 0
     fi
+    # Installed even when a running Redis is reused: the fault and Sentinel
+    # tests of store-redis start private redis-servers of their own.
+    servers__ensure_redis
     if [[ -n "${SESSION_REDIS_URL:-}" ]]; then
         servers_log "Redis: using SESSION_REDIS_URL as given"
         return 0
@@ -252,7 +255,6 @@ servers__redis_standalone() {
         export SESSION_REDIS_URL="redis://127.0.0.1:$reuse/"
         return 0
     fi
-    servers__ensure_redis
     port="$(servers__start_redis standalone)"
     servers_log "Redis: started on 127.0.0.1:$port"
     export SESSION_REDIS_URL="redis://127.0.0.1:$port/"

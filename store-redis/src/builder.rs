@@ -2,12 +2,13 @@
 
 use std::time::Duration;
 
-use redis::IntoConnectionInfo as _;
 use redis::aio::ConnectionManagerConfig;
 use redis::cluster::ClusterClientBuilder;
+use redis::sentinel::{SentinelClient, SentinelServerType};
+use redis::{AsyncConnectionConfig, ConnectionInfo, IntoConnectionInfo as _};
 use session_core::{Error, Result};
 
-use crate::{BACKEND, RedisConnection, RedisStore};
+use crate::{BACKEND, RedisConnection, RedisStore, SentinelConnection};
 
 /// The namespace (key prefix) used when none is configured.
 pub const DEFAULT_NAMESPACE: &str = "session";
@@ -179,21 +180,8 @@ impl RedisStoreBuilder {
         S: AsRef<str>,
     {
         self.validate()?;
-        let mut infos = Vec::new();
-        for node in nodes {
-            let info = node.as_ref().into_connection_info().map_err(|e| {
-                Error::config(
-                    BACKEND,
-                    format!("not a valid Redis cluster node URL ({:?})", e.kind()),
-                )
-            })?;
-            infos.push(info);
-        }
-        if infos.is_empty() {
-            return Err(Error::config(BACKEND, "no Redis Cluster node given"));
-        }
-        let addrs: Vec<String> = infos.iter().map(|i| i.addr().to_string()).collect();
-        let target = format!("redis-cluster://{}", addrs.join(","));
+        let infos = node_infos(nodes, "Redis Cluster node")?;
+        let target = format!("redis-cluster://{}", addrs(&infos));
         let mut builder = ClusterClientBuilder::new(infos)
             .connection_timeout(self.connection_timeout)
             .response_timeout(self.response_timeout);
@@ -214,6 +202,53 @@ impl RedisStoreBuilder {
         })
         .await?;
         Ok(self.into_store(RedisConnection::Cluster(conn), target))
+    }
+
+    /// Connect to the primary of `service` (the name the sentinels
+    /// monitor it under) through any of its **sentinels** (`redis://`
+    /// URLs of Redis Sentinel processes, not of the data servers), and
+    /// follow it across failovers: once the connection to the primary
+    /// breaks or it answers `READONLY`, the next call asks the sentinels
+    /// again (see [`SentinelConnection`](crate::SentinelConnection)). The
+    /// primary is reached without credentials or TLS; build a
+    /// `SentinelConnection` yourself for those and pass it to
+    /// [`build`](Self::build).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for an invalid setting, an empty list, an invalid
+    /// URL or an empty service name; [`Error::Backend`] if no sentinel names
+    /// a reachable primary; [`Error::Timeout`] if that takes longer than the
+    /// operation deadline.
+    pub async fn connect_sentinel<I, S>(self, sentinels: I, service: &str) -> Result<RedisStore>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.validate()?;
+        let infos = node_infos(sentinels, "Redis Sentinel")?;
+        if service.trim().is_empty() {
+            return Err(Error::config(BACKEND, "the Sentinel service name is empty"));
+        }
+        let target = format!("redis-sentinel://{}/{service}", addrs(&infos));
+        let client =
+            SentinelClient::build(infos, service.to_owned(), None, SentinelServerType::Master)
+                .map_err(|e| {
+                    Error::config(
+                        BACKEND,
+                        format!("invalid Redis Sentinel settings ({:?})", e.kind()),
+                    )
+                })?;
+        let config = AsyncConnectionConfig::new()
+            .set_response_timeout(Some(self.response_timeout))
+            .set_connection_timeout(Some(self.connection_timeout));
+        let conn = Error::within(BACKEND, "connect", self.operation_timeout, async {
+            SentinelConnection::connect(client, config)
+                .await
+                .map_err(|e| Error::backend(BACKEND, e))
+        })
+        .await?;
+        Ok(self.into_store(RedisConnection::Sentinel(conn), target))
     }
 
     /// Build the store on a connection you opened yourself (timeouts are then
@@ -260,6 +295,35 @@ impl RedisStoreBuilder {
             self.operation_timeout,
         )
     }
+}
+
+/// Parse the URLs of a list of `what`s (cluster nodes, sentinels): at
+/// least one, each valid (the URL is not echoed: it may hold a password).
+fn node_infos<I, S>(nodes: I, what: &str) -> Result<Vec<ConnectionInfo>>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    let mut infos = Vec::new();
+    for node in nodes {
+        let info = node.as_ref().into_connection_info().map_err(|e| {
+            Error::config(BACKEND, format!("not a valid {what} URL ({:?})", e.kind()))
+        })?;
+        infos.push(info);
+    }
+    if infos.is_empty() {
+        return Err(Error::config(BACKEND, format!("no {what} given")));
+    }
+    Ok(infos)
+}
+
+/// `host:port,host:port` of the nodes, for `Debug` (no credentials).
+fn addrs(infos: &[ConnectionInfo]) -> String {
+    infos
+        .iter()
+        .map(|i| i.addr().to_string())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Check a namespace (key prefix): non-empty, no whitespace or control

@@ -6,6 +6,8 @@ use redis::aio::{ConnectionLike, ConnectionManager, MultiplexedConnection};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 
+use crate::SentinelConnection;
+
 /// A ready connection to a standalone Redis server or to a Redis Cluster.
 ///
 /// Every variant is a cheap-to-clone handle that multiplexes concurrent
@@ -24,6 +26,9 @@ pub enum RedisConnection {
     Multiplexed(MultiplexedConnection),
     /// A Redis Cluster through the cluster-aware [`ClusterConnection`].
     Cluster(ClusterConnection),
+    /// The primary of a service monitored by Redis Sentinel, followed
+    /// across failovers.
+    Sentinel(SentinelConnection),
 }
 
 impl RedisConnection {
@@ -42,6 +47,7 @@ impl fmt::Debug for RedisConnection {
             Self::Manager(_) => "RedisConnection::Manager",
             Self::Multiplexed(_) => "RedisConnection::Multiplexed",
             Self::Cluster(_) => "RedisConnection::Cluster",
+            Self::Sentinel(_) => "RedisConnection::Sentinel",
         })
     }
 }
@@ -58,6 +64,12 @@ impl From<MultiplexedConnection> for RedisConnection {
     }
 }
 
+impl From<SentinelConnection> for RedisConnection {
+    fn from(conn: SentinelConnection) -> Self {
+        Self::Sentinel(conn)
+    }
+}
+
 impl From<ClusterConnection> for RedisConnection {
     fn from(conn: ClusterConnection) -> Self {
         Self::Cluster(conn)
@@ -70,6 +82,7 @@ impl ConnectionLike for RedisConnection {
             Self::Manager(c) => c.req_packed_command(cmd),
             Self::Multiplexed(c) => c.req_packed_command(cmd),
             Self::Cluster(c) => c.req_packed_command(cmd),
+            Self::Sentinel(c) => c.req_packed_command(cmd),
         }
     }
 
@@ -83,6 +96,7 @@ impl ConnectionLike for RedisConnection {
             Self::Manager(c) => c.req_packed_commands(pipeline, offset, count),
             Self::Multiplexed(c) => c.req_packed_commands(pipeline, offset, count),
             Self::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+            Self::Sentinel(c) => c.req_packed_commands(pipeline, offset, count),
         }
     }
 
@@ -91,6 +105,7 @@ impl ConnectionLike for RedisConnection {
             Self::Manager(c) => c.get_db(),
             Self::Multiplexed(c) => c.get_db(),
             Self::Cluster(c) => c.get_db(),
+            Self::Sentinel(c) => c.get_db(),
         }
     }
 }

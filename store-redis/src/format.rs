@@ -109,6 +109,43 @@ pub(crate) fn decode(key: &SessionKey, bytes: &[u8]) -> Result<Record> {
     .with_version(version))
 }
 
+/// Decode a stored value read in one transaction with its key's Redis
+/// expiry (`PEXPIRETIME`, Unix ms; -1 if the key has none).
+///
+/// The store always writes both together (`SET ... PXAT`, or `SETRANGE`
+/// and `PEXPIREAT` in one script), so a header whose `expires_at` is not the
+/// key's expiry + 1 was written behind the store's back (or the key's TTL
+/// was changed by hand): the stored value is wrong, and which of the two
+/// times holds is unknown. It is an error naming the key, never a record:
+/// returning it could hand out a session that expired by its own header,
+/// and comparing with this process's clock instead would judge liveness by
+/// a second clock (Redis's decides everywhere else).
+pub(crate) fn decode_live(key: &SessionKey, bytes: &[u8], redis_expiry: i64) -> Result<Record> {
+    let record = decode(key, bytes)?;
+    if px_at(record.expires_at) == redis_expiry {
+        Ok(record)
+    } else {
+        Err(Error::decode(
+            key,
+            format!(
+                "the header's expires_at ({} ms) disagrees with the key's Redis expiry \
+                 (PEXPIRETIME {redis_expiry} ms, expected expires_at - 1)",
+                record.expires_at.as_millis()
+            ),
+        ))
+    }
+}
+
+/// The Redis expiry (`PXAT`, `PEXPIREAT`) of a record expiring at
+/// `expires_at`: the millisecond before it. Redis keeps a key readable
+/// while its clock is *at or before* the key's expiry time (it expires a key
+/// once `now > when`), while a record is live only while `now < expires_at`;
+/// one millisecond earlier, the two rules agree. Redis refuses times before
+/// 1 ms after the epoch, all of which are past anyway.
+pub(crate) fn px_at(expires_at: Timestamp) -> i64 {
+    expires_at.as_millis().saturating_sub(1).max(1)
+}
+
 /// Write `n` right-aligned, zero-padded, over all of `out` (20 bytes hold
 /// every `u64`).
 fn put_unsigned(out: &mut [u8], mut n: u64) {

@@ -5,6 +5,7 @@ mod connection;
 mod format;
 mod scan;
 mod scripts;
+mod sentinel;
 mod store;
 
 pub use crate::builder::{
@@ -12,6 +13,7 @@ pub use crate::builder::{
     RedisStoreBuilder,
 };
 pub use crate::connection::RedisConnection;
+pub use crate::sentinel::SentinelConnection;
 pub use crate::store::RedisStore;
 
 /// The driver this store runs on, re-exported so that a connection built by

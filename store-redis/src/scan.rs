@@ -3,7 +3,7 @@
 //! at once, never a cross-slot command.
 
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
-use redis::{Cmd, RedisResult, Value};
+use redis::{Cmd, Pipeline, RedisResult, Value};
 use session_core::{Error, Result, SessionKey};
 use tokio::task::JoinSet;
 
@@ -121,23 +121,49 @@ async fn scan_page(
     Ok((next, keys))
 }
 
-/// Run one single-key command per key, concurrently, and return the
-/// answers in order: one pipeline on a standalone server, one request
-/// per key (each routed to its slot's node) on a cluster, never a
-/// cross-slot command.
-pub(crate) async fn per_key(store: &RedisStore, cmds: Vec<Cmd>) -> Result<Vec<RedisResult<Value>>> {
-    if cmds.is_empty() {
+/// A pipeline of `cmds`, a transaction (`MULTI`/`EXEC`: nothing else runs
+/// between its commands) if `atomic`; a failing command gives its error as
+/// its answer ([`Value::ServerError`]) instead of failing the others.
+pub(crate) fn pipeline(cmds: impl IntoIterator<Item = Cmd>, atomic: bool) -> Pipeline {
+    let mut pipe = redis::pipe();
+    pipe.ignore_errors();
+    if atomic {
+        pipe.atomic();
+    }
+    for cmd in cmds {
+        pipe.add_command(cmd);
+    }
+    pipe
+}
+
+/// Run a group of commands on one key for each of many keys, concurrently,
+/// and return each group's answers in order (a failing command answers
+/// [`Value::ServerError`]): one pipeline on a standalone server, one
+/// request per group (each routed to its key's slot) on a cluster, never a
+/// cross-slot command. With `atomic`, no other client's command runs
+/// between the commands of a group (one transaction on a standalone server
+/// holds every group; one per group on a cluster).
+pub(crate) async fn per_key(
+    store: &RedisStore,
+    groups: Vec<Vec<Cmd>>,
+    atomic: bool,
+) -> Result<Vec<RedisResult<Vec<Value>>>> {
+    if groups.is_empty() {
         return Ok(Vec::new());
     }
     match store.conn() {
         RedisConnection::Cluster(conn) => {
-            let count = cmds.len();
+            let count = groups.len();
             let mut tasks = JoinSet::new();
-            for (i, cmd) in cmds.into_iter().enumerate() {
+            for (i, group) in groups.into_iter().enumerate() {
                 let mut conn = conn.clone();
-                tasks.spawn(async move { (i, cmd.query_async::<Value>(&mut conn).await) });
+                tasks.spawn(async move {
+                    let answer = pipeline(group, atomic).query_async(&mut conn).await;
+                    (i, answer)
+                });
             }
-            let mut answers: Vec<RedisResult<Value>> = (0..count).map(|_| Ok(Value::Nil)).collect();
+            let mut answers: Vec<RedisResult<Vec<Value>>> =
+                (0..count).map(|_| Ok(Vec::new())).collect();
             while let Some(joined) = tasks.join_next().await {
                 let (i, answer) = joined.map_err(|e| Error::backend(BACKEND, e))?;
                 if let Some(slot) = answers.get_mut(i) {
@@ -147,21 +173,15 @@ pub(crate) async fn per_key(store: &RedisStore, cmds: Vec<Cmd>) -> Result<Vec<Re
             Ok(answers)
         }
         mut conn => {
-            let mut pipe = redis::pipe();
-            pipe.ignore_errors();
-            for cmd in cmds {
-                pipe.add_command(cmd);
-            }
-            let values = pipe
-                .query_async::<Vec<Value>>(&mut conn)
+            let sizes: Vec<usize> = groups.iter().map(Vec::len).collect();
+            let values: Vec<Value> = pipeline(groups.into_iter().flatten(), atomic)
+                .query_async(&mut conn)
                 .await
                 .map_err(backend)?;
-            Ok(values
+            let mut values = values.into_iter();
+            Ok(sizes
                 .into_iter()
-                .map(|value| match value {
-                    Value::ServerError(e) => Err(e.into()),
-                    value => Ok(value),
-                })
+                .map(|n| Ok(values.by_ref().take(n).collect()))
                 .collect())
         }
     }

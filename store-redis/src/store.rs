@@ -80,6 +80,21 @@ impl RedisStore {
         Self::builder().connect_cluster(nodes).await
     }
 
+    /// Connect to the primary of a service behind Redis Sentinel with the
+    /// default settings (see [`RedisStoreBuilder::connect_sentinel`]).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for an invalid or empty sentinel list or service
+    /// name, [`Error::Backend`] if no sentinel names a reachable primary.
+    pub async fn connect_sentinel<I, S>(sentinels: I, service: &str) -> Result<Self>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        Self::builder().connect_sentinel(sentinels, service).await
+    }
+
     /// A store with the default prefix on a connection you opened yourself.
     pub fn new(conn: impl Into<RedisConnection>) -> Self {
         let conn = conn.into();
@@ -246,7 +261,7 @@ impl RedisStore {
     async fn set(&self, key: &SessionKey, record: &Record, only_new: bool) -> Result<bool> {
         let mut cmd = self.key_cmd("SET", key, 4, format::VALUE_ROOM + 4 + 20 + 2);
         format::write_value(&mut cmd.writer_for_next_arg(), record.version, record)?;
-        cmd.arg("PXAT").arg(px_at(record.expires_at));
+        cmd.arg("PXAT").arg(format::px_at(record.expires_at));
         if only_new {
             cmd.arg("NX");
         }
@@ -257,33 +272,48 @@ impl RedisStore {
         Ok(reply != Value::Nil)
     }
 
-    /// The record in the answer to `GET` on `key`: `None` if the key is
-    /// absent (or expired: Redis hides expired keys from every command).
-    pub(crate) fn decode_get(
+    /// The commands that read a session: its value and its key's Redis
+    /// expiry, to be run as one transaction (`MULTI`/`EXEC`) so that no
+    /// write falls between them (a `touch` between two plain commands would
+    /// make a valid session look corrupt).
+    pub(crate) fn read_cmds(&self, key: &SessionKey) -> Vec<Cmd> {
+        vec![
+            self.key_cmd("GET", key, 0, 0),
+            self.key_cmd("PEXPIRETIME", key, 0, 0),
+        ]
+    }
+
+    /// The record in the answers to [`read_cmds`](Self::read_cmds) on
+    /// `key`: `None` if the key is absent (or expired: Redis hides expired
+    /// keys from every command); `Error::Decode` naming the key if the value
+    /// is not a session or its header disagrees with the key's expiry.
+    pub(crate) fn decode_read(
         key: &SessionKey,
-        answer: RedisResult<Value>,
+        answers: RedisResult<Vec<Value>>,
     ) -> Result<Option<Record>> {
-        match answer {
-            Ok(Value::BulkString(bytes)) => format::decode(key, &bytes).map(Some),
-            Ok(Value::Nil) => Ok(None),
-            Ok(_) => Err(Error::decode(
+        match answers.map_err(backend)?.as_slice() {
+            [Value::Nil, _] => Ok(None),
+            [Value::BulkString(bytes), Value::Int(expiry)] => {
+                format::decode_live(key, bytes, *expiry).map(Some)
+            }
+            [Value::ServerError(e), _] | [_, Value::ServerError(e)] => {
+                Err(keyed(key, e.clone().into()))
+            }
+            [_, _] => Err(Error::decode(
                 key,
                 "GET answered something else than a string",
             )),
-            Err(e) => Err(keyed(key, e)),
+            other => Err(Error::backend(
+                BACKEND,
+                format!("a read answered {} values instead of 2", other.len()),
+            )),
         }
     }
 }
 
-/// The Redis expiry (`PXAT`, `PEXPIREAT`) of a record expiring at
-/// `expires_at`: the millisecond before it. Redis keeps a key readable
-/// while its clock is *at or before* the key's expiry time (it expires a key
-/// once `now > when`), while a record is live only while `now < expires_at`;
-/// one millisecond earlier, the two rules agree. Redis refuses times before
-/// 1 ms after the epoch, all of which are past anyway.
-fn px_at(expires_at: Timestamp) -> i64 {
-    expires_at.as_millis().saturating_sub(1).max(1)
-}
+/// What the scripts' answer 3 means (see [`scripts`]).
+const INVALID_HEADER: &str = "the key holds no valid session header, or its expires_at \
+                              disagrees with the key's Redis expiry";
 
 pub(crate) fn backend(e: RedisError) -> Error {
     Error::backend(BACKEND, e)
@@ -303,11 +333,10 @@ fn keyed(key: &SessionKey, e: RedisError) -> Error {
 impl SessionStore for RedisStore {
     async fn load(&self, key: &SessionKey) -> Result<Option<Record>> {
         self.bounded("load", async {
-            let answer = self
-                .key_cmd("GET", key, 0, 0)
+            let answers = crate::scan::pipeline(self.read_cmds(key), true)
                 .query_async(&mut self.conn())
                 .await;
-            Self::decode_get(key, answer)
+            Self::decode_read(key, answers)
         })
         .await
     }
@@ -334,7 +363,7 @@ impl SessionStore for RedisStore {
         );
         cmd.arg(&format::version_prefix(expected_version)[..]);
         format::write_value(&mut cmd.writer_for_next_arg(), next, record)?;
-        cmd.arg(px_at(record.expires_at));
+        cmd.arg(format::px_at(record.expires_at));
         let reply = self
             .bounded("update", self.run_script(&scripts::UPDATE, &cmd, key))
             .await?;
@@ -342,7 +371,7 @@ impl SessionStore for RedisStore {
             1 => Ok(UpdateOutcome::Updated),
             0 => Ok(UpdateOutcome::Missing),
             2 => Ok(UpdateOutcome::Conflict),
-            _ => Err(Error::decode(key, "the key holds no session version")),
+            _ => Err(Error::decode(key, INVALID_HEADER)),
         }
     }
 
@@ -353,12 +382,16 @@ impl SessionStore for RedisStore {
 
     async fn touch(&self, key: &SessionKey, expires_at: Timestamp) -> Result<bool> {
         let mut cmd = self.script_cmd(&scripts::TOUCH, key, 2, 20 + 20);
-        cmd.arg(px_at(expires_at))
+        cmd.arg(format::px_at(expires_at))
             .arg(&format::expires_field(expires_at)[..]);
         let reply = self
             .bounded("touch", self.run_script(&scripts::TOUCH, &cmd, key))
             .await?;
-        Ok(reply == 1)
+        match reply {
+            1 => Ok(true),
+            0 => Ok(false),
+            _ => Err(Error::decode(key, INVALID_HEADER)),
+        }
     }
 
     async fn destroy(&self, key: &SessionKey) -> Result<()> {
@@ -378,13 +411,17 @@ impl SessionStore for RedisStore {
         while let Some(keys) = self.bounded("clear", scan.next_page(self)).await? {
             let cmds = keys
                 .iter()
-                .map(|k| self.key_cmd("UNLINK", k, 0, 0))
+                .map(|k| vec![self.key_cmd("UNLINK", k, 0, 0)])
                 .collect();
-            for answer in self
-                .bounded("clear", crate::scan::per_key(self, cmds))
+            for answers in self
+                .bounded("clear", crate::scan::per_key(self, cmds, false))
                 .await?
             {
-                answer.map_err(backend)?;
+                for answer in answers.map_err(backend)? {
+                    if let Value::ServerError(e) = answer {
+                        return Err(backend(e.into()));
+                    }
+                }
             }
         }
         Ok(())
@@ -407,14 +444,14 @@ impl SessionStore for RedisStore {
         let mut scan = self.bounded("all", Scan::start(self)).await?;
         while let Some(keys) = self.bounded("all", scan.next_page(self)).await? {
             let fresh: Vec<SessionKey> = keys.into_iter().filter(|k| seen.insert(*k)).collect();
-            let gets = fresh.iter().map(|k| self.key_cmd("GET", k, 0, 0)).collect();
+            let reads = fresh.iter().map(|k| self.read_cmds(k)).collect();
             let answers = self
-                .bounded("all", crate::scan::per_key(self, gets))
+                .bounded("all", crate::scan::per_key(self, reads, true))
                 .await?;
             for (key, answer) in fresh.iter().zip(answers) {
                 // A key that expired or was destroyed since the SCAN reads
                 // back empty and is skipped.
-                if let Some(record) = Self::decode_get(key, answer)? {
+                if let Some(record) = Self::decode_read(key, answer)? {
                     out.push((*key, record));
                 }
             }

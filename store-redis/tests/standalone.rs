@@ -81,6 +81,150 @@ async fn garbage_written_directly_is_a_decode_error_naming_the_key() {
     assert!(store.is_empty().await.unwrap());
 }
 
+/// A stored value that is wrong in any field is `Error::Decode` naming the
+/// key, from every method that reads it, and a record the store cannot
+/// prove live is never returned (issue 13, defect 7): values whose header
+/// `expires_at` disagrees with the key's own Redis expiry, written behind
+/// the store's back. Liveness is Redis's to judge, so the header is checked
+/// against the key's `PEXPIRETIME`, never this process's clock.
+#[tokio::test]
+async fn a_header_expiry_that_disagrees_with_the_key_expiry_is_a_decode_error_everywhere() {
+    if skip_standalone().is_some() {
+        return;
+    }
+    let prefix = session_conformance::unique_namespace();
+    let store = standalone(&prefix).await;
+    let mut conn = raw().await;
+    let now = session_core::Timestamp::now();
+    let header = |expires_at: session_core::Timestamp| {
+        format!(
+            "s1 00000000000000000003 {:+020} {:+020} {{\"user\":\"ada\"}}",
+            now.as_millis(),
+            expires_at.as_millis()
+        )
+    };
+    let hour = Duration::from_secs(3600);
+    // (header expires_at, the key's Redis expiry: None = no expiry at all)
+    let cases = [
+        // The header says it expired an hour ago; the key lives an hour on.
+        (now - hour, Some(now + hour)),
+        // The header says an hour, the key expires in two.
+        (now + hour, Some(now + hour + hour)),
+        // The header says an hour, the key never expires (PERSIST by hand).
+        (now + hour, None),
+        // One millisecond apart.
+        (now + hour, Some(now + hour + Duration::from_millis(1))),
+    ];
+    for (expires_at, key_expiry) in cases {
+        store.clear().await.unwrap();
+        let key = SessionId::generate().unwrap().key();
+        let value = header(expires_at);
+        let mut set = redis::cmd("SET");
+        set.arg(store.redis_key(&key)).arg(&value);
+        if let Some(at) = key_expiry {
+            set.arg("PXAT").arg(at.as_millis());
+        }
+        let () = set.query_async(&mut conn).await.unwrap();
+        let case = format!("header {expires_at:?}, key expiry {key_expiry:?}");
+
+        assert_decode_error(store.load(&key).await, &key);
+        assert_decode_error(store.all().await, &key);
+        let record = Record::new(data(), Duration::from_secs(60)).with_version(3);
+        assert_decode_error(store.update(&key, &record, 3).await, &key);
+        assert_decode_error(store.touch(&key, now + hour).await, &key);
+        // Neither write touched the value or the key's expiry.
+        let (stored, expiry): (String, i64) = redis::pipe()
+            .cmd("GET")
+            .arg(store.redis_key(&key))
+            .cmd("PEXPIRETIME")
+            .arg(store.redis_key(&key))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(stored, value, "{case}");
+        assert_eq!(
+            expiry,
+            key_expiry.map_or(-1, session_core::Timestamp::as_millis),
+            "{case}"
+        );
+        // The key is counted: len reads no value, and the key is there.
+        assert_eq!(store.len().await.unwrap(), 1, "{case}");
+    }
+
+    // The same header with the key expiry the store gives it is a session.
+    store.clear().await.unwrap();
+    let key = SessionId::generate().unwrap().key();
+    let _: () = redis::cmd("SET")
+        .arg(store.redis_key(&key))
+        .arg(header(now + hour))
+        .arg("PXAT")
+        .arg((now + hour).as_millis() - 1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let loaded = store.load(&key).await.unwrap().unwrap();
+    assert_eq!((loaded.version, loaded.expires_at), (3, now + hour));
+    assert_eq!(store.all().await.unwrap(), vec![(key, loaded.clone())]);
+    assert!(store.touch(&key, now + hour + hour).await.unwrap());
+    assert_eq!(
+        store.update(&key, &loaded, 3).await.unwrap(),
+        session_core::UpdateOutcome::Updated
+    );
+    store.clear().await.unwrap();
+}
+
+/// The scripts of `update` and `touch` read the header: a header wrong in
+/// any field (each with the key expiry the store would give it) is
+/// `Error::Decode` naming the key from them as from `load`, and is left as
+/// it was, never a `Conflict` or a touch that makes it look valid.
+#[tokio::test]
+async fn a_malformed_header_is_a_decode_error_from_update_and_touch_too() {
+    if skip_standalone().is_some() {
+        return;
+    }
+    let store = standalone(&session_conformance::unique_namespace()).await;
+    let mut conn = raw().await;
+    let expires = session_core::Timestamp::now() + Duration::from_secs(3600);
+    let field = format!("{:+020}", expires.as_millis());
+    let created = "+0000001764500000000";
+    for header in [
+        // version above u64::MAX
+        format!("s1 99999999999999999999 {created} {field} "),
+        // a letter in the version
+        format!("s1 0000000000000000000x {created} {field} "),
+        // created_at below i64::MIN
+        format!("s1 00000000000000000003 -9223372036854775809 {field} "),
+        // no sign
+        format!("s1 00000000000000000003 00000001764500000000 {field} "),
+        // another format tag
+        format!("s2 00000000000000000003 {created} {field} "),
+        // no space before the data
+        format!("s1 00000000000000000003 {created} {field}x"),
+    ] {
+        let key = SessionId::generate().unwrap().key();
+        let value = format!("{header}{{}}");
+        let _: () = redis::cmd("SET")
+            .arg(store.redis_key(&key))
+            .arg(&value)
+            .arg("PXAT")
+            .arg(expires.as_millis() - 1)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_decode_error(store.load(&key).await, &key);
+        let record = Record::new(data(), Duration::from_secs(60));
+        assert_decode_error(store.update(&key, &record, 3).await, &key);
+        assert_decode_error(store.touch(&key, expires).await, &key);
+        let stored: String = redis::cmd("GET")
+            .arg(store.redis_key(&key))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(stored, value);
+    }
+    store.clear().await.unwrap();
+}
+
 /// The key's Redis expiry, Unix ms.
 #[allow(clippy::unwrap_used, reason = "test helper")]
 async fn pexpiretime(conn: &mut redis::aio::MultiplexedConnection, name: &str) -> i64 {

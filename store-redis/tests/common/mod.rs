@@ -92,3 +92,6 @@ impl StoreFactory for Cluster {
         skip_cluster()
     }
 }
+
+pub mod recovery;
+pub mod server;
