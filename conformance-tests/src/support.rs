@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use session_core::{Data, Record, SessionKey, SessionStore, Timestamp};
+use session_core::{Data, Record, SessionKey, SessionStore, SessionStoreExt, Timestamp};
 use tokio::task::JoinHandle;
 
 use crate::StoreFactory;
@@ -101,6 +101,10 @@ pub(crate) async fn assert_gone<S: SessionStore + ?Sized>(store: &S, key: &Sessi
         "load must return None: {why}"
     );
     assert!(
+        !ok("exists", store.exists(key).await),
+        "exists must be false: {why}"
+    );
+    assert!(
         !listed_keys(store).await.contains(key),
         "all must not list the key: {why}"
     );
@@ -174,6 +178,10 @@ pub(crate) async fn assert_loads<S: SessionStore + ?Sized>(
     match ok("load", store.load(key).await) {
         None => panic!("load returned None, expected the record: {why}"),
         Some(got) => {
+            assert!(
+                ok("exists", store.exists(key).await),
+                "exists must be true for a record that loads: {why}"
+            );
             assert_eq!(&got, expected, "load returned another record: {why}");
             assert!(
                 identical(

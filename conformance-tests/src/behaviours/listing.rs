@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use session_core::{Record, SessionStore, Timestamp, UpdateOutcome};
+use session_core::{Record, SessionStore, SessionStoreExt, Timestamp, UpdateOutcome};
 
 use crate::support::{
     a_minute_ago, all_sorted, assert_gone, assert_loads, data_n, expired, finish, key, keys,
@@ -19,6 +19,10 @@ pub async fn empty_namespace_is_empty<F: StoreFactory>(factory: &F) {
     ok("save", other.save(&key(), &long_lived(data_n(1))).await);
     let store = open(factory).await;
     assert_eq!(ok("len", store.len().await), 0, "len of a fresh namespace");
+    assert!(
+        ok("is_empty", store.is_empty().await),
+        "is_empty of a fresh namespace"
+    );
     assert_eq!(all_sorted(&store).await, vec![], "all of a fresh namespace");
     assert_eq!(
         ok("delete_expired", store.delete_expired().await),
@@ -56,6 +60,10 @@ pub async fn len_counts_only_live<F: StoreFactory>(factory: &F) {
         ok("len", store.len().await),
         5,
         "five live among expired records"
+    );
+    assert!(
+        !ok("is_empty", store.is_empty().await),
+        "is_empty with five live records"
     );
 
     ok("destroy", store.destroy(&live_keys[0]).await);
