@@ -7,10 +7,12 @@ mod basic;
 mod concurrency;
 mod expiry;
 mod listing;
+mod paging;
 mod update;
 
 pub use basic::*;
 pub use concurrency::*;
 pub use expiry::*;
 pub use listing::*;
+pub use paging::*;
 pub use update::*;

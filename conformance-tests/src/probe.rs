@@ -22,11 +22,13 @@
 //! ```
 
 use std::fmt;
+use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use session_core::{
-    Error, Record, Result, SessionKey, SessionStore, Timestamp, UpdateOutcome, async_trait,
+    Cursor, Error, Page, Record, Result, SessionKey, SessionStore, Timestamp, UpdateOutcome,
+    async_trait,
 };
 
 /// A method of [`SessionStore`].
@@ -49,6 +51,8 @@ pub enum Op {
     Clear,
     /// `len`.
     Len,
+    /// `list`.
+    List,
     /// `all`.
     All,
     /// `delete_expired`.
@@ -57,7 +61,7 @@ pub enum Op {
 
 impl Op {
     /// Every operation.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::Load,
         Self::Create,
         Self::Update,
@@ -66,6 +70,7 @@ impl Op {
         Self::Destroy,
         Self::Clear,
         Self::Len,
+        Self::List,
         Self::All,
         Self::DeleteExpired,
     ];
@@ -132,8 +137,8 @@ pub fn injected() -> Error {
 /// instead. Thread-safe; share it through an `Arc`.
 pub struct Probe<S> {
     inner: S,
-    calls: [AtomicU32; 10],
-    trouble: [AtomicU8; 10],
+    calls: [AtomicU32; Op::ALL.len()],
+    trouble: [AtomicU8; Op::ALL.len()],
     /// Latency added before every call, in microseconds.
     delay_micros: AtomicU64,
 }
@@ -281,6 +286,10 @@ impl<S: SessionStore> SessionStore for Probe<S> {
     async fn len(&self) -> Result<u64> {
         self.check(Op::Len).await?;
         self.inner.len().await
+    }
+    async fn list(&self, cursor: Option<&Cursor>, limit: NonZeroUsize) -> Result<Page> {
+        self.check(Op::List).await?;
+        self.inner.list(cursor, limit).await
     }
     async fn all(&self) -> Result<Vec<(SessionKey, Record)>> {
         self.check(Op::All).await?;

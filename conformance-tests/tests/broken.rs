@@ -9,13 +9,15 @@ mod common;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use common::fault::{Fault, FaultyFactory};
-use common::{RefFactory, RefStore, canonical};
+use common::{RefFactory, RefStore, canonical, key_ordered_page};
 use session_conformance::{Capabilities, StoreFactory, run_all, unique_namespace};
 use session_core::{
-    Data, Record, Result, SessionKey, SessionStore, Timestamp, UpdateOutcome, async_trait,
+    Cursor, Data, Page, Record, Result, SessionKey, SessionStore, Timestamp, UpdateOutcome,
+    async_trait,
 };
 
 /// Run the suite on `factory` and return the failed behaviours.
@@ -112,14 +114,19 @@ async fn catches_len_counting_expired_records() {
     .await;
 }
 
-/// `all` lists expired records too.
+/// `list` (and so `all`) lists expired records too.
 #[derive(Debug, Default)]
 struct AllIncludesExpired;
 
 #[async_trait]
 impl Fault for AllIncludesExpired {
-    async fn all(&self, s: &RefStore) -> Result<Vec<(SessionKey, Record)>> {
-        Ok(s.with_map(|m| m.iter().map(|(k, r)| (*k, r.clone())).collect()))
+    async fn list(
+        &self,
+        s: &RefStore,
+        cursor: Option<&Cursor>,
+        limit: NonZeroUsize,
+    ) -> Result<Page> {
+        s.list_at(cursor, limit, Timestamp::now(), |_, _| true)
     }
 }
 
@@ -127,6 +134,8 @@ impl Fault for AllIncludesExpired {
 async fn catches_all_listing_expired_records() {
     assert_fault_caught::<AllIncludesExpired>(&[
         "all_lists_exactly_live_records",
+        "list_pages_cover_every_live_record_once",
+        "list_never_returns_records_that_expire_during_the_listing",
         "touch_to_past_expires",
         "delete_expired_removes_only_expired",
     ])
@@ -820,8 +829,13 @@ impl Fault for OffByOneAndSlow {
     async fn len(&self, s: &RefStore) -> Result<u64> {
         Ok(s.len_at(slow_now().await, live_inclusive))
     }
-    async fn all(&self, s: &RefStore) -> Result<Vec<(SessionKey, Record)>> {
-        Ok(s.all_at(slow_now().await, live_inclusive))
+    async fn list(
+        &self,
+        s: &RefStore,
+        cursor: Option<&Cursor>,
+        limit: NonZeroUsize,
+    ) -> Result<Page> {
+        s.list_at(cursor, limit, slow_now().await, live_inclusive)
     }
 }
 
@@ -861,16 +875,19 @@ impl Fault for MatchesNamespacesByPrefix {
                 .sum(),
         )
     }
-    async fn all(&self, s: &RefStore) -> Result<Vec<(SessionKey, Record)>> {
-        Ok(Self::matching(s, |m| {
-            m.iter()
-                .filter(|(_, r)| live(r))
-                .map(|(k, r)| (*k, r.clone()))
-                .collect::<Vec<_>>()
+    async fn list(
+        &self,
+        s: &RefStore,
+        cursor: Option<&Cursor>,
+        limit: NonZeroUsize,
+    ) -> Result<Page> {
+        let entries = Self::matching(s, |m| {
+            m.iter().map(|(k, r)| (*k, r.clone())).collect::<Vec<_>>()
         })
         .into_iter()
         .flatten()
-        .collect())
+        .collect();
+        key_ordered_page(entries, cursor, limit, live)
     }
     async fn delete_expired(&self, s: &RefStore) -> Result<u64> {
         Ok(Self::matching(s, |m| {
@@ -1258,4 +1275,173 @@ async fn catches_a_conflict_reported_as_missing() {
         "session_handle_keeps_every_change_under_contention",
     ])
     .await;
+}
+
+// ---------------------------------------------------------------- listing
+
+/// The live records of `s`, sorted by key.
+fn sorted_live(s: &RefStore) -> Vec<(SessionKey, Record)> {
+    let mut entries: Vec<_> = s.with_map(|m| {
+        m.iter()
+            .filter(|(_, r)| live(r))
+            .map(|(k, r)| (*k, r.clone()))
+            .collect()
+    });
+    entries.sort_unstable_by_key(|(k, _)| *k);
+    entries
+}
+
+/// `list` ignores `limit`: one page of everything, however large.
+#[derive(Debug, Default)]
+struct ListIgnoresLimit;
+
+#[async_trait]
+impl Fault for ListIgnoresLimit {
+    async fn list(
+        &self,
+        s: &RefStore,
+        cursor: Option<&Cursor>,
+        _limit: NonZeroUsize,
+    ) -> Result<Page> {
+        s.list_at(cursor, NonZeroUsize::MAX, Timestamp::now(), |r, now| {
+            r.is_live_at(now)
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catches_a_listing_that_ignores_the_page_size() {
+    assert_fault_caught::<ListIgnoresLimit>(&["list_pages_cover_every_live_record_once"]).await;
+}
+
+/// `list` resumes *at* the cursor's key instead of after it, so each
+/// page repeats the last record of the one before.
+#[derive(Debug, Default)]
+struct ListRepeatsTheBoundary;
+
+#[async_trait]
+impl Fault for ListRepeatsTheBoundary {
+    async fn list(
+        &self,
+        s: &RefStore,
+        cursor: Option<&Cursor>,
+        limit: NonZeroUsize,
+    ) -> Result<Page> {
+        let from = cursor.map(|c| c.key_after("reference")).transpose()?;
+        let mut entries = sorted_live(s);
+        entries.retain(|(k, _)| from.is_none_or(|f| *k >= f));
+        let more = entries.len() > limit.get();
+        entries.truncate(limit.get());
+        let next = if more {
+            entries.last().map(|(k, _)| Cursor::after(k))
+        } else {
+            None
+        };
+        Ok(Page {
+            records: entries,
+            next,
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catches_a_listing_that_repeats_page_boundaries() {
+    assert_fault_caught::<ListRepeatsTheBoundary>(&["list_pages_cover_every_live_record_once"])
+        .await;
+}
+
+/// `list` hands out a cursor after the last record it read but drops that
+/// record from the page (an off-by-one in the page slice).
+#[derive(Debug, Default)]
+struct ListDropsTheLastOfEachPage;
+
+#[async_trait]
+impl Fault for ListDropsTheLastOfEachPage {
+    async fn list(
+        &self,
+        s: &RefStore,
+        cursor: Option<&Cursor>,
+        limit: NonZeroUsize,
+    ) -> Result<Page> {
+        let mut page = s.list(cursor, limit).await?;
+        if page.next.is_some() {
+            page.records.pop();
+        }
+        Ok(page)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catches_a_listing_that_drops_records_at_page_ends() {
+    assert_fault_caught::<ListDropsTheLastOfEachPage>(&[
+        "list_pages_cover_every_live_record_once",
+        "list_keeps_every_stable_record_through_concurrent_writes",
+    ])
+    .await;
+}
+
+/// `list` pages by offset (`LIMIT n OFFSET k`), the common shortcut: when
+/// records before the offset are destroyed between pages, the rest shift
+/// down and some are never listed.
+#[derive(Debug, Default)]
+struct ListByOffset;
+
+#[async_trait]
+impl Fault for ListByOffset {
+    async fn list(
+        &self,
+        s: &RefStore,
+        cursor: Option<&Cursor>,
+        limit: NonZeroUsize,
+    ) -> Result<Page> {
+        let offset: usize = match cursor {
+            None => 0,
+            Some(c) => c
+                .as_str()
+                .strip_prefix("offset:")
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(|| session_core::Error::invalid_cursor("reference", "not an offset"))?,
+        };
+        let entries = sorted_live(s);
+        let end = offset.saturating_add(limit.get()).min(entries.len());
+        let records = entries
+            .get(offset..end)
+            .map(<[_]>::to_vec)
+            .unwrap_or_default();
+        let next = (end < entries.len()).then(|| Cursor::new(format!("offset:{end}")));
+        Ok(Page { records, next })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catches_a_listing_by_offset() {
+    assert_fault_caught::<ListByOffset>(&[
+        "list_keeps_every_stable_record_through_concurrent_writes",
+    ])
+    .await;
+}
+
+/// `list` treats a cursor it cannot read as "start again": a damaged
+/// cursor silently restarts the listing (an endless loop for a tool that
+/// resumes from it).
+#[derive(Debug, Default)]
+struct ListRestartsOnABadCursor;
+
+#[async_trait]
+impl Fault for ListRestartsOnABadCursor {
+    async fn list(
+        &self,
+        s: &RefStore,
+        cursor: Option<&Cursor>,
+        limit: NonZeroUsize,
+    ) -> Result<Page> {
+        let readable = cursor.filter(|c| c.key_after("reference").is_ok());
+        s.list(readable, limit).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catches_a_listing_that_restarts_on_a_bad_cursor() {
+    assert_fault_caught::<ListRestartsOnABadCursor>(&["list_refuses_a_cursor_it_did_not_make"])
+        .await;
 }

@@ -107,6 +107,16 @@ pub enum Error {
         after: std::time::Duration,
     },
 
+    /// A cursor given to [`SessionStore::list`](crate::SessionStore::list)
+    /// is not one this store hands out (damaged, or from another backend).
+    #[error("{backend} store: invalid listing cursor: {reason}")]
+    InvalidCursor {
+        /// Which backend (e.g. `"redis"`).
+        backend: &'static str,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+
     /// The backend failed (I/O, connection, server error, ...).
     #[error("{backend} store failed")]
     Backend {
@@ -149,6 +159,12 @@ impl Error {
             backend,
             source: source.into(),
         }
+    }
+
+    /// An [`Error::InvalidCursor`] of `backend`.
+    #[must_use]
+    pub fn invalid_cursor(backend: &'static str, reason: &'static str) -> Self {
+        Self::InvalidCursor { backend, reason }
     }
 
     /// Wrap a decoding failure of the record stored under `key`.

@@ -46,6 +46,7 @@ mod data;
 mod error;
 pub mod header;
 mod id;
+mod list;
 mod reaper;
 mod record;
 mod session;
@@ -57,6 +58,7 @@ pub use crate::blocking::run_blocking;
 pub use crate::data::{Data, EncodedData};
 pub use crate::error::{BoxError, Error, Result, report, scrub_password};
 pub use crate::id::{SessionId, SessionKey};
+pub use crate::list::{ALL_PAGE, Cursor, Page};
 pub use crate::reaper::{Reaper, ReaperConfig};
 pub use crate::record::Record;
 pub use crate::session::{

@@ -1,11 +1,13 @@
 //! The storage contract every backend implements.
 
 use std::fmt;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::{Record, Result, SessionKey, Timestamp};
+use crate::list::ALL_PAGE;
+use crate::{Cursor, Page, Record, Result, SessionKey, Timestamp};
 
 /// What a versioned [`SessionStore::update`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -47,8 +49,9 @@ pub enum UpdateOutcome {
 ///   nested and empty objects, records of several MiB.
 /// - **Namespaces.** A store instance owns one namespace (key prefix, table,
 ///   collection, tree); [`clear`](Self::clear), [`len`](Self::len),
-///   [`all`](Self::all) and [`delete_expired`](Self::delete_expired) see that
-///   namespace and nothing else.
+///   [`list`](Self::list), [`all`](Self::all) and
+///   [`delete_expired`](Self::delete_expired) see that namespace and nothing
+///   else.
 /// - **Atomic versioned update.** [`update`](Self::update) is one atomic step
 ///   on the backend (a script, a conditional statement, a filtered update, a
 ///   compare-and-swap or a lock), never read-then-write from the client.
@@ -140,8 +143,49 @@ pub trait SessionStore: fmt::Debug + Send + Sync + 'static {
     /// never counted, reaped or not.
     async fn len(&self) -> Result<u64>;
 
-    /// Every live `(key, record)` of the namespace, in no particular order.
-    async fn all(&self) -> Result<Vec<(SessionKey, Record)>>;
+    /// One page of the namespace's live records: up to `limit` of them,
+    /// starting where `cursor` (from the previous page's
+    /// [`next`](Page::next); `None` to start) left off.
+    ///
+    /// Following `next` until it is `None`:
+    ///
+    /// - lists every live record **exactly once** while nothing is written;
+    /// - lists every record that stays live and unwritten through the whole
+    ///   listing **at least once**, whatever is written meanwhile (records
+    ///   written during the listing may or may not appear);
+    /// - never returns an expired record, reaped or not;
+    /// - holds at most `limit` records per page in memory, whatever the
+    ///   namespace's size: a listing of millions of sessions is as cheap in
+    ///   memory as one page.
+    ///
+    /// The order is the store's own. A page may be empty while `next` is
+    /// `Some`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidCursor`](crate::Error::InvalidCursor) for a cursor
+    /// this store did not hand out; the backend's errors.
+    async fn list(&self, cursor: Option<&Cursor>, limit: NonZeroUsize) -> Result<Page>;
+
+    /// Every live `(key, record)` of the namespace, in no particular order:
+    /// [`list`](Self::list) followed to its end, so it holds the whole
+    /// namespace in memory; prefer `list` where the namespace may be large.
+    ///
+    /// A record written during the call may be missing or, on a store whose
+    /// listing can return a record twice under concurrent writes, appear
+    /// twice; every record that stays live and unwritten is listed.
+    async fn all(&self) -> Result<Vec<(SessionKey, Record)>> {
+        let mut out = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = self.list(cursor.as_ref(), ALL_PAGE).await?;
+            out.extend(page.records);
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => return Ok(out),
+            }
+        }
+    }
 
     /// Remove expired records now and return how many were removed.
     ///
@@ -186,6 +230,9 @@ macro_rules! forward_store {
             }
             async fn len(&self) -> Result<u64> {
                 (**self).len().await
+            }
+            async fn list(&self, cursor: Option<&Cursor>, limit: NonZeroUsize) -> Result<Page> {
+                (**self).list(cursor, limit).await
             }
             async fn all(&self) -> Result<Vec<(SessionKey, Record)>> {
                 (**self).all().await

@@ -7,10 +7,12 @@
 //! decided by this process's clock against the expiry sealed in the
 //! cookie, exactly as an in-process store decides it.
 
+use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use session_core::{
-    Record, Result, SessionKey, SessionStore, Timestamp, UpdateOutcome, async_trait,
+    Cursor, Error, Page, Record, Result, SessionKey, SessionStore, Timestamp, UpdateOutcome,
+    async_trait,
 };
 
 use crate::sealed::check_size;
@@ -150,13 +152,21 @@ impl SessionStore for Jar {
         ))
     }
 
-    async fn all(&self) -> Result<Vec<(SessionKey, Record)>> {
-        Ok(self
-            .lock()
-            .iter()
-            .filter(|(_, r)| r.is_live())
-            .cloned()
-            .collect())
+    async fn list(&self, cursor: Option<&Cursor>, _limit: NonZeroUsize) -> Result<Page> {
+        // At most one session: always one page, which never hands out a
+        // cursor.
+        if cursor.is_some() {
+            return Err(Error::invalid_cursor("cookie", "a jar lists in one page"));
+        }
+        Ok(Page {
+            records: self
+                .lock()
+                .iter()
+                .filter(|(_, r)| r.is_live())
+                .cloned()
+                .collect(),
+            next: None,
+        })
     }
 
     async fn delete_expired(&self) -> Result<u64> {

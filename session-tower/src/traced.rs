@@ -4,11 +4,12 @@
 //! either).
 
 use std::future::Future;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Instant;
 
 use session_core::{
-    Record, Result, SessionKey, SessionStore, Timestamp, UpdateOutcome, async_trait,
+    Cursor, Page, Record, Result, SessionKey, SessionStore, Timestamp, UpdateOutcome, async_trait,
 };
 
 #[derive(Debug)]
@@ -83,6 +84,9 @@ impl SessionStore for Traced {
     }
     async fn len(&self) -> Result<u64> {
         self.call("len", self.inner.len()).await
+    }
+    async fn list(&self, cursor: Option<&Cursor>, limit: NonZeroUsize) -> Result<Page> {
+        self.call("list", self.inner.list(cursor, limit)).await
     }
     async fn all(&self) -> Result<Vec<(SessionKey, Record)>> {
         self.call("all", self.inner.all()).await

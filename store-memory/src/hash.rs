@@ -20,7 +20,7 @@ use foldhash::fast::RandomState;
 pub(crate) const KEY_BYTES: usize = 32;
 
 /// The 32 raw bytes of a session key, as stored in the maps and the index.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 pub(crate) struct Key(pub(crate) [u8; KEY_BYTES]);
 
 impl Hash for Key {

@@ -29,7 +29,7 @@
 use session_core::EncodedData;
 use std::collections::btree_map::Entry as BTreeEntry;
 use std::collections::hash_map::Entry as MapEntry;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 
 use crate::hash::{Key, KeyHashBuilder};
 
@@ -265,14 +265,32 @@ impl Shard {
         self.map.len() - expired
     }
 
-    /// Append every live entry to `out`.
-    pub(crate) fn collect_live(&self, now: i64, out: &mut Vec<(Key, Entry)>) {
-        out.extend(
-            self.map
-                .iter()
-                .filter(|(_, slot)| slot.entry.is_live(now))
-                .map(|(k, slot)| (*k, slot.entry.clone())),
-        );
+    /// The `want` smallest keys after `after` whose entries are live, in
+    /// key order: one page of a keyset listing. Costs a pass over the map
+    /// and a heap of `want` keys, whatever the shard's size.
+    pub(crate) fn live_after(
+        &self,
+        after: Option<&Key>,
+        want: usize,
+        now: i64,
+    ) -> Vec<(Key, Entry)> {
+        let mut smallest: BinaryHeap<Key> = BinaryHeap::with_capacity(want.saturating_add(1));
+        for (key, slot) in &self.map {
+            if after.is_some_and(|a| key <= a) || !slot.entry.is_live(now) {
+                continue;
+            }
+            if smallest.len() < want {
+                smallest.push(*key);
+            } else if smallest.peek().is_some_and(|top| key < top) {
+                smallest.pop();
+                smallest.push(*key);
+            }
+        }
+        smallest
+            .into_sorted_vec()
+            .into_iter()
+            .filter_map(|key| Some((key, self.map.get(&key)?.entry.clone())))
+            .collect()
     }
 
     /// Take the key at `position` out of the index, giving the key moved

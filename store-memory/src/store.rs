@@ -6,12 +6,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::RwLock;
 use session_core::{
-    Record, Result, SessionKey, SessionStore, Timestamp, UpdateOutcome, async_trait,
+    Cursor, Error, Page, Record, Result, SessionKey, SessionStore, Timestamp, UpdateOutcome,
+    async_trait,
 };
 
-use crate::MemoryStoreBuilder;
 use crate::hash::{Key, Seeds};
 use crate::shard::{Entry, Removed, Shard, Sweep, Update};
+use crate::{BACKEND, MemoryStoreBuilder};
 
 /// Shards per available core, before rounding up to a power of two.
 const SHARDS_PER_CORE: usize = 4;
@@ -27,6 +28,8 @@ const MIN_SHARE: usize = 1024;
 /// checks one indexed key: removes it, re-indexes a postponed one, or leaves
 /// one that is not due yet), so a sweep never blocks requests for long.
 const REAP_BATCH: usize = 4096;
+/// The prefix of this store's listing cursors: `mem:<shard>:<key or empty>`.
+const CURSOR: &str = "mem:";
 
 /// One shard on its own cache lines, so that locking one shard does not
 /// slow down its neighbours (false sharing).
@@ -172,15 +175,67 @@ impl MemoryStore {
         live as u64
     }
 
-    pub(crate) fn all_at(&self, now: i64) -> Result<Vec<(SessionKey, Record)>> {
+    /// One page: shard by shard, each in key order (keyset pagination
+    /// within a shard, whose keys never move to another shard).
+    pub(crate) fn list_at(
+        &self,
+        cursor: Option<&Cursor>,
+        limit: NonZeroUsize,
+        now: i64,
+    ) -> Result<Page> {
+        let (mut shard, mut after) = match cursor {
+            None => (0, None),
+            Some(cursor) => self.parse_cursor(cursor)?,
+        };
         let mut entries = Vec::new();
-        for slot in self.shards.iter() {
-            slot.0.read().collect_live(now, &mut entries);
+        while shard < self.shards.len() {
+            let want = limit.get() - entries.len();
+            let found = self.shards[shard]
+                .0
+                .read()
+                .live_after(after.as_ref(), want, now);
+            let full = found.len() == want;
+            after = found.last().map(|(k, _)| *k);
+            entries.extend(found);
+            if full {
+                break;
+            }
+            shard += 1;
+            after = None;
         }
-        Ok(entries
+        let next = (shard < self.shards.len()).then(|| {
+            let hex = after.map(|k| SessionKey::from_bytes(k.0));
+            Cursor::new(format!(
+                "{CURSOR}{shard}:{}",
+                hex.as_ref().map_or("", SessionKey::as_str)
+            ))
+        });
+        let records = entries
             .into_iter()
             .map(|(k, e)| (SessionKey::from_bytes(k.0), decode(e)))
-            .collect())
+            .collect();
+        Ok(Page { records, next })
+    }
+
+    /// The shard and key a cursor of [`list_at`](Self::list_at) resumes at.
+    fn parse_cursor(&self, cursor: &Cursor) -> Result<(usize, Option<Key>)> {
+        let invalid = |reason| Error::invalid_cursor(BACKEND, reason);
+        let (shard, key) = cursor
+            .as_str()
+            .strip_prefix(CURSOR)
+            .and_then(|rest| rest.split_once(':'))
+            .ok_or_else(|| invalid("not a memory store cursor"))?;
+        let shard: usize = shard.parse().map_err(|_| invalid("not a shard number"))?;
+        if shard >= self.shards.len() {
+            return Err(invalid("a shard this store does not have"));
+        }
+        let key = if key.is_empty() {
+            None
+        } else {
+            let key = SessionKey::parse(key).map_err(|_| invalid("not a session key"))?;
+            Some(Key(*key.as_bytes()))
+        };
+        Ok((shard, key))
     }
 
     pub(crate) fn delete_expired_at(&self, now: i64) -> u64 {
@@ -340,8 +395,8 @@ impl SessionStore for MemoryStore {
         Ok(self.len_at(now()))
     }
 
-    async fn all(&self) -> Result<Vec<(SessionKey, Record)>> {
-        self.all_at(now())
+    async fn list(&self, cursor: Option<&Cursor>, limit: NonZeroUsize) -> Result<Page> {
+        self.list_at(cursor, limit, now())
     }
 
     async fn delete_expired(&self) -> Result<u64> {

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use serde_json::json;
 use session_core::{
-    Data, Reaper, ReaperConfig, Record, SessionId, SessionKey, SessionStore, Timestamp,
-    UpdateOutcome,
+    Cursor, Data, Error, Reaper, ReaperConfig, Record, SessionId, SessionKey, SessionStore,
+    Timestamp, UpdateOutcome,
 };
 
 use crate::MemoryStore;
@@ -32,6 +32,24 @@ fn data(n: i64) -> Data {
         unreachable!()
     };
     map.into()
+}
+
+impl MemoryStore {
+    /// Every live record at `now`, listed in pages of `limit`.
+    fn list_all_at(&self, now: i64, limit: usize) -> Vec<(SessionKey, Record)> {
+        let limit = NonZeroUsize::new(limit).unwrap();
+        let mut out = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = self.list_at(cursor.as_ref(), limit, now).unwrap();
+            assert!(page.records.len() <= limit.get());
+            out.extend(page.records);
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => return out,
+            }
+        }
+    }
 }
 
 /// A record created at `T0` expiring at `T0 + ms`.
@@ -258,8 +276,7 @@ fn capacity_bound_is_never_exceeded() {
     assert_eq!(store.evictions(), 900);
     // The survivors are the 100 that expire last (one per tick here).
     let mut expiries: Vec<i64> = store
-        .all_at(T0)
-        .unwrap()
+        .list_all_at(T0, 7)
         .iter()
         .map(|(_, r)| (r.expires_at.as_millis() - T0 - 60_000) / TICK)
         .collect();
@@ -418,9 +435,9 @@ fn len_and_all_follow_expiry_and_touch() {
     store.save_at(&k, &expiring_in(1_000, 1), T0).unwrap();
     assert!(store.touch_at(&k, Timestamp::from_millis(T0 + 5_000), T0 + 500));
     assert_eq!(store.len_at(T0 + 4_999), 1);
-    assert_eq!(store.all_at(T0 + 4_999).unwrap().len(), 1);
+    assert_eq!(store.list_all_at(T0 + 4_999, 1).len(), 1);
     assert_eq!(store.len_at(T0 + 5_000), 0);
-    assert!(store.all_at(T0 + 5_000).unwrap().is_empty());
+    assert!(store.list_all_at(T0 + 5_000, 1).is_empty());
     // Touching into the past expires it; touching it again finds nothing.
     store.save_at(&k, &expiring_in(1_000, 1), T0).unwrap();
     assert!(store.touch_at(&k, Timestamp::from_millis(T0), T0));
@@ -646,4 +663,57 @@ fn random_operations(seed: u64) {
         evictions += evicted;
     }
     assert!(evictions > 0, "the bound was reached");
+}
+
+#[test]
+fn listing_crosses_shards_once_and_skips_what_expired() {
+    let store = MemoryStore::builder().with_shards(8).build_now().unwrap();
+    let mut live = Vec::new();
+    for i in 0..300 {
+        let k = key();
+        store.save_at(&k, &expiring_in(60_000, i), T0).unwrap();
+        live.push(k);
+    }
+    for i in 0..50 {
+        store.save_at(&key(), &expiring_in(1_000, i), T0).unwrap();
+    }
+    live.sort_unstable();
+    for limit in [1, 3, 37, 300, 1_000] {
+        let mut listed: Vec<_> = store
+            .list_all_at(T0 + 1_000, limit)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        listed.sort_unstable();
+        assert_eq!(listed, live, "limit {limit}");
+    }
+}
+
+#[test]
+fn a_cursor_for_a_shard_the_store_lacks_is_invalid() {
+    let small = MemoryStore::builder().with_shards(2).build_now().unwrap();
+    let big = MemoryStore::builder().with_shards(64).build_now().unwrap();
+    for _ in 0..200 {
+        big.save_at(&key(), &expiring_in(60_000, 0), T0).unwrap();
+    }
+    let limit = NonZeroUsize::new(150).unwrap();
+    let next = big.list_at(None, limit, T0).unwrap().next.unwrap();
+    assert!(next.as_str().starts_with("mem:"), "{next}");
+    // The big store's cursor sits past the small store's two shards.
+    for cursor in [
+        Cursor::new("mem:63:"),
+        Cursor::new("mem:2:"),
+        Cursor::new("mem:x:"),
+    ] {
+        assert!(
+            matches!(
+                small.list_at(Some(&cursor), limit, T0),
+                Err(Error::InvalidCursor {
+                    backend: "memory",
+                    ..
+                })
+            ),
+            "{cursor}"
+        );
+    }
 }

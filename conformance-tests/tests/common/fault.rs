@@ -5,10 +5,11 @@
 use std::borrow::Cow;
 use std::fmt::Debug;
 use std::marker::PhantomData;
+use std::num::NonZeroUsize;
 
 use session_conformance::{Capabilities, StoreFactory};
 use session_core::{
-    Record, Result, SessionKey, SessionStore, Timestamp, UpdateOutcome, async_trait,
+    Cursor, Page, Record, Result, SessionKey, SessionStore, Timestamp, UpdateOutcome, async_trait,
 };
 
 use super::{RefFactory, RefStore};
@@ -52,8 +53,13 @@ pub(crate) trait Fault: Debug + Default + Send + Sync + 'static {
     async fn len(&self, s: &RefStore) -> Result<u64> {
         s.len().await
     }
-    async fn all(&self, s: &RefStore) -> Result<Vec<(SessionKey, Record)>> {
-        s.all().await
+    async fn list(
+        &self,
+        s: &RefStore,
+        cursor: Option<&Cursor>,
+        limit: NonZeroUsize,
+    ) -> Result<Page> {
+        s.list(cursor, limit).await
     }
     async fn delete_expired(&self, s: &RefStore) -> Result<u64> {
         s.delete_expired().await
@@ -98,8 +104,10 @@ impl<B: Fault> SessionStore for Faulty<B> {
     async fn len(&self) -> Result<u64> {
         self.fault.len(&self.inner).await
     }
-    async fn all(&self) -> Result<Vec<(SessionKey, Record)>> {
-        self.fault.all(&self.inner).await
+    // `all` is the trait's: `list` followed to its end, so a fault in
+    // `list` shows in `all` as it would in a real store.
+    async fn list(&self, cursor: Option<&Cursor>, limit: NonZeroUsize) -> Result<Page> {
+        self.fault.list(&self.inner, cursor, limit).await
     }
     async fn delete_expired(&self) -> Result<u64> {
         self.fault.delete_expired(&self.inner).await

@@ -13,11 +13,12 @@
 pub(crate) mod fault;
 
 use std::collections::HashMap;
+use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use session_conformance::{Capabilities, StoreFactory};
 use session_core::{
-    Record, Result, SessionKey, SessionStore, Timestamp, UpdateOutcome, async_trait,
+    Cursor, Page, Record, Result, SessionKey, SessionStore, Timestamp, UpdateOutcome, async_trait,
 };
 
 /// One namespace's sessions.
@@ -193,14 +194,31 @@ impl RefStore {
         self.with_map(|m| m.values().filter(|r| live(r, now)).count() as u64)
     }
 
-    pub(crate) fn all_at(&self, now: Timestamp, live: Rule) -> Vec<(SessionKey, Record)> {
-        self.with_map(|m| {
-            m.iter()
-                .filter(|(_, r)| live(r, now))
-                .map(|(k, r)| (*k, r.clone()))
-                .collect()
-        })
+    pub(crate) fn list_at(
+        &self,
+        cursor: Option<&Cursor>,
+        limit: NonZeroUsize,
+        now: Timestamp,
+        live: Rule,
+    ) -> Result<Page> {
+        let entries = self.with_map(|m| m.iter().map(|(k, r)| (*k, r.clone())).collect());
+        key_ordered_page(entries, cursor, limit, |r| live(r, now))
     }
+}
+
+/// Keyset pagination over `entries`: the `limit` smallest keys after the
+/// cursor's, of which `keep` decides the ones to return.
+pub(crate) fn key_ordered_page(
+    mut entries: Vec<(SessionKey, Record)>,
+    cursor: Option<&Cursor>,
+    limit: NonZeroUsize,
+    keep: impl Fn(&Record) -> bool,
+) -> Result<Page> {
+    let after = cursor.map(|c| c.key_after("reference")).transpose()?;
+    entries.retain(|(k, _)| after.is_none_or(|a| *k > a));
+    entries.sort_unstable_by_key(|(k, _)| *k);
+    entries.truncate(limit.get());
+    Page::from_key_ordered(entries, limit, |_, r| Ok(keep(&r).then_some(r)))
 }
 
 #[async_trait]
@@ -259,8 +277,8 @@ impl SessionStore for RefStore {
         Ok(self.len_at(Timestamp::now(), contract_rule))
     }
 
-    async fn all(&self) -> Result<Vec<(SessionKey, Record)>> {
-        Ok(self.all_at(Timestamp::now(), contract_rule))
+    async fn list(&self, cursor: Option<&Cursor>, limit: NonZeroUsize) -> Result<Page> {
+        self.list_at(cursor, limit, Timestamp::now(), contract_rule)
     }
 
     async fn delete_expired(&self) -> Result<u64> {

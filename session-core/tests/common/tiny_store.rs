@@ -1,7 +1,8 @@
 use session_core::{
-    Record, Result, SessionKey, SessionStore, Timestamp, UpdateOutcome, async_trait,
+    Cursor, Page, Record, Result, SessionKey, SessionStore, Timestamp, UpdateOutcome, async_trait,
 };
 use std::collections::HashMap;
+use std::num::NonZeroUsize;
 use std::sync::Mutex;
 
 #[derive(Debug, Default)]
@@ -71,13 +72,18 @@ impl SessionStore for TinyStore {
     async fn len(&self) -> Result<u64> {
         Ok(self.map().values().filter(|r| r.is_live()).count() as u64)
     }
-    async fn all(&self) -> Result<Vec<(SessionKey, Record)>> {
+    async fn list(&self, cursor: Option<&Cursor>, limit: NonZeroUsize) -> Result<Page> {
+        // Keyset pagination: the `limit` smallest keys after the cursor's.
+        let after = cursor.map(|c| c.key_after("tiny")).transpose()?;
         let map = self.map();
-        Ok(map
+        let mut next: Vec<_> = map
             .iter()
-            .filter(|(_, r)| r.is_live())
+            .filter(|(k, _)| after.is_none_or(|a| **k > a))
             .map(|(k, r)| (*k, r.clone()))
-            .collect())
+            .collect();
+        next.sort_unstable_by_key(|(k, _)| *k);
+        next.truncate(limit.get());
+        Page::from_key_ordered(next, limit, |_, r| Ok(r.is_live().then_some(r)))
     }
     async fn delete_expired(&self) -> Result<u64> {
         let mut map = self.map();
