@@ -65,6 +65,7 @@ macro_rules! __with_behaviours {
             delete_expired_removes_only_expired,
             delete_expired_spares_records_about_to_expire,
             delete_expired_removes_what_expired_by_time,
+            delete_expired_removes_what_has_just_expired,
             delete_expired_counts_each_record_once_after_churn,
             delete_expired_spares_postponed_records,
             empty_namespace_is_empty,

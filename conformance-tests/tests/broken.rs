@@ -1017,6 +1017,30 @@ async fn catches_delete_expired_that_never_reaps() {
     assert_fault_caught::<NeverReaps>(&["delete_expired_removes_what_expired_by_time"]).await;
 }
 
+/// `delete_expired` sweeps with a bound a second behind the clock (a
+/// lagging sweep, or an index whose current bucket is never walked):
+/// records that have only just expired are left for a later sweep.
+#[derive(Debug, Default)]
+struct ReapsOnlyLongExpired;
+
+#[async_trait]
+impl Fault for ReapsOnlyLongExpired {
+    async fn delete_expired(&self, s: &RefStore) -> Result<u64> {
+        let bound = Timestamp::now() - std::time::Duration::from_secs(1);
+        Ok(s.with_map(|m| {
+            let before = m.len();
+            m.retain(|_, r| r.expires_at.is_after(bound));
+            (before - m.len()) as u64
+        }))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catches_delete_expired_that_lags_behind_the_clock() {
+    assert_fault_caught::<ReapsOnlyLongExpired>(&["delete_expired_removes_what_has_just_expired"])
+        .await;
+}
+
 /// An expiry index with one slot per expiry instant: the last key written
 /// to expire at a given millisecond takes the slot, and `delete_expired`
 /// reaps only the keys its index holds. Records that shared an instant

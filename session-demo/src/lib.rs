@@ -8,7 +8,10 @@
 
 pub mod app;
 pub mod keys;
-pub mod store;
+/// The store URL scheme (`--store`), from `session-url`.
+pub mod store {
+    pub use session_url::*;
+}
 
 pub use app::{Info, counter, router};
 pub use store::{Opened, StoreUrl};

@@ -621,6 +621,45 @@ pub async fn delete_expired_removes_what_expired_by_time<F: StoreFactory>(factor
     finish(&store).await;
 }
 
+/// "`delete_expired()`: remove expired records **now**" on a backend that
+/// keeps expired records until then (unless the factory declares
+/// [`expires_natively`](crate::Capabilities::expires_natively)): records
+/// that expired a few milliseconds ago are removed and counted too, not
+/// only ones long past (a store sweeping with a lagging bound, or an index
+/// whose current time bucket is never walked, leaves them to a later sweep
+/// and miscounts this one).
+pub async fn delete_expired_removes_what_has_just_expired<F: StoreFactory>(factory: &F) {
+    if factory.capabilities().expires_natively {
+        return;
+    }
+    let store = open(factory).await;
+    let expiry = Timestamp::now() + JUST_EXPIRED_TTL;
+    for (i, k) in keys(5).iter().enumerate() {
+        let record = Record::with_times(data_n(i as i64), Timestamp::now(), expiry);
+        ok("save", store.save(k, &record).await);
+    }
+    let (kept, kept_record) = (key(), long_lived(data_n(9)));
+    ok("save", store.save(&kept, &kept_record).await);
+    sleep_until(expiry + Duration::from_millis(30)).await;
+    assert_eq!(
+        ok("delete_expired", store.delete_expired().await),
+        5,
+        "delete_expired right after 5 records expired"
+    );
+    assert_eq!(
+        ok("delete_expired", store.delete_expired().await),
+        0,
+        "a second delete_expired"
+    );
+    assert_loads(&store, &kept, &kept_record, "the live record").await;
+    finish(&store).await;
+}
+
+/// The lifetime of the records of
+/// [`delete_expired_removes_what_has_just_expired`]: enough for six writes
+/// on a slow server.
+const JUST_EXPIRED_TTL: Duration = Duration::from_millis(600);
+
 /// Records of the churn behaviour, all written to expire at one instant.
 const CHURN_KEYS: usize = 42;
 /// Their lifetime: long enough for ~90 writes on a slow server.

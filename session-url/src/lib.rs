@@ -1,4 +1,20 @@
-//! `--store URL`: which backend the demo runs on, and opening it.
+//! One URL per store: `memory`, `cookie`, `sqlite://PATH`, `sled://PATH`,
+//! `file://PATH`, `redis://…` (a comma list or `redis+cluster://` for a
+//! Cluster), `mongodb://…`, `postgres://…`, `mysql://…`/`mariadb://…`.
+//! The scheme the demo's `--store` and `session-admin`'s `--store`/`--to`
+//! share, and opening what it names with bounded waits.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> session_core::Result<()> {
+//! use session_url::StoreUrl;
+//! let url: StoreUrl = "memory".parse().expect("a store URL");
+//! let opened = url.open().await?;
+//! assert_eq!(opened.backend, "memory");
+//! assert!(opened.store.is_some());
+//! # Ok(())
+//! # }
+//! ```
 
 use std::fmt;
 use std::path::{Path, PathBuf};

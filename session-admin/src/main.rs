@@ -1,0 +1,245 @@
+//! `session-admin`: the command line over the library half (see the crate
+//! README).
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use session_admin::{AdminError, Copied, Existing, Result};
+use session_core::{SessionKey, SessionStore, SessionStoreExt};
+use session_url::StoreUrl;
+
+/// Operate a session store: count, list, purge, export, import, migrate.
+#[derive(Debug, Parser)]
+#[command(name = "session-admin", version, about, long_about = None)]
+struct Cli {
+    /// The store: memory, sqlite://PATH, sled://PATH, file://PATH,
+    /// redis://HOST:PORT[/DB], redis+cluster://HOST:PORT,...,
+    /// mongodb://HOST:PORT, postgres://USER@HOST:PORT/DB,
+    /// mysql://USER@HOST:PORT/DB (the demo's --store forms).
+    #[arg(long, value_name = "URL", env = "SESSION_ADMIN_STORE")]
+    store: StoreUrl,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print the number of live sessions.
+    Count,
+    /// List live sessions: key (hash prefix), created, expires, size in
+    /// bytes, version.
+    List {
+        /// One JSON object per line, with the full key.
+        #[arg(long)]
+        json: bool,
+        /// Stop after this many sessions.
+        #[arg(long, value_name = "N")]
+        limit: Option<u64>,
+    },
+    /// Remove expired sessions now and print how many were removed.
+    PurgeExpired,
+    /// Destroy sessions by key (the 64-hex hash `list --json` prints).
+    Destroy {
+        /// A session key; repeat for several.
+        #[arg(long = "key", value_name = "KEY", required = true)]
+        keys: Vec<String>,
+        /// Say what would be destroyed; destroy nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Write every live session as JSON lines (exact: data, times,
+    /// version).
+    Export {
+        /// Write here instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Read JSON lines written by `export` and store each session.
+    Import {
+        /// Read from here instead of standard input.
+        #[arg(long = "in", value_name = "FILE")]
+        input: Option<PathBuf>,
+        /// Replace sessions the store already holds (default: keep them).
+        #[arg(long)]
+        overwrite: bool,
+        /// Check every line and count; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Copy every live session to another store, with its expiry, so that
+    /// every cookie keeps working there.
+    Migrate {
+        /// The target store (same forms as --store).
+        #[arg(long, value_name = "URL")]
+        to: StoreUrl,
+        /// Replace sessions the target already holds (default: keep them).
+        #[arg(long)]
+        overwrite: bool,
+        /// Read the source and count; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("session-admin: {}", report(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes on one line.
+fn report(error: &AdminError) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// Open the store `url` names; cookie-only sessions have none.
+async fn open(url: &StoreUrl) -> Result<Arc<dyn SessionStore>> {
+    let opened = url.open().await?;
+    opened.store.ok_or(AdminError::Unsupported(
+        "cookie-only sessions live in the visitors' browsers: there is no store to operate on",
+    ))
+}
+
+/// A progress bar on standard error for `total` sessions, drawn only on a
+/// terminal.
+fn progress(total: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(total);
+    if let Ok(style) = ProgressStyle::with_template(
+        "{msg} [{elapsed_precise}] {wide_bar} {pos}/{len} ({per_sec}, {eta})",
+    ) {
+        bar.set_style(style);
+    }
+    bar.set_message(what.to_owned());
+    bar
+}
+
+/// Print what an import or a migration did.
+fn summary(copied: &Copied, dry_run: bool) {
+    let verb = if dry_run { "would write" } else { "wrote" };
+    println!(
+        "read {}, {verb} {}, already there {}, expired {}",
+        copied.read, copied.written, copied.already_there, copied.expired
+    );
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let store = open(&cli.store).await?;
+    let store = store.as_ref();
+    match cli.command {
+        Command::Count => println!("{}", store.len().await?),
+        Command::List { json, limit } => {
+            let mut out = BufWriter::new(std::io::stdout());
+            session_admin::list(store, &mut out, json, limit).await?;
+            out.flush().map_err(|source| AdminError::Io {
+                what: "writing the listing".to_owned(),
+                source,
+            })?;
+        }
+        Command::PurgeExpired => println!("{}", store.delete_expired().await?),
+        Command::Destroy { keys, dry_run } => {
+            let keys = keys
+                .iter()
+                .map(|k| SessionKey::parse(k))
+                .collect::<session_core::Result<Vec<_>>>()?;
+            let mut live = 0u64;
+            for key in &keys {
+                if store.exists(key).await? {
+                    live += 1;
+                }
+                if !dry_run {
+                    store.destroy(key).await?;
+                }
+            }
+            let verb = if dry_run {
+                "would destroy"
+            } else {
+                "destroyed"
+            };
+            println!("{verb} {live} live session(s) of {} key(s)", keys.len());
+        }
+        Command::Export { out } => {
+            let bar = progress(store.len().await?, "export");
+            let written = match out {
+                Some(path) => {
+                    let file = File::create(&path).map_err(|source| AdminError::Io {
+                        what: format!("creating {}", path.display()),
+                        source,
+                    })?;
+                    session_admin::export(store, &mut BufWriter::new(file), &bar).await?
+                }
+                None => {
+                    let mut out = BufWriter::new(std::io::stdout());
+                    session_admin::export(store, &mut out, &bar).await?
+                }
+            };
+            bar.finish_and_clear();
+            eprintln!("exported {written} session(s)");
+        }
+        Command::Import {
+            input,
+            overwrite,
+            dry_run,
+        } => {
+            let how = if overwrite {
+                Existing::Replace
+            } else {
+                Existing::Keep
+            };
+            let bar = ProgressBar::new_spinner();
+            let copied = match input {
+                Some(path) => {
+                    let file = File::open(&path).map_err(|source| AdminError::Io {
+                        what: format!("opening {}", path.display()),
+                        source,
+                    })?;
+                    session_admin::import(store, &mut BufReader::new(file), how, dry_run, &bar)
+                        .await?
+                }
+                None => {
+                    let mut input = BufReader::new(std::io::stdin());
+                    session_admin::import(store, &mut input, how, dry_run, &bar).await?
+                }
+            };
+            bar.finish_and_clear();
+            summary(&copied, dry_run);
+        }
+        Command::Migrate {
+            to,
+            overwrite,
+            dry_run,
+        } => {
+            let target = open(&to).await?;
+            let how = if overwrite {
+                Existing::Replace
+            } else {
+                Existing::Keep
+            };
+            let bar = progress(store.len().await?, "migrate");
+            let copied = session_admin::migrate(store, target.as_ref(), how, dry_run, &bar).await?;
+            bar.finish_and_clear();
+            summary(&copied, dry_run);
+        }
+    }
+    Ok(())
+}
