@@ -2,10 +2,12 @@
 //! key's shard locked (writes) or without a lock (reads: a file is always
 //! whole, the rename swaps it in at once).
 
+use std::collections::BinaryHeap;
 use std::fs;
 use std::io;
+use std::num::NonZeroUsize;
 
-use session_core::{Record, Result, SessionKey, UpdateOutcome};
+use session_core::{Page, Record, Result, SessionKey, UpdateOutcome};
 
 use crate::format::{self, Header};
 use crate::io_error;
@@ -114,15 +116,75 @@ impl Dir {
         self.write(key, bytes)
     }
 
-    /// The live records (or, with `headers_only`, only their count: `None`
-    /// records) of one shard, unlocked.
-    pub(crate) fn scan_shard(
+    /// The number of live records of one shard, unlocked.
+    pub(crate) fn count_shard(&self, shard: usize, now: i64) -> Result<u64> {
+        let mut count = 0;
+        self.each_key(shard, |key| {
+            // Gone since it was listed: destroyed meanwhile.
+            if let Some(header) = self.read_header(&key)?
+                && header.is_live_at(now)
+            {
+                count += 1;
+            }
+            Ok(())
+        })?;
+        Ok(count)
+    }
+
+    /// One page of `list`, unlocked: the session files are named by their
+    /// keys' hex digits in shards by the first byte, so key order is shard
+    /// order, then name order. Reads up to `limit` names after `after`
+    /// (from its shard on; earlier shards are never listed nor opened),
+    /// then the files of those names, returning the live records; the next
+    /// page resumes after the last name read.
+    pub(crate) fn list_after(
+        &self,
+        after: Option<&SessionKey>,
+        limit: NonZeroUsize,
+        now: i64,
+    ) -> Result<Page> {
+        let mut scanned = Vec::new();
+        for shard in after.map_or(0, shard_of)..SHARDS {
+            let want = limit.get() - scanned.len();
+            scanned.extend(
+                self.keys_after(shard, after, want)?
+                    .into_iter()
+                    .map(|k| (k, ())),
+            );
+            if scanned.len() >= limit.get() {
+                break;
+            }
+        }
+        // A file removed since its name was read loads as `None`: skipped.
+        Page::from_key_ordered(scanned, limit, |key, ()| self.load(&key, now))
+    }
+
+    /// The `want` smallest keys of `shard` greater than `after`, in order.
+    /// A bounded heap keeps memory at `want` keys however large the shard.
+    fn keys_after(
         &self,
         shard: usize,
-        now: i64,
-        headers_only: bool,
-        out: &mut Vec<(SessionKey, Option<Record>)>,
-    ) -> Result<()> {
+        after: Option<&SessionKey>,
+        want: usize,
+    ) -> Result<Vec<SessionKey>> {
+        let mut smallest = BinaryHeap::new();
+        self.each_key(shard, |key| {
+            if after.is_none_or(|after| key > *after) {
+                smallest.push(key);
+                if smallest.len() > want {
+                    smallest.pop();
+                }
+            }
+            Ok(())
+        })?;
+        Ok(smallest.into_sorted_vec())
+    }
+
+    /// Call `each` with the key of every session file of `shard`, in
+    /// directory order, unlocked. Only names that are a key of this shard
+    /// count: the lock, a temporary file or anything else someone put here
+    /// is not a session. A missing shard directory has none.
+    fn each_key(&self, shard: usize, mut each: impl FnMut(SessionKey) -> Result<()>) -> Result<()> {
         let dir = self.layout.shard_dir(shard);
         let entries = match fs::read_dir(&dir) {
             Ok(entries) => entries,
@@ -131,25 +193,13 @@ impl Dir {
         };
         for entry in entries {
             let entry = entry.map_err(|e| io_error("list", &dir, e))?;
-            // Only session files: the lock, a temporary file or anything
-            // else someone put here is not a session.
-            let Some(key) = entry
+            if let Some(key) = entry
                 .file_name()
                 .to_str()
                 .and_then(|name| SessionKey::parse(name).ok())
                 .filter(|key| shard_of(key) == shard)
-            else {
-                continue;
-            };
-            if headers_only {
-                // Gone since it was listed: destroyed meanwhile.
-                if let Some(header) = self.read_header(&key)?
-                    && header.is_live_at(now)
-                {
-                    out.push((key, None));
-                }
-            } else if let Some(record) = self.load(&key, now)? {
-                out.push((key, Some(record)));
+            {
+                each(key)?;
             }
         }
         Ok(())

@@ -1,11 +1,13 @@
 //! [`FileStore`]: the struct, its constructors and accessors, and the
 //! [`SessionStore`] impl.
 
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use session_core::{
-    Record, Result, SessionKey, SessionStore, Timestamp, UpdateOutcome, async_trait, run_blocking,
+    Cursor, Page, Record, Result, SessionKey, SessionStore, Timestamp, UpdateOutcome, async_trait,
+    run_blocking,
 };
 
 use crate::BACKEND;
@@ -130,20 +132,6 @@ impl FileStore {
             .locked(shard_of(&key), move |dir| work(dir, &key))
             .await
     }
-
-    /// Every shard's live records (`None` records with `headers_only`).
-    async fn scan(&self, headers_only: bool) -> Result<Vec<(SessionKey, Option<Record>)>> {
-        let dir = Arc::clone(&self.dir);
-        run_blocking(BACKEND, move || {
-            let now = now();
-            let mut out = Vec::new();
-            for shard in 0..SHARDS {
-                dir.scan_shard(shard, now, headers_only, &mut out)?;
-            }
-            Ok(out)
-        })
-        .await
-    }
 }
 
 #[async_trait]
@@ -202,16 +190,21 @@ impl SessionStore for FileStore {
     }
 
     async fn len(&self) -> Result<u64> {
-        Ok(self.scan(true).await?.len() as u64)
+        let dir = Arc::clone(&self.dir);
+        run_blocking(BACKEND, move || {
+            let now = now();
+            (0..SHARDS).try_fold(0, |count, shard| Ok(count + dir.count_shard(shard, now)?))
+        })
+        .await
     }
 
-    async fn all(&self) -> Result<Vec<(SessionKey, Record)>> {
-        Ok(self
-            .scan(false)
-            .await?
-            .into_iter()
-            .filter_map(|(key, record)| record.map(|record| (key, record)))
-            .collect())
+    async fn list(&self, cursor: Option<&Cursor>, limit: NonZeroUsize) -> Result<Page> {
+        let after = cursor.map(|c| c.key_after(BACKEND)).transpose()?;
+        let dir = Arc::clone(&self.dir);
+        run_blocking(BACKEND, move || {
+            dir.list_after(after.as_ref(), limit, now())
+        })
+        .await
     }
 
     async fn delete_expired(&self) -> Result<u64> {

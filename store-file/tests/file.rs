@@ -1,8 +1,8 @@
 //! File-store checks the shared suite cannot make: files corrupted or
 //! truncated behind the store's back, leftovers of a writer that died
 //! before its rename, the file layout, the expiry index (an ended bucket is
-//! reaped without reading the live files), durability and configuration
-//! errors.
+//! reaped without reading the live files), a listing opening only the files
+//! from its cursor on, durability and configuration errors.
 
 #![allow(
     clippy::unwrap_used,
@@ -10,11 +10,12 @@
     reason = "test helpers fail the test on error"
 )]
 
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use session_conformance::fixtures::{assert_decode_error, key, live, sample};
-use session_core::{Error, SessionKey, SessionStore, Timestamp, UpdateOutcome};
+use session_core::{Cursor, Error, SessionKey, SessionStore, Timestamp, UpdateOutcome};
 use session_store_file::{Durability, FileStore};
 
 /// How long the live records of these tests last.
@@ -154,6 +155,12 @@ async fn leftover_temporary_files_are_ignored_and_cleaned() {
     assert_eq!(store.load(&k).await.unwrap(), Some(record.clone()));
     assert_eq!(store.len().await.unwrap(), 1);
     assert_eq!(store.all().await.unwrap(), vec![(k, record.clone())]);
+    let page = store
+        .list(None, NonZeroUsize::new(5).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(page.records, vec![(k, record.clone())]);
+    assert_eq!(page.next, None, "a short read ends the listing");
     // The next write in the shard replaces it.
     assert_eq!(
         store.update(&k, &record, 0).await.unwrap(),
@@ -170,6 +177,99 @@ async fn leftover_temporary_files_are_ignored_and_cleaned() {
         shard.join("README").exists(),
         "clear removes only its own files"
     );
+}
+
+/// A key whose first byte is `shard` and whose other bytes are `rest`.
+fn key_in(shard: u8, rest: u8) -> SessionKey {
+    let mut bytes = [rest; 32];
+    bytes[0] = shard;
+    SessionKey::from_bytes(bytes)
+}
+
+/// `list` resumes at its cursor's shard directory and name: a corrupt file
+/// before the cursor (in an earlier shard or earlier in the same one) is
+/// never opened, so it fails only the page that reads it. A misplaced
+/// session file (a key of another shard), the lock, a temporary file and
+/// other names are never listed; an expired file counts towards the page
+/// but is not returned; missing shard directories are passed over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_opens_only_the_files_from_its_cursor_on() {
+    let root = temp();
+    let store = FileStore::open(root.path()).await.unwrap();
+    let record = live(sample(), TTL);
+    let (k00, k10a, k10b, k10c, k20, kff) = (
+        key_in(0x00, 1),
+        key_in(0x10, 1),
+        key_in(0x10, 2),
+        key_in(0x10, 3),
+        key_in(0x20, 1),
+        key_in(0xff, 1),
+    );
+    for k in [&k00, &k10a, &k10b, &k10c, &k20, &kff] {
+        store.save(k, &record).await.unwrap();
+    }
+    // Expired but not reaped (a touch to the past would remove the file):
+    // its header's expiry, bytes 5..13, set to 1 ms after the epoch.
+    let mut stale = std::fs::read(store.path_of(&k10c)).unwrap();
+    stale[5..13].copy_from_slice(&1_i64.to_be_bytes());
+    std::fs::write(store.path_of(&k10c), stale).unwrap();
+    for k in [&k00, &k10a] {
+        std::fs::write(store.path_of(k), b"garbage").unwrap();
+    }
+    let shard10 = store.path_of(&k10a).parent().unwrap().to_owned();
+    assert!(shard10.join(".lock").exists());
+    std::fs::write(shard10.join(".tmp"), b"half a sess").unwrap();
+    std::fs::write(shard10.join("README"), b"not a session").unwrap();
+    std::fs::write(shard10.join(key_in(0x30, 9).as_str()), b"misplaced").unwrap();
+    std::fs::write(
+        shard10.join(key_in(0x10, 0xab).as_str().to_uppercase()),
+        b"x",
+    )
+    .unwrap();
+
+    let two = NonZeroUsize::new(2).unwrap();
+    let page = store.list(Some(&Cursor::after(&k10a)), two).await.unwrap();
+    assert_eq!(page.records, vec![(k10b, record.clone())], "k10c expired");
+    assert_eq!(
+        page.next,
+        Some(Cursor::after(&k10c)),
+        "after the last name read"
+    );
+    let page = store.list(page.next.as_ref(), two).await.unwrap();
+    assert_eq!(
+        page.records,
+        vec![(k20, record.clone()), (kff, record.clone())]
+    );
+    assert_eq!(page.next, Some(Cursor::after(&kff)));
+    let page = store.list(page.next.as_ref(), two).await.unwrap();
+    assert_eq!((page.records, page.next), (vec![], None));
+    // From the start, the corrupt files are read and reported.
+    assert_decode_error(store.list(None, two).await, &k00);
+    let after_k00 = Cursor::after(&k00);
+    assert_decode_error(store.list(Some(&after_k00), two).await, &k10a);
+    assert_decode_error(store.all().await, &k00);
+}
+
+/// A cursor the file store did not hand out is `Error::InvalidCursor`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_cursor_is_invalid() {
+    let root = temp();
+    let store = FileStore::open(root.path()).await.unwrap();
+    for text in ["", "after:", "after:ABC", "memory:0:"] {
+        let result = store
+            .list(Some(&Cursor::new(text)), NonZeroUsize::MIN)
+            .await;
+        assert!(
+            matches!(
+                result,
+                Err(Error::InvalidCursor {
+                    backend: "file",
+                    ..
+                })
+            ),
+            "{text:?}: {result:?}"
+        );
+    }
 }
 
 /// `delete_expired` reads the files listed in ended buckets and no others:

@@ -1,10 +1,13 @@
 //! [`SledStore`] and its [`SessionStore`] implementation.
 
+use std::num::NonZeroUsize;
+use std::ops::Bound;
 use std::path::Path;
 use std::sync::Arc;
 
 use session_core::{
-    Error, Record, Result, SessionKey, SessionStore, Timestamp, UpdateOutcome, async_trait,
+    Cursor, Error, Page, Record, Result, SessionKey, SessionStore, Timestamp, UpdateOutcome,
+    async_trait,
 };
 use sled::{IVec, Tree};
 
@@ -21,8 +24,9 @@ use crate::{BACKEND, backend};
 /// one record (plus an index insert when the expiry moves earlier), a few
 /// microseconds; a write then waits for the group-committed flush that
 /// puts it on disk, unless writes are buffered (see the crate docs for the
-/// measurements). Whole-namespace scans (`len`, `all`, `clear`,
-/// `delete_expired`) and flushes run on tokio's blocking pool.
+/// measurements). Whole-namespace scans (`len`, `clear`,
+/// `delete_expired`), the pages of `list` and flushes run on tokio's
+/// blocking pool.
 #[derive(Clone)]
 pub struct SledStore {
     shared: Arc<Shared>,
@@ -354,6 +358,36 @@ impl Trees {
         }
     }
 
+    /// One page of [`SessionStore::list`]: the records tree holds this
+    /// namespace only and is ordered by key bytes, so a range scan after
+    /// `after` reads up to `limit` entries in key order; the live ones are
+    /// returned, and the next page resumes after the last entry read.
+    fn list_after(
+        &self,
+        after: Option<&SessionKey>,
+        limit: NonZeroUsize,
+        now: i64,
+    ) -> Result<Page> {
+        let start = after.map_or(Bound::Unbounded, |key| Bound::Excluded(&key.as_bytes()[..]));
+        // Not `with_capacity(limit)`: a caller may ask for `usize::MAX`.
+        let mut scanned = Vec::new();
+        for entry in self
+            .records
+            .range::<&[u8], _>((start, Bound::Unbounded))
+            .take(limit.get())
+        {
+            let (key, value) = entry.map_err(backend)?;
+            scanned.push((codec::session_key(&key)?, value));
+        }
+        Page::from_key_ordered(scanned, limit, |key, value| {
+            if codec::VALUE.read(&key, &value)?.is_live_at(now) {
+                codec::VALUE.decode(&key, &value).map(Some)
+            } else {
+                Ok(None)
+            }
+        })
+    }
+
     /// The header of `old`, if a live record: `Ok(None)` when there is no
     /// record or it expired by `now`; a decode error for a corrupt one.
     fn live_header(key: &SessionKey, old: Option<&IVec>, now: i64) -> Result<Option<Header>> {
@@ -518,20 +552,10 @@ impl SessionStore for SledStore {
         .await
     }
 
-    async fn all(&self) -> Result<Vec<(SessionKey, Record)>> {
-        self.run_blocking(|trees| {
-            let now = now();
-            let mut out = Vec::new();
-            for entry in trees.records.iter() {
-                let (key, value) = entry.map_err(backend)?;
-                let key = codec::session_key(&key)?;
-                if codec::VALUE.read(&key, &value)?.is_live_at(now) {
-                    out.push((key, codec::VALUE.decode(&key, &value)?));
-                }
-            }
-            Ok((out, false))
-        })
-        .await
+    async fn list(&self, cursor: Option<&Cursor>, limit: NonZeroUsize) -> Result<Page> {
+        let after = cursor.map(|c| c.key_after(BACKEND)).transpose()?;
+        self.run_blocking(move |trees| Ok((trees.list_after(after.as_ref(), limit, now())?, false)))
+            .await
     }
 
     async fn delete_expired(&self) -> Result<u64> {

@@ -5,12 +5,15 @@
 
 #![allow(clippy::unwrap_used, reason = "test helpers fail the test on error")]
 
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::json;
 use session_conformance::fixtures::{assert_decode_error, expired, key, live, object, sample};
-use session_core::{Error, Record, SessionKey, SessionStore, Timestamp, UpdateOutcome};
+use session_core::{
+    Cursor, Error, Page, Record, SessionKey, SessionStore, Timestamp, UpdateOutcome,
+};
 use session_store_sled::{SledStore, sled};
 
 /// A database path (not created yet) inside a temporary directory that is
@@ -77,6 +80,10 @@ async fn garbage_in_the_tree_is_a_decode_error_naming_the_key() {
         assert_decode_error(store.load(k).await, k);
     }
     assert!(matches!(store.all().await, Err(Error::Decode { .. })));
+    assert!(matches!(
+        store.list(None, NonZeroUsize::new(3).unwrap()).await,
+        Err(Error::Decode { .. })
+    ));
     assert!(matches!(store.len().await, Err(Error::Decode { .. })));
     assert!(matches!(
         store.update(&short, &live(sample(), TTL), 0).await,
@@ -395,6 +402,112 @@ async fn namespaces_of_one_db_are_separate_trees() {
     b.clear().await.unwrap();
     assert_eq!((a.len().await.unwrap(), b.len().await.unwrap()), (1, 0));
     assert!(a.flush().await.is_ok());
+}
+
+/// Every page of `store` from the start, in pages of `limit`.
+async fn pages(store: &SledStore, limit: usize) -> Vec<Page> {
+    let limit = NonZeroUsize::new(limit).unwrap();
+    let mut pages: Vec<Page> = Vec::new();
+    loop {
+        let cursor = pages.last().and_then(|p| p.next.as_ref());
+        let page = store.list(cursor, limit).await.unwrap();
+        let done = page.next.is_none();
+        pages.push(page);
+        if done {
+            return pages;
+        }
+    }
+}
+
+/// Namespaces are trees named `session_store/<namespace>/records`, so a
+/// namespace whose name extends another's (`web`, `web.v2`, `web-x`) must
+/// still list only its own records, in key order, resuming after the last
+/// key read (expired ones included, which count towards the page but are
+/// never returned).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_stays_in_its_namespace_and_in_key_order() {
+    let web = SledStore::builder_temporary()
+        .with_namespace("web")
+        .build()
+        .await
+        .unwrap();
+    let mut mine = Vec::new();
+    for _ in 0..7 {
+        let k = key();
+        web.save(&k, &live(sample(), TTL)).await.unwrap();
+        mine.push(k);
+    }
+    mine.sort();
+    for name in ["web.v2", "web-x", "we", "sessions"] {
+        let other = web.open_namespace(name).await.unwrap();
+        for _ in 0..5 {
+            other.save(&key(), &live(sample(), TTL)).await.unwrap();
+        }
+    }
+    // An expired record sorts first and takes the first page's only slot.
+    let stale = SessionKey::from_bytes([0; 32]);
+    web.save(&stale, &live(sample(), TTL)).await.unwrap();
+    web.touch(&stale, Timestamp::from_millis(1)).await.unwrap();
+    assert_eq!(web.records_tree().unwrap().len(), 8);
+
+    let first = web.list(None, NonZeroUsize::MIN).await.unwrap();
+    assert!(first.records.is_empty(), "{first:?}");
+    assert_eq!(first.next, Some(Cursor::after(&stale)));
+
+    let pages = pages(&web, 3).await;
+    assert_eq!(pages.len(), 3, "8 keys read 3 at a time");
+    let listed: Vec<SessionKey> = pages
+        .iter()
+        .flat_map(|p| &p.records)
+        .map(|(k, _)| *k)
+        .collect();
+    assert_eq!(
+        listed, mine,
+        "this namespace's live keys, each once, in key order"
+    );
+    assert_eq!(web.all().await.unwrap().len(), 7);
+}
+
+/// A corrupt value fails the page that reads it, naming its key; pages
+/// before it list; a cursor this store did not make is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_reports_the_corrupt_value_it_reads_and_refuses_foreign_cursors() {
+    let store = SledStore::temporary().await.unwrap();
+    let (low, high) = (
+        SessionKey::from_bytes([1; 32]),
+        SessionKey::from_bytes([0xee; 32]),
+    );
+    store.save(&low, &live(sample(), TTL)).await.unwrap();
+    store.save(&high, &live(sample(), TTL)).await.unwrap();
+    store
+        .records_tree()
+        .unwrap()
+        .insert(high.as_bytes(), &b"garbage"[..])
+        .unwrap();
+    let first = store.list(None, NonZeroUsize::MIN).await.unwrap();
+    assert_eq!(first.records.len(), 1);
+    assert_eq!(first.records[0].0, low);
+    assert_decode_error(
+        store.list(first.next.as_ref(), NonZeroUsize::MIN).await,
+        &high,
+    );
+    assert_decode_error(store.all().await, &high);
+    for foreign in [
+        Cursor::new(""),
+        Cursor::new("after:xyz"),
+        Cursor::new(format!("memory:0:{}", low.as_str())),
+    ] {
+        assert!(
+            matches!(
+                store.list(Some(&foreign), NonZeroUsize::MIN).await,
+                Err(Error::InvalidCursor {
+                    backend: "sled",
+                    ..
+                })
+            ),
+            "{foreign:?}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
