@@ -154,6 +154,15 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn is_live_follows_the_process_clock() {
+        let now = Timestamp::now();
+        let later = Record::with_times(Data::new(), now, now + Duration::from_secs(60));
+        let earlier = Record::with_times(Data::new(), now, now - Duration::from_secs(60));
+        assert!(later.is_live());
+        assert!(!earlier.is_live());
+    }
+
+    #[test]
     fn canonical_encoding_round_trips_extreme_values() {
         let data = json!({
             "max": u64::MAX, "min": i64::MIN, "float": 0.1_f64, "tiny": 5e-324_f64,

@@ -161,6 +161,9 @@ mod tests {
         assert_eq!(Timestamp::from(t).as_millis(), 1_234);
         let before = UNIX_EPOCH - Duration::from_micros(1_500);
         assert_eq!(Timestamp::from(before).as_millis(), -2);
+        // A whole number of milliseconds before the epoch is not rounded.
+        let whole = UNIX_EPOCH - Duration::from_millis(2);
+        assert_eq!(Timestamp::from(whole).as_millis(), -2);
     }
 
     #[test]
