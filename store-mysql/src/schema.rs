@@ -154,8 +154,12 @@ pub(crate) struct Statements {
     pub(crate) clear_rows: String,
     /// `now` → count of live rows (a range of the expiry index).
     pub(crate) len: String,
-    /// `now` → `key, data, created_at, expires_at, version` of live rows.
-    pub(crate) all: String,
+    /// `now, limit` → `key, data, created_at, expires_at, version` of the
+    /// first `limit` live rows in key order (walks the `key` index).
+    pub(crate) list_first: String,
+    /// `key, now, limit`: as [`list_first`](Self::list_first), of the rows
+    /// whose key sorts after `key`.
+    pub(crate) list_after: String,
     /// `now, batch size`: deletes up to that many expired rows, oldest
     /// expiry first, through the expiry index.
     pub(crate) delete_expired: String,
@@ -199,9 +203,13 @@ impl Statements {
             clear: format!("TRUNCATE TABLE {t}"),
             clear_rows: format!("DELETE FROM {t}"),
             len: format!("SELECT COUNT(*) FROM {t} WHERE expires_at > ?"),
-            all: format!(
+            list_first: format!(
                 "SELECT `key`, data, created_at, expires_at, version FROM {t} \
-                 WHERE expires_at > ?"
+                 WHERE expires_at > ? ORDER BY `key` LIMIT ?"
+            ),
+            list_after: format!(
+                "SELECT `key`, data, created_at, expires_at, version FROM {t} \
+                 WHERE `key` > ? AND expires_at > ? ORDER BY `key` LIMIT ?"
             ),
             delete_expired: format!(
                 "DELETE FROM {t} WHERE expires_at <= ? ORDER BY expires_at LIMIT ?"

@@ -1,6 +1,7 @@
 //! [`MysqlStore`] and its [`SessionStore`] implementation.
 
 use std::fmt;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,8 +9,8 @@ use mysql_async::prelude::Queryable as _;
 use mysql_async::{Conn, Params, Pool, Row, Value};
 use session_core::sql::Columns;
 use session_core::{
-    EncodedData, Error, Record, Result, SessionKey, SessionStore, Timestamp, UpdateOutcome,
-    async_trait,
+    Cursor, EncodedData, Error, Page, Record, Result, SessionKey, SessionStore, Timestamp,
+    UpdateOutcome, async_trait,
 };
 
 use crate::MysqlStoreBuilder;
@@ -473,15 +474,24 @@ impl SessionStore for MysqlStore {
         .await
     }
 
-    async fn all(&self) -> Result<Vec<(SessionKey, Record)>> {
-        self.call("all", |mut conn| {
+    async fn list(&self, cursor: Option<&Cursor>, limit: NonZeroUsize) -> Result<Page> {
+        let after = cursor.map(|c| c.key_after(BACKEND)).transpose()?;
+        let max = u64::try_from(limit.get()).unwrap_or(u64::MAX);
+        self.call("list", |mut conn| {
             let sql = Arc::clone(&self.sql);
             async move {
+                let (statement, params) = match &after {
+                    Some(after) => (
+                        sql.list_after.as_str(),
+                        vec![key_param(after), now().into(), max.into()],
+                    ),
+                    None => (sql.list_first.as_str(), vec![now().into(), max.into()]),
+                };
                 let rows: Vec<Row> = conn
-                    .exec(sql.all.as_str(), Params::Positional(vec![now().into()]))
+                    .exec(statement, Params::Positional(params))
                     .await
                     .map_err(backend)?;
-                let mut out = Vec::with_capacity(rows.len());
+                let mut scanned = Vec::with_capacity(rows.len());
                 for row in rows {
                     let mut values = row.unwrap();
                     if values.is_empty() {
@@ -489,9 +499,10 @@ impl SessionStore for MysqlStore {
                     }
                     let key = key_from_value(values.remove(0))?;
                     let record = record_from_values(&key, values)?;
-                    out.push((key, record));
+                    scanned.push((key, record));
                 }
-                Ok(out)
+                // The statement returned only live rows.
+                Page::from_key_ordered(scanned, limit, |_, record| Ok(Some(record)))
             }
         })
         .await

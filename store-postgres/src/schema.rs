@@ -131,8 +131,12 @@ pub(crate) struct Statements {
     pub(crate) clear: String,
     /// `$1 now` → the count of live rows.
     pub(crate) len: String,
-    /// `$1 now` → `key, data, created_at, expires_at, version` of live rows.
-    pub(crate) all: String,
+    /// `$1 now, $2 limit` → `key, data, created_at, expires_at, version`
+    /// of the first `limit` live rows in key order (walks the primary key).
+    pub(crate) list_first: String,
+    /// `$1 key, $2 now, $3 limit`: as [`list_first`](Self::list_first), of
+    /// the rows whose key sorts after `key`.
+    pub(crate) list_after: String,
     /// `$1 now, $2 batch size`: deletes up to that many rows expired at
     /// `now`, found in expiry order through the expiry index, and removed by
     /// their physical address (a TID scan).
@@ -186,8 +190,13 @@ impl Statements {
             destroy: format!("DELETE FROM {t} WHERE key = $1"),
             clear: format!("TRUNCATE TABLE {t}"),
             len: format!("SELECT count(*) FROM {t} WHERE expires_at > $1"),
-            all: format!(
-                "SELECT key, data, created_at, expires_at, version FROM {t} WHERE expires_at > $1"
+            list_first: format!(
+                "SELECT key, data, created_at, expires_at, version FROM {t} \
+                 WHERE expires_at > $1 ORDER BY key LIMIT $2"
+            ),
+            list_after: format!(
+                "SELECT key, data, created_at, expires_at, version FROM {t} \
+                 WHERE key > $1 AND expires_at > $2 ORDER BY key LIMIT $3"
             ),
             delete_expired: format!(
                 "DELETE FROM {t} WHERE ctid = ANY (ARRAY(\
@@ -287,5 +296,94 @@ mod tests {
             "rows are not deleted by address:\n{plan}"
         );
         assert!(!plan.contains("Seq Scan"), "a table scan:\n{plan}");
+    }
+
+    /// `list` walks the primary key's index in key order from the cursor
+    /// on, reading no more than a page: no table scan, no sort. The plans
+    /// of both statements the store runs, with a page of 1,000
+    /// (`session_core::ALL_PAGE`) on a table of 20,000 rows (a few hundred
+    /// expired) after `ANALYZE`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[allow(clippy::unwrap_used, clippy::panic, reason = "test")]
+    async fn list_walks_the_primary_key() {
+        use session_conformance::env::POSTGRES;
+        if POSTGRES.skip_reason().is_some() {
+            return;
+        }
+        let url = POSTGRES.url();
+        let pool = deadpool_postgres::Pool::builder(deadpool_postgres::Manager::new(
+            url.parse().unwrap(),
+            tokio_postgres::NoTls,
+        ))
+        .max_size(1)
+        .build()
+        .unwrap();
+        let mut client = pool
+            .get()
+            .await
+            .unwrap_or_else(|e| POSTGRES.unreachable(&url, &e));
+        let (schema, table) = ("session_tests", session_conformance::unique_namespace());
+        prepare(&mut client, schema, &table).await.unwrap();
+        let t = format!("\"{schema}\".\"{table}\"");
+        client
+            .batch_execute(&format!(
+                "INSERT INTO {t} (key, data, created_at, expires_at, version) \
+                 SELECT sha256(i::text::bytea), '{{}}', 0, \
+                 CASE WHEN i % 50 = 0 THEN 1000 + i ELSE 4000000000000 + i END, 0 \
+                 FROM generate_series(1, 20000) AS i; ANALYZE {t};"
+            ))
+            .await
+            .unwrap();
+        let index: String = client
+            .query_one(
+                "SELECT conindid::regclass::text FROM pg_constraint \
+                 WHERE conrelid = to_regclass($1) AND contype = 'p'",
+                &[&t],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        let sql = Statements::new(schema, &table);
+        let (now, limit) = (2_000_000_000_000_i64, 1000_i64);
+        let after: &[u8] = &[0x80; 32];
+        let mut plans = Vec::new();
+        for (statement, params) in [
+            (
+                &sql.list_first,
+                vec![&now as &(dyn tokio_postgres::types::ToSql + Sync), &limit],
+            ),
+            (&sql.list_after, vec![&after, &now, &limit]),
+        ] {
+            let plan: Vec<String> = client
+                .query(&format!("EXPLAIN {statement}"), &params)
+                .await
+                .unwrap()
+                .iter()
+                .map(|row| row.get::<_, String>(0))
+                .collect();
+            plans.push(plan.join("\n"));
+        }
+        client
+            .batch_execute(&format!(
+                "DROP TABLE {t}; DELETE FROM \"{schema}\".{REGISTRY} WHERE name = '{table}'"
+            ))
+            .await
+            .unwrap();
+        println!("list_first:\n{}\nlist_after:\n{}", plans[0], plans[1]);
+        // `regclass::text` quotes the name only when it needs quotes.
+        let index = index.rsplit('.').next().unwrap_or(&index).to_owned();
+        for plan in &plans {
+            assert!(
+                plan.contains(&format!("Index Scan using {index} ")),
+                "the plan does not walk {index}:\n{plan}"
+            );
+            assert!(!plan.contains("Sort"), "a sort:\n{plan}");
+            assert!(!plan.contains("Seq Scan"), "a table scan:\n{plan}");
+        }
+        assert!(
+            plans[1].contains("Index Cond: (key > "),
+            "the cursor does not seek into the index:\n{}",
+            plans[1]
+        );
     }
 }

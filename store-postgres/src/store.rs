@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,7 +10,8 @@ use deadpool_postgres::{Object, Pool};
 use session_core::header::Header;
 use session_core::sql::{Columns, version_from_signed, version_to_signed};
 use session_core::{
-    Error, Record, Result, SessionKey, SessionStore, Timestamp, UpdateOutcome, async_trait,
+    Cursor, Error, Page, Record, Result, SessionKey, SessionStore, Timestamp, UpdateOutcome,
+    async_trait,
 };
 use tokio_postgres::Row;
 
@@ -360,21 +362,42 @@ impl SessionStore for PostgresStore {
         .await
     }
 
-    async fn all(&self) -> Result<Vec<(SessionKey, Record)>> {
-        self.run("all", async {
+    async fn list(&self, cursor: Option<&Cursor>, limit: NonZeroUsize) -> Result<Page> {
+        let after = cursor.map(|c| c.key_after(BACKEND)).transpose()?;
+        // A limit beyond i64 cannot be bound; no table holds that many rows.
+        let max = i64::try_from(limit.get()).unwrap_or(i64::MAX);
+        self.run("list", async {
             let client = self.client().await?;
-            let stmt = client
-                .prepare_cached(&self.sql.all)
-                .await
-                .map_err(backend)?;
-            let rows = client.query(&stmt, &[&now()]).await.map_err(backend)?;
-            rows.iter()
+            let now = now();
+            let rows = match &after {
+                Some(after) => {
+                    let stmt = client
+                        .prepare_cached(&self.sql.list_after)
+                        .await
+                        .map_err(backend)?;
+                    client
+                        .query(&stmt, &[&after.as_bytes().as_slice(), &now, &max])
+                        .await
+                }
+                None => {
+                    let stmt = client
+                        .prepare_cached(&self.sql.list_first)
+                        .await
+                        .map_err(backend)?;
+                    client.query(&stmt, &[&now, &max]).await
+                }
+            }
+            .map_err(backend)?;
+            let scanned = rows
+                .iter()
                 .map(|row| {
                     let bytes: &[u8] = row.try_get(0).map_err(backend)?;
                     let key = key_from_sql(bytes)?;
                     Ok((key, record_from_row(&key, row, 1)?))
                 })
-                .collect()
+                .collect::<Result<Vec<_>>>()?;
+            // The statement returned only live rows.
+            Page::from_key_ordered(scanned, limit, |_, record| Ok(Some(record)))
         })
         .await
     }

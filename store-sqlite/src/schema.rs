@@ -176,8 +176,12 @@ pub(crate) struct Statements {
     /// greatest key among them whose `expires_at` is not an integer
     /// (corrupt: text and blobs sort after every number), if any.
     pub(crate) len: String,
-    /// `?1 now` → `key, data, created_at, expires_at, version` of live rows.
-    pub(crate) all: String,
+    /// `?1 now, ?2 limit` → `key, data, created_at, expires_at, version`
+    /// of the first `limit` live rows in key order (walks the key index).
+    pub(crate) list_first: String,
+    /// `?1 key, ?2 now, ?3 limit`: as [`list_first`](Self::list_first), of
+    /// the rows whose key sorts after `key`.
+    pub(crate) list_after: String,
     /// `?1 now, ?2 batch size`: deletes up to that many expired rows, found
     /// through the expiry index.
     pub(crate) delete_expired: String,
@@ -223,8 +227,13 @@ impl Statements {
                 "SELECT count(*), max(CASE typeof(expires_at) WHEN 'integer' THEN NULL ELSE key END) \
                  FROM {t} WHERE expires_at > ?1"
             ),
-            all: format!(
-                "SELECT key, data, created_at, expires_at, version FROM {t} WHERE expires_at > ?1"
+            list_first: format!(
+                "SELECT key, data, created_at, expires_at, version FROM {t} \
+                 WHERE expires_at > ?1 ORDER BY key LIMIT ?2"
+            ),
+            list_after: format!(
+                "SELECT key, data, created_at, expires_at, version FROM {t} \
+                 WHERE key > ?1 AND expires_at > ?2 ORDER BY key LIMIT ?3"
             ),
             delete_expired: format!(
                 "DELETE FROM {t} WHERE rowid IN \
@@ -291,6 +300,56 @@ mod tests {
         assert!(
             !plan.iter().any(|step| step.starts_with("SCAN plan")),
             "a table scan: {plan:?}"
+        );
+    }
+
+    /// `list` walks the key index in key order, from the cursor on: no
+    /// table scan by the expiry index and no sort for `ORDER BY key`, even
+    /// once `ANALYZE` has told SQLite that most rows are live. The plans of
+    /// both statements the store runs.
+    #[test]
+    #[allow(clippy::unwrap_used, reason = "test")]
+    fn list_walks_the_key_index() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        prepare(&mut conn, "plan").unwrap();
+        conn.execute_batch(
+            "WITH RECURSIVE i(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM i WHERE n < 5000) \
+             INSERT INTO plan SELECT printf('%064x', n * 7919), '{}', 0, \
+             CASE WHEN n % 50 = 0 THEN 1 ELSE 9000000000000 END, 0 FROM i; ANALYZE;",
+        )
+        .unwrap();
+        // The index of `key TEXT PRIMARY KEY` in a rowid table.
+        let index = "sqlite_autoindex_plan_1";
+        let sql = Statements::new("plan");
+        let plan = |statement: &str, args: &[&dyn rusqlite::ToSql]| -> Vec<String> {
+            conn.prepare(&format!("EXPLAIN QUERY PLAN {statement}"))
+                .unwrap()
+                .query_map(args, |row| row.get::<_, String>(3))
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap()
+        };
+        let now = 1_000_i64;
+        let first = plan(&sql.list_first, &[&now, &1000_i64]);
+        let after = plan(&sql.list_after, &[&"00", &now, &1000_i64]);
+        println!("list_first: {first:?}\nlist_after: {after:?}");
+        for steps in [&first, &after] {
+            assert!(
+                steps
+                    .iter()
+                    .any(|step| step.contains(&format!("USING INDEX {index}"))),
+                "the plan does not walk {index}: {steps:?}"
+            );
+            assert!(
+                !steps.iter().any(|step| step.contains("TEMP B-TREE")),
+                "a sort: {steps:?}"
+            );
+        }
+        assert!(
+            after
+                .iter()
+                .any(|step| step.starts_with("SEARCH plan") && step.contains("(key>?)")),
+            "the cursor does not seek into the index: {after:?}"
         );
     }
 }

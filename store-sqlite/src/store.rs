@@ -1,5 +1,6 @@
 //! [`SqliteStore`] and its [`SessionStore`] implementation.
 
+use std::num::NonZeroUsize;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -7,13 +8,14 @@ use rusqlite::{Row, params};
 use session_core::header::Header;
 use session_core::sql::{Columns, version_from_signed, version_to_signed};
 use session_core::{
-    Error, Record, Result, SessionKey, SessionStore, Timestamp, UpdateOutcome, async_trait,
+    Cursor, Error, Page, Record, Result, SessionKey, SessionStore, Timestamp, UpdateOutcome,
+    async_trait,
 };
 
-use crate::SqliteStoreBuilder;
 use crate::backend;
 use crate::pool::Pool;
 use crate::schema::{self, Statements};
+use crate::{BACKEND, SqliteStoreBuilder};
 
 /// A [`SessionStore`] on one table of a SQLite database.
 ///
@@ -315,13 +317,26 @@ impl SessionStore for SqliteStore {
             .await
     }
 
-    async fn all(&self) -> Result<Vec<(SessionKey, Record)>> {
+    async fn list(&self, cursor: Option<&Cursor>, limit: NonZeroUsize) -> Result<Page> {
+        let after = cursor.map(|c| c.key_after(BACKEND)).transpose()?;
         let sql = Arc::clone(&self.sql);
+        // A limit beyond i64 cannot be bound; no table holds that many rows.
+        let max = i64::try_from(limit.get()).unwrap_or(i64::MAX);
         self.pool
             .read(move |conn| {
-                let mut stmt = conn.prepare_cached(&sql.all).map_err(backend)?;
-                let mut rows = stmt.query([now()]).map_err(backend)?;
-                let mut out = Vec::new();
+                let now = now();
+                let statement = if after.is_some() {
+                    &sql.list_after
+                } else {
+                    &sql.list_first
+                };
+                let mut stmt = conn.prepare_cached(statement).map_err(backend)?;
+                let mut rows = match &after {
+                    Some(after) => stmt.query(params![after.as_str(), now, max]),
+                    None => stmt.query(params![now, max]),
+                }
+                .map_err(backend)?;
+                let mut scanned = Vec::new();
                 while let Some(row) = rows.next().map_err(backend)? {
                     let text = row.get_ref(0).map_err(backend)?;
                     let key = match text.as_str() {
@@ -333,9 +348,10 @@ impl SessionStore for SqliteStore {
                             });
                         }
                     };
-                    out.push((key, record_from_row(&key, row, 1)?));
+                    scanned.push((key, record_from_row(&key, row, 1)?));
                 }
-                Ok(out)
+                // The statement returned only live rows.
+                Page::from_key_ordered(scanned, limit, |_, record| Ok(Some(record)))
             })
             .await
     }
