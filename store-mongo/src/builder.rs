@@ -26,8 +26,8 @@ pub const DEFAULT_SERVER_SELECTION_TIMEOUT: Duration = Duration::from_secs(10);
 /// configured: see [`MongoStoreBuilder::with_operation_timeout`].
 pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How long `clear`, `len`, `all` and `delete_expired` may take when none is
-/// configured: see [`MongoStoreBuilder::with_bulk_timeout`].
+/// How long `clear`, `len`, one page of `list` and `delete_expired` may
+/// take when none is configured: see [`MongoStoreBuilder::with_bulk_timeout`].
 pub const DEFAULT_BULK_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The write concern of every write unless one is configured (here or in
@@ -101,7 +101,7 @@ impl MongoStoreBuilder {
         self
     }
 
-    /// The collection: the store's namespace. `clear`, `len`, `all` and
+    /// The collection: the store's namespace. `clear`, `len`, `list` and
     /// `delete_expired` see this collection and nothing else.
     pub fn with_namespace(mut self, name: impl Into<String>) -> Self {
         self.collection = name.into();
@@ -133,7 +133,8 @@ impl MongoStoreBuilder {
         self
     }
 
-    /// The deadline of `clear`, `len`, `all` and `delete_expired` (default
+    /// The deadline of `clear`, `len`, each page of `list` (so `all` may
+    /// take it once per page of 1,000) and `delete_expired` (default
     /// [`DEFAULT_BULK_TIMEOUT`]), whose work grows with the collection. A
     /// `clear` or `delete_expired` cut short by it has still deleted what
     /// the server got to.

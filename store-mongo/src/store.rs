@@ -1,13 +1,15 @@
 //! [`MongoStore`]: the `SessionStore` implementation.
 
 use std::fmt;
+use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use mongodb::bson::{Bson, DateTime, Document, doc};
 use mongodb::error::{ErrorKind, WriteFailure};
 use mongodb::{Collection, bson};
 use session_core::{
-    Error, Record, Result, SessionKey, SessionStore, Timestamp, UpdateOutcome, async_trait,
+    Cursor, Error, Page, Record, Result, SessionKey, SessionStore, Timestamp, UpdateOutcome,
+    async_trait,
 };
 
 use crate::fields::{CREATED_AT, DATA, EXPIRES_AT, ID, VERSION};
@@ -43,8 +45,8 @@ pub struct MongoStore {
 pub(crate) struct Deadlines {
     /// For the calls on one session.
     pub(crate) operation: Duration,
-    /// For `clear`, `len`, `all` and `delete_expired`, whose work grows with
-    /// the collection.
+    /// For `clear`, `len`, each page of `list` and `delete_expired`, whose
+    /// work grows with the collection.
     pub(crate) bulk: Duration,
 }
 
@@ -410,19 +412,35 @@ impl SessionStore for MongoStore {
         .await
     }
 
-    async fn all(&self) -> Result<Vec<(SessionKey, Record)>> {
-        Error::within(BACKEND, "all", self.deadlines.bulk, async {
-            let mut cursor = self
+    async fn list(&self, cursor: Option<&Cursor>, limit: NonZeroUsize) -> Result<Page> {
+        let after = cursor.map(|c| c.key_after(BACKEND)).transpose()?;
+        // A page's work grows with the documents it skips (expired ones the
+        // TTL monitor has not removed yet), so it gets the bulk deadline;
+        // each page gets all of it.
+        Error::within(BACKEND, "list", self.deadlines.bulk, async {
+            // Keyset pagination on the `_id` index. Both bounds are strings,
+            // so only string `_id`s match (MongoDB compares within a type):
+            // every page sees the same documents, whatever sorts before or
+            // after strings.
+            let from = match &after {
+                Some(key) => doc! { "$gt": key.as_str() },
+                None => doc! { "$gte": "" },
+            };
+            let filter = doc! { ID: from, EXPIRES_AT: { "$gt": now() } };
+            let mut found = self
                 .collection
-                .find(doc! { EXPIRES_AT: { "$gt": now() } })
+                .find(filter)
+                .sort(doc! { ID: 1 })
+                .limit(i64::try_from(limit.get()).unwrap_or(i64::MAX))
                 .await
                 .map_err(backend)?;
-            let mut out = Vec::new();
-            while cursor.advance().await.map_err(backend)? {
-                let doc: Document = cursor.deserialize_current().map_err(backend)?;
-                out.push(decode(&doc)?);
+            let mut scanned = Vec::new();
+            while found.advance().await.map_err(backend)? {
+                let doc: Document = found.deserialize_current().map_err(backend)?;
+                scanned.push(decode(&doc)?);
             }
-            Ok(out)
+            // The filter kept live documents only, by this call's clock.
+            Page::from_key_ordered(scanned, limit, |_, record| Ok(Some(record)))
         })
         .await
     }

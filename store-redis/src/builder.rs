@@ -78,7 +78,7 @@ impl RedisStoreBuilder {
     }
 
     /// The namespace, a key prefix: sessions live under
-    /// `{namespace}:{key}`, and `clear`/`len`/`all` see only keys of that
+    /// `{namespace}:{key}`, and `clear`/`len`/`list` see only keys of that
     /// shape. Must be non-empty and free of whitespace and control
     /// characters.
     ///
@@ -109,16 +109,18 @@ impl RedisStoreBuilder {
     /// response and connection timeouts bound single steps; while the server
     /// is down the driver reconnects with backoff for longer than either
     /// (about 10 s by default), and this deadline is what a request waits at
-    /// most. `clear`, `len` and `all` bound each round trip (one `SCAN`
-    /// page, one batch of per-key commands) instead of the whole walk.
+    /// most. `clear` and `len` bound each round trip (one `SCAN` page, one
+    /// batch of per-key commands) instead of the whole walk; `list` bounds
+    /// each page (so `all`, which follows `list`, each of its pages).
     /// Building waits at most this long for the first connection too.
     pub fn with_operation_timeout(mut self, timeout: Duration) -> Self {
         self.operation_timeout = timeout;
         self
     }
 
-    /// How many keys each `SCAN` call asks for in `clear`, `len` and `all`
-    /// (default [`DEFAULT_SCAN_COUNT`]; at least 1).
+    /// How many keys each `SCAN` call asks for in `clear` and `len`, and at
+    /// least in `list` (which asks for its page size if that is larger, up
+    /// to 10,000) (default [`DEFAULT_SCAN_COUNT`]; at least 1).
     pub fn with_scan_count(mut self, count: u32) -> Self {
         self.scan_count = count;
         self

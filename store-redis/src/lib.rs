@@ -3,6 +3,7 @@
 mod builder;
 mod connection;
 mod format;
+mod list;
 mod scan;
 mod scripts;
 mod sentinel;

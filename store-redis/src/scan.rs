@@ -1,6 +1,7 @@
-//! Walking a whole namespace (`clear`, `len`, `all`): `SCAN` on the server
-//! or on every primary of a cluster, and single-key commands for many keys
-//! at once, never a cross-slot command.
+//! Walking a whole namespace (`clear`, `len`, and `list` through
+//! [`crate::list`]): `SCAN` on the server or on every primary of a cluster,
+//! and single-key commands for many keys at once, never a cross-slot
+//! command.
 
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{Cmd, Pipeline, RedisResult, Value};
@@ -12,7 +13,7 @@ use crate::{BACKEND, RedisConnection, RedisStore};
 
 /// Where one `SCAN` goes.
 #[derive(Debug, Clone)]
-enum Node {
+pub(crate) enum Node {
     /// The standalone server behind the connection.
     Server,
     /// One primary of a cluster, by the address the cluster announces.
@@ -47,7 +48,7 @@ impl Scan {
             return Ok(None);
         };
         let cursor = self.cursor.take().unwrap_or_else(|| "0".to_owned());
-        let (next, keys) = scan_page(store, node, &cursor).await?;
+        let (next, keys) = scan_page(store, node, &cursor, store.scan_count).await?;
         if next == "0" {
             self.next_node += 1;
         } else {
@@ -72,8 +73,12 @@ fn pattern(store: &RedisStore) -> String {
 }
 
 /// The nodes a full `SCAN` must visit: the server, or every primary of
-/// the cluster (an unrouted `SCAN` on a cluster sees one node only).
-async fn nodes(store: &RedisStore) -> Result<Vec<Node>> {
+/// the cluster (an unrouted `SCAN` on a cluster sees one node only), in a
+/// stable order: `CLUSTER SLOTS` lists slot ranges in slot order, so the
+/// primaries come in the order of the first slot each serves, whichever
+/// node answers (and a replica promoted in a failover takes its primary's
+/// place).
+pub(crate) async fn nodes(store: &RedisStore) -> Result<Vec<Node>> {
     let RedisConnection::Cluster(conn) = store.conn() else {
         return Ok(vec![Node::Server]);
     };
@@ -92,19 +97,20 @@ async fn nodes(store: &RedisStore) -> Result<Vec<Node>> {
         .collect())
 }
 
-/// One `SCAN` call on `node`: the next cursor and the session keys of
-/// this namespace in the page.
-async fn scan_page(
+/// One `SCAN cursor MATCH {prefix}:* COUNT count` call on `node`: the next
+/// cursor and the session keys of this namespace in the page.
+pub(crate) async fn scan_page(
     store: &RedisStore,
     node: &Node,
     cursor: &str,
+    count: u32,
 ) -> Result<(String, Vec<SessionKey>)> {
     let mut cmd = redis::cmd("SCAN");
     cmd.arg(cursor)
         .arg("MATCH")
         .arg(pattern(store))
         .arg("COUNT")
-        .arg(store.scan_count);
+        .arg(count);
     let value = match (node, store.conn()) {
         (Node::Primary { host, port }, RedisConnection::Cluster(mut conn)) => {
             let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {

@@ -4,13 +4,15 @@ use std::collections::HashSet;
 use std::fmt;
 use std::future::Future;
 use std::io::Write as _;
+use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use redis::{
     Cmd, ErrorKind, RedisError, RedisResult, RedisWrite as _, Script, ServerErrorKind, Value,
 };
 use session_core::{
-    Error, Record, Result, SessionKey, SessionStore, Timestamp, UpdateOutcome, async_trait,
+    Cursor, Error, Page, Record, Result, SessionKey, SessionStore, Timestamp, UpdateOutcome,
+    async_trait,
 };
 
 use crate::builder::{DEFAULT_OPERATION_TIMEOUT, DEFAULT_SCAN_COUNT};
@@ -136,9 +138,10 @@ impl RedisStore {
         self.deadline
     }
 
-    /// `future` bounded by the operation deadline. Bulk methods (`clear`,
-    /// `len`, `all`) bound each round trip instead, so a namespace of
-    /// millions of keys can still be walked.
+    /// `future` bounded by the operation deadline. The walks of the whole
+    /// namespace (`clear`, `len`) bound each round trip instead, so a
+    /// namespace of millions of keys can still be walked; `list` bounds each
+    /// page.
     async fn bounded<T>(
         &self,
         operation: &'static str,
@@ -438,25 +441,12 @@ impl SessionStore for RedisStore {
         Ok(seen.len() as u64)
     }
 
-    async fn all(&self) -> Result<Vec<(SessionKey, Record)>> {
-        let mut seen = HashSet::new();
-        let mut out = Vec::new();
-        let mut scan = self.bounded("all", Scan::start(self)).await?;
-        while let Some(keys) = self.bounded("all", scan.next_page(self)).await? {
-            let fresh: Vec<SessionKey> = keys.into_iter().filter(|k| seen.insert(*k)).collect();
-            let reads = fresh.iter().map(|k| self.read_cmds(k)).collect();
-            let answers = self
-                .bounded("all", crate::scan::per_key(self, reads, true))
-                .await?;
-            for (key, answer) in fresh.iter().zip(answers) {
-                // A key that expired or was destroyed since the SCAN reads
-                // back empty and is skipped.
-                if let Some(record) = Self::decode_read(key, answer)? {
-                    out.push((*key, record));
-                }
-            }
-        }
-        Ok(out)
+    async fn list(&self, cursor: Option<&Cursor>, limit: NonZeroUsize) -> Result<Page> {
+        // The whole page (its SCANs and its reads) within the deadline, like
+        // any other call: a page is bounded work, unlike a walk of the
+        // namespace.
+        self.bounded("list", crate::list::page(self, cursor, limit))
+            .await
     }
 
     async fn delete_expired(&self) -> Result<u64> {

@@ -566,3 +566,149 @@ async fn a_server_gone_for_good_fails_each_call_by_the_deadline_not_the_reconnec
     // ones wait for the reconnect, and the deadline is what ends them.
     assert!(timeouts >= 2, "{timeouts} of 3 calls ended at the deadline");
 }
+
+/// The keys a `list` cursor carries for the next pages (its fourth field,
+/// comma-separated; see the crate documentation).
+fn carried(cursor: &session_core::Cursor) -> usize {
+    let keys = cursor.as_str().splitn(4, ':').nth(3).unwrap_or("");
+    if keys.is_empty() {
+        0
+    } else {
+        keys.split(',').count()
+    }
+}
+
+/// `list` on a shared server, where the namespace is a sliver of the
+/// keyspace and one `SCAN` batch returns more of its keys than a tiny page
+/// holds: the keys beyond the page ride in the cursor, so every page stays
+/// within its limit, nothing is skipped or listed twice, and the keys
+/// around the namespace (another prefix, keys under the prefix that are no
+/// session key) are never listed.
+#[tokio::test]
+async fn list_pages_stay_within_the_limit_when_a_scan_returns_more() {
+    if skip_standalone().is_some() {
+        return;
+    }
+    let prefix = session_conformance::unique_namespace();
+    let store = RedisStore::builder()
+        .with_namespace(&prefix)
+        .with_reconnect_retries(2)
+        .with_scan_count(1_000)
+        .connect(&redis_url())
+        .await
+        .unwrap();
+    let mut conn = raw().await;
+    let mut unrelated = Vec::new();
+    for i in 0..300 {
+        unrelated.push(format!("{prefix}-other:{i}"));
+    }
+    unrelated.push(format!("{prefix}:not-a-session-key"));
+    unrelated.push(format!(
+        "{prefix}:sub:{}",
+        SessionId::generate().unwrap().key().as_str()
+    ));
+    for name in &unrelated {
+        let () = redis::cmd("SET")
+            .arg(name)
+            .arg("x")
+            .arg("EX")
+            .arg(600)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    let mut stored = std::collections::BTreeMap::new();
+    for i in 0..40 {
+        let key = SessionId::generate().unwrap().key();
+        let mut data = data();
+        data.insert("i".into(), i.into());
+        let record = Record::new(data, Duration::from_secs(600));
+        store.save(&key, &record).await.unwrap();
+        stored.insert(key, store.load(&key).await.unwrap().unwrap());
+    }
+
+    for limit in [1, 3] {
+        let size = std::num::NonZeroUsize::new(limit).unwrap();
+        let mut listed = std::collections::BTreeMap::new();
+        let (mut cursor, mut most_carried, mut calls) = (None, 0, 0);
+        loop {
+            calls += 1;
+            assert!(calls < 10_000, "limit {limit}: the listing does not end");
+            let page = store.list(cursor.as_ref(), size).await.unwrap();
+            assert!(
+                page.records.len() <= limit,
+                "limit {limit}: a page of {}",
+                page.records.len()
+            );
+            for (key, record) in page.records {
+                assert!(
+                    listed.insert(key, record).is_none(),
+                    "limit {limit}: {key} listed twice"
+                );
+            }
+            match page.next {
+                Some(next) => {
+                    most_carried = most_carried.max(carried(&next));
+                    cursor = Some(next);
+                }
+                None => break,
+            }
+        }
+        assert_eq!(listed, stored, "limit {limit}");
+        // One SCAN of COUNT 1000 saw more of the namespace than one page:
+        // the carry-over path was taken.
+        assert!(
+            most_carried >= 2,
+            "limit {limit}: no cursor carried keys (at most {most_carried})"
+        );
+    }
+
+    store.clear().await.unwrap();
+    let mut unlink = redis::cmd("UNLINK");
+    for name in &unrelated {
+        unlink.arg(name);
+    }
+    let _: i64 = unlink.query_async(&mut conn).await.unwrap();
+}
+
+/// A cursor naming a node the server does not have (a standalone server is
+/// node 0 only), or badly formed in any field, is `Error::InvalidCursor`;
+/// the cursor the store hands out works.
+#[tokio::test]
+async fn list_refuses_a_cursor_with_a_node_out_of_range() {
+    if skip_standalone().is_some() {
+        return;
+    }
+    let store = standalone(&session_conformance::unique_namespace()).await;
+    let key = SessionId::generate().unwrap().key();
+    store
+        .save(&key, &Record::new(data(), Duration::from_secs(600)))
+        .await
+        .unwrap();
+    let hex = key.as_str();
+    let limit = std::num::NonZeroUsize::new(10).unwrap();
+    for text in [
+        "redis:1:0:".to_owned(),
+        "redis:2:0:".to_owned(),
+        "redis:1:5:".to_owned(),
+        format!("redis:2:0:{hex}"),
+        "redis:18446744073709551615:0:".to_owned(),
+        "redis:0:zero:".to_owned(),
+        format!("redis:0:0:{}", hex.to_uppercase()),
+        format!("redis:0:0:{}", &hex[..63]),
+        format!("redis:0:0:{hex},"),
+    ] {
+        let cursor = session_core::Cursor::new(text.clone());
+        match store.list(Some(&cursor), limit).await {
+            Err(Error::InvalidCursor { .. }) => {}
+            other => panic!("{text}: {other:?}"),
+        }
+    }
+    // Past the last node with keys still to read: valid, and reads them.
+    let cursor = session_core::Cursor::new(format!("redis:1:0:{hex}"));
+    let page = store.list(Some(&cursor), limit).await.unwrap();
+    assert_eq!(page.records.len(), 1);
+    assert_eq!(page.records[0].0, key);
+    assert_eq!(page.next, None);
+    store.clear().await.unwrap();
+}
