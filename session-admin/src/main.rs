@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::{Parser, Subcommand};
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use session_admin::{AdminError, Copied, Existing, Result};
 use session_core::{SessionKey, SessionStore, SessionStoreExt};
@@ -21,8 +22,9 @@ struct Cli {
     /// redis://HOST:PORT[/DB], redis+cluster://HOST:PORT,...,
     /// mongodb://HOST:PORT, postgres://USER@HOST:PORT/DB,
     /// mysql://USER@HOST:PORT/DB (the demo's --store forms).
+    // Parsed after clap, which would echo a bad value, password included.
     #[arg(long, value_name = "URL", env = "SESSION_ADMIN_STORE")]
-    store: StoreUrl,
+    store: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -76,7 +78,7 @@ enum Command {
     Migrate {
         /// The target store (same forms as --store).
         #[arg(long, value_name = "URL")]
-        to: StoreUrl,
+        to: String,
         /// Replace sessions the target already holds (default: keep them).
         #[arg(long)]
         overwrite: bool,
@@ -84,6 +86,16 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+}
+
+/// `text` as a store URL, or a usage error (exit 2) that hides any
+/// password in it.
+fn store_url(text: &str) -> StoreUrl {
+    text.parse().unwrap_or_else(|e: session_url::BadStoreUrl| {
+        Cli::command()
+            .error(ErrorKind::ValueValidation, e.to_string())
+            .exit()
+    })
 }
 
 #[tokio::main]
@@ -144,7 +156,11 @@ fn summary(copied: &Copied, dry_run: bool) {
 }
 
 async fn run(cli: Cli) -> Result<()> {
-    let store = open(&cli.store).await?;
+    let target = match &cli.command {
+        Command::Migrate { to, .. } => Some(store_url(to)),
+        _ => None,
+    };
+    let store = open(&store_url(&cli.store)).await?;
     let store = store.as_ref();
     match cli.command {
         Command::Count => println!("{}", store.len().await?),
@@ -225,11 +241,12 @@ async fn run(cli: Cli) -> Result<()> {
             summary(&copied, dry_run);
         }
         Command::Migrate {
-            to,
-            overwrite,
-            dry_run,
+            overwrite, dry_run, ..
         } => {
-            let target = open(&to).await?;
+            let Some(target) = target else {
+                return Ok(());
+            };
+            let target = open(&target).await?;
             let how = if overwrite {
                 Existing::Replace
             } else {

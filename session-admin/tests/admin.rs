@@ -397,6 +397,14 @@ async fn mistakes_and_unreachable_servers_are_clear_errors() {
     );
     assert!(!stderr(&bad_url).contains("hunter2"));
 
+    let bad_target = admin(&["--store", "memory", "migrate", "--to", "foo://u:hunter2@h"]).await;
+    assert_eq!(bad_target.status.code(), Some(2), "{}", stderr(&bad_target));
+    assert!(
+        !stderr(&bad_target).contains("hunter2"),
+        "{}",
+        stderr(&bad_target)
+    );
+
     let no_command = admin(&["--store", "memory"]).await;
     assert_eq!(no_command.status.code(), Some(2));
 
