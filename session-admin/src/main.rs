@@ -104,25 +104,10 @@ async fn main() -> ExitCode {
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("session-admin: {}", report(&e));
+            eprintln!("session-admin: {}", session_core::report(&e));
             ExitCode::FAILURE
         }
     }
-}
-
-/// The error and its causes on one line.
-fn report(error: &AdminError) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.ends_with(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// Open the store `url` names; cookie-only sessions have none.
@@ -144,6 +129,15 @@ fn progress(total: u64, what: &str) -> ProgressBar {
     }
     bar.set_message(what.to_owned());
     bar
+}
+
+/// What to do with sessions the target already holds.
+fn existing(overwrite: bool) -> Existing {
+    if overwrite {
+        Existing::Replace
+    } else {
+        Existing::Keep
+    }
 }
 
 /// Print what an import or a migration did.
@@ -217,11 +211,7 @@ async fn run(cli: Cli) -> Result<()> {
             overwrite,
             dry_run,
         } => {
-            let how = if overwrite {
-                Existing::Replace
-            } else {
-                Existing::Keep
-            };
+            let how = existing(overwrite);
             let bar = ProgressBar::new_spinner();
             let copied = match input {
                 Some(path) => {
@@ -247,11 +237,7 @@ async fn run(cli: Cli) -> Result<()> {
                 return Ok(());
             };
             let target = open(&target).await?;
-            let how = if overwrite {
-                Existing::Replace
-            } else {
-                Existing::Keep
-            };
+            let how = existing(overwrite);
             let bar = progress(store.len().await?, "migrate");
             let copied = session_admin::migrate(store, target.as_ref(), how, dry_run, &bar).await?;
             bar.finish_and_clear();
