@@ -662,12 +662,14 @@ const JUST_EXPIRED_TTL: Duration = Duration::from_millis(600);
 
 /// Records of the churn behaviour, all written to expire at one instant.
 const CHURN_KEYS: usize = 42;
-/// Their lifetime: long enough for ~90 writes on a slow server.
-const CHURN_TTL: Duration = Duration::from_secs(4);
+/// Their lifetime: long enough for ~130 writes on a slow server.
+const CHURN_TTL: Duration = Duration::from_secs(5);
 /// How much earlier than that instant some of them are moved.
 const CHURN_EARLIER: Duration = Duration::from_millis(1_200);
 /// How much later others are moved.
 const CHURN_LATER: Duration = Duration::from_millis(400);
+/// Records created at the same instant after the churn.
+const CHURN_REFILL: usize = 24;
 
 /// "`delete_expired()`: remove expired records now; returns how many" after
 /// churn, on a backend that keeps expired records until then (unless the
@@ -675,7 +677,9 @@ const CHURN_LATER: Duration = Duration::from_millis(400);
 /// many records written to expire at **one instant** (what an expiry index
 /// keeps side by side in one bucket), then some destroyed, some touched to
 /// an earlier or a later expiry, some updated, some saved again to expire
-/// earlier, some moved earlier and then destroyed. Once all have expired,
+/// earlier, some moved earlier and then destroyed; then new records are
+/// created at the same instant and the records still at it are destroyed.
+/// Once all have expired,
 /// one `delete_expired` removes and counts every remaining record exactly
 /// once, and a second finds nothing. An index that loses or misplaces a
 /// neighbour's entry when a key leaves its bucket keeps that session
@@ -727,6 +731,23 @@ pub async fn delete_expired_counts_each_record_once_after_churn<F: StoreFactory>
             }
             if !matches!(i % 7, 0 | 5) {
                 remaining += 1;
+            }
+        }
+        // Fill the instant again, then destroy the records that stayed at
+        // it: an index that leaves a neighbour's position stale when a key
+        // leaves its bucket now removes a newcomer's entry instead of theirs.
+        for i in 0..CHURN_REFILL {
+            let record = Record::with_times(data_n(1_000 + i as i64), now, at);
+            assert!(
+                ok("create", store.create(&key(), &record).await),
+                "create of a fresh key"
+            );
+            remaining += 1;
+        }
+        for (i, k) in churned.iter().enumerate() {
+            if matches!(i % 7, 2 | 3 | 6) {
+                ok("destroy", store.destroy(k).await);
+                remaining -= 1;
             }
         }
         if Timestamp::now() + Duration::from_millis(200) >= earlier {

@@ -8,7 +8,7 @@ use session_core::{Cursor, Error, Record, SessionKey, SessionStore, Timestamp};
 
 use crate::StoreFactory;
 use crate::support::{
-    a_minute_ago, data_n, expired, finish, keys, live, long_lived, ok, open, save_then_expire,
+    a_minute_ago, data_n, expired, finish, key, keys, live, long_lived, ok, open, save_then_expire,
     sleep_until,
 };
 
@@ -88,6 +88,12 @@ impl Pager {
     }
 }
 
+/// Records written around the stable ones of
+/// [`list_keeps_every_stable_record_through_concurrent_writes`].
+const CHURN: usize = 200;
+/// Of them, written between two pages: four end, two stay live.
+const CHURN_PER_PAGE: usize = 6;
+
 /// Calls a listing of `records` in pages of `limit` may need: the pages
 /// themselves, plus slack for stores whose pages may come back empty (a
 /// server scan visiting a shared keyspace).
@@ -163,7 +169,7 @@ pub async fn list_keeps_every_stable_record_through_concurrent_writes<F: StoreFa
     for (i, k) in stable.iter().enumerate() {
         ok("save", store.save(k, &long_lived(data_n(i as i64))).await);
     }
-    let churn = keys(150);
+    let churn = keys(CHURN);
     for k in &churn {
         ok("save", store.save(k, &long_lived(data_n(-1))).await);
     }
@@ -172,24 +178,27 @@ pub async fn list_keeps_every_stable_record_through_concurrent_writes<F: StoreFa
     let mut ended_before: Vec<BTreeSet<SessionKey>> = vec![BTreeSet::new()];
     let mut next_churn = 0;
     let limit = 10;
-    let mut pager = Pager::new(limit, max_calls(stable.len() + churn.len() + 400, limit));
+    let mut pager = Pager::new(limit, max_calls(stable.len() + churn.len() + 100, limit));
     let mut pages = Vec::new();
     while let Some(page) = pager.next(&store).await {
         pages.push(page);
-        for k in keys(8) {
-            ok("create", store.create(&k, &long_lived(data_n(1_000))).await);
-        }
-        for _ in 0..4 {
+        // More records end than begin between two pages, so a pager that
+        // counts positions (an offset) skips records, whatever its order.
+        ok(
+            "create",
+            store.create(&key(), &long_lived(data_n(1_000))).await,
+        );
+        for _ in 0..CHURN_PER_PAGE {
             let Some(k) = churn.get(next_churn) else {
                 break;
             };
             next_churn += 1;
-            match next_churn % 4 {
-                0 => ok("destroy", store.destroy(k).await),
-                1 => {
+            match next_churn % 6 {
+                0 | 2 => ok("destroy", store.destroy(k).await),
+                1 | 3 => {
                     let _ = ok("touch", store.touch(k, a_minute_ago()).await);
                 }
-                2 => ok(
+                4 => ok(
                     "save",
                     store.save(k, &long_lived(data_n(pages.len() as i64))).await,
                 ),
@@ -202,7 +211,7 @@ pub async fn list_keeps_every_stable_record_through_concurrent_writes<F: StoreFa
                     );
                 }
             }
-            if next_churn % 4 < 2 {
+            if next_churn % 6 < 4 {
                 ended.insert(*k);
             }
         }
