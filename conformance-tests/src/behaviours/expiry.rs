@@ -678,7 +678,8 @@ const CHURN_REFILL: usize = 24;
 /// keeps side by side in one bucket), then some destroyed, some touched to
 /// an earlier or a later expiry, some updated, some saved again to expire
 /// earlier, some moved earlier and then destroyed; then new records are
-/// created at the same instant and the records still at it are destroyed.
+/// created at the same instant and the records still at it are destroyed,
+/// last written first.
 /// Once all have expired,
 /// one `delete_expired` removes and counts every remaining record exactly
 /// once, and a second finds nothing. An index that loses or misplaces a
@@ -744,7 +745,9 @@ pub async fn delete_expired_counts_each_record_once_after_churn<F: StoreFactory>
             );
             remaining += 1;
         }
-        for (i, k) in churned.iter().enumerate() {
+        // Last written first: those are the neighbours an index moves
+        // into the places its first removals left.
+        for (i, k) in churned.iter().enumerate().rev() {
             if matches!(i % 7, 2 | 3 | 6) {
                 ok("destroy", store.destroy(k).await);
                 remaining -= 1;
