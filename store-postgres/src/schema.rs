@@ -233,15 +233,14 @@ mod tests {
         }
     }
 
-    /// `delete_expired` finds expired rows through the expiry index, never
-    /// by scanning the table: the plan of the statement the store runs, on
-    /// a table of 20,000 rows (a few hundred expired) after `ANALYZE`.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[allow(clippy::unwrap_used, clippy::panic, reason = "test")]
-    async fn delete_expired_uses_the_expiry_index() {
+    /// A table of the store's layout holding 20,000 rows (one in 50
+    /// expired) after `ANALYZE`, for the plan tests; `None` when the run
+    /// opted out of PostgreSQL.
+    #[allow(clippy::unwrap_used, reason = "test")]
+    async fn plan_table() -> Option<(deadpool_postgres::Object, &'static str, String, String)> {
         use session_conformance::env::POSTGRES;
         if POSTGRES.skip_reason().is_some() {
-            return;
+            return None;
         }
         let url = POSTGRES.url();
         let pool = deadpool_postgres::Pool::builder(deadpool_postgres::Manager::new(
@@ -267,6 +266,30 @@ mod tests {
             ))
             .await
             .unwrap();
+        Some((client, schema, table, t))
+    }
+
+    /// Remove what [`plan_table`] made.
+    #[allow(clippy::unwrap_used, reason = "test")]
+    async fn drop_plan_table(client: &deadpool_postgres::Object, schema: &str, table: &str) {
+        client
+            .batch_execute(&format!(
+                "DROP TABLE \"{schema}\".\"{table}\"; \
+                 DELETE FROM \"{schema}\".{REGISTRY} WHERE name = '{table}'"
+            ))
+            .await
+            .unwrap();
+    }
+
+    /// `delete_expired` finds expired rows through the expiry index, never
+    /// by scanning the table: the plan of the statement the store runs, on
+    /// a table of 20,000 rows (a few hundred expired) after `ANALYZE`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[allow(clippy::unwrap_used, clippy::panic, reason = "test")]
+    async fn delete_expired_uses_the_expiry_index() {
+        let Some((client, schema, table, _)) = plan_table().await else {
+            return;
+        };
         let statement = Statements::new(schema, &table).delete_expired;
         let plan: Vec<String> = client
             .query(
@@ -278,12 +301,7 @@ mod tests {
             .iter()
             .map(|row| row.get::<_, String>(0))
             .collect();
-        client
-            .batch_execute(&format!(
-                "DROP TABLE {t}; DELETE FROM \"{schema}\".{REGISTRY} WHERE name = '{table}'"
-            ))
-            .await
-            .unwrap();
+        drop_plan_table(&client, schema, &table).await;
         let plan = plan.join("\n");
         let index = format!("{table}__expires_at");
         assert!(
@@ -306,34 +324,9 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     #[allow(clippy::unwrap_used, clippy::panic, reason = "test")]
     async fn list_walks_the_primary_key() {
-        use session_conformance::env::POSTGRES;
-        if POSTGRES.skip_reason().is_some() {
+        let Some((client, schema, table, t)) = plan_table().await else {
             return;
-        }
-        let url = POSTGRES.url();
-        let pool = deadpool_postgres::Pool::builder(deadpool_postgres::Manager::new(
-            url.parse().unwrap(),
-            tokio_postgres::NoTls,
-        ))
-        .max_size(1)
-        .build()
-        .unwrap();
-        let mut client = pool
-            .get()
-            .await
-            .unwrap_or_else(|e| POSTGRES.unreachable(&url, &e));
-        let (schema, table) = ("session_tests", session_conformance::unique_namespace());
-        prepare(&mut client, schema, &table).await.unwrap();
-        let t = format!("\"{schema}\".\"{table}\"");
-        client
-            .batch_execute(&format!(
-                "INSERT INTO {t} (key, data, created_at, expires_at, version) \
-                 SELECT sha256(i::text::bytea), '{{}}', 0, \
-                 CASE WHEN i % 50 = 0 THEN 1000 + i ELSE 4000000000000 + i END, 0 \
-                 FROM generate_series(1, 20000) AS i; ANALYZE {t};"
-            ))
-            .await
-            .unwrap();
+        };
         let index: String = client
             .query_one(
                 "SELECT conindid::regclass::text FROM pg_constraint \
@@ -363,12 +356,7 @@ mod tests {
                 .collect();
             plans.push(plan.join("\n"));
         }
-        client
-            .batch_execute(&format!(
-                "DROP TABLE {t}; DELETE FROM \"{schema}\".{REGISTRY} WHERE name = '{table}'"
-            ))
-            .await
-            .unwrap();
+        drop_plan_table(&client, schema, &table).await;
         println!("list_first:\n{}\nlist_after:\n{}", plans[0], plans[1]);
         // `regclass::text` quotes the name only when it needs quotes.
         let index = index.rsplit('.').next().unwrap_or(&index).to_owned();
