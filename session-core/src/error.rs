@@ -225,6 +225,28 @@ pub fn scrub_password(message: &str, url: &str) -> String {
     }
 }
 
+/// `url` with its user information hidden, for logs and messages:
+/// `scheme://user:secret@host/db` → `scheme://***@host/db`.
+///
+/// ```
+/// assert_eq!(
+///     session_core::redact_url("postgres://ada:hunter2@h/db"),
+///     "postgres://***@h/db"
+/// );
+/// assert_eq!(session_core::redact_url("redis://h:6379/0"), "redis://h:6379/0");
+/// ```
+#[must_use]
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://***{}", &rest[at..]),
+        None => url.to_owned(),
+    }
+}
+
 /// The password part of `scheme://user:password@host...`, if any.
 fn url_password(url: &str) -> Option<&str> {
     let rest = url.split_once("://")?.1;

@@ -56,7 +56,7 @@ mod time;
 
 pub use crate::blocking::run_blocking;
 pub use crate::data::{Data, EncodedData};
-pub use crate::error::{BoxError, Error, Result, report, scrub_password};
+pub use crate::error::{BoxError, Error, Result, redact_url, report, scrub_password};
 pub use crate::id::{SessionId, SessionKey};
 pub use crate::list::{ALL_PAGE, Cursor, Page};
 pub use crate::reaper::{Reaper, ReaperConfig};

@@ -72,7 +72,9 @@ impl FromStr for StoreUrl {
     type Err = BadStoreUrl;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || BadStoreUrl { given: redact(s) };
+        let bad = || BadStoreUrl {
+            given: session_core::redact_url(s),
+        };
         let path = |rest: &str| {
             if rest.is_empty() {
                 Err(bad())
@@ -147,25 +149,14 @@ impl fmt::Display for StoreUrl {
             Self::Sled(path) => write!(f, "sled://{}", path.display()),
             Self::File(path) => write!(f, "file://{}", path.display()),
             Self::Redis(url) | Self::Mongo(url) | Self::Postgres(url) | Self::Mysql(url) => {
-                f.write_str(&redact(url))
+                f.write_str(&session_core::redact_url(url))
             }
             Self::RedisCluster(nodes) => {
-                let nodes: Vec<String> = nodes.iter().map(|n| redact(n)).collect();
+                let nodes: Vec<String> =
+                    nodes.iter().map(|n| session_core::redact_url(n)).collect();
                 f.write_str(&nodes.join(","))
             }
         }
-    }
-}
-
-/// `scheme://user:secret@host` → `scheme://***@host`.
-fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{scheme}://***{}", &rest[at..]),
-        None => url.to_owned(),
     }
 }
 

@@ -186,18 +186,6 @@ async fn drop_tables(url: String, tables: Vec<String>) {
     }
 }
 
-/// `scheme://user:secret@host/db` → `scheme://***@host/db`.
-fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{scheme}://***{}", &rest[at..]),
-        None => url.to_owned(),
-    }
-}
-
 /// The store on table `{namespace}`, the raw baseline on `{namespace}_raw`
 /// (created by a second store, so with the same layout and index), both in
 /// schema `session_bench`, each with its own pool of the store's default
@@ -207,7 +195,7 @@ pub(crate) async fn open_pair(env: &Env, namespace: &str) -> Result<Opened> {
     let unreachable = |e: &dyn std::fmt::Display| {
         format!(
             "cannot reach PostgreSQL at {}: {e} (start a server or set SESSION_POSTGRES_URL)",
-            redact(url)
+            session_core::redact_url(url)
         )
     };
     let raw_table = format!("{namespace}_raw");
