@@ -117,6 +117,23 @@ pub enum Error {
         reason: &'static str,
     },
 
+    /// A principal (the user a session belongs to) is not one a store can
+    /// index: see [`Principal::new`](crate::Principal::new).
+    #[error("invalid principal: {reason}")]
+    InvalidPrincipal {
+        /// What is wrong with it (the name itself is not echoed).
+        reason: &'static str,
+    },
+
+    /// The operation needs a store that keeps a
+    /// [`PrincipalIndex`](crate::PrincipalIndex), and this manager's store
+    /// does not (see [`SessionManager::with_index`](crate::SessionManager::with_index)).
+    #[error("{operation} needs a store with a principal index")]
+    NoPrincipalIndex {
+        /// What was asked (`"sessions_of"`, ...).
+        operation: &'static str,
+    },
+
     /// The backend failed (I/O, connection, server error, ...).
     #[error("{backend} store failed")]
     Backend {

@@ -11,7 +11,9 @@
 //! | 0..8 | `expires_at`, milliseconds since the Unix epoch, `i64` big-endian |
 //! | 8..16 | `created_at`, milliseconds, `i64` big-endian |
 //! | 16..24 | `version`, `u64` big-endian |
-//! | 24.. | the data |
+//! | 24 | length of the principal in bytes, 0 for none |
+//! | 25..25+n | the [`Principal`](crate::Principal), UTF-8 |
+//! | 25+n.. | the data |
 //!
 //! The times and version sit at fixed offsets so that liveness checks read
 //! the header only, and `touch` patches the expiry without decoding the
@@ -30,14 +32,15 @@
 //!     Timestamp::from_millis(2),
 //! );
 //! let bytes = VALUE.encode(Header::of(&record), &record)?;
-//! assert_eq!(bytes.len(), VALUE.header_len() + 2); // prefix, header, `{}`
+//! // prefix, header, no principal (one length byte), `{}`
+//! assert_eq!(bytes.len(), VALUE.header_len() + 1 + 2);
 //! assert_eq!(VALUE.decode(&key, &bytes)?, record);
 //! let touched = VALUE.with_expiry(&bytes, 5);
 //! assert_eq!(VALUE.read(&key, &touched)?.expires_at, 5);
 //! # Ok::<(), session_core::Error>(())
 //! ```
 
-use crate::{Error, Record, Result, SessionKey, Timestamp};
+use crate::{Error, Principal, Record, Result, SessionKey, Timestamp};
 
 /// A record's times (Unix milliseconds) and version: what a store reads to
 /// tell whether a record is live, without its data.
@@ -136,7 +139,8 @@ impl HeaderCodec {
         self.prefix
     }
 
-    /// Length of the prefix and header, where the data starts.
+    /// Length of the prefix and header: the fixed part, where the
+    /// principal's length byte is.
     #[must_use]
     pub const fn header_len(&self) -> usize {
         self.prefix.len() + Header::LEN
@@ -183,9 +187,15 @@ impl HeaderCodec {
     /// [`Error::Encode`] if the data cannot be encoded.
     pub fn encode(&self, header: Header, record: &Record) -> Result<Vec<u8>> {
         let data = Record::encode_data(&record.data)?;
-        let mut out = Vec::with_capacity(self.header_len() + data.as_bytes().len());
+        let principal = record.principal.as_ref().map_or("", Principal::as_str);
+        // `Principal` holds at most 255 bytes, so its length fits the byte.
+        let len = u8::try_from(principal.len()).map_err(|e| Error::Encode { source: e.into() })?;
+        let mut out =
+            Vec::with_capacity(self.header_len() + 1 + principal.len() + data.as_bytes().len());
         out.extend_from_slice(self.prefix);
         out.extend_from_slice(&header.to_bytes());
+        out.push(len);
+        out.extend_from_slice(principal.as_bytes());
         out.extend_from_slice(data.as_bytes());
         Ok(out)
     }
@@ -210,8 +220,44 @@ impl HeaderCodec {
     /// [`Error::Decode`] naming `key` if the header or the data do not
     /// decode.
     pub fn decode(&self, key: &SessionKey, bytes: &[u8]) -> Result<Record> {
+        let (header, principal, data) = self.split(key, bytes)?;
+        Ok(header.record(key, data)?.with_principal(principal))
+    }
+
+    /// The header, the principal and the data bytes (not decoded) of the
+    /// bytes stored under `key`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Decode`] naming `key` if the header or the principal do not
+    /// decode.
+    pub fn split<'b>(
+        &self,
+        key: &SessionKey,
+        bytes: &'b [u8],
+    ) -> Result<(Header, Option<Principal>, &'b [u8])> {
         let header = self.read(key, bytes)?;
-        header.record(key, &bytes[self.header_len()..])
+        let rest = &bytes[self.header_len()..];
+        let Some((&len, rest)) = rest.split_first() else {
+            return Err(Error::decode(
+                key,
+                format!("{} ends before its principal (truncated)", self.what),
+            ));
+        };
+        let Some((name, data)) = rest.split_at_checked(usize::from(len)) else {
+            return Err(Error::decode(
+                key,
+                format!("{} ends inside its principal (truncated)", self.what),
+            ));
+        };
+        let principal = match name {
+            [] => None,
+            name => {
+                let name = std::str::from_utf8(name).map_err(|e| Error::decode(key, e))?;
+                Some(Principal::stored(key, name)?)
+            }
+        };
+        Ok((header, principal, data))
     }
 }
 
@@ -244,10 +290,17 @@ mod tests {
         expected.extend_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]);
         expected.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe]);
         expected.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe]);
+        expected.push(0);
         expected.extend_from_slice(b"{\"a\":1}");
         assert_eq!(bytes, expected);
         assert_eq!(CODEC.header_len(), 27);
         assert_eq!(CODEC.decode(&key(), &bytes).unwrap(), record);
+
+        let owned = record.with_principal(Some(Principal::new("ada").unwrap()));
+        let bytes = CODEC.encode(Header::of(&owned), &owned).unwrap();
+        assert_eq!(bytes[27..31], *b"\x03ada");
+        assert_eq!(bytes[31..], *b"{\"a\":1}");
+        assert_eq!(CODEC.decode(&key(), &bytes).unwrap(), owned);
     }
 
     #[test]
@@ -291,9 +344,26 @@ mod tests {
         let mut other_prefix = good.clone();
         other_prefix[2] = 9;
         let cut = &good[..CODEC.header_len() - 1];
-        let mut not_json = good[..CODEC.header_len()].to_vec();
+        let mut not_json = good[..=CODEC.header_len()].to_vec();
         not_json.extend_from_slice(b"{\"a\":");
-        for bad in [&b""[..], b"ab", cut, &other_prefix, &not_json] {
+        let no_principal_byte = &good[..CODEC.header_len()];
+        let mut cut_principal = good[..CODEC.header_len()].to_vec();
+        cut_principal.extend_from_slice(b"\x05ab");
+        let mut bad_principal = good[..CODEC.header_len()].to_vec();
+        bad_principal.extend_from_slice(b"\x02\xff\x00{}");
+        let mut control_principal = good[..CODEC.header_len()].to_vec();
+        control_principal.extend_from_slice(b"\x02a\n{}");
+        for bad in [
+            &b""[..],
+            b"ab",
+            cut,
+            &other_prefix,
+            &not_json,
+            no_principal_byte,
+            &cut_principal,
+            &bad_principal,
+            &control_principal,
+        ] {
             assert!(
                 matches!(CODEC.decode(&key(), bad), Err(Error::Decode { .. })),
                 "{bad:?}"

@@ -47,6 +47,7 @@ mod error;
 pub mod header;
 mod id;
 mod list;
+mod principal;
 mod reaper;
 mod record;
 mod session;
@@ -59,6 +60,7 @@ pub use crate::data::{Data, EncodedData};
 pub use crate::error::{BoxError, Error, Result, redact_url, report, scrub_password};
 pub use crate::id::{SessionId, SessionKey};
 pub use crate::list::{ALL_PAGE, Cursor, Page};
+pub use crate::principal::{Principal, PrincipalIndex};
 pub use crate::reaper::{Reaper, ReaperConfig};
 pub use crate::record::Record;
 pub use crate::session::{

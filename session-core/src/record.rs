@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Data, EncodedData, Error, Result, SessionKey, Timestamp};
+use crate::{Data, EncodedData, Error, Principal, Result, SessionKey, Timestamp};
 
 /// What a store keeps under a [`SessionKey`].
 ///
@@ -36,6 +36,12 @@ pub struct Record {
     /// Maintained by the store: [`SessionStore::update`](crate::SessionStore::update)
     /// stores `expected_version + 1`; `create`, `save` store it as given.
     pub version: u64,
+    /// Who the session belongs to, if anyone has logged in with it: stored
+    /// and returned like the rest of the record by every store, and indexed
+    /// by stores that implement [`PrincipalIndex`](crate::PrincipalIndex).
+    /// `touch` keeps it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<Principal>,
 }
 
 impl Record {
@@ -54,6 +60,7 @@ impl Record {
             created_at,
             expires_at,
             version: 0,
+            principal: None,
         }
     }
 
@@ -61,6 +68,13 @@ impl Record {
     #[must_use]
     pub fn with_version(mut self, version: u64) -> Self {
         self.version = version;
+        self
+    }
+
+    /// The same record belonging to `principal` (or to no one).
+    #[must_use]
+    pub fn with_principal(mut self, principal: Option<Principal>) -> Self {
+        self.principal = principal;
         self
     }
 
@@ -91,6 +105,7 @@ impl Record {
             created_at: self.created_at,
             expires_at: self.expires_at,
             version: self.version,
+            principal: self.principal.as_ref().map(|p| p.as_str().into()),
         })
         .map_err(|e| Error::Encode { source: e.into() })
     }
@@ -108,6 +123,10 @@ impl Record {
             created_at: envelope.created_at,
             expires_at: envelope.expires_at,
             version: envelope.version,
+            principal: envelope
+                .principal
+                .map(|name| Principal::stored(key, name))
+                .transpose()?,
         })
     }
 
@@ -145,6 +164,10 @@ struct Envelope<'a> {
     created_at: Timestamp,
     expires_at: Timestamp,
     version: u64,
+    /// Absent when the session has no principal, so such records encode as
+    /// they did before principals existed.
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    principal: Option<std::borrow::Cow<'a, str>>,
 }
 
 #[cfg(test)]
@@ -172,7 +195,8 @@ mod tests {
             unreachable!()
         };
         let record = Record::with_times(data, Timestamp::from_millis(1), Timestamp::from_millis(2))
-            .with_version(u64::MAX);
+            .with_version(u64::MAX)
+            .with_principal(Some(Principal::new("ünï:42").unwrap()));
         let key = SessionId::generate().unwrap().key();
         assert_eq!(
             Record::decode(&key, &record.encode().unwrap()).unwrap(),
@@ -218,5 +242,22 @@ mod tests {
         assert!(matches!(&err, Error::Decode { key: k, .. } if k == key.as_str()));
         assert!(err.to_string().contains(key.as_str()));
         assert!(Record::decode_data(&key, b"[1,2]").is_err());
+        let bad_principal =
+            br#"{"data":"{}","created_at":1,"expires_at":2,"version":0,"principal":""}"#;
+        let err = Record::decode(&key, bad_principal).unwrap_err();
+        assert!(matches!(&err, Error::Decode { key: k, .. } if k == key.as_str()));
+    }
+
+    #[test]
+    fn a_record_without_principal_encodes_as_before() {
+        let record = Record::with_times(
+            Data::new(),
+            Timestamp::from_millis(1),
+            Timestamp::from_millis(2),
+        );
+        assert_eq!(
+            record.encode().unwrap(),
+            br#"{"data":"{}","created_at":1,"expires_at":2,"version":0}"#
+        );
     }
 }

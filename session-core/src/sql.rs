@@ -172,6 +172,10 @@ pub struct Columns {
     pub expires_at: i64,
     /// The version.
     pub version: u64,
+    /// The principal's name, `NULL` for none: the indexed column of
+    /// [`PrincipalIndex`](crate::PrincipalIndex). Read back with
+    /// [`Principal::stored`](crate::Principal::stored).
+    pub principal: Option<crate::Principal>,
 }
 
 impl Columns {
@@ -186,6 +190,7 @@ impl Columns {
             created_at: record.created_at.as_millis(),
             expires_at: record.expires_at.as_millis(),
             version: record.version,
+            principal: record.principal.clone(),
         })
     }
 

@@ -19,7 +19,7 @@ use session_core::header::HeaderCodec;
 
 /// The layout of a session file: the magic `sesf`, the format version
 /// this crate writes (1), then the header.
-pub(crate) const FILE: HeaderCodec = HeaderCodec::new(b"sesf\x01", "session file");
+pub(crate) const FILE: HeaderCodec = HeaderCodec::new(b"sesf\x02", "session file");
 /// Length of the fixed header before the data.
 pub(crate) const HEADER: usize = FILE.header_len();
 

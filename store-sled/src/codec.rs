@@ -4,11 +4,12 @@
 //!
 //! | bytes | content |
 //! |---|---|
-//! | 0 | format tag, `1` |
+//! | 0 | format tag, `2` (`1` was the layout before principals) |
 //! | 1..9 | `expires_at`, milliseconds, `i64` big-endian |
 //! | 9..17 | `created_at`, milliseconds, `i64` big-endian |
 //! | 17..25 | `version`, `u64` big-endian |
-//! | 25.. | the data, as [`Record::encode_data`](session_core::Record::encode_data) JSON text |
+//! | 25 | principal length, then the principal |
+//! | .. | the data, as [`Record::encode_data`](session_core::Record::encode_data) JSON text |
 //!
 //! Bytes 1.. are [`session_core::header`]'s layout, which the file store
 //! shares.
@@ -22,8 +23,8 @@ use session_core::header::HeaderCodec;
 use session_core::{Error, Result, SessionKey};
 
 /// The layout of a records-tree value: the format tag this crate writes
-/// (1), then the header.
-pub(crate) const VALUE: HeaderCodec = HeaderCodec::new(&[1], "stored value");
+/// (2), then the header.
+pub(crate) const VALUE: HeaderCodec = HeaderCodec::new(&[2], "stored value");
 /// Length of an expiry index key.
 pub(crate) const INDEX_KEY: usize = 8 + 32;
 
