@@ -497,9 +497,16 @@ impl Shard {
             MapEntry::Occupied(mut slot) => {
                 let expires_at = entry.expires_at;
                 let slot = slot.get_mut();
-                let old = std::mem::replace(&mut slot.entry, entry);
-                self.owners
-                    .relink(old.principal.as_ref(), slot.entry.principal.as_ref(), key);
+                // Compared in place: an anonymous rewrite (None, None) costs
+                // a compare, not a move of the old entry out.
+                if slot.entry.principal != entry.principal {
+                    self.owners.relink(
+                        slot.entry.principal.as_ref(),
+                        entry.principal.as_ref(),
+                        key,
+                    );
+                }
+                slot.entry = entry;
                 if let Some(left) = self.index.follow(key, slot, expires_at) {
                     self.unindex(left);
                 }
