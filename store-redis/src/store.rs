@@ -25,8 +25,11 @@ use crate::{BACKEND, RedisConnection, RedisStoreBuilder, format, scripts};
 /// with its version and times, then the JSON data; the key has a Redis
 /// expiry at the record's `expires_at`, so Redis alone decides when a
 /// session is gone, by **its** clock. Every command and script works on one
-/// key, so every method works on Cluster. See the crate documentation for
-/// the details.
+/// key, so every method works on Cluster. A session that names a principal
+/// is also announced in that principal's index (a sorted set, see
+/// [`index_key`](Self::index_key)), which makes the store a
+/// [`PrincipalIndex`](session_core::PrincipalIndex). See the crate
+/// documentation for the details.
 ///
 /// Cloning is cheap and shares the connection.
 #[derive(Clone)]
@@ -268,7 +271,7 @@ impl RedisStore {
     /// runs, if it is an `EVALSHA`) alone if the record names no principal,
     /// which costs nothing more than before principals existed; otherwise
     /// announced in the principal's index first and again once written
-    /// ([`index::Announced`](crate::index)). Returns `cmd`'s reply.
+    /// (see [`crate::index`]). Returns `cmd`'s reply.
     async fn write(
         &self,
         key: &SessionKey,
