@@ -56,6 +56,16 @@ mod dynamic {
     session_conformance::conformance_suite!(session_conformance::Dyn(crate::Mongo));
 }
 
+/// The `PrincipalIndex` behaviours.
+mod principals {
+    session_conformance::principal_index_suite!(crate::Mongo);
+}
+
+/// The `PrincipalIndex` behaviours through `Arc<dyn PrincipalIndex>`.
+mod principals_dynamic {
+    session_conformance::principal_index_suite!(session_conformance::DynIndex(crate::Mongo));
+}
+
 fn data() -> session_core::Data {
     let mut data = session_core::Data::new();
     data.insert("user".into(), "ada".into());

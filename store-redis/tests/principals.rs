@@ -431,3 +431,188 @@ async fn an_index_of_another_type_is_an_error() {
     store.clear().await.unwrap();
     assert!(!exists(&mut raw, &store.index_key(&eve)).await);
 }
+
+/// The calls of each command since the last `CONFIG RESETSTAT`, from
+/// `INFO commandstats` (`cmdstat_set:calls=2,...`).
+async fn command_calls(raw: &mut impl ConnectionLike) -> std::collections::BTreeMap<String, u64> {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(raw)
+        .await
+        .unwrap();
+    info.lines()
+        .filter_map(|line| {
+            let (name, stats) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = stats
+                .strip_prefix("calls=")?
+                .split(',')
+                .next()?
+                .parse()
+                .ok()?;
+            Some((name.to_owned(), calls))
+        })
+        .filter(|(name, _)| !name.starts_with("config") && name != "info")
+        .collect()
+}
+
+/// Anonymous traffic pays nothing for the index: on a private server (so
+/// that nobody else's commands are counted), every method on a session
+/// without principal sends exactly the commands it sent before principals
+/// existed, and no index command at all; a session with a principal sends
+/// its two announcements (`EVAL`) per write and one per `touch`.
+#[tokio::test]
+async fn a_session_without_principal_sends_no_index_command() {
+    if skip_standalone().is_some() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::server::RedisProcess::start(&dir.path().join("count"), &[]).await;
+    let store = RedisStore::builder()
+        .with_namespace("count")
+        .connect(&server.url())
+        .await
+        .unwrap();
+    let mut raw = common::server::node_connection(server.port())
+        .await
+        .unwrap();
+    let ttl = Duration::from_secs(600);
+    let anonymous = Record::new(session_core::Data::new(), ttl);
+    // Load both scripts first: the counts below are the steady state.
+    let warm = SessionId::generate().unwrap().key();
+    assert!(store.create(&warm, &anonymous).await.unwrap());
+    assert_eq!(
+        store.update(&warm, &anonymous, 0).await.unwrap(),
+        UpdateOutcome::Updated
+    );
+    assert!(store.touch(&warm, anonymous.expires_at).await.unwrap());
+
+    let () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let key = SessionId::generate().unwrap().key();
+    assert!(store.create(&key, &anonymous).await.unwrap());
+    assert!(store.load(&key).await.unwrap().is_some());
+    assert_eq!(
+        store.update(&key, &anonymous, 0).await.unwrap(),
+        UpdateOutcome::Updated
+    );
+    store.save(&key, &anonymous).await.unwrap();
+    assert!(store.touch(&key, anonymous.expires_at).await.unwrap());
+    store.destroy(&key).await.unwrap();
+    // What the scripts call is counted too: one `GETRANGE` of the header
+    // each (an `s1` value costs no principal read), `PEXPIRETIME`, and
+    // their writes.
+    let expected = [
+        ("evalsha", 2),
+        ("exec", 1),
+        ("get", 1),
+        ("getrange", 2),
+        ("multi", 1),
+        ("pexpireat", 1),
+        ("pexpiretime", 3),
+        ("set", 3),
+        ("setrange", 1),
+        ("unlink", 1),
+    ];
+    assert_eq!(
+        command_calls(&mut raw).await,
+        expected.map(|(name, n)| (name.to_owned(), n)).into(),
+        "an anonymous create, load, update, save, touch and destroy"
+    );
+
+    let () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let owned = owned("ada", ttl);
+    assert!(store.create(&key, &owned).await.unwrap());
+    assert!(store.touch(&key, owned.expires_at).await.unwrap());
+    let calls = command_calls(&mut raw).await;
+    assert_eq!(calls.get("eval"), Some(&3), "{calls:?}");
+    assert_eq!(calls.get("set"), Some(&1), "{calls:?}");
+    assert_eq!(calls.get("evalsha"), Some(&1), "{calls:?}");
+}
+
+/// Listings racing with writes that move sessions away from a principal
+/// and back never lose a session from the index: each writer ends with its
+/// session under the principal, at the same expiry every time (so a write
+/// that did not change the score could not be told from no write), and
+/// afterwards the principal lists every one of them.
+async fn racing_listings_never_drop_a_session_written_back(store: RedisStore) {
+    const SESSIONS: usize = 16;
+    const ROUNDS: u64 = 40;
+    let who = principal("racer");
+    let expires_at = Timestamp::now() + Duration::from_secs(600);
+    let theirs = Record::with_times(session_core::Data::new(), Timestamp::now(), expires_at)
+        .with_principal(Some(who.clone()));
+    let nobodys = theirs.clone().with_principal(None);
+    let mut keys = Vec::new();
+    let mut writers = JoinSet::new();
+    for _ in 0..SESSIONS {
+        let key = SessionId::generate().unwrap().key();
+        assert!(store.create(&key, &theirs).await.unwrap());
+        keys.push(key);
+        let (store, theirs, nobodys) = (store.clone(), theirs.clone(), nobodys.clone());
+        writers.spawn(async move {
+            for round in 0..ROUNDS {
+                for (i, record) in [&nobodys, &theirs].into_iter().enumerate() {
+                    let version = 2 * round + i as u64;
+                    let outcome = store.update(&key, record, version).await.unwrap();
+                    assert_eq!(outcome, UpdateOutcome::Updated);
+                }
+            }
+        });
+    }
+    // Two listers, each removing what it finds stale, until the writers are
+    // done.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut listers = JoinSet::new();
+    for _ in 0..2 {
+        let (store, who, stop) = (store.clone(), who.clone(), stop.clone());
+        listers.spawn(async move {
+            let mut listings = 0_u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                store.sessions_of(&who).await.unwrap();
+                listings += 1;
+            }
+            listings
+        });
+    }
+    while let Some(done) = writers.join_next().await {
+        done.unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    while let Some(done) = listers.join_next().await {
+        assert!(done.unwrap() > 0, "a lister never listed");
+    }
+    let listed: std::collections::BTreeSet<_> = store
+        .sessions_of(&who)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(key, _)| key)
+        .collect();
+    assert_eq!(listed, keys.iter().copied().collect());
+    store.clear().await.unwrap();
+}
+
+#[tokio::test]
+async fn racing_listings_never_drop_a_session_written_back_standalone() {
+    if skip_standalone().is_some() {
+        return;
+    }
+    let store = standalone(&session_conformance::unique_namespace()).await;
+    racing_listings_never_drop_a_session_written_back(store).await;
+}
+
+#[tokio::test]
+async fn racing_listings_never_drop_a_session_written_back_on_cluster() {
+    if skip_cluster().is_some() {
+        return;
+    }
+    let store = cluster(&session_conformance::unique_namespace()).await;
+    racing_listings_never_drop_a_session_written_back(store).await;
+}
