@@ -75,6 +75,17 @@ impl Scan {
         }))
     }
 
+    /// The next page of the names of the sessions and of the principal
+    /// indexes of `store`'s namespace (on a scan of its sessions' pattern,
+    /// `{prefix}:*`, which matches both), or `None` when every node has been
+    /// scanned.
+    pub(crate) async fn next_owned(&mut self, store: &RedisStore) -> Result<Option<Vec<String>>> {
+        Ok(self.next_raw(store).await?.map(|mut names| {
+            names.retain(|n| store.session_key(n).is_some() || store.index_hash(n).is_some());
+            names
+        }))
+    }
+
     /// The next page of names matching the pattern.
     async fn next_raw(&mut self, store: &RedisStore) -> Result<Option<Vec<String>>> {
         let Some(node) = self.nodes.get(self.next_node) else {

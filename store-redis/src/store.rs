@@ -463,26 +463,11 @@ impl SessionStore for RedisStore {
     }
 
     async fn clear(&self) -> Result<()> {
+        // One walk of `{prefix}:*` finds both what to remove: the sessions
+        // and the principals' indexes of the namespace (nothing else that
+        // matches, such as a nested namespace's keys).
         let mut scan = self.bounded("clear", Scan::start(self)).await?;
-        while let Some(keys) = self.bounded("clear", scan.next_page(self)).await? {
-            let cmds = keys
-                .iter()
-                .map(|k| vec![self.key_cmd("UNLINK", k, 0, 0)])
-                .collect();
-            for answers in self
-                .bounded("clear", crate::scan::per_key(self, cmds, false))
-                .await?
-            {
-                for answer in answers.map_err(backend)? {
-                    if let Value::ServerError(e) = answer {
-                        return Err(backend(e.into()));
-                    }
-                }
-            }
-        }
-        // Then the principals' indexes of the namespace.
-        let mut scan = self.bounded("clear", Scan::indexes(self)).await?;
-        while let Some(names) = self.bounded("clear", scan.next_names(self)).await? {
+        while let Some(names) = self.bounded("clear", scan.next_owned(self)).await? {
             let cmds = names
                 .iter()
                 .map(|name| vec![redis::cmd("UNLINK").arg(name).clone()])
