@@ -8,6 +8,7 @@ mod concurrency;
 mod expiry;
 mod listing;
 mod paging;
+mod principals;
 mod update;
 
 pub use basic::*;
@@ -15,4 +16,5 @@ pub use concurrency::*;
 pub use expiry::*;
 pub use listing::*;
 pub use paging::*;
+pub use principals::*;
 pub use update::*;

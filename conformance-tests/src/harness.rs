@@ -109,6 +109,32 @@ impl<F: StoreFactory> StoreFactory for Dyn<F> {
     }
 }
 
+/// Runs the principal suite through `Arc<dyn PrincipalIndex>`:
+/// `principal_index_suite!(DynIndex(MyFactory::new()))`.
+#[derive(Debug, Clone)]
+pub struct DynIndex<F>(pub F);
+
+#[async_trait]
+impl<F> StoreFactory for DynIndex<F>
+where
+    F: StoreFactory,
+    F::Store: session_core::PrincipalIndex,
+{
+    type Store = Arc<dyn session_core::PrincipalIndex>;
+
+    async fn open(&self, namespace: &str) -> Self::Store {
+        Arc::new(self.0.open(namespace).await)
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.0.capabilities()
+    }
+
+    fn skip_reason(&self) -> Option<String> {
+        self.0.skip_reason()
+    }
+}
+
 /// A fresh namespace: `conf_` and 16 random hex digits.
 #[must_use]
 pub fn unique_namespace() -> String {

@@ -14,7 +14,8 @@ mod support;
 
 pub use behaviours::*;
 pub use harness::{
-    BEHAVIOUR_TIMEOUT, Capabilities, Dyn, Outcome, StoreFactory, run_behaviour, unique_namespace,
+    BEHAVIOUR_TIMEOUT, Capabilities, Dyn, DynIndex, Outcome, StoreFactory, run_behaviour,
+    unique_namespace,
 };
 pub use session_core;
 
@@ -34,6 +35,7 @@ macro_rules! __with_behaviours {
             data_deeper_than_the_limit_is_refused,
             round_trip_empty_data,
             round_trip_times_and_version_exact,
+            round_trip_principal,
             large_record_round_trips,
             save_replaces_existing,
             create_inserts_as_given,
@@ -120,6 +122,83 @@ macro_rules! __conformance_tests {
         }
     };
 }
+
+/// Calls `callback!{ args; behaviour, ... }` with the name of every
+/// [`PrincipalIndex`](session_core::PrincipalIndex) behaviour: the single list
+/// [`principal_index_suite!`] and [`run_all_principal`] share.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __with_principal_behaviours {
+    ([$($callback:tt)*] $args:tt) => {
+        $($callback)*! { $args;
+            principal_sessions_of_lists_exactly_their_live_sessions,
+            principal_sessions_of_never_lists_an_expired_session,
+            principal_sessions_of_never_lists_an_ended_or_moved_session,
+            principal_sessions_of_follows_touch,
+            principal_destroy_all_of_ends_every_session_but_the_kept_one,
+            principal_destroy_all_of_is_not_undone_by_concurrent_commits,
+            principal_index_does_not_grow_as_sessions_end,
+            principal_create_over_an_expired_record_moves_it,
+            principal_indexes_are_per_namespace,
+            principal_sessions_of_lists_many_sessions,
+        }
+    };
+}
+
+/// Expand to a module `principal_index` holding one test per
+/// [`PrincipalIndex`](session_core::PrincipalIndex) behaviour, for a store
+/// that implements the trait (`$factory`'s `Store: PrincipalIndex`). Run it
+/// next to [`conformance_suite!`], with the same factory.
+#[macro_export]
+macro_rules! principal_index_suite {
+    ($factory:expr) => {
+        $crate::__with_principal_behaviours! { [$crate::__principal_index_tests] ($factory) }
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __principal_index_tests {
+    (($factory:expr); $($name:ident),* $(,)?) => {
+        mod principal_index {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[test]
+                fn $name() {
+                    $crate::run_behaviour($factory, |factory| async move {
+                        $crate::$name(&*factory).await;
+                    });
+                }
+            )*
+        }
+    };
+}
+
+macro_rules! define_run_all_principal {
+    ((); $($name:ident),* $(,)?) => {
+        /// Every [`PrincipalIndex`](session_core::PrincipalIndex) behaviour's
+        /// name, in suite order.
+        pub const PRINCIPAL_BEHAVIOURS: &[&str] = &[$(stringify!($name)),*];
+
+        /// [`run_all`] for the [`PrincipalIndex`](session_core::PrincipalIndex)
+        /// behaviours.
+        pub async fn run_all_principal<F>(factory: std::sync::Arc<F>) -> Vec<Outcome>
+        where
+            F: StoreFactory,
+            F::Store: session_core::PrincipalIndex,
+        {
+            let mut outcomes = Vec::with_capacity(PRINCIPAL_BEHAVIOURS.len());
+            $(
+                let failure = harness::catch($name(&*factory)).await;
+                outcomes.push(Outcome { name: stringify!($name), failure });
+            )*
+            outcomes
+        }
+    };
+}
+
+__with_principal_behaviours! { [define_run_all_principal] () }
 
 macro_rules! define_run_all {
     ((); $($name:ident),* $(,)?) => {

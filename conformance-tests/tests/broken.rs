@@ -68,6 +68,46 @@ fn live(record: &Record) -> bool {
     record.is_live_at(Timestamp::now())
 }
 
+// ---------------------------------------------------------------- principal
+
+/// The principal is not stored: records come back without it.
+#[derive(Debug, Default)]
+struct DropsPrincipal;
+
+#[async_trait]
+impl Fault for DropsPrincipal {
+    fn written<'a>(&self, record: &'a Record) -> Cow<'a, Record> {
+        Cow::Owned(record.clone().with_principal(None))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catches_the_principal_not_stored() {
+    assert_fault_caught::<DropsPrincipal>(&["round_trip_principal"]).await;
+}
+
+/// `touch` writes the record back without its principal.
+#[derive(Debug, Default)]
+struct TouchDropsPrincipal;
+
+#[async_trait]
+impl Fault for TouchDropsPrincipal {
+    async fn touch(&self, s: &RefStore, key: &SessionKey, expires_at: Timestamp) -> Result<bool> {
+        let touched = s.touch(key, expires_at).await?;
+        s.with_map(|m| {
+            if let Some(record) = m.get_mut(key) {
+                record.principal = None;
+            }
+        });
+        Ok(touched)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catches_touch_dropping_the_principal() {
+    assert_fault_caught::<TouchDropsPrincipal>(&["round_trip_principal"]).await;
+}
+
 // ---------------------------------------------------------------- expiry
 
 /// `load` returns expired records (trusts reaping to have removed them).

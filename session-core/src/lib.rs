@@ -64,7 +64,8 @@ pub use crate::principal::{Principal, PrincipalIndex};
 pub use crate::reaper::{Reaper, ReaperConfig};
 pub use crate::record::Record;
 pub use crate::session::{
-    Commit, CookieAction, DEFAULT_MAX_DATA_BYTES, Session, SessionConfig, SessionManager, Written,
+    Commit, CookieAction, DEFAULT_MAX_DATA_BYTES, DEVICE_FIELD, Session, SessionConfig,
+    SessionInfo, SessionManager, Written,
 };
 pub use crate::store::{SessionStore, SessionStoreExt, UpdateOutcome};
 pub use crate::time::Timestamp;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use cookie::SameSite;
 use http::{HeaderName, StatusCode};
-use session_core::{SessionConfig, SessionManager, SessionStore};
+use session_core::{PrincipalIndex, SessionConfig, SessionManager, SessionStore};
 
 use crate::cookie::{Attributes, CookieSettings};
 use crate::jar::Jar;
@@ -89,6 +89,8 @@ impl fmt::Debug for Shared {
 pub struct SessionLayerBuilder {
     /// `None`: cookie-only sessions.
     store: Option<Arc<dyn SessionStore>>,
+    /// The same store when it keeps a principal index.
+    index: Option<Arc<dyn PrincipalIndex>>,
     backend: &'static str,
     max_cookie_bytes: usize,
     config: SessionConfig,
@@ -122,6 +124,16 @@ impl SessionLayerBuilder {
         Self::with_store(Some(Arc::new(store)), backend_name::<S>())
     }
 
+    pub(crate) fn indexed<S: PrincipalIndex>(store: S) -> Self {
+        let store: Arc<dyn PrincipalIndex> = Arc::new(store);
+        let mut builder = Self::with_store(
+            Some(Arc::clone(&store) as Arc<dyn SessionStore>),
+            backend_name::<S>(),
+        );
+        builder.index = Some(store);
+        builder
+    }
+
     pub(crate) fn cookie_only() -> Self {
         Self::with_store(None, "cookie")
     }
@@ -129,6 +141,7 @@ impl SessionLayerBuilder {
     fn with_store(store: Option<Arc<dyn SessionStore>>, backend: &'static str) -> Self {
         Self {
             store,
+            index: None,
             backend,
             max_cookie_bytes: MAX_COOKIE_BYTES,
             config: SessionConfig::new(),
@@ -330,9 +343,16 @@ impl SessionLayerBuilder {
                 self.failure_status
             )));
         }
-        let (store, cookie_only): (Arc<dyn SessionStore>, _) = match self.store {
-            Some(store) => (Arc::new(Traced::new(store, self.backend)), None),
-            None => {
+        let (manager, cookie_only) = match (self.index, self.store) {
+            (Some(index), _) => {
+                let traced: Arc<dyn PrincipalIndex> = Arc::new(Traced::new(index, self.backend));
+                (SessionManager::with_index(traced, self.config), None)
+            }
+            (None, Some(store)) => {
+                let traced: Arc<dyn SessionStore> = Arc::new(Traced::new(store, self.backend));
+                (SessionManager::new(traced, self.config), None)
+            }
+            (None, None) => {
                 let cookie_only = cookie_only_settings(
                     &self.keys,
                     self.max_cookie_bytes,
@@ -340,10 +360,13 @@ impl SessionLayerBuilder {
                     header.as_ref(),
                 )?;
                 let empty = Jar::new(Arc::clone(&cookie_only.name), cookie_only.limit, None);
-                (Arc::new(empty), Some(cookie_only))
+                (
+                    SessionManager::new(Arc::new(empty), self.config),
+                    Some(cookie_only),
+                )
             }
         };
-        let manager = SessionManager::new(store, self.config).map_err(ConfigError::session)?;
+        let manager = manager.map_err(ConfigError::session)?;
         Ok(SessionLayer::from_shared(Shared {
             manager,
             cookie_only,

@@ -59,9 +59,24 @@ pub enum SessionError {
     /// it; later changes would be lost, so they are refused.
     #[error("the session was already committed with its response")]
     Committed,
+    /// A call about the user's other sessions on a layer whose store keeps
+    /// no principal index (build it with
+    /// [`SessionLayer::indexed_builder`](crate::SessionLayer::indexed_builder)).
+    #[error("the session store keeps no principal index")]
+    NotIndexed,
 }
 
 impl SessionError {
+    /// The error of a principal-index call.
+    pub(crate) fn of_index(error: session_core::Error) -> Self {
+        match error {
+            session_core::Error::NoPrincipalIndex { .. } => Self::NotIndexed,
+            error => Self::Unavailable {
+                source: Arc::new(error),
+            },
+        }
+    }
+
     /// Whether the store is at fault (rather than the handler).
     #[must_use]
     pub fn is_unavailable(&self) -> bool {

@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use session_core::{Error, SessionId, Timestamp};
+use session_core::{Error, Principal, SessionId, SessionInfo, SessionKey, Timestamp};
 use tokio::sync::Mutex;
 use tracing::Instrument as _;
 
@@ -75,6 +75,9 @@ pub(crate) enum Slot {
 pub(crate) struct RequestSession {
     pub(crate) shared: Arc<Shared>,
     pub(crate) presented: Presented,
+    /// The request's `User-Agent`, for the device list of a logged-in
+    /// session.
+    pub(crate) user_agent: Option<String>,
     pub(crate) via: Via,
     pub(crate) slot: Mutex<Slot>,
     /// Cookie-only mode: the request's session, from its load on (what the
@@ -150,7 +153,12 @@ impl RequestSession {
         let manager = &self.shared.manager;
         let backend = self.shared.backend;
         match loaded {
-            Ok(session) => Slot::Ready(session),
+            Ok(mut session) => {
+                if let Some(user_agent) = &self.user_agent {
+                    session.set_user_agent(user_agent);
+                }
+                Slot::Ready(session)
+            }
             Err(error) => {
                 tracing::error!(backend, %error, "session store unavailable");
                 match self.shared.on_unavailable {
@@ -311,5 +319,106 @@ impl Session {
     /// As [`with`](Self::with).
     pub async fn is_new(&self) -> Result<bool, SessionError> {
         self.with(|s| s.is_new()).await
+    }
+
+    /// Who the session belongs to, if someone logged in with it.
+    ///
+    /// # Errors
+    ///
+    /// As [`with`](Self::with).
+    pub async fn principal(&self) -> Result<Option<Principal>, SessionError> {
+        self.with(|s| s.principal().cloned()).await
+    }
+
+    /// Log in as `principal`: the session belongs to them from now on, and
+    /// moves to a new ID when the response is produced (session fixation);
+    /// its device (user agent, last seen) is recorded for
+    /// [`devices`](Self::devices). See
+    /// [`session_core::Session::set_principal`].
+    ///
+    /// # Errors
+    ///
+    /// As [`with`](Self::with).
+    pub async fn set_principal(&self, principal: Principal) -> Result<(), SessionError> {
+        self.with(|s| s.set_principal(principal)).await
+    }
+
+    /// Log out but keep the session's data (under a new ID).
+    ///
+    /// # Errors
+    ///
+    /// As [`with`](Self::with).
+    pub async fn clear_principal(&self) -> Result<(), SessionError> {
+        self.with(session_core::Session::clear_principal).await
+    }
+
+    /// The session's key (the hash of its ID, safe to show): compare it
+    /// with [`SessionInfo::key`] to mark "this device".
+    ///
+    /// # Errors
+    ///
+    /// As [`with`](Self::with).
+    pub async fn key(&self) -> Result<SessionKey, SessionError> {
+        self.with(|s| *s.key()).await
+    }
+
+    /// The logged-in user's sessions, most recently seen first ("your
+    /// devices"); empty for an anonymous session.
+    ///
+    /// # Errors
+    ///
+    /// As [`with`](Self::with); [`SessionError::NotIndexed`] unless the
+    /// layer was built with [`SessionLayer::indexed_builder`](crate::SessionLayer::indexed_builder);
+    /// [`SessionError::Unavailable`] if the store fails.
+    pub async fn devices(&self) -> Result<Vec<SessionInfo>, SessionError> {
+        let Some(principal) = self.principal().await? else {
+            return Ok(Vec::new());
+        };
+        self.0
+            .shared
+            .manager
+            .sessions_of(&principal)
+            .await
+            .map_err(SessionError::of_index)
+    }
+
+    /// Sign the logged-in user out of every other device; returns how many
+    /// sessions ended (0 for an anonymous session). Their requests still
+    /// in flight cannot bring them back.
+    ///
+    /// # Errors
+    ///
+    /// As [`devices`](Self::devices).
+    pub async fn sign_out_others(&self) -> Result<u64, SessionError> {
+        let (principal, key) = self.with(|s| (s.principal().cloned(), *s.key())).await?;
+        let Some(principal) = principal else {
+            return Ok(0);
+        };
+        self.0
+            .shared
+            .manager
+            .destroy_all_of(&principal, Some(&key))
+            .await
+            .map_err(SessionError::of_index)
+    }
+
+    /// Sign the logged-in user out of the device whose session has `key`
+    /// (from [`devices`](Self::devices)); only their own sessions can be
+    /// ended this way. Returns whether one was.
+    ///
+    /// # Errors
+    ///
+    /// As [`with`](Self::with); [`SessionError::Unavailable`] if the store
+    /// fails.
+    pub async fn sign_out_device(&self, key: &SessionKey) -> Result<bool, SessionError> {
+        let Some(principal) = self.principal().await? else {
+            return Ok(false);
+        };
+        self.0
+            .shared
+            .manager
+            .destroy_session_of(&principal, key)
+            .await
+            .map_err(SessionError::of_index)
     }
 }

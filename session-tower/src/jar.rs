@@ -61,7 +61,12 @@ impl Jar {
         record: Record,
     ) -> Result<()> {
         if record.is_live() {
-            check_size(&self.name, &record.data, self.limit)?;
+            check_size(
+                &self.name,
+                &record.data,
+                record.principal.as_ref(),
+                self.limit,
+            )?;
             *entry = Some((*key, record));
         } else if entry.as_ref().is_some_and(|(k, _)| k == key) {
             *entry = None;

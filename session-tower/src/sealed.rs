@@ -6,7 +6,8 @@
 //! ```text
 //! format (1 byte) | nonce (24) | ciphertext of the payload | tag (16)
 //! payload = session ID (32 ASCII) | created_at (i64 BE, ms) | expires_at (i64 BE, ms)
-//!           | version (u64 BE) | data (the JSON text of Record::encode_data)
+//!           | version (u64 BE) | principal length (1 byte, 0: none) | principal (UTF-8)
+//!           | data (the JSON text of Record::encode_data)
 //! ```
 //!
 //! The associated data is the format byte and the cookie (or header) name,
@@ -21,19 +22,21 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chacha20poly1305::aead::{Aead as _, KeyInit as _, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use hkdf::Hkdf;
-use session_core::{Data, Error, Record, SessionId, SessionKey, Timestamp};
+use session_core::{Data, Error, Principal, Record, SessionId, SessionKey, Timestamp};
 use sha2::Sha256;
 
 use crate::ConfigError;
 
 /// The first byte of every sealed value: the layout above.
-const FORMAT: u8 = 1;
+/// (1 was the layout before principals: such cookies no longer open, and
+/// their visitors start a new session.)
+const FORMAT: u8 = 2;
 const NONCE: usize = 24;
 const TAG: usize = 16;
 /// Characters of a session ID in the payload.
 const ID: usize = 32;
-/// Bytes of the payload before the data.
-const HEADER: usize = ID + 8 + 8 + 8;
+/// Bytes of the payload before the principal and the data.
+const HEADER: usize = ID + 8 + 8 + 8 + 1;
 
 /// The most a cookie (`name=value`) may take: 4096 bytes, the size every
 /// browser promises to keep (RFC 6265 §6.1); larger ones are dropped
@@ -64,6 +67,8 @@ pub(crate) struct Unsealed {
     pub(crate) created_at: Timestamp,
     pub(crate) expires_at: Timestamp,
     pub(crate) version: u64,
+    /// Who the session belongs to.
+    pub(crate) principal: Option<Principal>,
     /// The data's JSON text, decoded only when the handler uses the
     /// session.
     pub(crate) data: Vec<u8>,
@@ -75,7 +80,9 @@ impl Unsealed {
     /// The record, decoding the data (an error names `key`).
     pub(crate) fn record(&self, key: &SessionKey) -> session_core::Result<Record> {
         let data = Record::decode_data(key, &self.data)?;
-        Ok(Record::with_times(data, self.created_at, self.expires_at).with_version(self.version))
+        Ok(Record::with_times(data, self.created_at, self.expires_at)
+            .with_version(self.version)
+            .with_principal(self.principal.clone()))
     }
 }
 
@@ -96,11 +103,12 @@ impl Sealer {
         Ok(Self { ciphers })
     }
 
-    /// The length of the sealed value of a record whose data's JSON text
-    /// is `data_len` bytes long: known before sealing, so the size limit is
-    /// checked when the session is written, not after.
-    pub(crate) const fn sealed_len(data_len: usize) -> usize {
-        let raw = 1 + NONCE + HEADER + data_len + TAG;
+    /// The length of the sealed value of a record whose principal and
+    /// data's JSON text are `body_len` bytes long together: known before
+    /// sealing, so the size limit is checked when the session is written,
+    /// not after.
+    pub(crate) const fn sealed_len(body_len: usize) -> usize {
+        let raw = 1 + NONCE + HEADER + body_len + TAG;
         (raw * 4).div_ceil(3)
     }
 
@@ -113,11 +121,16 @@ impl Sealer {
         record: &Record,
     ) -> session_core::Result<String> {
         let data = Record::encode_data(&record.data)?;
-        let mut payload = Vec::with_capacity(HEADER + data.as_bytes().len());
+        let principal = record.principal.as_ref().map_or("", Principal::as_str);
+        // A principal holds at most 255 bytes.
+        let len = u8::try_from(principal.len()).map_err(|e| Error::Encode { source: e.into() })?;
+        let mut payload = Vec::with_capacity(HEADER + principal.len() + data.as_bytes().len());
         payload.extend_from_slice(id.as_bytes());
         payload.extend_from_slice(&record.created_at.as_millis().to_be_bytes());
         payload.extend_from_slice(&record.expires_at.as_millis().to_be_bytes());
         payload.extend_from_slice(&record.version.to_be_bytes());
+        payload.push(len);
+        payload.extend_from_slice(principal.as_bytes());
         payload.extend_from_slice(data.as_bytes());
         let mut nonce = [0u8; NONCE];
         getrandom::fill(&mut nonce).map_err(|e| Error::Random {
@@ -167,14 +180,20 @@ impl Sealer {
         if payload.len() < HEADER {
             return None;
         }
-        let (header, data) = payload.split_at(HEADER);
+        let (header, rest) = payload.split_at(HEADER);
         let id = SessionId::parse(std::str::from_utf8(&header[..ID]).ok()?).ok()?;
         let int = |at: usize| -> Option<[u8; 8]> { header.get(at..at + 8)?.try_into().ok() };
+        let (name, data) = rest.split_at_checked(usize::from(header[HEADER - 1]))?;
+        let principal = match name {
+            [] => None,
+            name => Some(Principal::new(std::str::from_utf8(name).ok()?).ok()?),
+        };
         Some(Unsealed {
             id,
             created_at: Timestamp::from_millis(i64::from_be_bytes(int(ID)?)),
             expires_at: Timestamp::from_millis(i64::from_be_bytes(int(ID + 8)?)),
             version: u64::from_be_bytes(int(ID + 16)?),
+            principal,
             data: data.to_vec(),
             key,
         })
@@ -205,10 +224,16 @@ pub struct CookieTooLarge {
     pub limit: usize,
 }
 
-/// Whether `data` sealed under `name` fits in `limit` bytes.
-pub(crate) fn check_size(name: &str, data: &Data, limit: usize) -> session_core::Result<()> {
+/// Whether `data` of `principal` sealed under `name` fits in `limit` bytes.
+pub(crate) fn check_size(
+    name: &str,
+    data: &Data,
+    principal: Option<&Principal>,
+    limit: usize,
+) -> session_core::Result<()> {
     let text = Record::encode_data(data)?;
-    let needed = name.len() + 1 + Sealer::sealed_len(text.as_bytes().len());
+    let body = text.as_bytes().len() + principal.map_or(0, |p| p.as_str().len());
+    let needed = name.len() + 1 + Sealer::sealed_len(body);
     if needed > limit {
         return Err(Error::Encode {
             source: Box::new(CookieTooLarge { needed, limit }),
@@ -240,14 +265,17 @@ mod tests {
     fn what_is_sealed_opens_with_every_field() {
         let sealer = sealer(&[&[1; 32]]);
         let id = SessionId::generate().unwrap();
-        let record = record();
-        let value = sealer.seal("sid", id.expose(), &record).unwrap();
-        let data_len = Record::encode_data(&record.data).unwrap().as_bytes().len();
-        assert_eq!(value.len(), Sealer::sealed_len(data_len));
-        let opened = sealer.open("sid", &value).unwrap();
-        assert_eq!(opened.id, id);
-        assert_eq!(opened.key, 0);
-        assert_eq!(opened.record(&id.key()).unwrap(), record);
+        for principal in [None, Some(Principal::new("ünï:42").unwrap())] {
+            let record = record().with_principal(principal.clone());
+            let value = sealer.seal("sid", id.expose(), &record).unwrap();
+            let data_len = Record::encode_data(&record.data).unwrap().as_bytes().len();
+            let principal_len = principal.as_ref().map_or(0, |p| p.as_str().len());
+            assert_eq!(value.len(), Sealer::sealed_len(data_len + principal_len));
+            let opened = sealer.open("sid", &value).unwrap();
+            assert_eq!(opened.id, id);
+            assert_eq!(opened.key, 0);
+            assert_eq!(opened.record(&id.key()).unwrap(), record);
+        }
     }
 
     #[test]
@@ -330,12 +358,13 @@ mod tests {
     fn the_size_check_agrees_with_the_sealed_length() {
         let sealer = sealer(&[&[1; 32]]);
         let id = SessionId::generate().unwrap();
-        let mut record = record();
+        let mut record = record().with_principal(Some(Principal::new("user:7").unwrap()));
         record.data.insert("pad".into(), "x".repeat(100).into());
         let value = sealer.seal("sid", id.expose(), &record).unwrap();
         let exact = "sid".len() + 1 + value.len();
-        check_size("sid", &record.data, exact).unwrap();
-        let err = check_size("sid", &record.data, exact - 1).unwrap_err();
+        let principal = record.principal.as_ref();
+        check_size("sid", &record.data, principal, exact).unwrap();
+        let err = check_size("sid", &record.data, principal, exact - 1).unwrap_err();
         let Error::Encode { source } = &err else {
             panic!("{err:?}")
         };

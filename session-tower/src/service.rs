@@ -43,6 +43,17 @@ impl SessionLayer {
         SessionLayerBuilder::new(store)
     }
 
+    /// Start building a layer over a store that keeps a
+    /// [`PrincipalIndex`](session_core::PrincipalIndex): handlers can then
+    /// list the logged-in user's sessions ([`Session::devices`]), sign out
+    /// the others ([`Session::sign_out_others`]) or one of them
+    /// ([`Session::sign_out_device`]), and the
+    /// [per-principal limit](session_core::SessionConfig::with_max_sessions_per_principal)
+    /// can be set. Otherwise as [`builder`](Self::builder).
+    pub fn indexed_builder<S: session_core::PrincipalIndex>(store: S) -> SessionLayerBuilder {
+        SessionLayerBuilder::indexed(store)
+    }
+
     /// Start building a layer that keeps each session **in its cookie**,
     /// sealed (encrypted and authenticated) with the key ring, and no
     /// server-side state at all. Handlers use the same [`Session`]; see
@@ -87,9 +98,15 @@ impl SessionLayer {
             (None, Some(cookie)) => (Via::Cookie, self.verify(cookie.values(headers))),
             (None, None) => (Via::Header, Presented::Nothing),
         };
+        // Kept in a logged-in session's device list; never for anonymous ones.
+        let user_agent = headers
+            .get(http::header::USER_AGENT)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
         Arc::new(RequestSession {
             shared: Arc::clone(shared),
             presented,
+            user_agent,
             via,
             slot: Mutex::new(Slot::Unloaded),
             jar: OnceLock::new(),

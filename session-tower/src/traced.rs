@@ -9,21 +9,28 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use session_core::{
-    Cursor, Page, Record, Result, SessionKey, SessionStore, Timestamp, UpdateOutcome, async_trait,
+    Cursor, Page, Principal, PrincipalIndex, Record, Result, SessionKey, SessionStore, Timestamp,
+    UpdateOutcome, async_trait,
 };
 
+/// `S` is `dyn SessionStore`, or `dyn PrincipalIndex` for a layer whose
+/// store keeps the index (then the index calls are traced too).
 #[derive(Debug)]
-pub(crate) struct Traced {
-    inner: Arc<dyn SessionStore>,
+pub(crate) struct Traced<S: ?Sized> {
+    inner: Arc<S>,
     backend: &'static str,
 }
 
-impl Traced {
-    pub(crate) fn new(inner: Arc<dyn SessionStore>, backend: &'static str) -> Self {
+impl<S: ?Sized + Send + Sync> Traced<S> {
+    pub(crate) fn new(inner: Arc<S>, backend: &'static str) -> Self {
         Self { inner, backend }
     }
 
-    async fn call<T>(&self, op: &'static str, call: impl Future<Output = Result<T>>) -> Result<T> {
+    async fn call<T: Send>(
+        &self,
+        op: &'static str,
+        call: impl Future<Output = Result<T>> + Send,
+    ) -> Result<T> {
         // The clock is read only if someone listens.
         let started = tracing::enabled!(target: "session_tower::store", tracing::Level::WARN)
             .then(Instant::now);
@@ -54,7 +61,7 @@ impl Traced {
 }
 
 #[async_trait]
-impl SessionStore for Traced {
+impl<S: SessionStore + ?Sized> SessionStore for Traced<S> {
     async fn load(&self, key: &SessionKey) -> Result<Option<Record>> {
         self.call("load", self.inner.load(key)).await
     }
@@ -93,6 +100,29 @@ impl SessionStore for Traced {
     }
     async fn delete_expired(&self) -> Result<u64> {
         self.call("delete_expired", self.inner.delete_expired())
+            .await
+    }
+}
+
+#[async_trait]
+impl<S: PrincipalIndex + ?Sized> PrincipalIndex for Traced<S> {
+    async fn sessions_of(&self, principal: &Principal) -> Result<Vec<(SessionKey, Record)>> {
+        self.call("sessions_of", self.inner.sessions_of(principal))
+            .await
+    }
+    async fn destroy_all_of(
+        &self,
+        principal: &Principal,
+        except: Option<&SessionKey>,
+    ) -> Result<u64> {
+        self.call(
+            "destroy_all_of",
+            self.inner.destroy_all_of(principal, except),
+        )
+        .await
+    }
+    async fn index_len(&self, principal: &Principal) -> Result<u64> {
+        self.call("index_len", self.inner.index_len(principal))
             .await
     }
 }

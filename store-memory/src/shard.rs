@@ -21,24 +21,34 @@
 //! write, and reaping still walks only the ticks that are due, each
 //! postponed key being moved at most once per pass.
 //!
+//! Next to them, the shard keeps its keys by principal ([`Owners`]): only
+//! the keys whose entry names one, so that anonymous sessions (the hot
+//! path) never hash a principal nor allocate for it. A write compares the
+//! old entry's principal with the new one's (two `None`s: nothing to do).
+//!
 //! Invariant: `index` holds `key` at `slot.position` exactly when `key`
 //! maps to `slot` in `map`, and `slot.position.tick <=
-//! tick_of(slot.entry.expires_at)`; no tick's vector is empty. Every method
-//! that changes one keeps the other in step.
+//! tick_of(slot.entry.expires_at)`; no tick's vector is empty. `owners`
+//! holds `key` under `p` exactly when `key` maps to an entry (live or not)
+//! whose principal is `p`; no set is empty. Every method that changes one
+//! keeps the others in step.
 
-use session_core::EncodedData;
+use session_core::{EncodedData, Principal};
 use std::collections::btree_map::Entry as BTreeEntry;
 use std::collections::hash_map::Entry as MapEntry;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::sync::Arc;
 
 use crate::hash::{Key, KeyHashBuilder};
 
-/// What is kept per session besides its key: 40 bytes (56 with its index
+/// What is kept per session besides its key: 48 bytes (64 with its index
 /// position) plus the data as a JSON text.
 ///
 /// The text is shared ([`EncodedData`] is an `Arc<str>`), so that `load`
 /// clones a pointer under the lock and the data is decoded, if the
-/// application reads it at all, outside of the store.
+/// application reads it at all, outside of the store. The principal is
+/// shared too (one pointer, 8 bytes, `None` for anonymous sessions), so
+/// cloning it under the lock allocates nothing.
 #[derive(Clone, Debug)]
 pub(crate) struct Entry {
     /// The session data, as produced by `Record::encode_data`.
@@ -49,6 +59,8 @@ pub(crate) struct Entry {
     pub(crate) expires_at: i64,
     /// The record's version.
     pub(crate) version: u64,
+    /// Who the session belongs to, if anyone.
+    pub(crate) principal: Option<Arc<Principal>>,
 }
 
 impl Entry {
@@ -184,11 +196,79 @@ pub(crate) struct Sweep {
     checked_from: Option<usize>,
 }
 
-/// A map with an expiry index.
+/// The keys of a shard by principal: only keys whose entry names one.
+///
+/// The principals are hashed with std's SipHash (seeded per map): unlike
+/// keys, they are chosen by people (user names), and only logins and
+/// logouts pay for it.
+#[derive(Debug)]
+struct Owners {
+    /// Never holds an empty set.
+    by_principal: HashMap<Arc<Principal>, HashSet<Key, KeyHashBuilder>>,
+    /// The hasher of the key sets (the shard map's).
+    hasher: KeyHashBuilder,
+}
+
+impl Owners {
+    fn new(hasher: KeyHashBuilder) -> Self {
+        Self {
+            by_principal: HashMap::new(),
+            hasher,
+        }
+    }
+
+    /// Record that `key`'s entry names `principal`.
+    fn link(&mut self, principal: &Arc<Principal>, key: Key) {
+        if let Some(keys) = self.by_principal.get_mut(&**principal) {
+            keys.insert(key);
+        } else {
+            let mut keys = HashSet::with_hasher(self.hasher.clone());
+            keys.insert(key);
+            self.by_principal.insert(Arc::clone(principal), keys);
+        }
+    }
+
+    /// Record that `key`'s entry no longer names `principal`.
+    fn unlink(&mut self, principal: &Principal, key: &Key) {
+        if let Some(keys) = self.by_principal.get_mut(principal) {
+            keys.remove(key);
+            if keys.is_empty() {
+                self.by_principal.remove(principal);
+            } else if keys.capacity() > SHRINK_MIN_CAPACITY
+                && keys.len() < keys.capacity() / SHRINK_RATIO
+            {
+                // A principal that held many sessions gives the room back.
+                keys.shrink_to(keys.len() * 2);
+            }
+        }
+    }
+
+    /// `key`'s entry named `old` and names `new` now. Two `None`s (an
+    /// anonymous session written again, the common case) cost a compare.
+    fn relink(&mut self, old: Option<&Arc<Principal>>, new: Option<&Arc<Principal>>, key: Key) {
+        if old == new {
+            return;
+        }
+        if let Some(old) = old {
+            self.unlink(old, &key);
+        }
+        if let Some(new) = new {
+            self.link(new, key);
+        }
+    }
+
+    /// The keys whose entry names `principal`.
+    fn keys_of(&self, principal: &Principal) -> Option<&HashSet<Key, KeyHashBuilder>> {
+        self.by_principal.get(principal)
+    }
+}
+
+/// A map with an expiry index and its keys by principal.
 #[derive(Debug)]
 pub(crate) struct Shard {
     map: HashMap<Key, Slot, KeyHashBuilder>,
     index: ExpiryIndex,
+    owners: Owners,
 }
 
 /// Shrink a map when fewer than one slot in `SHRINK_RATIO` is used...
@@ -200,9 +280,22 @@ const SHRINK_MIN_CAPACITY: usize = 64;
 impl Shard {
     pub(crate) fn new(hasher: KeyHashBuilder) -> Self {
         Self {
-            map: HashMap::with_hasher(hasher),
+            map: HashMap::with_hasher(hasher.clone()),
             index: ExpiryIndex::default(),
+            owners: Owners::new(hasher),
         }
+    }
+
+    /// Keys held under `principal`, expired or not (tests).
+    #[cfg(test)]
+    pub(crate) fn owned(&self, principal: &Principal) -> usize {
+        self.owners.keys_of(principal).map_or(0, HashSet::len)
+    }
+
+    /// Principals with at least one key (tests).
+    #[cfg(test)]
+    pub(crate) fn principals(&self) -> usize {
+        self.owners.by_principal.len()
     }
 
     /// Entries held, expired or not.
@@ -237,6 +330,27 @@ impl Shard {
             }
         }
         assert_eq!(indexed, self.map.len(), "every key indexed once");
+        let mut owned = 0;
+        for (principal, keys) in &self.owners.by_principal {
+            assert!(!keys.is_empty(), "{principal:?} has an empty set");
+            for key in keys {
+                let Some(slot) = self.map.get(key) else {
+                    panic!("{principal:?}: {key:?} is not in the map");
+                };
+                assert_eq!(
+                    slot.entry.principal.as_deref(),
+                    Some(&**principal),
+                    "{key:?} listed under {principal:?}"
+                );
+                owned += 1;
+            }
+        }
+        let named = self
+            .map
+            .values()
+            .filter(|slot| slot.entry.principal.is_some())
+            .count();
+        assert_eq!(owned, named, "every key with a principal listed once");
     }
 
     /// The live entry under `key`.
@@ -307,7 +421,58 @@ impl Shard {
     pub(crate) fn remove(&mut self, key: &Key) -> Option<Entry> {
         let slot = self.map.remove(key)?;
         self.unindex(slot.position);
+        if let Some(principal) = &slot.entry.principal {
+            self.owners.unlink(principal, key);
+        }
         Some(slot.entry)
+    }
+
+    /// The live entries whose principal is `principal`, read from its key
+    /// set: costs what the principal holds in this shard, not the shard.
+    pub(crate) fn owned_by(&self, principal: &Principal, now: i64) -> Vec<(Key, Entry)> {
+        let Some(keys) = self.owners.keys_of(principal) else {
+            return Vec::new();
+        };
+        keys.iter()
+            .filter_map(|key| {
+                let entry = &self.map.get(key)?.entry;
+                entry.is_live(now).then(|| (*key, entry.clone()))
+            })
+            .collect()
+    }
+
+    /// Remove every entry whose principal is `principal` (expired ones
+    /// too: they are dead weight) except `except`'s. Returns how many live
+    /// ones it removed, and the entries, for the caller to drop after
+    /// releasing the lock.
+    pub(crate) fn remove_owned_by(
+        &mut self,
+        principal: &Principal,
+        except: Option<&Key>,
+        now: i64,
+    ) -> (u64, Vec<Entry>) {
+        let Some(keys) = self.owners.keys_of(principal) else {
+            return (0, Vec::new());
+        };
+        let doomed: Vec<Key> = keys
+            .iter()
+            .filter(|key| except != Some(*key))
+            .copied()
+            .collect();
+        let mut live = 0;
+        let mut removed = Vec::with_capacity(doomed.len());
+        for key in doomed {
+            if let Some(entry) = self.remove(&key) {
+                live += u64::from(entry.is_live(now));
+                removed.push(entry);
+            }
+        }
+        (live, removed)
+    }
+
+    /// How many keys `principal` holds in this shard, expired or not.
+    pub(crate) fn owned_count(&self, principal: &Principal) -> usize {
+        self.owners.keys_of(principal).map_or(0, HashSet::len)
     }
 
     /// Insert-or-replace a **live** entry. A new key in a full shard
@@ -332,7 +497,9 @@ impl Shard {
             MapEntry::Occupied(mut slot) => {
                 let expires_at = entry.expires_at;
                 let slot = slot.get_mut();
-                slot.entry = entry;
+                let old = std::mem::replace(&mut slot.entry, entry);
+                self.owners
+                    .relink(old.principal.as_ref(), slot.entry.principal.as_ref(), key);
                 if let Some(left) = self.index.follow(key, slot, expires_at) {
                     self.unindex(left);
                 }
@@ -340,6 +507,9 @@ impl Shard {
             }
             MapEntry::Vacant(vacant) if !full => {
                 let position = self.index.insert(entry.expires_at, key);
+                if let Some(principal) = &entry.principal {
+                    self.owners.link(principal, key);
+                }
                 vacant.insert(Slot { entry, position });
                 Some(Removed::default())
             }
@@ -362,6 +532,9 @@ impl Shard {
             }
         }
         let position = self.index.insert(entry.expires_at, key);
+        if let Some(principal) = &entry.principal {
+            self.owners.link(principal, key);
+        }
         self.map.insert(key, Slot { entry, position });
         removed
     }
@@ -383,7 +556,11 @@ impl Shard {
                 slot.position = self.index.insert(expires_at, key);
                 continue;
             }
-            self.map.remove(&key);
+            if let Some(slot) = self.map.remove(&key)
+                && let Some(principal) = &slot.entry.principal
+            {
+                self.owners.unlink(principal, &key);
+            }
             if now < expires_at {
                 removed.evicted += 1;
             }
@@ -499,7 +676,9 @@ impl Shard {
                     slot.position = self.index.insert(slot.entry.expires_at, key);
                 }
                 MapEntry::Occupied(slot) => {
-                    slot.remove();
+                    if let Some(principal) = &slot.remove().entry.principal {
+                        self.owners.unlink(principal, &key);
+                    }
                     removed += 1;
                 }
                 // Cannot happen (the invariant); the stale position is gone.
@@ -528,7 +707,11 @@ impl Shard {
             };
             let expires_at = slot.entry.expires_at;
             if !slot.entry.is_live(now) {
-                self.map.remove(&key);
+                if let Some(slot) = self.map.remove(&key)
+                    && let Some(principal) = &slot.entry.principal
+                {
+                    self.owners.unlink(principal, &key);
+                }
                 removed += 1;
             } else if tick_of(expires_at) > now_tick {
                 // Postponed: move it now, as an earlier tick would.
@@ -557,6 +740,12 @@ impl Shard {
         let capacity = self.map.capacity();
         if capacity > SHRINK_MIN_CAPACITY && self.map.len() < capacity / SHRINK_RATIO {
             self.map.shrink_to(self.map.len() * 2);
+        }
+        let owners = &mut self.owners.by_principal;
+        if owners.capacity() > SHRINK_MIN_CAPACITY
+            && owners.len() < owners.capacity() / SHRINK_RATIO
+        {
+            owners.shrink_to(owners.len() * 2);
         }
     }
 

@@ -2,12 +2,13 @@
 
 use std::fmt;
 use std::num::NonZeroUsize;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::RwLock;
 use session_core::{
-    Cursor, Error, Page, Record, Result, SessionKey, SessionStore, Timestamp, UpdateOutcome,
-    async_trait,
+    Cursor, Error, Page, Principal, PrincipalIndex, Record, Result, SessionKey, SessionStore,
+    Timestamp, UpdateOutcome, async_trait,
 };
 
 use crate::hash::{Key, Seeds};
@@ -121,6 +122,20 @@ impl MemoryStore {
     #[cfg(test)]
     pub(crate) fn allocated(&self) -> usize {
         self.shards.iter().map(|s| s.0.read().capacity()).sum()
+    }
+
+    /// Keys held under `principal` in the shards' own maps, expired or not,
+    /// and the number of principals with any key (tests).
+    #[cfg(test)]
+    pub(crate) fn owners(&self, principal: &Principal) -> (usize, usize) {
+        self.shards.iter().fold((0, 0), |(keys, principals), s| {
+            let shard = s.0.read();
+            shard.assert_consistent();
+            (
+                keys + shard.owned(principal),
+                principals + shard.principals(),
+            )
+        })
     }
 
     // The operations at an explicit time (Unix milliseconds): the trait
@@ -257,6 +272,56 @@ impl MemoryStore {
         total
     }
 
+    /// The live sessions of `principal`: each shard's key set for it,
+    /// under that shard's read lock (decoded after it is released).
+    pub(crate) fn sessions_of_at(
+        &self,
+        principal: &Principal,
+        now: i64,
+    ) -> Vec<(SessionKey, Record)> {
+        let mut found = Vec::new();
+        for slot in self.shards.iter() {
+            found.extend(slot.0.read().owned_by(principal, now));
+        }
+        found
+            .into_iter()
+            .map(|(k, e)| (SessionKey::from_bytes(k.0), decode(e)))
+            .collect()
+    }
+
+    /// Remove every session of `principal` but `except`, shard by shard,
+    /// each under its write lock: a write to one of them either comes
+    /// before (and is removed) or finds it gone (`update` is `Missing`).
+    pub(crate) fn destroy_all_of_at(
+        &self,
+        principal: &Principal,
+        except: Option<&SessionKey>,
+        now: i64,
+    ) -> u64 {
+        let except = except.map(|k| Key(*k.as_bytes()));
+        let mut destroyed = 0;
+        for slot in self.shards.iter() {
+            let (live, removed) = slot
+                .0
+                .write()
+                .remove_owned_by(principal, except.as_ref(), now);
+            destroyed += live;
+            // The data is freed after the lock is released.
+            drop(removed);
+        }
+        destroyed
+    }
+
+    /// Keys held under `principal`, expired-unreaped ones included.
+    pub(crate) fn index_len_now(&self, principal: &Principal) -> u64 {
+        let held: usize = self
+            .shards
+            .iter()
+            .map(|s| s.0.read().owned_count(principal))
+            .sum();
+        held as u64
+    }
+
     fn clear_now(&self) {
         for slot in self.shards.iter() {
             let old = slot.0.write().take();
@@ -331,6 +396,9 @@ fn encode(record: &Record) -> Result<Entry> {
         created_at: record.created_at.as_millis(),
         expires_at: record.expires_at.as_millis(),
         version: record.version,
+        // Allocated here, outside the lock; anonymous sessions allocate
+        // nothing.
+        principal: record.principal.clone().map(Arc::new),
     })
 }
 
@@ -345,6 +413,7 @@ fn decode(entry: Entry) -> Record {
         Timestamp::from_millis(entry.expires_at),
     )
     .with_version(entry.version)
+    .with_principal(entry.principal.map(Arc::unwrap_or_clone))
 }
 
 fn now() -> i64 {
@@ -401,5 +470,26 @@ impl SessionStore for MemoryStore {
 
     async fn delete_expired(&self) -> Result<u64> {
         Ok(self.delete_expired_at(now()))
+    }
+}
+
+/// Kept per shard next to the records, under the same lock: see the
+/// [crate documentation](crate#the-principal-index).
+#[async_trait]
+impl PrincipalIndex for MemoryStore {
+    async fn sessions_of(&self, principal: &Principal) -> Result<Vec<(SessionKey, Record)>> {
+        Ok(self.sessions_of_at(principal, now()))
+    }
+
+    async fn destroy_all_of(
+        &self,
+        principal: &Principal,
+        except: Option<&SessionKey>,
+    ) -> Result<u64> {
+        Ok(self.destroy_all_of_at(principal, except, now()))
+    }
+
+    async fn index_len(&self, principal: &Principal) -> Result<u64> {
+        Ok(self.index_len_now(principal))
     }
 }

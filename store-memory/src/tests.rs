@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use serde_json::json;
 use session_core::{
-    Cursor, Data, Error, Reaper, ReaperConfig, Record, SessionId, SessionKey, SessionStore,
-    Timestamp, UpdateOutcome,
+    Cursor, Data, Error, Principal, Reaper, ReaperConfig, Record, SessionId, SessionKey,
+    SessionStore, Timestamp, UpdateOutcome,
 };
 
 use crate::MemoryStore;
@@ -71,6 +71,22 @@ fn entry(expires_at: i64) -> Entry {
         created_at: T0,
         expires_at,
         version: 0,
+        principal: None,
+    }
+}
+
+/// The principals the random test uses: `principal(0..RANDOM_PRINCIPALS)`.
+const RANDOM_PRINCIPALS: u8 = 3;
+
+fn principal(n: u8) -> Principal {
+    Principal::new(format!("user:{n}")).unwrap()
+}
+
+/// [`entry`] of `principal(p)`, or anonymous.
+fn owned_entry(expires_at: i64, p: Option<u8>) -> Entry {
+    Entry {
+        principal: p.map(|p| Arc::new(principal(p))),
+        ..entry(expires_at)
     }
 }
 
@@ -542,16 +558,28 @@ fn eviction_skips_postponed_index_positions() {
 const RANDOM_KEYS: u8 = 40;
 
 /// What `shard` stores (live or not) for the keys `raw_key(0..RANDOM_KEYS)`,
-/// by key byte.
-fn stored(shard: &Shard) -> std::collections::BTreeMap<u8, i64> {
+/// by key byte: the expiry and the principal's number.
+fn stored(shard: &Shard) -> Model {
     (0..RANDOM_KEYS)
         // Every entry is "live" at the earliest instant.
-        .filter_map(|k| shard.get(&raw_key(k), i64::MIN).map(|e| (k, e.expires_at)))
+        .filter_map(|k| {
+            let e = shard.get(&raw_key(k), i64::MIN)?;
+            let p = e.principal.as_ref().map(|p| {
+                (0..RANDOM_PRINCIPALS)
+                    .find(|&n| **p == principal(n))
+                    .unwrap()
+            });
+            Some((k, (e.expires_at, p)))
+        })
         .collect()
 }
 
-/// Random operations on a few keys at random times, each checked against a
-/// model of what the shard stores, with the index checked after every step.
+/// Key byte → (expiry, principal's number).
+type Model = std::collections::BTreeMap<u8, (i64, Option<u8>)>;
+
+/// Random operations on a few keys and principals at random times, each
+/// checked against a model of what the shard stores, with the expiry index
+/// and the keys by principal checked after every step.
 #[test]
 fn random_operations_match_a_model_and_keep_the_index_consistent() {
     for seed in [0x9E37_79B9_7F4A_7C15, 1, 2, 3, 4, 5] {
@@ -559,10 +587,11 @@ fn random_operations_match_a_model_and_keep_the_index_consistent() {
     }
 }
 
+#[allow(clippy::too_many_lines, reason = "one model, one loop")]
 fn random_operations(seed: u64) {
     let cap = 12;
     let mut shard = Shard::new(crate::hash::Seeds::random().map_hasher());
-    let mut model = std::collections::BTreeMap::<u8, i64>::new();
+    let mut model = Model::new();
     let mut state: u64 = seed;
     let mut next = move |n: i64| {
         // xorshift64: reproducible, no dependency.
@@ -576,27 +605,32 @@ fn random_operations(seed: u64) {
         let k = next(i64::from(RANDOM_KEYS)) as u8;
         // Expiries within a few ticks around now, at any millisecond.
         let at = now - 2 * TICK + next(8 * TICK);
-        let live =
-            |model: &std::collections::BTreeMap<u8, i64>| model.get(&k).is_some_and(|&e| now < e);
+        // Anonymous half of the time.
+        let owner = u8::try_from(next(2 * i64::from(RANDOM_PRINCIPALS)))
+            .ok()
+            .filter(|&p| p < RANDOM_PRINCIPALS);
+        let live = |model: &Model| model.get(&k).is_some_and(|&(e, _)| now < e);
         let mut evicted = 0;
-        match next(8) {
+        match next(9) {
             0 | 1 => {
                 let was_live = live(&model);
-                let (created, removed) = shard.create(raw_key(k), entry(at), now, cap);
+                let (created, removed) = shard.create(raw_key(k), owned_entry(at, owner), now, cap);
                 evicted = removed.evicted;
                 assert_eq!(created, !was_live, "seed {seed} step {step}");
                 if created {
                     model.remove(&k);
                     if now < at {
-                        model.insert(k, at);
+                        model.insert(k, (at, owner));
                     }
                 }
             }
             2 => {
-                evicted = shard.save(raw_key(k), entry(at), now, cap).evicted;
+                evicted = shard
+                    .save(raw_key(k), owned_entry(at, owner), now, cap)
+                    .evicted;
                 model.remove(&k);
                 if now < at {
-                    model.insert(k, at);
+                    model.insert(k, (at, owner));
                 }
             }
             3 => {
@@ -606,11 +640,12 @@ fn random_operations(seed: u64) {
                     was_live,
                     "seed {seed} step {step}"
                 );
-                if model.contains_key(&k) {
-                    model.remove(&k);
-                    if was_live && now < at {
-                        model.insert(k, at);
-                    }
+                if let Some((_, p)) = model.remove(&k)
+                    && was_live
+                    && now < at
+                {
+                    // Touch keeps the principal.
+                    model.insert(k, (at, p));
                 }
             }
             4 => {
@@ -623,17 +658,42 @@ fn random_operations(seed: u64) {
                 let held = stored(&shard);
                 // Only expired entries go.
                 assert!(
-                    model.iter().all(|(k, &e)| held.contains_key(k) || e <= now),
+                    model
+                        .iter()
+                        .all(|(k, &(e, _))| held.contains_key(k) || e <= now),
                     "seed {seed} step {step}: removed a live one"
                 );
                 model.retain(|k, _| held.contains_key(k));
                 assert_eq!(before - model.len(), removed, "seed {seed} step {step}");
                 if finished {
                     assert!(
-                        model.values().all(|&e| now < e),
+                        model.values().all(|&(e, _)| now < e),
                         "seed {seed} step {step}: left expired"
                     );
                 }
+            }
+            7 => {
+                let p = owner.unwrap_or(0);
+                let except = (next(2) == 0).then(|| raw_key(k));
+                let mut listed: Vec<u8> = shard
+                    .owned_by(&principal(p), now)
+                    .into_iter()
+                    .map(|(key, _)| key.0[0])
+                    .collect();
+                listed.sort_unstable();
+                let expected: Vec<u8> = model
+                    .iter()
+                    .filter(|&(_, &(e, q))| q == Some(p) && now < e)
+                    .map(|(&k, _)| k)
+                    .collect();
+                assert_eq!(listed, expected, "seed {seed} step {step}: listed");
+                let (destroyed, _) = shard.remove_owned_by(&principal(p), except.as_ref(), now);
+                let doomed = expected
+                    .iter()
+                    .filter(|&&key| except != Some(raw_key(key)))
+                    .count();
+                assert_eq!(destroyed as usize, doomed, "seed {seed} step {step}");
+                model.retain(|&key, &mut (_, q)| q != Some(p) || except == Some(raw_key(key)));
             }
             _ => {
                 now += next(TICK / 2);
@@ -650,7 +710,7 @@ fn random_operations(seed: u64) {
             .filter(|k| !held.contains_key(k))
             .copied()
             .collect();
-        let live_gone = gone.iter().filter(|k| now < model[k]).count();
+        let live_gone = gone.iter().filter(|k| now < model[k].0).count();
         assert_eq!(
             live_gone as u64, evicted,
             "seed {seed} step {step}: evictions counted"
@@ -660,6 +720,10 @@ fn random_operations(seed: u64) {
         }
         assert_eq!(held, model, "seed {seed} step {step}");
         assert!(held.len() <= cap, "seed {seed} step {step}");
+        for p in 0..RANDOM_PRINCIPALS {
+            let owned = model.values().filter(|&&(_, q)| q == Some(p)).count();
+            assert_eq!(shard.owned(&principal(p)), owned, "seed {seed} step {step}");
+        }
         evictions += evicted;
     }
     assert!(evictions > 0, "the bound was reached");
@@ -716,4 +780,86 @@ fn a_cursor_for_a_shard_the_store_lacks_is_invalid() {
             "{cursor}"
         );
     }
+}
+
+/// The check on the engine itself: 10,000 sessions of one
+/// principal are all in the shards' key sets while live, and once they
+/// have expired and `delete_expired` has run, no set holds any key and no
+/// principal is left in any shard.
+#[test]
+fn ten_thousand_sessions_of_one_principal_leave_no_index_entry_once_reaped() {
+    let store = MemoryStore::new();
+    let alice = principal(1);
+    let record = expiring_in(2_000, 0).with_principal(Some(alice.clone()));
+    for _ in 0..10_000 {
+        assert!(store.create_at(&key(), &record, T0).unwrap());
+    }
+    let (held, principals) = store.owners(&alice);
+    assert_eq!(held, 10_000);
+    assert_eq!(principals, store.shard_count(), "one set per shard");
+    assert_eq!(store.sessions_of_at(&alice, T0 + 1_999).len(), 10_000);
+
+    let expired = T0 + 2_000;
+    assert!(store.sessions_of_at(&alice, expired).is_empty());
+    // Expired, not reaped yet: still held, and counted by `index_len`.
+    assert_eq!(store.index_len_now(&alice), 10_000);
+    assert_eq!(store.delete_expired_at(expired), 10_000);
+    assert_eq!(store.owners(&alice), (0, 0));
+    assert_eq!(store.index_len_now(&alice), 0);
+    assert!(store.stored_per_shard().iter().all(|&n| n == 0));
+}
+
+/// Every way a record leaves a shard takes its key out of its principal's
+/// set: destroy, a write with another or no principal, an expired write,
+/// eviction, `destroy_all_of`, `clear`; `touch` keeps it.
+#[tokio::test]
+async fn the_principal_index_follows_every_write() {
+    let store = MemoryStore::builder()
+        .with_max_sessions(max(2))
+        .build_now()
+        .unwrap();
+    let (ada, bob) = (principal(0), principal(1));
+    let owned = |p: &Principal| store.owners(p).0;
+    let of = |p: &Principal| Some(p.clone());
+    let (k1, k2, k3) = (key(), key(), key());
+    let r = |ms, p: Option<Principal>| expiring_in(ms, 0).with_principal(p);
+
+    store.save_at(&k1, &r(60_000, of(&ada)), T0).unwrap();
+    assert!(store.touch_at(&k1, Timestamp::from_millis(T0 + 90_000), T0));
+    assert_eq!(
+        store.load_at(&k1, T0).unwrap().unwrap().principal,
+        of(&ada),
+        "touch keeps the principal"
+    );
+    assert_eq!(owned(&ada), 1);
+    // Another principal, then none.
+    let loaded = store.load_at(&k1, T0).unwrap().unwrap();
+    let moved = loaded.clone().with_principal(of(&bob));
+    assert_eq!(
+        store.update_at(&k1, &moved, loaded.version, T0).unwrap(),
+        UpdateOutcome::Updated
+    );
+    assert_eq!((owned(&ada), owned(&bob)), (0, 1));
+    store.save_at(&k1, &r(60_000, None), T0).unwrap();
+    assert_eq!((owned(&ada), owned(&bob)), (0, 0));
+    // An expired write removes the record and its key.
+    store.save_at(&k1, &r(60_000, of(&ada)), T0).unwrap();
+    store.save_at(&k1, &r(-1, of(&ada)), T0).unwrap();
+    assert_eq!(owned(&ada), 0);
+    // Eviction (the bound is 2, one shard).
+    store.save_at(&k1, &r(10_000, of(&ada)), T0).unwrap();
+    store.save_at(&k2, &r(60_000, of(&ada)), T0).unwrap();
+    store.save_at(&k3, &r(90_000, None), T0).unwrap();
+    assert_eq!(store.evictions(), 1);
+    assert_eq!(owned(&ada), 1, "the evicted session's key went with it");
+    // destroy_all_of keeps the exception.
+    store.save_at(&k1, &r(60_000, of(&ada)), T0).unwrap();
+    assert_eq!(store.destroy_all_of_at(&ada, Some(&k1), T0), 0);
+    assert_eq!(owned(&ada), 1);
+    assert_eq!(store.sessions_of_at(&ada, T0)[0].0, k1);
+    store.destroy(&k1).await.unwrap();
+    assert_eq!(owned(&ada), 0);
+    store.save_at(&k2, &r(60_000, of(&bob)), T0).unwrap();
+    store.clear().await.unwrap();
+    assert_eq!(store.owners(&bob), (0, 0));
 }

@@ -71,8 +71,8 @@ impl SledStoreBuilder {
         }
     }
 
-    /// The namespace: its two trees are `session_store/<namespace>/records`
-    /// and `session_store/<namespace>/expiry`. Default `sessions`. 1 to 128
+    /// The namespace: its three trees are `session_store/<namespace>/records`,
+    /// `…/expiry` and `…/principals`. Default `sessions`. 1 to 128
     /// characters among ASCII letters, digits, `_`, `-` and `.`.
     pub fn with_namespace(mut self, namespace: impl Into<String>) -> Self {
         self.namespace = namespace.into();
@@ -127,7 +127,7 @@ impl SledStoreBuilder {
     }
 
     /// Check the settings, open the database (on tokio's blocking pool:
-    /// sled reads and recovers its log when opening) and its two trees.
+    /// sled reads and recovers its log when opening) and its three trees.
     ///
     /// A store built on a path reopens the directory by itself after an
     /// I/O error (sled fails every later write of a database that hit

@@ -29,7 +29,7 @@ impl Trees {
         // the reaper moves the entry forward when it meets it. An old value
         // without a readable header has no known entry.
         let old_expiry = old
-            .and_then(|v| codec::VALUE.read(key, v).ok())
+            .and_then(|v| codec::read(key, v).ok())
             .map(|h| h.expires_at);
         if old_expiry.is_some_and(|old| expires_at >= old) {
             return Ok(None);
@@ -65,7 +65,7 @@ impl Trees {
     fn reap_record(&self, key: &SessionKey, cutoff: i64) -> Result<(bool, Option<i64>)> {
         let mut current = self.get(key)?;
         loop {
-            let header = current.as_ref().map(|v| codec::VALUE.read(key, v));
+            let header = current.as_ref().map(|v| codec::read(key, v));
             match header {
                 Some(Ok(h)) if h.is_live_at(cutoff) => {
                     // Postponed since the due entry was written: the new
@@ -81,7 +81,12 @@ impl Trees {
                         .compare_and_swap(key.as_bytes(), current.as_ref(), None::<&[u8]>)
                         .map_err(backend)?;
                     match swapped {
-                        Ok(()) => return Ok((true, None)),
+                        Ok(()) => {
+                            if let Some(old) = &current {
+                                self.removed(key, old)?;
+                            }
+                            return Ok((true, None));
+                        }
                         // Written meanwhile: decide again on what is there.
                         Err(raced) => current = raced.current,
                     }
@@ -103,7 +108,7 @@ impl Trees {
         // A writer may have stored a record under this key that relies on
         // the entry just removed (same expiry millisecond); see `swap`.
         if let Some(value) = self.get(key)?
-            && let Ok(h) = codec::VALUE.read(key, &value)
+            && let Ok(h) = codec::read(key, &value)
             && moved_to.is_none_or(|moved| h.expires_at < moved)
         {
             self.ensure_entry(&codec::index_key(h.expires_at, key))?;
@@ -189,6 +194,7 @@ mod tests {
         let trees = Trees {
             records: store.records_tree().unwrap(),
             expiry: store.expiry_tree().unwrap(),
+            principals: store.principals_tree().unwrap(),
         };
         let key = SessionKey::from_bytes([3; 32]);
         // Due: at or before any cut-off taken from now on.

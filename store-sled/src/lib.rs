@@ -4,6 +4,7 @@ mod builder;
 mod codec;
 mod flush;
 mod index;
+mod owners;
 mod shared;
 mod store;
 

@@ -54,11 +54,12 @@ impl Reopen {
     }
 }
 
-/// The two trees of one namespace.
+/// The three trees of one namespace.
 #[derive(Clone)]
 pub(crate) struct Trees {
     pub(crate) records: Tree,
     pub(crate) expiry: Tree,
+    pub(crate) principals: Tree,
 }
 
 impl Trees {
@@ -70,6 +71,9 @@ impl Trees {
                 .map_err(backend)?,
             expiry: db
                 .open_tree(format!("session_store/{namespace}/expiry"))
+                .map_err(backend)?,
+            principals: db
+                .open_tree(format!("session_store/{namespace}/principals"))
                 .map_err(backend)?,
         })
     }

@@ -6,8 +6,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use session_core::{
-    Cursor, Error, Page, Record, Result, SessionKey, SessionStore, Timestamp, UpdateOutcome,
-    async_trait,
+    Cursor, Error, Page, Principal, PrincipalIndex, Record, Result, SessionKey, SessionStore,
+    Timestamp, UpdateOutcome, async_trait,
 };
 use sled::{IVec, Tree};
 
@@ -16,12 +16,14 @@ use crate::codec::{self, Header};
 use crate::shared::{Opened, Reopen, Shared, Trees};
 use crate::{BACKEND, backend};
 
-/// A [`SessionStore`] on one namespace (two trees) of a [`sled::Db`].
+/// A [`SessionStore`] and [`PrincipalIndex`] on one namespace (three
+/// trees) of a [`sled::Db`].
 ///
 /// Cloning is cheap and shares the database (and its reopening after an
 /// I/O error). Point operations (`load`, `create`, `update`, `save`,
 /// `touch`, `destroy`) run inline: each is a read and a compare-and-swap of
-/// one record (plus an index insert when the expiry moves earlier), a few
+/// one record (plus an index insert when the expiry moves earlier, and a
+/// principal-index write when the principal changes), a few
 /// microseconds; a write then waits for the group-committed flush that
 /// puts it on disk, unless writes are buffered (see the crate docs for the
 /// measurements). Whole-namespace scans (`len`, `clear`,
@@ -113,7 +115,7 @@ impl SledStore {
 
     /// A store on `namespace` of a database you opened yourself (its
     /// background flush period is then yours, see
-    /// [`sled::Config::flush_every_ms`]). Opens the namespace's two trees,
+    /// [`sled::Config::flush_every_ms`]). Opens the namespace's three trees,
     /// which touches the disk the first time: call it at startup, or from a
     /// blocking context. Writes are synced as with the builder's default
     /// ([`with_sync_writes`](Self::with_sync_writes) turns that off).
@@ -212,10 +214,13 @@ impl SledStore {
 
     /// The records tree of the database open now (hold it briefly, as
     /// [`db`](Self::db)): key = the session key's 32 bytes, value = a
-    /// 25-byte header (format tag 1; `expires_at` and `created_at` as
-    /// big-endian `i64` milliseconds; `version` as big-endian `u64`) then
-    /// the data as JSON. For inspection and tools: writing to it directly
-    /// bypasses the expiry index.
+    /// 25-byte header (format tag 2; `expires_at` and `created_at` as
+    /// big-endian `i64` milliseconds; `version` as big-endian `u64`), the
+    /// principal's length in bytes (0 for none) and UTF-8 bytes, then the
+    /// data as JSON. Values of format tag 1 (no principal section, written
+    /// by earlier versions) still read, as records without principal. For
+    /// inspection and tools: writing to it directly bypasses the expiry and
+    /// principal indexes.
     ///
     /// # Errors
     ///
@@ -234,6 +239,19 @@ impl SledStore {
     /// As [`db`](Self::db).
     pub fn expiry_tree(&self) -> Result<Tree> {
         Ok(self.opened_now()?.trees(self.index)?.expiry.clone())
+    }
+
+    /// The principal index tree of the database open now (hold it
+    /// briefly, as [`db`](Self::db)): key = the principal's length in
+    /// bytes (one byte), its UTF-8 bytes, then the session key's 32 bytes;
+    /// value empty. One entry per record that names a principal (see the
+    /// crate docs).
+    ///
+    /// # Errors
+    ///
+    /// As [`db`](Self::db).
+    pub fn principals_tree(&self) -> Result<Tree> {
+        Ok(self.opened_now()?.trees(self.index)?.principals.clone())
     }
 
     /// Whether this store reopens its database by itself after an I/O
@@ -306,13 +324,20 @@ impl Trees {
         expires_at: i64,
     ) -> Result<std::result::Result<(), Option<IVec>>> {
         let entry = self.prepare_entry(key, old, expires_at)?;
+        let owner = self.prepare_owner(key, old, new)?;
         let swapped = self
             .records
             .compare_and_swap(key.as_bytes(), old, Some(new))
             .map_err(backend)?;
         if let Err(raced) = swapped {
+            if owner.is_some() {
+                // Not written after all: the entry goes unless the record
+                // there names the same principal.
+                self.drop_owner(codec::owner(new), key)?;
+            }
             return Ok(Err(raced.current));
         }
+        self.settle_owner(key, old, new, owner.as_deref())?;
         if let Some(entry) = entry {
             // A reaper may have removed this same entry (another record of
             // this key expiring in the same millisecond) after we inserted
@@ -380,8 +405,8 @@ impl Trees {
             scanned.push((codec::session_key(&key)?, value));
         }
         Page::from_key_ordered(scanned, limit, |key, value| {
-            if codec::VALUE.read(&key, &value)?.is_live_at(now) {
-                codec::VALUE.decode(&key, &value).map(Some)
+            if codec::read(&key, &value)?.is_live_at(now) {
+                codec::decode(&key, &value).map(Some)
             } else {
                 Ok(None)
             }
@@ -394,7 +419,7 @@ impl Trees {
         match old {
             None => Ok(None),
             Some(old) => {
-                let header = codec::VALUE.read(key, old)?;
+                let header = codec::read(key, old)?;
                 Ok(header.is_live_at(now).then_some(header))
             }
         }
@@ -408,10 +433,10 @@ impl SessionStore for SledStore {
             let Some(value) = trees.get(key)? else {
                 return Ok((None, false));
             };
-            if !codec::VALUE.read(key, &value)?.is_live_at(now()) {
+            if !codec::read(key, &value)?.is_live_at(now()) {
                 return Ok((None, false));
             }
-            Ok((Some(codec::VALUE.decode(key, &value)?), false))
+            Ok((Some(codec::decode(key, &value)?), false))
         })
         .await
     }
@@ -478,8 +503,12 @@ impl SessionStore for SledStore {
         self.run(|trees| {
             let Some(value) = &value else {
                 // Not stored; whatever was there goes. Its index entry is
-                // left for the reaper, which drops entries without a record.
+                // left for the reaper, which drops entries without a record;
+                // its principal's entry goes now.
                 let removed = trees.records.remove(key.as_bytes()).map_err(backend)?;
+                if let Some(old) = &removed {
+                    trees.removed(key, old)?;
+                }
                 return Ok(((), removed.is_some()));
             };
             // Unconditional: the loop only retries when another writer
@@ -515,8 +544,11 @@ impl SessionStore for SledStore {
             // The record's index entry stays until its time comes: the
             // reaper drops entries whose record is gone. Finding the entry
             // here would need its position, which postponements do not
-            // record.
+            // record. Its principal's entry (if any) goes now.
             let removed = trees.records.remove(key.as_bytes()).map_err(backend)?;
+            if let Some(old) = &removed {
+                trees.removed(key, old)?;
+            }
             Ok(((), removed.is_some()))
         })
         .await
@@ -528,8 +560,9 @@ impl SessionStore for SledStore {
             // clear either goes with it or was swapped in after the index
             // was cleared, and then its writer finds its entry missing and
             // puts it back (see `swap`). The reverse order could remove the
-            // entry of a record that stays.
+            // entry of a record that stays. The principal index likewise.
             trees.expiry.clear().map_err(backend)?;
+            trees.principals.clear().map_err(backend)?;
             trees.records.clear().map_err(backend)?;
             Ok(((), true))
         })
@@ -543,7 +576,7 @@ impl SessionStore for SledStore {
             for entry in trees.records.iter() {
                 let (key, value) = entry.map_err(backend)?;
                 let key = codec::session_key(&key)?;
-                if codec::VALUE.read(&key, &value)?.is_live_at(now) {
+                if codec::read(&key, &value)?.is_live_at(now) {
                     count += 1;
                 }
             }
@@ -564,5 +597,32 @@ impl SessionStore for SledStore {
             Ok((removed, removed > 0))
         })
         .await
+    }
+}
+
+/// Kept in the namespace's third tree by the same writes that write the
+/// records: see the [crate documentation](crate#the-principal-index).
+#[async_trait]
+impl PrincipalIndex for SledStore {
+    async fn sessions_of(&self, principal: &Principal) -> Result<Vec<(SessionKey, Record)>> {
+        let principal = principal.clone();
+        self.run_blocking(move |trees| trees.sessions_of(&principal, now()))
+            .await
+    }
+
+    async fn destroy_all_of(
+        &self,
+        principal: &Principal,
+        except: Option<&SessionKey>,
+    ) -> Result<u64> {
+        let (principal, except) = (principal.clone(), except.copied());
+        self.run_blocking(move |trees| trees.destroy_all_of(&principal, except.as_ref(), now()))
+            .await
+    }
+
+    async fn index_len(&self, principal: &Principal) -> Result<u64> {
+        let principal = principal.clone();
+        self.run_blocking(move |trees| Ok((trees.owned_count(&principal)?, false)))
+            .await
     }
 }

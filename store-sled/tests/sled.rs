@@ -1,7 +1,8 @@
 //! sled-specific checks the shared suite cannot make: corrupt values written
-//! behind the store's back, a real reopen of the directory, the expiry index
-//! covering every record (also under racing writers and reapers),
-//! configuration errors.
+//! behind the store's back, values of the previous format, a real reopen of
+//! the directory, the expiry and principal indexes covering every record
+//! (also under racing writers and reapers) and counted on the trees
+//! themselves, configuration errors.
 
 #![allow(clippy::unwrap_used, reason = "test helpers fail the test on error")]
 
@@ -12,7 +13,8 @@ use std::time::Duration;
 use serde_json::json;
 use session_conformance::fixtures::{assert_decode_error, expired, key, live, object, sample};
 use session_core::{
-    Cursor, Error, Page, Record, SessionKey, SessionStore, Timestamp, UpdateOutcome,
+    Cursor, Error, Page, Principal, PrincipalIndex, Record, SessionKey, SessionStore, Timestamp,
+    UpdateOutcome,
 };
 use session_store_sled::{SledStore, sled};
 
@@ -607,4 +609,307 @@ async fn writes_are_synced_by_default_and_only_a_path_store_reopens() {
         .await
         .unwrap();
     assert!(format!("{buffered:?}").contains("sync_writes: false"));
+}
+
+/// The principals tree of `store`'s namespace, opened by name through the
+/// raw `sled` API: what the engine holds, not what the store says.
+fn raw_principals(store: &SledStore) -> sled::Tree {
+    store
+        .db()
+        .unwrap()
+        .open_tree(format!("session_store/{}/principals", store.namespace()))
+        .unwrap()
+}
+
+/// The entries of `tree` under `principal`: its length byte and name.
+fn raw_count(tree: &sled::Tree, principal: &Principal) -> usize {
+    let mut prefix = vec![u8::try_from(principal.as_str().len()).unwrap()];
+    prefix.extend_from_slice(principal.as_str().as_bytes());
+    tree.scan_prefix(prefix).count()
+}
+
+fn owned(ttl: Duration, principal: &Principal) -> Record {
+    live(sample(), ttl).with_principal(Some(principal.clone()))
+}
+
+/// The issue's check, on the tree itself: 10,000 sessions of one principal
+/// are 10,000 entries of the principals tree while they live; once they
+/// have expired and `delete_expired` has run, none is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ten_thousand_sessions_of_one_principal_leave_no_entry_once_reaped() {
+    let store = SledStore::builder_temporary()
+        .with_sync_writes(false)
+        .build()
+        .await
+        .unwrap();
+    let alice = Principal::new("alice@example.com").unwrap();
+    // One expiry for all, far enough ahead that the writes finish first.
+    let expires_at = Timestamp::now() + Duration::from_secs(3);
+    let record = Record::with_times(sample(), Timestamp::now(), expires_at)
+        .with_principal(Some(alice.clone()));
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let (store, record) = (store.clone(), record.clone());
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..625 {
+                assert!(store.create(&key(), &record).await.unwrap());
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let tree = raw_principals(&store);
+    assert!(
+        Timestamp::now() < expires_at,
+        "the writes outlasted the TTL"
+    );
+    assert_eq!(raw_count(&tree, &alice), 10_000);
+    assert_eq!(tree.len(), 10_000);
+    assert_eq!(store.index_len(&alice).await.unwrap(), 10_000);
+    assert_eq!(store.sessions_of(&alice).await.unwrap().len(), 10_000);
+
+    // Wait for the clock to pass the expiry (bounded: a few seconds).
+    while Timestamp::now() <= expires_at {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(store.sessions_of(&alice).await.unwrap().is_empty());
+    assert_eq!(store.delete_expired().await.unwrap(), 10_000);
+    assert_eq!(raw_count(&tree, &alice), 0);
+    assert!(tree.is_empty());
+    assert!(store.records_tree().unwrap().is_empty());
+    assert_eq!(store.index_len(&alice).await.unwrap(), 0);
+}
+
+/// The principal invariant: every record that names a principal has its
+/// entry in the principals tree; `exact` also requires the converse (no
+/// entry without such a record).
+fn assert_principals_cover(store: &SledStore, exact: bool) {
+    let tree = store.principals_tree().unwrap();
+    let mut named = Vec::new();
+    for entry in store.records_tree().unwrap().iter() {
+        let (k, value) = entry.unwrap();
+        let len = usize::from(value[25]);
+        if len > 0 {
+            let mut e = value[25..26 + len].to_vec();
+            e.extend_from_slice(&k);
+            assert!(
+                tree.contains_key(&e).unwrap(),
+                "record {k:?} of {:?} has no entry",
+                String::from_utf8_lossy(&value[26..26 + len])
+            );
+            named.push(e);
+        }
+    }
+    if exact {
+        assert_eq!(tree.len(), named.len(), "entries without their record");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_principal_index_follows_every_write() {
+    let store = SledStore::temporary().await.unwrap();
+    let (ada, bob) = (
+        Principal::new("ada").unwrap(),
+        Principal::new("bob").unwrap(),
+    );
+    let tree = raw_principals(&store);
+    let k = key();
+    assert!(store.create(&k, &owned(TTL, &ada)).await.unwrap());
+    assert_eq!((raw_count(&tree, &ada), raw_count(&tree, &bob)), (1, 0));
+    // Touch keeps it; another principal moves it; none removes it.
+    assert!(
+        store
+            .touch(&k, Timestamp::now() + Duration::from_secs(7200))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.load(&k).await.unwrap().unwrap().principal,
+        Some(ada.clone())
+    );
+    assert_eq!(raw_count(&tree, &ada), 1);
+    assert_eq!(
+        store.update(&k, &owned(TTL, &bob), 0).await.unwrap(),
+        UpdateOutcome::Updated
+    );
+    assert_eq!((raw_count(&tree, &ada), raw_count(&tree, &bob)), (0, 1));
+    store.save(&k, &live(sample(), TTL)).await.unwrap();
+    assert!(tree.is_empty());
+    // An expired save and a destroy remove the entry with the record.
+    store.save(&k, &owned(TTL, &ada)).await.unwrap();
+    store
+        .save(&k, &expired(sample()).with_principal(Some(ada.clone())))
+        .await
+        .unwrap();
+    assert!(tree.is_empty());
+    store.save(&k, &owned(TTL, &ada)).await.unwrap();
+    store.destroy(&k).await.unwrap();
+    assert!(tree.is_empty());
+    // A record created expired is removed by the reaper with its entry.
+    assert!(
+        store
+            .create(&k, &expired(sample()).with_principal(Some(ada.clone())))
+            .await
+            .unwrap()
+    );
+    store.delete_expired().await.unwrap();
+    assert!(tree.is_empty());
+    // Clear empties the tree; another namespace's entries stay.
+    let other = store.open_namespace("other").await.unwrap();
+    other.save(&key(), &owned(TTL, &ada)).await.unwrap();
+    store.save(&k, &owned(TTL, &ada)).await.unwrap();
+    store.clear().await.unwrap();
+    assert!(tree.is_empty());
+    assert_eq!(other.index_len(&ada).await.unwrap(), 1);
+}
+
+/// Entries left without their record (a crash between the two writes, or
+/// written behind the store's back) are dropped by `sessions_of` and
+/// `destroy_all_of` of their principal, after checking the record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_entries_are_dropped_when_met() {
+    let store = SledStore::temporary().await.unwrap();
+    let (ada, bob) = (
+        Principal::new("ada").unwrap(),
+        Principal::new("bob").unwrap(),
+    );
+    let tree = store.principals_tree().unwrap();
+    let (gone, other, kept) = (key(), key(), key());
+    store.save(&other, &owned(TTL, &bob)).await.unwrap();
+    store.save(&kept, &owned(TTL, &ada)).await.unwrap();
+    for k in [&gone, &other] {
+        let mut e = b"\x03ada".to_vec();
+        e.extend_from_slice(k.as_bytes());
+        tree.insert(e, &[][..]).unwrap();
+    }
+    // Not a key: dropped too.
+    tree.insert(&b"\x03adashort"[..], &[][..]).unwrap();
+    assert_eq!(store.index_len(&ada).await.unwrap(), 4);
+    let found = store.sessions_of(&ada).await.unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].0, kept);
+    assert_eq!(store.index_len(&ada).await.unwrap(), 1);
+    assert_principals_cover(&store, true);
+
+    let mut e = b"\x03ada".to_vec();
+    e.extend_from_slice(other.as_bytes());
+    tree.insert(e, &[][..]).unwrap();
+    assert_eq!(store.destroy_all_of(&ada, None).await.unwrap(), 1);
+    assert_eq!(store.index_len(&ada).await.unwrap(), 0);
+    assert!(store.load(&other).await.unwrap().is_some(), "bob's stays");
+    assert_principals_cover(&store, true);
+}
+
+/// Writers giving a few keys to a few principals (or none), destroying
+/// them, reaping and signing everyone out, all at once: afterwards every
+/// record that names a principal has its entry, and once `sessions_of`
+/// has run for each principal, no entry is left without its record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_writers_and_index_calls_keep_the_principal_index_exact() {
+    let store = SledStore::temporary().await.unwrap();
+    let keys: Vec<SessionKey> = (0..4).map(|_| key()).collect();
+    let people: Vec<Principal> = ["ada", "bob"]
+        .iter()
+        .map(|p| Principal::new(*p).unwrap())
+        .collect();
+    let record = {
+        let people = people.clone();
+        move |n: usize| {
+            let r = if n.is_multiple_of(5) {
+                expired(sample())
+            } else {
+                live(sample(), TTL)
+            };
+            r.with_principal(people.get(n % 3).cloned())
+        }
+    };
+    let mut tasks = Vec::new();
+    for w in 0..4usize {
+        let (store, keys, record, people) =
+            (store.clone(), keys.clone(), record.clone(), people.clone());
+        tasks.push(tokio::spawn(async move {
+            for i in 0..800usize {
+                let n = i.wrapping_mul(31).wrapping_add(w * 7);
+                let k = &keys[n % keys.len()];
+                match n % 7 {
+                    0 => {
+                        let _ = store.create(k, &record(n / 7)).await.unwrap();
+                    }
+                    1 | 2 => store.save(k, &record(n / 7)).await.unwrap(),
+                    3 => {
+                        if let Some(r) = store.load(k).await.unwrap() {
+                            let _ = store.update(k, &record(n / 7), r.version).await.unwrap();
+                        }
+                    }
+                    4 => store.destroy(k).await.unwrap(),
+                    5 => {
+                        let _ = store.sessions_of(&people[n % 2]).await.unwrap();
+                    }
+                    _ => {
+                        let _ = store.destroy_all_of(&people[n % 2], Some(k)).await.unwrap();
+                    }
+                }
+            }
+        }));
+    }
+    let reaper = store.clone();
+    tasks.push(tokio::spawn(async move {
+        for _ in 0..200 {
+            reaper.delete_expired().await.unwrap();
+        }
+    }));
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_principals_cover(&store, false);
+    for p in &people {
+        store.sessions_of(p).await.unwrap();
+    }
+    assert_principals_cover(&store, true);
+}
+
+/// A value of the layout before principals (format tag 1, written by
+/// earlier versions of this crate) reads as a record without principal, as
+/// the crate docs say: `load`, `list`, `touch` and `update` work on it, and
+/// the first rewrite stores format 2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_of_the_previous_format_reads_without_principal() {
+    let store = SledStore::temporary().await.unwrap();
+    let k = key();
+    let expires_at = (Timestamp::now() + TTL).as_millis();
+    let mut old = vec![1u8];
+    old.extend_from_slice(&expires_at.to_be_bytes());
+    old.extend_from_slice(&1_000_i64.to_be_bytes());
+    old.extend_from_slice(&7_u64.to_be_bytes());
+    old.extend_from_slice(br#"{"user":"ada"}"#);
+    store
+        .records_tree()
+        .unwrap()
+        .insert(k.as_bytes(), old)
+        .unwrap();
+    let loaded = store.load(&k).await.unwrap().unwrap();
+    assert_eq!(loaded.data["user"], "ada");
+    assert_eq!(loaded.version, 7);
+    assert_eq!(loaded.principal, None);
+    assert_eq!(store.all().await.unwrap(), vec![(k, loaded.clone())]);
+    assert_eq!(store.len().await.unwrap(), 1);
+    let later = Timestamp::now() + TTL + TTL;
+    assert!(store.touch(&k, later).await.unwrap());
+    assert_eq!(store.load(&k).await.unwrap().unwrap().expires_at, later);
+
+    let ada = Principal::new("ada").unwrap();
+    let next = loaded.with_principal(Some(ada.clone()));
+    assert_eq!(
+        store.update(&k, &next, 7).await.unwrap(),
+        UpdateOutcome::Updated
+    );
+    let raw = store
+        .records_tree()
+        .unwrap()
+        .get(k.as_bytes())
+        .unwrap()
+        .unwrap();
+    assert_eq!(raw[0], 2, "rewritten in the current format");
+    assert_eq!(store.sessions_of(&ada).await.unwrap().len(), 1);
 }

@@ -485,3 +485,86 @@ pub async fn destroy_leaves_neighbours<F: StoreFactory>(factory: &F) {
     );
     finish(&store).await;
 }
+
+/// "A record's principal is stored and returned like the rest of it, by
+/// every store": `create`, `save` and `update` write it (an `update` or
+/// `save` without one removes it), `touch` keeps it, `load` and `list`
+/// return it. Principals of every shape a [`Principal`] allows round-trip:
+/// unicode, 255 bytes, punctuation.
+///
+/// [`Principal`]: session_core::Principal
+pub async fn round_trip_principal<F: StoreFactory>(factory: &F) {
+    use session_core::{Principal, UpdateOutcome};
+
+    let store = open(factory).await;
+    let names = [
+        "ada".to_owned(),
+        "user:42/ünïcødé ✓ 😀 \"quoted\" 'single' %_*?[]{}\\".to_owned(),
+        "é".repeat(127) + "x",
+    ];
+    let principal = |i: usize| {
+        Principal::new(names[i].clone())
+            .unwrap_or_else(|e| panic!("the suite's principal {i} must be valid: {e}"))
+    };
+    assert_eq!(names[2].len(), Principal::MAX_LEN, "the longest principal");
+    let mut written = Vec::new();
+    for i in 0..names.len() {
+        let k = key();
+        let record = long_lived(data_n(i as i64)).with_principal(Some(principal(i)));
+        if i % 2 == 0 {
+            assert!(
+                ok("create", store.create(&k, &record).await),
+                "create on a fresh key"
+            );
+        } else {
+            ok("save", store.save(&k, &record).await);
+        }
+        assert_loads(&store, &k, &record, "a record written with a principal").await;
+        written.push((k, record));
+    }
+    assert_eq!(
+        all_sorted(&store).await,
+        sorted(written.clone()),
+        "all (list) must return each record's principal"
+    );
+
+    // touch keeps the principal.
+    let (k, record) = written[0].clone();
+    let later = record.expires_at + Duration::from_secs(60);
+    assert!(
+        ok("touch", store.touch(&k, later).await),
+        "touch of a live record"
+    );
+    let mut touched = record.clone();
+    touched.expires_at = later;
+    assert_loads(&store, &k, &touched, "touch must keep the principal").await;
+
+    // update moves it to another principal, then removes it.
+    let moved = long_lived(data_n(10)).with_principal(Some(principal(1)));
+    assert_eq!(
+        ok("update", store.update(&k, &moved, touched.version).await),
+        UpdateOutcome::Updated
+    );
+    let moved = moved.with_version(touched.version + 1);
+    assert_loads(&store, &k, &moved, "update writes the new principal").await;
+    let anonymous = long_lived(data_n(11));
+    assert_eq!(
+        ok("update", store.update(&k, &anonymous, moved.version).await),
+        UpdateOutcome::Updated
+    );
+    let anonymous = anonymous.with_version(moved.version + 1);
+    assert_loads(
+        &store,
+        &k,
+        &anonymous,
+        "an update without a principal removes it",
+    )
+    .await;
+
+    // save replaces it too.
+    let (k, _) = written[1].clone();
+    let saved = long_lived(data_n(12));
+    ok("save", store.save(&k, &saved).await);
+    assert_loads(&store, &k, &saved, "a save without a principal removes it").await;
+    finish(&store).await;
+}

@@ -3,7 +3,8 @@
 use std::fmt;
 use std::sync::Arc;
 
-use super::{Changes, Pending, Session, State};
+use super::device::Device;
+use super::{Changes, DEVICE_FIELD, Pending, Session, State};
 use crate::{Error, Record, Result, SessionId, Timestamp, UpdateOutcome};
 
 /// What the middleware must do with the session cookie after
@@ -87,6 +88,56 @@ impl Session {
     /// stays logged in under one of the two, never under none.
     pub async fn commit(&mut self) -> Result<Commit> {
         let now = Timestamp::now();
+        // A login in this request: the limit applies once it is stored.
+        let login = self.changes.principal.clone().flatten();
+        self.refresh_device(now);
+        let commit = self.commit_at(now).await?;
+        if let Some(principal) = login
+            && matches!(
+                commit.written,
+                Written::Created | Written::Cycled | Written::Updated { .. }
+            )
+        {
+            self.manager.enforce_limit(&principal, &self.key).await?;
+        }
+        Ok(commit)
+    }
+
+    /// A logged-in session's device metadata: the user agent when it
+    /// changed, the last-seen time when it is older than the policy's
+    /// interval (or at login). A change is an ordinary change of the data,
+    /// so it merges with concurrent writers like any other.
+    fn refresh_device(&mut self, now: Timestamp) {
+        if self.pending == Pending::Destroy || self.state == State::Gone {
+            return;
+        }
+        let Some(_) = &self.principal else {
+            return;
+        };
+        let stored = Device::read(&self.data);
+        let login = matches!(self.changes.principal, Some(Some(_)));
+        let every =
+            i64::try_from(self.manager.config.last_seen_every.as_millis()).unwrap_or(i64::MAX);
+        let stale = stored
+            .seen
+            .is_none_or(|seen| now.as_millis().saturating_sub(seen) >= every);
+        let wanted = Device {
+            user_agent: self
+                .user_agent
+                .clone()
+                .or_else(|| stored.user_agent.clone()),
+            seen: if login || stale {
+                Some(now.as_millis())
+            } else {
+                stored.seen
+            },
+        };
+        if wanted != stored {
+            self.insert_checked(DEVICE_FIELD, wanted.value());
+        }
+    }
+
+    async fn commit_at(&mut self, now: Timestamp) -> Result<Commit> {
         match (self.pending, self.state) {
             (Pending::Destroy, _) => self.commit_destroy().await,
             (_, State::Gone) => Ok(self.gone(Written::Nothing)),
@@ -190,7 +241,8 @@ impl Session {
     async fn create_fresh(&mut self, created_at: Timestamp, now: Timestamp) -> Result<()> {
         self.check_size()?;
         let expires_at = self.manager.config.expiry(created_at, now);
-        let record = Record::with_times(self.data.clone(), created_at, expires_at);
+        let record = Record::with_times(self.data.clone(), created_at, expires_at)
+            .with_principal(self.principal.clone());
         let attempts = self.manager.config.id_attempts;
         for attempt in 1..=attempts {
             if self.manager.store.create(&self.key, &record).await? {
@@ -228,7 +280,8 @@ impl Session {
             attempts = attempt;
             self.check_size()?;
             let expires_at = config.expiry(created_at, now);
-            let record = Record::with_times(self.data.clone(), created_at, expires_at);
+            let record = Record::with_times(self.data.clone(), created_at, expires_at)
+                .with_principal(self.principal.clone());
             match store.update(&key, &record, version).await? {
                 UpdateOutcome::Updated => {
                     self.state = State::Loaded {
@@ -258,6 +311,10 @@ impl Session {
                     };
                     self.data = fresh.data;
                     self.changes.apply(&mut self.data);
+                    self.principal = match &self.changes.principal {
+                        Some(ours) => ours.clone(),
+                        None => fresh.principal,
+                    };
                     version = fresh.version;
                     created_at = fresh.created_at;
                 }
@@ -297,6 +354,7 @@ impl Session {
         self.state = State::Gone;
         self.data.clear();
         self.changes = Changes::default();
+        self.principal = None;
         Commit {
             cookie: CookieAction::Remove,
             written,

@@ -25,6 +25,8 @@ pub struct SessionConfig {
     pub(super) backoff_cap: Duration,
     pub(super) id_attempts: u32,
     pub(super) max_data_bytes: usize,
+    pub(super) max_sessions_per_principal: Option<std::num::NonZeroUsize>,
+    pub(super) last_seen_every: Duration,
 }
 
 /// Default [`SessionConfig::with_max_data_bytes`]: 1 MiB.
@@ -44,6 +46,8 @@ impl Default for SessionConfig {
             backoff_cap: Duration::from_millis(100),
             id_attempts: 3,
             max_data_bytes: DEFAULT_MAX_DATA_BYTES,
+            max_sessions_per_principal: None,
+            last_seen_every: Duration::from_secs(5 * 60),
         }
     }
 }
@@ -124,6 +128,30 @@ impl SessionConfig {
     /// is not a file store, and every request of the visitor reads it.
     pub fn with_max_data_bytes(mut self, bytes: usize) -> Self {
         self.max_data_bytes = bytes;
+        self
+    }
+
+    /// At most `max` live sessions per principal (`None`, the default: no
+    /// limit). When a login ([`Session::set_principal`](crate::Session::set_principal))
+    /// makes a principal's sessions exceed it, the **oldest** (by creation
+    /// time) of its other sessions are destroyed until `max` remain, after
+    /// the new session is stored. Two logins at the same instant may both
+    /// count before either destroys, so the limit can be exceeded by
+    /// concurrent logins until the next one; it is never undercut. Needs a
+    /// store with a [`PrincipalIndex`](crate::PrincipalIndex)
+    /// ([`SessionManager::with_index`](crate::SessionManager::with_index)).
+    pub fn with_max_sessions_per_principal(mut self, max: Option<std::num::NonZeroUsize>) -> Self {
+        self.max_sessions_per_principal = max;
+        self
+    }
+
+    /// How stale a logged-in session's "last seen" time may get (default 5
+    /// minutes): a request of a session with a principal whose last-seen
+    /// time is older writes the new time (an `update` where the request
+    /// would otherwise write nothing or only `touch`). Anonymous sessions
+    /// keep no such time and pay nothing.
+    pub fn with_last_seen_every(mut self, every: Duration) -> Self {
+        self.last_seen_every = every;
         self
     }
 

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::SessionManager;
 use crate::data;
-use crate::{Data, Error, Result, SessionId, SessionKey, Timestamp};
+use crate::{Data, Error, Principal, Result, SessionId, SessionKey, Timestamp};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum State {
@@ -44,11 +44,13 @@ pub(super) struct Changes {
     pub(super) cleared: bool,
     /// `Some`: inserted with this value; `None`: removed.
     pub(super) keys: BTreeMap<String, Option<Value>>,
+    /// `Some`: the principal was set (or, `Some(None)`, cleared).
+    pub(super) principal: Option<Option<Principal>>,
 }
 
 impl Changes {
     pub(super) fn is_empty(&self) -> bool {
-        !self.cleared && self.keys.is_empty()
+        !self.cleared && self.keys.is_empty() && self.principal.is_none()
     }
 
     pub(super) fn apply(&self, data: &mut Data) {
@@ -89,6 +91,11 @@ pub struct Session {
     pub(super) changes: Changes,
     pub(super) pending: Pending,
     pub(super) presented_cookie: bool,
+    /// Who the session belongs to (as loaded, or as set by this handle).
+    pub(super) principal: Option<Principal>,
+    /// The request's `User-Agent`, kept in the device metadata of a
+    /// logged-in session.
+    pub(super) user_agent: Option<String>,
 }
 
 impl fmt::Debug for Session {
@@ -107,6 +114,52 @@ impl Session {
     #[must_use]
     pub fn id(&self) -> &SessionId {
         &self.id
+    }
+
+    /// The session's key: the hash of its ID, what the store sees. Safe to
+    /// show and log (it does not open the session).
+    #[must_use]
+    pub fn key(&self) -> &SessionKey {
+        &self.key
+    }
+
+    /// Who the session belongs to, if someone logged in with it.
+    #[must_use]
+    pub fn principal(&self) -> Option<&Principal> {
+        self.principal.as_ref()
+    }
+
+    /// Log in: the session belongs to `principal` from now on, listed by
+    /// [`SessionManager::sessions_of`] and ended by
+    /// [`SessionManager::destroy_all_of`]. The ID is cycled on commit (as
+    /// by [`cycle_id`](Self::cycle_id)), since the privilege level changes:
+    /// an ID planted before login is worthless after it. The device
+    /// metadata (user agent, last seen) starts now, and the manager's
+    /// per-principal limit, if any, is applied once the session is stored.
+    pub fn set_principal(&mut self, principal: Principal) {
+        self.principal = Some(principal.clone());
+        self.changes.principal = Some(Some(principal));
+        self.cycle_id();
+    }
+
+    /// Log out but keep the session (a shopping cart, say): it belongs to
+    /// no one from now on, and its ID is cycled on commit. Use
+    /// [`destroy`](Self::destroy) to end it instead.
+    pub fn clear_principal(&mut self) {
+        if self.principal.is_none() && self.changes.principal.is_none() {
+            return;
+        }
+        self.principal = None;
+        self.changes.principal = Some(None);
+        self.remove(super::DEVICE_FIELD);
+        self.cycle_id();
+    }
+
+    /// The request's `User-Agent` (a web layer sets it on every request):
+    /// recorded in a logged-in session's device metadata, truncated to 256
+    /// characters. Never stored for a session without a principal.
+    pub fn set_user_agent(&mut self, user_agent: &str) {
+        self.user_agent = Some(super::device::truncated(user_agent));
     }
 
     /// Whether the session is not in the store yet.
@@ -182,7 +235,7 @@ impl Session {
         Ok(())
     }
 
-    fn insert_checked(&mut self, field: &str, value: Value) {
+    pub(super) fn insert_checked(&mut self, field: &str, value: Value) {
         if self.data.get(field) == Some(&value) {
             return;
         }
@@ -206,6 +259,7 @@ impl Session {
         self.changes = Changes {
             cleared: true,
             keys: BTreeMap::new(),
+            principal: self.changes.principal.take(),
         };
     }
 
@@ -215,6 +269,7 @@ impl Session {
         self.pending = Pending::Destroy;
         self.data.clear();
         self.changes = Changes::default();
+        self.principal = None;
     }
 
     /// Move the session to a new ID, keeping its data; on commit the new

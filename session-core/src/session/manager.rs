@@ -3,8 +3,10 @@
 use std::fmt;
 use std::sync::Arc;
 
-use super::{Changes, Pending, Session, SessionConfig, State};
-use crate::{Data, Result, SessionId, SessionStore, Timestamp};
+use super::{Changes, Pending, Session, SessionConfig, SessionInfo, State};
+use crate::{
+    Data, Error, Principal, PrincipalIndex, Result, SessionId, SessionKey, SessionStore, Timestamp,
+};
 
 /// Loads sessions from one store under one [`SessionConfig`]. Cheap to clone.
 ///
@@ -34,6 +36,8 @@ use crate::{Data, Result, SessionId, SessionStore, Timestamp};
 #[derive(Clone)]
 pub struct SessionManager {
     pub(super) store: Arc<dyn SessionStore>,
+    /// The same store, when it keeps a principal index.
+    pub(super) index: Option<Arc<dyn PrincipalIndex>>,
     pub(super) config: Arc<SessionConfig>,
 }
 
@@ -41,6 +45,7 @@ impl fmt::Debug for SessionManager {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SessionManager")
             .field("store", &self.store)
+            .field("indexed", &self.index.is_some())
             .field("config", &self.config)
             .finish()
     }
@@ -55,8 +60,55 @@ impl SessionManager {
     /// `touch_after` not shorter than `ttl`, zero attempt limits).
     pub fn new(store: Arc<dyn SessionStore>, config: SessionConfig) -> Result<Self> {
         config.validate()?;
+        if config.max_sessions_per_principal.is_some() {
+            return Err(Error::config(
+                "session",
+                "a per-principal session limit needs a store with a principal index: \
+                 build the manager with SessionManager::with_index",
+            ));
+        }
         Ok(Self {
             store,
+            index: None,
+            config: Arc::new(config),
+        })
+    }
+
+    /// A manager over a store that keeps a [`PrincipalIndex`]: what
+    /// [`sessions_of`](Self::sessions_of),
+    /// [`destroy_all_of`](Self::destroy_all_of) and a per-principal limit
+    /// need.
+    ///
+    /// ```
+    /// # include!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/common/tiny_store.rs"));
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> session_core::Result<()> {
+    /// use std::sync::Arc;
+    /// use session_core::{Principal, SessionConfig, SessionManager};
+    /// // Any store that implements PrincipalIndex.
+    /// let store = Arc::new(TinyStore::default());
+    /// let manager = SessionManager::with_index(store, SessionConfig::new())?;
+    /// let alice = Principal::new("alice")?;
+    /// for _ in 0..2 {
+    ///     // Two devices log in.
+    ///     let mut session = manager.load(None).await?;
+    ///     session.set_principal(alice.clone());
+    ///     session.commit().await?;
+    /// }
+    /// assert_eq!(manager.sessions_of(&alice).await?.len(), 2);
+    /// assert_eq!(manager.destroy_all_of(&alice, None).await?, 2); // sign out everywhere
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`new`](Self::new), without the limit's.
+    pub fn with_index(store: Arc<dyn PrincipalIndex>, config: SessionConfig) -> Result<Self> {
+        config.validate()?;
+        Ok(Self {
+            store: Arc::clone(&store) as Arc<dyn SessionStore>,
+            index: Some(store),
             config: Arc::new(config),
         })
     }
@@ -68,6 +120,7 @@ impl SessionManager {
     pub fn with_store(&self, store: Arc<dyn SessionStore>) -> Self {
         Self {
             store,
+            index: None,
             config: Arc::clone(&self.config),
         }
     }
@@ -81,6 +134,107 @@ impl SessionManager {
     /// The policy.
     pub fn config(&self) -> &SessionConfig {
         &self.config
+    }
+
+    /// The store's principal index, if the manager was built
+    /// [`with_index`](Self::with_index).
+    #[must_use]
+    pub fn index(&self) -> Option<&Arc<dyn PrincipalIndex>> {
+        self.index.as_ref()
+    }
+
+    fn require_index(&self, operation: &'static str) -> Result<&Arc<dyn PrincipalIndex>> {
+        self.index
+            .as_ref()
+            .ok_or(Error::NoPrincipalIndex { operation })
+    }
+
+    /// The live sessions of `principal` ("your devices"), most recently
+    /// seen first.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoPrincipalIndex`] without an index; store failures.
+    pub async fn sessions_of(&self, principal: &Principal) -> Result<Vec<SessionInfo>> {
+        let index = self.require_index("sessions_of")?;
+        let mut sessions: Vec<SessionInfo> = index
+            .sessions_of(principal)
+            .await?
+            .into_iter()
+            .map(|(key, record)| SessionInfo::of(key, principal.clone(), &record))
+            .collect();
+        sessions.sort_by(|a, b| {
+            (b.last_seen, b.created_at, b.key).cmp(&(a.last_seen, a.created_at, a.key))
+        });
+        Ok(sessions)
+    }
+
+    /// Sign `principal` out everywhere: destroy every live session of
+    /// theirs except `except` (the current one, for "sign out all other
+    /// devices"). A request of a destroyed session that is still running
+    /// cannot bring it back: its commit finds it missing. Returns how many
+    /// were destroyed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoPrincipalIndex`] without an index; store failures.
+    pub async fn destroy_all_of(
+        &self,
+        principal: &Principal,
+        except: Option<&SessionKey>,
+    ) -> Result<u64> {
+        self.require_index("destroy_all_of")?
+            .destroy_all_of(principal, except)
+            .await
+    }
+
+    /// Sign one device of `principal` out: destroy the session under `key`
+    /// if it is live and belongs to `principal` (so a key posted back by a
+    /// "your devices" page cannot end someone else's session). Returns
+    /// whether it did.
+    ///
+    /// # Errors
+    ///
+    /// Store failures.
+    pub async fn destroy_session_of(
+        &self,
+        principal: &Principal,
+        key: &SessionKey,
+    ) -> Result<bool> {
+        match self.store.load(key).await? {
+            Some(record) if record.principal.as_ref() == Some(principal) => {
+                self.store.destroy(key).await?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// After a login of `principal` stored `current`: end the oldest
+    /// other sessions while the principal has more than the limit.
+    pub(super) async fn enforce_limit(
+        &self,
+        principal: &Principal,
+        current: &SessionKey,
+    ) -> Result<()> {
+        let Some(max) = self.config.max_sessions_per_principal else {
+            return Ok(());
+        };
+        let index = self.require_index("the per-principal session limit")?;
+        let mut others: Vec<(Timestamp, SessionKey)> = index
+            .sessions_of(principal)
+            .await?
+            .into_iter()
+            .filter(|(key, _)| key != current)
+            .map(|(key, record)| (record.created_at, key))
+            .collect();
+        // The current session counts as one of the `max`.
+        let excess = (others.len() + 1).saturating_sub(max.get());
+        others.sort();
+        for (_, key) in others.into_iter().take(excess) {
+            self.store.destroy(&key).await?;
+        }
+        Ok(())
     }
 
     /// The session for a request that sent `cookie` (the cookie's value, if
@@ -134,6 +288,8 @@ impl SessionManager {
                     changes: Changes::default(),
                     pending: Pending::None,
                     presented_cookie: true,
+                    principal: record.principal,
+                    user_agent: None,
                 });
             }
             self.store.destroy(&key).await?;
@@ -160,6 +316,8 @@ impl SessionManager {
             changes: Changes::default(),
             pending: Pending::None,
             presented_cookie: replaces_cookie,
+            principal: None,
+            user_agent: None,
         })
     }
 }

@@ -6,11 +6,13 @@
 
 mod commit;
 mod config;
+mod device;
 mod handle;
 mod manager;
 
 pub use commit::{Commit, CookieAction, Written};
 pub use config::{DEFAULT_MAX_DATA_BYTES, SessionConfig};
+pub use device::{DEVICE_FIELD, SessionInfo};
 pub use handle::Session;
 use handle::{Changes, Pending, State};
 pub use manager::SessionManager;

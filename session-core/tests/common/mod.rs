@@ -4,7 +4,12 @@
 //! The store is `SessionStore`'s "implementing a store" doc example
 //! (`tiny_store.rs`, included there and in the crate's other doc examples),
 //! so session-core needs no store crate, not even as a dev-dependency.
-#![allow(dead_code, unreachable_pub, reason = "shared by several test crates")]
+#![allow(
+    dead_code,
+    unreachable_pub,
+    unused_imports,
+    reason = "shared by several test crates"
+)]
 
 mod tiny_store;
 pub use session_conformance::probe::{Op, Probe, Trouble};

@@ -92,3 +92,38 @@ impl SessionStore for TinyStore {
         Ok((before - map.len()) as u64)
     }
 }
+
+/// The index as a scan: fine for a few sessions.
+#[async_trait]
+impl session_core::PrincipalIndex for TinyStore {
+    async fn sessions_of(
+        &self,
+        principal: &session_core::Principal,
+    ) -> Result<Vec<(SessionKey, Record)>> {
+        Ok(self
+            .map()
+            .iter()
+            .filter(|(_, r)| r.is_live() && r.principal.as_ref() == Some(principal))
+            .map(|(k, r)| (*k, r.clone()))
+            .collect())
+    }
+    async fn destroy_all_of(
+        &self,
+        principal: &session_core::Principal,
+        except: Option<&SessionKey>,
+    ) -> Result<u64> {
+        let mut map = self.map();
+        let before = map.len();
+        map.retain(|k, r| {
+            !(r.is_live() && r.principal.as_ref() == Some(principal) && Some(k) != except)
+        });
+        Ok((before - map.len()) as u64)
+    }
+    async fn index_len(&self, principal: &session_core::Principal) -> Result<u64> {
+        let map = self.map();
+        Ok(map
+            .values()
+            .filter(|r| r.principal.as_ref() == Some(principal))
+            .count() as u64)
+    }
+}
