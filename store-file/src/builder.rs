@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use session_core::{Error, Result};
 
-use crate::layout::{FORMAT_FILE, FORMAT_MARKER, Layout, validate_namespace};
+use crate::layout::{FORMAT_FILE, FORMAT_MARKER, FORMAT_MARKER_1, Layout, validate_namespace};
 use crate::shard::Dir;
 use crate::{BACKEND, FileStore, io_error};
 
@@ -132,7 +132,10 @@ impl FileStoreBuilder {
 }
 
 /// Create the namespace directory and its index directory; write the
-/// format marker, or check the one there.
+/// format marker, or check the one there. A directory of format 1 (before
+/// principals) is this format without principals: its marker is rewritten,
+/// so that an earlier version refuses the directory rather than failing on
+/// each file this one writes.
 fn prepare(layout: &Layout) -> Result<()> {
     let dir = layout.dir();
     if let Err(e) = std::fs::create_dir_all(layout.expiry_dir()) {
@@ -144,6 +147,7 @@ fn prepare(layout: &Layout) -> Result<()> {
     let marker = dir.join(FORMAT_FILE);
     match std::fs::read_to_string(&marker) {
         Ok(found) if found == FORMAT_MARKER => Ok(()),
+        Ok(found) if found == FORMAT_MARKER_1 => write_marker(dir, &marker),
         Ok(found) => Err(Error::config(
             BACKEND,
             format!(
@@ -153,22 +157,25 @@ fn prepare(layout: &Layout) -> Result<()> {
                 FORMAT_MARKER.trim_end()
             ),
         )),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            // Written whole or not at all: a temp name, then a rename.
-            let temp = dir.join(format!(".format.{}", std::process::id()));
-            std::fs::write(&temp, FORMAT_MARKER)
-                .and_then(|()| std::fs::rename(&temp, &marker))
-                .map_err(|e| {
-                    let _ = std::fs::remove_file(&temp);
-                    Error::config(
-                        BACKEND,
-                        format!(
-                            "cannot write in the session directory {}: {e}",
-                            dir.display()
-                        ),
-                    )
-                })
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => write_marker(dir, &marker),
         Err(e) => Err(io_error("read", &marker, e)),
     }
+}
+
+/// Write the format marker at `marker`, in `dir`: whole or not at all (a
+/// temporary name, then a rename).
+fn write_marker(dir: &std::path::Path, marker: &std::path::Path) -> Result<()> {
+    let temp = dir.join(format!(".format.{}", std::process::id()));
+    std::fs::write(&temp, FORMAT_MARKER)
+        .and_then(|()| std::fs::rename(&temp, marker))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&temp);
+            Error::config(
+                BACKEND,
+                format!(
+                    "cannot write in the session directory {}: {e}",
+                    dir.display()
+                ),
+            )
+        })
 }

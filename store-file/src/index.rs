@@ -164,17 +164,21 @@ impl Dir {
         for key in keys {
             match self.read_header(&key) {
                 Ok(None) | Err(session_core::Error::Decode { .. }) => {}
-                Ok(Some(header)) if header.is_live_at(now) => {
-                    let own = bucket_end(header.expires_at, self.bucket_ms);
+                Ok(Some(head)) if head.header.is_live_at(now) => {
+                    let own = bucket_end(head.header.expires_at, self.bucket_ms);
                     if own <= end {
                         kept.push(key);
                     } else {
                         relist.entry(own).or_default().push(key);
                     }
                 }
-                Ok(Some(_)) => {
+                Ok(Some(head)) => {
                     if remove_if_present(&self.layout.file(&key))? {
                         removed += 1;
+                    }
+                    // The marker after the file (see the `owners` module).
+                    if !head.owner.is_empty() {
+                        self.unlink(&head.owner, &key)?;
                     }
                 }
                 Err(e) => return Err(e),

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! <root>/<namespace>/
-//!   .format                      "session-store-file 1": what wrote this
+//!   .format                      "session-store-file 2": what wrote this
 //!   ab/                          one of 256 shards: the first byte of the key
 //!     ab12…ef                    a session: the key's 64 hex characters
 //!     .lock                      the shard's lock file (never removed)
@@ -10,14 +10,19 @@
 //!   .expiry/<group>/<end>/ab     the expiry index: keys of shard `ab` whose
 //!                                records expired before <end> (ms) when
 //!                                they were listed, one hex key a line
+//!   .principals/<p>/ab12…ef      the principal index: an empty marker per
+//!                                session whose file names the principal
+//!                                whose SHA-256 is <p> (64 hex characters)
 //! ```
 //!
-//! A session's path is built from the key's hex digits only, so no input
-//! can name a path outside the shard.
+//! A session's path is built from the key's hex digits only, and a
+//! principal's from the hex digits of its hash, so no input can name a path
+//! outside the namespace.
 
 use std::path::{Path, PathBuf};
 
 use session_core::{Error, Result, SessionKey};
+use sha2::{Digest, Sha256};
 
 use crate::BACKEND;
 
@@ -25,6 +30,8 @@ use crate::BACKEND;
 pub(crate) const SHARDS: usize = 256;
 /// The index directory inside a namespace.
 pub(crate) const EXPIRY_DIR: &str = ".expiry";
+/// The principal index directory inside a namespace.
+pub(crate) const PRINCIPALS_DIR: &str = ".principals";
 /// The shard lock file's name.
 pub(crate) const LOCK_FILE: &str = ".lock";
 /// The name of the file a writer fills before renaming it over a session.
@@ -32,7 +39,10 @@ pub(crate) const TEMP_FILE: &str = ".tmp";
 /// The format marker's name and contents.
 pub(crate) const FORMAT_FILE: &str = ".format";
 /// What [`FORMAT_FILE`] holds.
-pub(crate) const FORMAT_MARKER: &str = "session-store-file 1\n";
+pub(crate) const FORMAT_MARKER: &str = "session-store-file 2\n";
+/// What [`FORMAT_FILE`] held before principals: this version reads such a
+/// directory's files, and rewrites the marker when it opens one.
+pub(crate) const FORMAT_MARKER_1: &str = "session-store-file 1\n";
 /// Width of an index group directory, in milliseconds (about 17.5 minutes):
 /// `delete_expired` lists only the groups that began in the past, so the
 /// number of bucket directories it lists stays bounded however far ahead
@@ -122,6 +132,31 @@ impl Layout {
     pub(crate) fn index_file(&self, end: i64, shard: usize) -> PathBuf {
         let mut path = self.bucket_dir(end);
         path.push(shard_name(shard));
+        path
+    }
+
+    pub(crate) fn principals_dir(&self) -> PathBuf {
+        self.dir.join(PRINCIPALS_DIR)
+    }
+
+    /// The marker directory of the principal whose bytes are `owner`:
+    /// named by their SHA-256 in hex, so any name (any length, any
+    /// character) makes one fixed-length, safe file name.
+    pub(crate) fn principal_dir(&self, owner: &[u8]) -> PathBuf {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let digest = Sha256::digest(owner);
+        let mut name = String::with_capacity(64);
+        for b in digest {
+            name.push(char::from(HEX[usize::from(b >> 4)]));
+            name.push(char::from(HEX[usize::from(b & 0x0f)]));
+        }
+        self.principals_dir().join(name)
+    }
+
+    /// The marker of `key` under the principal whose bytes are `owner`.
+    pub(crate) fn marker(&self, owner: &[u8], key: &SessionKey) -> PathBuf {
+        let mut path = self.principal_dir(owner);
+        path.push(key.as_str());
         path
     }
 }

@@ -5,6 +5,7 @@ mod format;
 mod index;
 mod layout;
 mod ops;
+mod owners;
 mod shard;
 mod store;
 

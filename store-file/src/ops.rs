@@ -9,7 +9,7 @@ use std::num::NonZeroUsize;
 
 use session_core::{Page, Record, Result, SessionKey, UpdateOutcome};
 
-use crate::format::{self, Header};
+use crate::format::{self, Head, Header};
 use crate::io_error;
 use crate::layout::{SHARDS, TEMP_FILE, shard_of};
 use crate::shard::{Dir, remove_if_present};
@@ -20,10 +20,10 @@ impl Dir {
         let Some(bytes) = self.read(key)? else {
             return Ok(None);
         };
-        if !format::FILE.read(key, &bytes)?.is_live_at(now) {
+        if !format::read(key, &bytes)?.is_live_at(now) {
             return Ok(None);
         }
-        format::FILE.decode(key, &bytes).map(Some)
+        format::decode(key, &bytes).map(Some)
     }
 
     /// `create`: write `bytes` (a record expiring at `header.expires_at`)
@@ -38,10 +38,10 @@ impl Dir {
     ) -> Result<bool> {
         // An unreadable file is reported, not silently replaced.
         let old = self.read_header(key)?;
-        if old.is_some_and(|old| old.is_live_at(now)) {
+        if old.as_ref().is_some_and(|old| old.header.is_live_at(now)) {
             return Ok(false);
         }
-        self.put(key, old.map(|old| old.expires_at), header, bytes, now)?;
+        self.put(key, old.as_ref(), header, bytes, now)?;
         Ok(true)
     }
 
@@ -54,13 +54,16 @@ impl Dir {
         bytes: &[u8],
         now: i64,
     ) -> Result<UpdateOutcome> {
-        let Some(old) = self.read_header(key)?.filter(|old| old.is_live_at(now)) else {
+        let Some(old) = self
+            .read_header(key)?
+            .filter(|old| old.header.is_live_at(now))
+        else {
             return Ok(UpdateOutcome::Missing);
         };
-        if old.version != expected {
+        if old.header.version != expected {
             return Ok(UpdateOutcome::Conflict);
         }
-        self.put(key, Some(old.expires_at), header, bytes, now)?;
+        self.put(key, Some(&old), header, bytes, now)?;
         Ok(UpdateOutcome::Updated)
     }
 
@@ -73,7 +76,7 @@ impl Dir {
         now: i64,
     ) -> Result<()> {
         let old = self.read_header(key).ok().flatten();
-        self.put(key, old.map(|old| old.expires_at), header, bytes, now)
+        self.put(key, old.as_ref(), header, bytes, now)
     }
 
     /// `touch`: move the expiry of a live record, copying its data bytes.
@@ -81,14 +84,19 @@ impl Dir {
         let Some(bytes) = self.read(key)? else {
             return Ok(false);
         };
-        let old = format::FILE.read(key, &bytes)?;
-        if !old.is_live_at(now) {
+        let old = format::read_head(key, &bytes)?;
+        if !old.header.is_live_at(now) {
             return Ok(false);
         }
-        let header = Header { expires_at, ..old };
+        let header = Header {
+            expires_at,
+            ..old.header
+        };
+        // The same bytes but the expiry, so the same principal (or the same
+        // format 1 file, without one).
         self.put(
             key,
-            Some(old.expires_at),
+            Some(&old),
             header,
             &format::FILE.with_expiry(&bytes, expires_at),
             now,
@@ -97,23 +105,39 @@ impl Dir {
     }
 
     /// Write `bytes` (expiring at `header.expires_at`) over the file of
-    /// `key`, whose current expiry is `old`; a record already expired is
-    /// removed instead. Lists the key in the expiry index first when the
-    /// invariant needs it.
+    /// `key`, whose current head is `old` (`None`: no file, or an
+    /// unreadable one); a record already expired is removed instead. Lists
+    /// the key in the expiry index first when the invariant needs it;
+    /// creates the marker of a new principal before the file and removes
+    /// the old principal's after it (see the `owners` module). A write
+    /// that keeps the principal (anonymous ones: none before, none after)
+    /// touches no marker.
     fn put(
         &self,
         key: &SessionKey,
-        old: Option<i64>,
+        old: Option<&Head>,
         header: Header,
         bytes: &[u8],
         now: i64,
     ) -> Result<()> {
+        let old_owner = old.map_or(&[][..], |old| &old.owner[..]);
         if !header.is_live_at(now) {
             self.remove(key)?;
+            if !old_owner.is_empty() {
+                self.unlink(old_owner, key)?;
+            }
             return Ok(());
         }
-        self.index(key, old, header.expires_at)?;
-        self.write(key, bytes)
+        let new_owner = format::owner(bytes);
+        if !new_owner.is_empty() && new_owner != old_owner {
+            self.link(new_owner, key)?;
+        }
+        self.index(key, old.map(|old| old.header.expires_at), header.expires_at)?;
+        self.write(key, bytes)?;
+        if !old_owner.is_empty() && old_owner != new_owner {
+            self.unlink(old_owner, key)?;
+        }
+        Ok(())
     }
 
     /// The number of live records of one shard, unlocked.
@@ -121,8 +145,8 @@ impl Dir {
         let mut count = 0;
         self.each_key(shard, |key| {
             // Gone since it was listed: destroyed meanwhile.
-            if let Some(header) = self.read_header(&key)?
-                && header.is_live_at(now)
+            if let Some(head) = self.read_header(&key)?
+                && head.header.is_live_at(now)
             {
                 count += 1;
             }
@@ -205,15 +229,21 @@ impl Dir {
         Ok(())
     }
 
-    /// `clear`: every session file, temporary file and index file, shard by
-    /// shard under each shard's lock (taken on this thread).
+    /// `clear`: every session file, temporary file, index file and marker,
+    /// shard by shard under each shard's lock (taken on this thread). The
+    /// index files and markers are listed first: those a writer adds
+    /// meanwhile stay, with the file they are for (or as a marker too
+    /// many, if `clear` removed that file after the listing).
     pub(crate) fn clear(&self) -> Result<()> {
         let mut index_files = self.index_files()?;
+        let mut markers = self.markers()?;
         let mut buckets = Vec::new();
+        let mut principals = Vec::new();
         for shard in 0..SHARDS {
             let dir = self.layout.shard_dir(shard);
             let index = index_files.remove(&shard).unwrap_or_default();
-            if !dir.exists() && index.is_empty() {
+            let marked = markers.remove(&shard).unwrap_or_default();
+            if !dir.exists() && index.is_empty() && marked.is_empty() {
                 continue;
             }
             let _lock = self.lock_shard(shard)?;
@@ -235,6 +265,12 @@ impl Dir {
                     buckets.push(bucket.to_owned());
                 }
             }
+            for path in marked {
+                remove_if_present(&path)?;
+                if let Some(principal) = path.parent() {
+                    principals.push(principal.to_owned());
+                }
+            }
             if self.sync {
                 crate::shard::sync_dir(&dir)?;
             }
@@ -242,6 +278,12 @@ impl Dir {
         buckets.sort();
         buckets.dedup();
         self.prune(buckets);
+        principals.sort();
+        principals.dedup();
+        for principal in principals {
+            // Left unless empty (a writer may have added a marker).
+            let _ = fs::remove_dir(principal);
+        }
         Ok(())
     }
 

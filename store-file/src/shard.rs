@@ -9,7 +9,7 @@ use std::sync::Arc;
 use session_core::{Result, SessionKey};
 use tokio::sync::Mutex;
 
-use crate::format::{self, HEADER, Header};
+use crate::format::{self, HEAD_MAX, Head};
 use crate::layout::{Layout, SHARDS, shard_of};
 use crate::{BACKEND, io_error};
 
@@ -94,26 +94,18 @@ impl Dir {
         }
     }
 
-    /// The header of the file of `key`, if there is one, reading only its
-    /// first [`HEADER`] bytes.
-    pub(crate) fn read_header(&self, key: &SessionKey) -> Result<Option<Header>> {
+    /// The head (header and principal) of the file of `key`, if there is
+    /// one, reading only its first [`HEAD_MAX`] bytes: one `read` for the
+    /// header alone or with the principal, so anonymous sessions pay
+    /// nothing for the principal's room.
+    pub(crate) fn read_header(&self, key: &SessionKey) -> Result<Option<Head>> {
         let path = self.layout.file(key);
-        let mut file = match File::open(&path) {
+        let file = match File::open(&path) {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io_error("open", &path, e)),
         };
-        let mut head = [0u8; HEADER];
-        let mut filled = 0;
-        while filled < HEADER {
-            match file.read(&mut head[filled..]) {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(io_error("read", &path, e)),
-            }
-        }
-        format::FILE.read(key, &head[..filled]).map(Some)
+        read_head(key, &path, file).map(Some)
     }
 
     /// Replace the file of `key` with `bytes` atomically: write the shard's
@@ -172,6 +164,23 @@ impl Dir {
             _ => Ok(()),
         }
     }
+}
+
+/// The head of the open session `file` of `key` (at `path`).
+fn read_head(key: &SessionKey, path: &Path, mut file: File) -> Result<Head> {
+    let mut head = [0u8; HEAD_MAX];
+    let mut filled = 0;
+    // Stop as soon as the head is in: one `read` for most files (the
+    // first returns the whole head), not a second one to meet the end.
+    while filled < format::head_len(&head[..filled]) {
+        match file.read(&mut head[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(io_error("read", path, e)),
+        }
+    }
+    format::read_head(key, &head[..filled])
 }
 
 /// Remove a file; whether it was there.

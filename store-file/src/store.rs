@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use session_core::{
-    Cursor, Page, Record, Result, SessionKey, SessionStore, Timestamp, UpdateOutcome, async_trait,
-    run_blocking,
+    Cursor, Page, Principal, PrincipalIndex, Record, Result, SessionKey, SessionStore, Timestamp,
+    UpdateOutcome, async_trait, run_blocking,
 };
 
 use crate::BACKEND;
@@ -16,8 +16,9 @@ use crate::format::{self, Header};
 use crate::layout::{SHARDS, shard_of};
 use crate::shard::Dir;
 
-/// A [`SessionStore`] keeping one file per session under a directory; see
-/// the [crate docs](crate) for the layout and how expiry is enforced.
+/// A [`SessionStore`] and [`PrincipalIndex`] keeping one file per session
+/// under a directory; see the [crate docs](crate) for the layout and how
+/// expiry is enforced.
 /// Cloning is cheap and shares the directory handle.
 #[derive(Clone)]
 pub struct FileStore {
@@ -181,7 +182,8 @@ impl SessionStore for FileStore {
     }
 
     async fn destroy(&self, key: &SessionKey) -> Result<()> {
-        self.locked(key, |dir, key| dir.remove(key).map(drop)).await
+        self.locked(key, |dir, key| dir.destroy(key).map(drop))
+            .await
     }
 
     async fn clear(&self) -> Result<()> {
@@ -210,5 +212,32 @@ impl SessionStore for FileStore {
     async fn delete_expired(&self) -> Result<u64> {
         let dir = Arc::clone(&self.dir);
         run_blocking(BACKEND, move || dir.delete_expired(now())).await
+    }
+}
+
+/// Markers in `.principals/`, kept under the shard locks by the same writes
+/// that write the files: see the [crate documentation](crate#the-principal-index).
+#[async_trait]
+impl PrincipalIndex for FileStore {
+    async fn sessions_of(&self, principal: &Principal) -> Result<Vec<(SessionKey, Record)>> {
+        let (dir, principal) = (Arc::clone(&self.dir), principal.clone());
+        run_blocking(BACKEND, move || dir.sessions_of(&principal, now())).await
+    }
+
+    async fn destroy_all_of(
+        &self,
+        principal: &Principal,
+        except: Option<&SessionKey>,
+    ) -> Result<u64> {
+        let (dir, principal, except) = (Arc::clone(&self.dir), principal.clone(), except.copied());
+        run_blocking(BACKEND, move || {
+            dir.destroy_all_of(&principal, except.as_ref(), now())
+        })
+        .await
+    }
+
+    async fn index_len(&self, principal: &Principal) -> Result<u64> {
+        let (dir, principal) = (Arc::clone(&self.dir), principal.clone());
+        run_blocking(BACKEND, move || dir.marked_count(&principal)).await
     }
 }

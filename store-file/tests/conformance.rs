@@ -52,3 +52,15 @@ mod dyn_store {
     use super::Factory;
     session_conformance::conformance_suite!(session_conformance::Dyn(Factory::new()));
 }
+
+/// The principal index behaviours, directly and through
+/// `Arc<dyn PrincipalIndex>`.
+mod principals {
+    use super::Factory;
+    session_conformance::principal_index_suite!(Factory::new());
+
+    mod dyn_index {
+        use super::Factory;
+        session_conformance::principal_index_suite!(session_conformance::DynIndex(Factory::new()));
+    }
+}

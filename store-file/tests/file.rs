@@ -1,8 +1,10 @@
 //! File-store checks the shared suite cannot make: files corrupted or
-//! truncated behind the store's back, leftovers of a writer that died
-//! before its rename, the file layout, the expiry index (an ended bucket is
-//! reaped without reading the live files), a listing opening only the files
-//! from its cursor on, durability and configuration errors.
+//! truncated behind the store's back, files and directories of the previous
+//! format, leftovers of a writer that died before its rename, the file
+//! layout, the expiry index (an ended bucket is reaped without reading the
+//! live files), the principal index's markers (counted on the file system),
+//! a listing opening only the files from its cursor on, durability and
+//! configuration errors.
 
 #![allow(
     clippy::unwrap_used,
@@ -14,8 +16,11 @@ use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use session_conformance::fixtures::{assert_decode_error, key, live, sample};
-use session_core::{Cursor, Error, SessionKey, SessionStore, Timestamp, UpdateOutcome};
+use session_conformance::fixtures::{assert_decode_error, expired, key, live, sample};
+use session_core::{
+    Cursor, Error, Principal, PrincipalIndex, Record, SessionKey, SessionStore, Timestamp,
+    UpdateOutcome,
+};
 use session_store_file::{Durability, FileStore};
 
 /// How long the live records of these tests last.
@@ -54,11 +59,12 @@ async fn a_session_is_one_file_named_by_its_key_in_a_shard() {
     assert_eq!(store.path_of(&k), expected);
     assert!(expected.is_file());
     let bytes = std::fs::read(&expected).unwrap();
-    assert_eq!(&bytes[..5], b"sesf\x01", "magic and format version");
+    assert_eq!(&bytes[..5], b"sesf\x02", "magic and format version");
+    assert_eq!(bytes[29], 0, "no principal");
     assert_eq!(store.dir(), root.path().join("sessions"));
     assert_eq!(
         std::fs::read_to_string(root.path().join("sessions/.format")).unwrap(),
-        "session-store-file 1\n"
+        "session-store-file 2\n"
     );
     // Nothing but the session, its shard's lock file, the format marker and
     // one index line.
@@ -87,7 +93,7 @@ async fn corrupt_or_truncated_files_are_decode_errors_naming_the_key() {
     }
     let whole = std::fs::read(store.path_of(&good)).unwrap();
     let mut future = whole.clone();
-    future[4] = 2;
+    future[4] = 3;
     let contents: [Vec<u8>; 5] = [
         b"garbage written behind the store's back".to_vec(),
         whole[..10].to_vec(),
@@ -500,4 +506,330 @@ async fn racing_writers_and_reapers_leave_nothing_unreaped() {
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(store.delete_expired().await.unwrap(), 2);
+}
+
+/// The marker directory of `principal` in `store`'s namespace:
+/// `.principals/<hex SHA-256 of the name>`, computed here independently.
+fn principal_dir(store: &FileStore, principal: &Principal) -> PathBuf {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(principal.as_str().as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    store.dir().join(".principals").join(hex)
+}
+
+/// The marker files of `principal`, read with `std::fs`: what is on the
+/// disk, not what the store says.
+fn markers(store: &FileStore, principal: &Principal) -> Vec<SessionKey> {
+    let entries = match std::fs::read_dir(principal_dir(store, principal)) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+        other => other.unwrap(),
+    };
+    // Names that are not keys are not markers.
+    let mut keys: Vec<SessionKey> = entries
+        .filter_map(|e| SessionKey::parse(e.unwrap().file_name().to_str().unwrap()).ok())
+        .collect();
+    keys.sort_unstable();
+    keys
+}
+
+fn owned(ttl: Duration, principal: &Principal) -> Record {
+    live(sample(), ttl).with_principal(Some(principal.clone()))
+}
+
+/// The issue's check, on the file system: 10,000 sessions of one principal
+/// with a 2 s TTL are 10,000 marker files once written (expired or not:
+/// nothing has reaped them yet); once they have all expired and
+/// `delete_expired` has run, no marker is left, nor the principal's
+/// directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ten_thousand_sessions_of_one_principal_leave_no_marker_once_reaped() {
+    let root = temp();
+    let store = FileStore::open(root.path()).await.unwrap();
+    let alice = Principal::new("alice@example.com").unwrap();
+    let ttl = Duration::from_secs(2);
+    let start = std::time::Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..40 {
+        let (store, alice) = (store.clone(), alice.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut last = Timestamp::UNIX_EPOCH;
+            for _ in 0..250 {
+                let record = owned(ttl, &alice);
+                last = last.max(record.expires_at);
+                assert!(store.create(&key(), &record).await.unwrap());
+            }
+            last
+        }));
+    }
+    let mut last = Timestamp::UNIX_EPOCH;
+    for t in tasks {
+        last = last.max(t.await.unwrap());
+    }
+    eprintln!("10,000 creates took {:?}", start.elapsed());
+    assert_eq!(markers(&store, &alice).len(), 10_000);
+    assert_eq!(store.index_len(&alice).await.unwrap(), 10_000);
+    let live = store.sessions_of(&alice).await.unwrap().len();
+    assert!(live <= 10_000);
+
+    // Wait for the clock to pass the last expiry (bounded: 2 s).
+    while Timestamp::now() <= last {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(store.sessions_of(&alice).await.unwrap().is_empty());
+    assert_eq!(markers(&store, &alice).len(), 10_000, "until reaped");
+    assert_eq!(store.delete_expired().await.unwrap(), 10_000);
+    assert!(markers(&store, &alice).is_empty());
+    assert!(!principal_dir(&store, &alice).exists());
+    assert_eq!(store.index_len(&alice).await.unwrap(), 0);
+    assert_eq!(store.len().await.unwrap(), 0);
+}
+
+/// Every way a file stops naming a principal removes its marker (a write
+/// naming another or none, an expired write, destroy, the reaper, clear);
+/// touch keeps it; the listing, `len` and `clear` ignore `.principals`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_markers_follow_every_write() {
+    let root = temp();
+    let store = FileStore::open(root.path()).await.unwrap();
+    let (ada, bob) = (
+        Principal::new("ada").unwrap(),
+        Principal::new("bob").unwrap(),
+    );
+    let k = key();
+    assert!(store.create(&k, &owned(TTL, &ada)).await.unwrap());
+    assert_eq!(markers(&store, &ada), vec![k]);
+    let bytes = std::fs::read(store.path_of(&k)).unwrap();
+    assert_eq!(bytes[29..33], *b"\x03ada", "the principal after the header");
+    assert!(
+        store
+            .touch(&k, Timestamp::now() + Duration::from_secs(7200))
+            .await
+            .unwrap()
+    );
+    assert_eq!(markers(&store, &ada), vec![k]);
+    assert_eq!(
+        store.load(&k).await.unwrap().unwrap().principal,
+        Some(ada.clone())
+    );
+    assert_eq!(store.len().await.unwrap(), 1);
+    assert_eq!(store.all().await.unwrap().len(), 1);
+
+    assert_eq!(
+        store.update(&k, &owned(TTL, &bob), 0).await.unwrap(),
+        UpdateOutcome::Updated
+    );
+    assert_eq!(
+        (markers(&store, &ada), markers(&store, &bob)),
+        (vec![], vec![k])
+    );
+    assert!(
+        !principal_dir(&store, &ada).exists(),
+        "an empty directory goes"
+    );
+    store.save(&k, &live(sample(), TTL)).await.unwrap();
+    assert!(markers(&store, &bob).is_empty());
+
+    store.save(&k, &owned(TTL, &ada)).await.unwrap();
+    store
+        .save(&k, &expired(sample()).with_principal(Some(ada.clone())))
+        .await
+        .unwrap();
+    assert!(markers(&store, &ada).is_empty(), "an expired save");
+    store.save(&k, &owned(TTL, &ada)).await.unwrap();
+    store.destroy(&k).await.unwrap();
+    assert!(markers(&store, &ada).is_empty(), "destroy");
+
+    // The reaper: a session expiring in 50 ms.
+    store
+        .save(&k, &owned(Duration::from_millis(50), &ada))
+        .await
+        .unwrap();
+    while store.load(&k).await.unwrap().is_some() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(markers(&store, &ada), vec![k], "until it is reaped");
+    assert_eq!(store.delete_expired().await.unwrap(), 1);
+    assert!(markers(&store, &ada).is_empty(), "delete_expired");
+
+    let other = store.open_namespace("other").await.unwrap();
+    other.save(&key(), &owned(TTL, &ada)).await.unwrap();
+    store.save(&k, &owned(TTL, &ada)).await.unwrap();
+    store.clear().await.unwrap();
+    assert!(markers(&store, &ada).is_empty(), "clear");
+    assert!(!principal_dir(&store, &ada).exists());
+    assert_eq!(markers(&other, &ada).len(), 1, "another namespace's stay");
+}
+
+/// Markers without their file (a crash between the two steps, or made
+/// behind the store's back) are dropped by `sessions_of` and
+/// `destroy_all_of` of their principal after checking the file; an
+/// unreadable file under a marker is left in place by `destroy_all_of`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_markers_are_dropped_when_met() {
+    let root = temp();
+    let store = FileStore::open(root.path()).await.unwrap();
+    let (ada, bob) = (
+        Principal::new("ada").unwrap(),
+        Principal::new("bob").unwrap(),
+    );
+    let (gone, others, kept, corrupt) = (key(), key(), key(), key());
+    store.save(&others, &owned(TTL, &bob)).await.unwrap();
+    store.save(&kept, &owned(TTL, &ada)).await.unwrap();
+    std::fs::create_dir_all(store.path_of(&corrupt).parent().unwrap()).unwrap();
+    std::fs::write(store.path_of(&corrupt), b"garbage").unwrap();
+    for k in [&gone, &others, &corrupt] {
+        std::fs::write(principal_dir(&store, &ada).join(k.as_str()), b"").unwrap();
+    }
+    // Not a key: not a marker.
+    std::fs::write(principal_dir(&store, &ada).join("notes"), b"").unwrap();
+    assert_eq!(store.index_len(&ada).await.unwrap(), 4);
+    let found = store.sessions_of(&ada).await.unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].0, kept);
+    assert_eq!(markers(&store, &ada), vec![kept]);
+
+    for k in [&gone, &others, &corrupt] {
+        std::fs::write(principal_dir(&store, &ada).join(k.as_str()), b"").unwrap();
+    }
+    assert_eq!(store.destroy_all_of(&ada, None).await.unwrap(), 1);
+    assert!(markers(&store, &ada).is_empty());
+    assert!(store.load(&others).await.unwrap().is_some(), "bob's stays");
+    assert!(store.path_of(&corrupt).exists(), "not known to be ada's");
+}
+
+/// Writers giving a few keys to a few principals (or none), destroying
+/// them, reaping and signing everyone out, all at once: afterwards every
+/// file that names a principal has its marker, and once `sessions_of` has
+/// run for each principal, no marker is left without its file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_writers_and_index_calls_keep_the_markers_exact() {
+    let root = temp();
+    let store = FileStore::open(root.path()).await.unwrap();
+    let keys: Vec<SessionKey> = (0..4).map(|_| key()).collect();
+    let people: Vec<Principal> = ["ada", "bob"]
+        .iter()
+        .map(|p| Principal::new(*p).unwrap())
+        .collect();
+    let record = {
+        let people = people.clone();
+        move |n: usize| {
+            let r = if n.is_multiple_of(5) {
+                expired(sample())
+            } else {
+                live(sample(), TTL)
+            };
+            r.with_principal(people.get(n % 3).cloned())
+        }
+    };
+    let mut tasks = Vec::new();
+    for w in 0..4usize {
+        let (store, keys, record, people) =
+            (store.clone(), keys.clone(), record.clone(), people.clone());
+        tasks.push(tokio::spawn(async move {
+            for i in 0..200usize {
+                let n = i.wrapping_mul(31).wrapping_add(w * 7);
+                let k = &keys[n % keys.len()];
+                match n % 7 {
+                    0 => {
+                        let _ = store.create(k, &record(n / 7)).await.unwrap();
+                    }
+                    1 | 2 => store.save(k, &record(n / 7)).await.unwrap(),
+                    3 => {
+                        if let Some(r) = store.load(k).await.unwrap() {
+                            let _ = store.update(k, &record(n / 7), r.version).await.unwrap();
+                        }
+                    }
+                    4 => store.destroy(k).await.unwrap(),
+                    5 => {
+                        let _ = store.sessions_of(&people[n % 2]).await.unwrap();
+                    }
+                    _ => {
+                        let _ = store.destroy_all_of(&people[n % 2], Some(k)).await.unwrap();
+                    }
+                }
+            }
+        }));
+    }
+    let reaper = store.clone();
+    tasks.push(tokio::spawn(async move {
+        for _ in 0..50 {
+            reaper.delete_expired().await.unwrap();
+        }
+    }));
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let owners = || {
+        let mut by: Vec<(Principal, SessionKey)> = Vec::new();
+        for k in &keys {
+            if let Ok(bytes) = std::fs::read(store.path_of(k))
+                && bytes[29] > 0
+            {
+                let name = std::str::from_utf8(&bytes[30..30 + usize::from(bytes[29])]).unwrap();
+                by.push((Principal::new(name).unwrap(), *k));
+            }
+        }
+        by
+    };
+    for (p, k) in owners() {
+        assert!(markers(&store, &p).contains(&k), "{k} of {p} has no marker");
+    }
+    for p in &people {
+        store.sessions_of(p).await.unwrap();
+    }
+    let named = owners();
+    for p in &people {
+        let mut expected: Vec<SessionKey> = named
+            .iter()
+            .filter(|(q, _)| q == p)
+            .map(|(_, k)| *k)
+            .collect();
+        expected.sort_unstable();
+        assert_eq!(markers(&store, p), expected, "markers of {p}");
+    }
+}
+
+/// A directory of the format before principals (`.format` says 1, files
+/// `sesf\x01` with the data right after the header) opens, as the crate
+/// docs say: its files read as sessions without principal, `touch` and
+/// `update` work on them, the first rewrite stores format 2, and the
+/// marker says 2 from then on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_of_the_previous_format_opens_and_reads() {
+    let root = temp();
+    let k = key();
+    let dir = root.path().join("sessions");
+    std::fs::create_dir_all(dir.join(&k.as_str()[..2])).unwrap();
+    std::fs::write(dir.join(".format"), "session-store-file 1\n").unwrap();
+    let expires_at = (Timestamp::now() + TTL).as_millis();
+    let mut old = b"sesf\x01".to_vec();
+    old.extend_from_slice(&expires_at.to_be_bytes());
+    old.extend_from_slice(&1_000_i64.to_be_bytes());
+    old.extend_from_slice(&7_u64.to_be_bytes());
+    old.extend_from_slice(br#"{"user":"ada"}"#);
+    std::fs::write(dir.join(&k.as_str()[..2]).join(k.as_str()), old).unwrap();
+
+    let store = FileStore::open(root.path()).await.unwrap();
+    assert_eq!(
+        std::fs::read_to_string(dir.join(".format")).unwrap(),
+        "session-store-file 2\n"
+    );
+    let loaded = store.load(&k).await.unwrap().unwrap();
+    assert_eq!(loaded.data["user"], "ada");
+    assert_eq!((loaded.version, loaded.principal.clone()), (7, None));
+    assert_eq!(store.all().await.unwrap(), vec![(k, loaded.clone())]);
+    assert_eq!(store.len().await.unwrap(), 1);
+    let later = Timestamp::now() + TTL + TTL;
+    assert!(store.touch(&k, later).await.unwrap());
+    assert_eq!(store.load(&k).await.unwrap().unwrap().expires_at, later);
+
+    let ada = Principal::new("ada").unwrap();
+    let next = loaded.with_principal(Some(ada.clone()));
+    assert_eq!(
+        store.update(&k, &next, 7).await.unwrap(),
+        UpdateOutcome::Updated
+    );
+    assert_eq!(&std::fs::read(store.path_of(&k)).unwrap()[..5], b"sesf\x02");
+    assert_eq!(markers(&store, &ada), vec![k]);
+    assert_eq!(store.sessions_of(&ada).await.unwrap().len(), 1);
 }

@@ -4,7 +4,10 @@
 //! start instant. The shard locks are `flock`s, so no update may be lost
 //! across processes (each session's final version is the number of updates
 //! both processes saw applied, and every change is in it) and each key is
-//! created exactly once.
+//! created exactly once. The updates and creates give the sessions to two
+//! principals or to none, so both processes also move the same principal
+//! markers: afterwards each principal's sessions are exactly those whose
+//! file names it, and its markers those sessions.
 
 #![allow(
     clippy::unwrap_used,
@@ -20,7 +23,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use session_conformance::fixtures::{key, live, object};
-use session_core::{SessionKey, SessionStore, Timestamp, UpdateOutcome};
+use session_core::{Principal, PrincipalIndex, SessionKey, SessionStore, Timestamp, UpdateOutcome};
 use session_store_file::FileStore;
 
 const DIR_VAR: &str = "SESSION_FILE_RACE_DIR";
@@ -31,6 +34,16 @@ const CREATES_VAR: &str = "SESSION_FILE_RACE_CREATES";
 const TASKS: usize = 16;
 const UPDATES: usize = 24;
 const TTL: Duration = Duration::from_secs(3600);
+/// The principals the sessions are given to, in turn with none.
+const PRINCIPALS: [&str; 2] = ["ada", "bob"];
+
+/// The principal of the `n`th write of `task`: one of [`PRINCIPALS`], or
+/// none.
+fn principal_of(task: usize, n: usize) -> Option<Principal> {
+    PRINCIPALS
+        .get((task + n) % (PRINCIPALS.len() + 1))
+        .map(|p| Principal::new(*p).unwrap())
+}
 
 /// What one process did: the fields its applied updates added, per key, and
 /// the keys it created.
@@ -109,7 +122,7 @@ async fn race(label: &str, plan: &Race) -> Report {
                 let field = format!("{label}-{task}-{n}");
                 loop {
                     let old = store.load(&k).await.unwrap().expect("never destroyed");
-                    let mut new = old.clone();
+                    let mut new = old.clone().with_principal(principal_of(task, n));
                     new.data.insert(field.clone(), json!(true));
                     match store.update(&k, &new, old.version).await.unwrap() {
                         UpdateOutcome::Updated => break,
@@ -120,7 +133,8 @@ async fn race(label: &str, plan: &Race) -> Report {
                 report.fields.push((k.to_string(), field));
                 let c = creates[(task * 7 + n) % creates.len()];
                 let who = format!("{label}-{task}");
-                let record = live(object(json!({ "by": who })), TTL);
+                let record = live(object(json!({ "by": who })), TTL)
+                    .with_principal(principal_of(task, n + 1));
                 if store.create(&c, &record).await.unwrap() {
                     report.created.push((c.to_string(), who));
                 }
@@ -257,6 +271,30 @@ fn two_processes_lose_no_update_and_create_each_key_once() {
                 record.data["by"],
                 json!(winners[0]),
                 "the creator's record stayed"
+            );
+        }
+        for name in PRINCIPALS {
+            let p = Principal::new(name).unwrap();
+            let mut expected = Vec::new();
+            for k in keys.iter().chain(&creates) {
+                if store.load(k).await.unwrap().unwrap().principal.as_ref() == Some(&p) {
+                    expected.push(*k);
+                }
+            }
+            let mut found: Vec<SessionKey> = store
+                .sessions_of(&p)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect();
+            found.sort_unstable();
+            expected.sort_unstable();
+            assert_eq!(found, expected, "the sessions of {p}");
+            assert_eq!(
+                store.index_len(&p).await.unwrap(),
+                expected.len() as u64,
+                "the markers of {p}"
             );
         }
         let by_child = created

@@ -1,5 +1,5 @@
 //! The shared conformance suite, run on `MemoryStore` directly and through
-//! `Arc<dyn SessionStore>`.
+//! `Arc<dyn SessionStore>`, and the principal index suite both ways.
 
 use session_conformance::{Capabilities, StoreFactory};
 use session_core::async_trait;
@@ -29,4 +29,14 @@ mod direct {
 
 mod dynamic {
     session_conformance::conformance_suite!(session_conformance::Dyn(crate::Factory));
+}
+
+/// The principal index behaviours, directly and through
+/// `Arc<dyn PrincipalIndex>`.
+mod principals {
+    session_conformance::principal_index_suite!(crate::Factory);
+
+    mod dynamic {
+        session_conformance::principal_index_suite!(session_conformance::DynIndex(crate::Factory));
+    }
 }

@@ -311,7 +311,8 @@ impl Trees {
     /// Replace the record `old` (what was read under `key`) with `new`,
     /// which expires at `expires_at`, keeping the index invariant (see the
     /// crate docs): some entry at or before a record's expiry always
-    /// exists.
+    /// exists; and the principal index's (see the `owners` module): a
+    /// record that names a principal has its entry.
     ///
     /// Returns the value found instead of `old` if another writer got
     /// there first (nothing is written then), for the caller to decide
