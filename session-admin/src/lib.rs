@@ -102,6 +102,8 @@ pub struct Row {
     pub bytes: usize,
     /// Its version (writes since it was created).
     pub version: u64,
+    /// Who it belongs to, if anyone logged in with it.
+    pub principal: Option<String>,
 }
 
 impl Row {
@@ -117,12 +119,13 @@ impl Row {
             expires_at: record.expires_at,
             bytes: record.data.encoded()?.as_str().len(),
             version: record.version,
+            principal: record.principal.as_ref().map(|p| p.as_str().to_owned()),
         })
     }
 }
 
 /// Write every live session of `store` to `out`, a row per line: a table
-/// (key prefix, created, expires, bytes, version) or, with `json`, one
+/// (key prefix, created, expires, bytes, version, principal) or, with `json`, one
 /// JSON object per line with the full key. Stops after `max` rows if given.
 /// Returns the rows written.
 ///
@@ -139,7 +142,7 @@ pub async fn list(
     if !json {
         writeln!(
             out,
-            "{:<16}  {:<24}  {:<24}  {:>9}  {:>7}",
+            "{:<16}  {:<24}  {:<24}  {:>9}  {:>7}  principal",
             "key", "created", "expires", "bytes", "version"
         )
         .map_err(io("writing the listing"))?;
@@ -158,12 +161,13 @@ pub async fn list(
                 })?
             } else {
                 format!(
-                    "{:<16}  {:<24}  {:<24}  {:>9}  {:>7}",
+                    "{:<16}  {:<24}  {:<24}  {:>9}  {:>7}  {}",
                     &row.key[..16],
                     row.created_at.to_string(),
                     row.expires_at.to_string(),
                     row.bytes,
-                    row.version
+                    row.version,
+                    row.principal.as_deref().unwrap_or("-")
                 )
             };
             writeln!(out, "{line}").map_err(io("writing the listing"))?;
@@ -174,8 +178,9 @@ pub async fn list(
 }
 
 /// One exported session: the key, the times in Unix milliseconds, the
-/// version and the data as its exact JSON text (a string, so integers up
-/// to `u64::MAX` and floats come back bit for bit).
+/// version, the principal (absent for none) and the data as its exact JSON
+/// text (a string, so integers up to `u64::MAX` and floats come back bit
+/// for bit).
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Line {
@@ -183,6 +188,8 @@ struct Line {
     created_at: i64,
     expires_at: i64,
     version: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    principal: Option<String>,
     data: String,
 }
 
@@ -197,6 +204,7 @@ pub fn export_line(key: &SessionKey, record: &Record) -> Result<String> {
         created_at: record.created_at.as_millis(),
         expires_at: record.expires_at.as_millis(),
         version: record.version,
+        principal: record.principal.as_ref().map(|p| p.as_str().to_owned()),
         data: record.data.encoded()?.as_str().to_owned(),
     };
     serde_json::to_string(&line)
@@ -213,12 +221,18 @@ pub fn parse_line(text: &str) -> std::result::Result<(SessionKey, Record), Strin
     let line: Line = serde_json::from_str(text).map_err(|e| e.to_string())?;
     let key = SessionKey::parse(&line.key).map_err(|e| e.to_string())?;
     let data = Record::decode_data(&key, line.data.as_bytes()).map_err(|e| e.to_string())?;
+    let principal = line
+        .principal
+        .map(session_core::Principal::new)
+        .transpose()
+        .map_err(|e| e.to_string())?;
     let record = Record::with_times(
         data,
         Timestamp::from_millis(line.created_at),
         Timestamp::from_millis(line.expires_at),
     )
-    .with_version(line.version);
+    .with_version(line.version)
+    .with_principal(principal);
     Ok((key, record))
 }
 

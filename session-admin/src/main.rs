@@ -11,7 +11,7 @@ use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use session_admin::{AdminError, Copied, Existing, Result};
-use session_core::{SessionKey, SessionStore, SessionStoreExt};
+use session_core::{Principal, PrincipalIndex, SessionKey, SessionStoreExt};
 use session_url::StoreUrl;
 
 /// Operate a session store: count, list, purge, export, import, migrate.
@@ -25,6 +25,10 @@ struct Cli {
     // Parsed after clap, which would echo a bad value, password included.
     #[arg(long, value_name = "URL", env = "SESSION_ADMIN_STORE")]
     store: String,
+    /// The namespace (table, key prefix, collection, tree, directory) to
+    /// operate on; default: the store's own default, as the demo uses.
+    #[arg(long, value_name = "NAME", env = "SESSION_ADMIN_NAMESPACE")]
+    namespace: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -34,7 +38,7 @@ enum Command {
     /// Print the number of live sessions.
     Count,
     /// List live sessions: key (hash prefix), created, expires, size in
-    /// bytes, version.
+    /// bytes, version, principal.
     List {
         /// One JSON object per line, with the full key.
         #[arg(long)]
@@ -45,11 +49,19 @@ enum Command {
     },
     /// Remove expired sessions now and print how many were removed.
     PurgeExpired,
-    /// Destroy sessions by key (the 64-hex hash `list --json` prints).
+    /// Destroy sessions by key (the 64-hex hash `list --json` prints), or
+    /// every session of a user ("sign out everywhere").
     Destroy {
         /// A session key; repeat for several.
-        #[arg(long = "key", value_name = "KEY", required = true)]
+        #[arg(
+            long = "key",
+            value_name = "KEY",
+            required_unless_present = "principal"
+        )]
         keys: Vec<String>,
+        /// Every live session of this principal (user id).
+        #[arg(long, value_name = "ID", conflicts_with = "keys")]
+        principal: Option<String>,
         /// Say what would be destroyed; destroy nothing.
         #[arg(long)]
         dry_run: bool,
@@ -79,6 +91,9 @@ enum Command {
         /// The target store (same forms as --store).
         #[arg(long, value_name = "URL")]
         to: String,
+        /// The target's namespace (default: --namespace).
+        #[arg(long, value_name = "NAME")]
+        to_namespace: Option<String>,
         /// Replace sessions the target already holds (default: keep them).
         #[arg(long)]
         overwrite: bool,
@@ -110,9 +125,10 @@ async fn main() -> ExitCode {
     }
 }
 
-/// Open the store `url` names; cookie-only sessions have none.
-async fn open(url: &StoreUrl) -> Result<Arc<dyn SessionStore>> {
-    let opened = url.open().await?;
+/// Open the store `url` names on `namespace`; cookie-only sessions have
+/// none.
+async fn open(url: &StoreUrl, namespace: Option<&str>) -> Result<Arc<dyn PrincipalIndex>> {
+    let opened = url.open_in(namespace).await?;
     opened.store.ok_or(AdminError::Unsupported(
         "cookie-only sessions live in the visitors' browsers: there is no store to operate on",
     ))
@@ -154,8 +170,9 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Migrate { to, .. } => Some(store_url(to)),
         _ => None,
     };
-    let store = open(&store_url(&cli.store)).await?;
-    let store = store.as_ref();
+    let namespace = cli.namespace.as_deref();
+    let indexed = open(&store_url(&cli.store), namespace).await?;
+    let store = indexed.as_ref();
     match cli.command {
         Command::Count => println!("{}", store.len().await?),
         Command::List { json, limit } => {
@@ -167,7 +184,29 @@ async fn run(cli: Cli) -> Result<()> {
             })?;
         }
         Command::PurgeExpired => println!("{}", store.delete_expired().await?),
-        Command::Destroy { keys, dry_run } => {
+        Command::Destroy {
+            principal: Some(principal),
+            dry_run,
+            ..
+        } => {
+            let principal = Principal::new(principal)?;
+            let destroyed = if dry_run {
+                store.sessions_of(&principal).await?.len() as u64
+            } else {
+                store.destroy_all_of(&principal, None).await?
+            };
+            let verb = if dry_run {
+                "would destroy"
+            } else {
+                "destroyed"
+            };
+            println!("{verb} {destroyed} live session(s) of {principal}");
+        }
+        Command::Destroy {
+            keys,
+            principal: None,
+            dry_run,
+        } => {
             let keys = keys
                 .iter()
                 .map(|k| SessionKey::parse(k))
@@ -231,12 +270,15 @@ async fn run(cli: Cli) -> Result<()> {
             summary(&copied, dry_run);
         }
         Command::Migrate {
-            overwrite, dry_run, ..
+            overwrite,
+            dry_run,
+            to_namespace,
+            ..
         } => {
             let Some(target) = target else {
                 return Ok(());
             };
-            let target = open(&target).await?;
+            let target = open(&target, to_namespace.as_deref().or(namespace)).await?;
             let how = existing(overwrite);
             let bar = progress(store.len().await?, "migrate");
             let copied = session_admin::migrate(store, target.as_ref(), how, dry_run, &bar).await?;

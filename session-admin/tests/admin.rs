@@ -245,6 +245,12 @@ async fn admin(args: &[&str]) -> Output {
     .unwrap()
 }
 
+/// [`admin`] with owned arguments.
+async fn admin_owned(args: &[String]) -> Output {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    admin(&args).await
+}
+
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
@@ -450,5 +456,163 @@ async fn mistakes_and_unreachable_servers_are_clear_errors() {
         stderr(&no_file).contains("nope.jsonl"),
         "{}",
         stderr(&no_file)
+    );
+}
+
+/// Principals and namespaces through the binary: `list` shows who each
+/// session belongs to, export/import and migrate keep it (the target's
+/// index lists the sessions), `destroy --principal` signs a user out
+/// everywhere (after a dry run), and `--namespace` picks the table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn principals_and_namespaces_through_the_binary() {
+    use session_core::{Principal, PrincipalIndex};
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("s.db");
+    let sqlite_url = format!("sqlite://{}", db.display());
+    let (alice, bob) = (
+        Principal::new("alice").unwrap(),
+        Principal::new("bob").unwrap(),
+    );
+    {
+        let tenant = SqliteStore::builder(&db)
+            .with_namespace("tenant_a")
+            .build()
+            .await
+            .unwrap();
+        let owners = [
+            Some(&alice),
+            Some(&alice),
+            Some(&alice),
+            Some(&bob),
+            None,
+            None,
+        ];
+        for (i, owner) in owners.into_iter().enumerate() {
+            let record = Record::new(object(json!({ "i": i })), Duration::from_secs(600))
+                .with_principal(owner.cloned());
+            tenant.save(&key(), &record).await.unwrap();
+        }
+        let default = SqliteStore::open(&db).await.unwrap();
+        default
+            .save(
+                &key(),
+                &Record::new(object(json!({})), Duration::from_secs(600)),
+            )
+            .await
+            .unwrap();
+    }
+    let tenant = ["--store", sqlite_url.as_str(), "--namespace", "tenant_a"];
+    let with = |args: &[&'static str]| -> Vec<String> {
+        tenant.iter().chain(args).map(|a| (*a).to_owned()).collect()
+    };
+    assert_eq!(stdout(&admin_owned(&with(&["count"])).await).trim(), "6");
+    assert_eq!(
+        stdout(&admin(&["--store", &sqlite_url, "count"]).await).trim(),
+        "1",
+        "the default namespace is another table"
+    );
+
+    let table = stdout(&admin_owned(&with(&["list"])).await);
+    assert!(
+        table.lines().next().unwrap().ends_with("principal"),
+        "{table}"
+    );
+    assert_eq!(
+        table.lines().filter(|l| l.ends_with("  alice")).count(),
+        3,
+        "{table}"
+    );
+    assert_eq!(
+        table.lines().filter(|l| l.ends_with("  -")).count(),
+        2,
+        "{table}"
+    );
+    let rows: Vec<serde_json::Value> = stdout(&admin_owned(&with(&["list", "--json"])).await)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.iter().filter(|r| r["principal"] == "bob").count(), 1);
+    assert_eq!(rows.iter().filter(|r| r["principal"].is_null()).count(), 2);
+
+    let export_file = dir.path().join("tenant.jsonl");
+    let mut export_args = with(&["export", "--out"]);
+    export_args.push(export_file.to_str().unwrap().to_owned());
+    let exported = admin_owned(&export_args).await;
+    assert!(exported.status.success(), "{}", stderr(&exported));
+    let text = std::fs::read_to_string(&export_file).unwrap();
+    assert_eq!(text.matches("\"principal\":\"alice\"").count(), 3, "{text}");
+
+    let sled_dir = dir.path().join("sled");
+    let sled_url = format!("sled://{}", sled_dir.display());
+    let imported = admin(&[
+        "--store",
+        &sled_url,
+        "--namespace",
+        "imported",
+        "import",
+        "--in",
+        export_file.to_str().unwrap(),
+    ])
+    .await;
+    assert!(imported.status.success(), "{}", stderr(&imported));
+    let files_dir = dir.path().join("files");
+    let file_url = format!("file://{}", files_dir.display());
+    let mut migrate_args = with(&["migrate", "--to"]);
+    migrate_args.extend([
+        file_url.clone(),
+        "--to-namespace".to_owned(),
+        "moved".to_owned(),
+    ]);
+    let migrated = admin_owned(&migrate_args).await;
+    assert!(migrated.status.success(), "{}", stderr(&migrated));
+    {
+        let sled = session_store_sled::SledStore::builder(&sled_dir)
+            .with_namespace("imported")
+            .build()
+            .await
+            .unwrap();
+        assert_eq!(
+            sled.sessions_of(&alice).await.unwrap().len(),
+            3,
+            "import keeps principals"
+        );
+        let files = session_store_file::FileStore::builder(&files_dir)
+            .with_namespace("moved")
+            .build()
+            .await
+            .unwrap();
+        assert_eq!(
+            files.sessions_of(&bob).await.unwrap().len(),
+            1,
+            "migrate keeps principals"
+        );
+    }
+
+    let dry = admin_owned(&with(&["destroy", "--principal", "alice", "--dry-run"])).await;
+    assert_eq!(
+        stdout(&dry).trim(),
+        "would destroy 3 live session(s) of alice"
+    );
+    assert_eq!(stdout(&admin_owned(&with(&["count"])).await).trim(), "6");
+    let destroyed = admin_owned(&with(&["destroy", "--principal", "alice"])).await;
+    assert_eq!(
+        stdout(&destroyed).trim(),
+        "destroyed 3 live session(s) of alice"
+    );
+    assert_eq!(stdout(&admin_owned(&with(&["count"])).await).trim(), "3");
+    let both = admin_owned(&with(&["destroy", "--principal", "bob", "--key", "00"])).await;
+    assert_eq!(
+        both.status.code(),
+        Some(2),
+        "--key and --principal together: {}",
+        stderr(&both)
+    );
+    let bad = admin_owned(&with(&["destroy", "--principal", ""])).await;
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        stderr(&bad).contains("invalid principal"),
+        "{}",
+        stderr(&bad)
     );
 }

@@ -10,13 +10,12 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
-use session_core::Timestamp;
+use session_core::{Principal, SessionKey, Timestamp};
 use session_tower::{Session, SessionError, SessionLayer};
 
 /// Session keys the demo uses itself; user values live under
 /// [`VALUE_PREFIX`] so each one merges on its own under concurrency.
 const VIEWS: &str = "views";
-const USER: &str = "user";
 const PREVIOUS_ID: &str = "previous_id";
 const VALUE_PREFIX: &str = "value:";
 
@@ -41,6 +40,8 @@ pub fn router(sessions: SessionLayer, info: Info) -> Router {
         .route("/values/{name}", get(get_value))
         .route("/login", post(login))
         .route("/logout", post(logout))
+        .route("/devices/sign-out", post(sign_out_device))
+        .route("/devices/sign-out-others", post(sign_out_others))
         .route("/health", get(|| async { "ok" }))
         .layer(sessions)
         .with_state(Arc::new(info))
@@ -76,11 +77,25 @@ struct Page<'a> {
     expires: String,
     user: Option<String>,
     values: Vec<(String, String)>,
+    /// The signed-in user's sessions ("your sessions"), this one included.
+    devices: Vec<DeviceRow>,
+}
+
+/// One row of "your sessions".
+struct DeviceRow {
+    /// The session's key (its ID's hash), posted back to sign it out.
+    key: String,
+    /// The key's first characters, to tell rows apart.
+    short: String,
+    user_agent: String,
+    created: String,
+    last_seen: String,
+    current: bool,
 }
 
 async fn page(State(info): State<Arc<Info>>, session: Session) -> Result<Response, SessionError> {
     let views = bump_views(&session).await?;
-    let user: Option<String> = session.get(USER).await?;
+    let user = session.principal().await?.map(|p| p.to_string());
     // Shown once, right after login.
     let previous_id = session
         .remove(PREVIOUS_ID)
@@ -105,6 +120,28 @@ async fn page(State(info): State<Arc<Info>>, session: Session) -> Result<Respons
         "{expires_at} (in {} min: each visit moves it)",
         info.ttl.as_secs().div_ceil(60)
     );
+    // Cookie-only sessions have no server-side list to show.
+    let devices = if user.is_some() && info.backend != "cookie" {
+        let current = session.key().await?;
+        session
+            .devices()
+            .await?
+            .into_iter()
+            .map(|d| {
+                let key = d.key.to_string();
+                DeviceRow {
+                    short: key.chars().take(8).collect(),
+                    key,
+                    user_agent: d.user_agent.unwrap_or_else(|| "unknown browser".to_owned()),
+                    created: short_time(d.created_at),
+                    last_seen: d.last_seen.map_or_else(|| "never".to_owned(), short_time),
+                    current: d.key == current,
+                }
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     let page = Page {
         backend: info.backend,
         cookie_only: info.backend == "cookie",
@@ -116,6 +153,7 @@ async fn page(State(info): State<Arc<Info>>, session: Session) -> Result<Respons
         expires,
         user,
         values,
+        devices,
     };
     Ok(match page.render() {
         Ok(html) => Html(html).into_response(),
@@ -126,21 +164,52 @@ async fn page(State(info): State<Arc<Info>>, session: Session) -> Result<Respons
     })
 }
 
+/// `2026-12-07 18:44:14` (UTC, as the list's heading says): to the second,
+/// for the device list.
+fn short_time(at: Timestamp) -> String {
+    let text = at.to_string();
+    let (date, time) = text.split_once('T').unwrap_or((&text, ""));
+    format!("{date} {}", time.get(..8).unwrap_or(time))
+}
+
 #[derive(Deserialize)]
 struct LoginForm {
     user: String,
 }
 
-/// Log in: remember the user and move the session to a new ID (session
-/// fixation), keeping its data.
+/// Log in: the session belongs to the user from now on (listed under
+/// "your sessions") and moves to a new ID (session fixation), keeping its
+/// data. A name that is not a valid principal (control characters, over
+/// 255 bytes) is ignored, like an empty one.
 async fn login(session: Session, Form(form): Form<LoginForm>) -> Result<Redirect, SessionError> {
-    let user = form.user.trim();
-    if !user.is_empty() {
+    if let Ok(user) = Principal::new(form.user.trim()) {
         let old_id = session.with(|s| s.id().to_string()).await?;
-        session.insert(USER, user).await?;
         session.insert(PREVIOUS_ID, old_id).await?;
-        session.cycle_id().await?;
+        session.set_principal(user).await?;
     }
+    Ok(Redirect::to("/"))
+}
+
+#[derive(Deserialize)]
+struct DeviceForm {
+    key: String,
+}
+
+/// "Sign out" on one row of "your sessions": only the user's own sessions
+/// can be ended this way, whatever key is posted.
+async fn sign_out_device(
+    session: Session,
+    Form(form): Form<DeviceForm>,
+) -> Result<Redirect, SessionError> {
+    if let Ok(key) = SessionKey::parse(&form.key) {
+        session.sign_out_device(&key).await?;
+    }
+    Ok(Redirect::to("/"))
+}
+
+/// "Sign out all other devices".
+async fn sign_out_others(session: Session) -> Result<Redirect, SessionError> {
+    session.sign_out_others().await?;
     Ok(Redirect::to("/"))
 }
 

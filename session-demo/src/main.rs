@@ -104,8 +104,10 @@ async fn run(args: Args) -> Result<(), String> {
     let ttl = Duration::from_secs(args.ttl);
     // Read-only visits touch at most once a minute (less for short TTLs).
     let touch_after = (ttl / 4).min(Duration::from_secs(60));
+    // Every server-side store keeps a principal index: the "your sessions"
+    // list and "sign out all other devices" use it.
     let sessions = match opened.store {
-        Some(store) => SessionLayer::builder(store),
+        Some(store) => SessionLayer::indexed_builder(store),
         None => SessionLayer::cookie_only(),
     };
     let mut sessions = sessions

@@ -31,7 +31,7 @@ fn env_or(name: &str, default: &str) -> String {
         .unwrap_or_else(|| default.to_owned())
 }
 
-async fn connect(webdriver: &str, profile: &std::path::Path) -> Client {
+async fn connect(webdriver: &str, profile: &std::path::Path, user_agent: Option<&str>) -> Client {
     let chromium = env_or("SESSION_CHROMIUM", "/usr/bin/chromium");
     let mut caps = serde_json::Map::new();
     caps.insert("browserName".to_owned(), json!("chrome"));
@@ -52,6 +52,11 @@ async fn connect(webdriver: &str, profile: &std::path::Path) -> Client {
             ],
         }),
     );
+    if let Some(user_agent) = user_agent
+        && let Some(args) = caps["goog:chromeOptions"]["args"].as_array_mut()
+    {
+        args.push(json!(format!("--user-agent={user_agent}")));
+    }
     let connecting = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
         .capabilities(caps)
         .connect(webdriver)
@@ -258,7 +263,7 @@ async fn in_chromium(args: &[&str], mode: Mode) {
     let data = tempfile::tempdir().unwrap();
     let profile = tempfile::tempdir().unwrap();
     let (url, _demo) = start_demo(data.path(), args).await;
-    let client = tokio::time::timeout(STEP, connect(&webdriver, profile.path()))
+    let client = tokio::time::timeout(STEP, connect(&webdriver, profile.path(), None))
         .await
         .unwrap_or_else(|_| {
             panic!("the WebDriver at {webdriver} did not start a browser in {STEP:?}")
@@ -270,6 +275,132 @@ async fn in_chromium(args: &[&str], mode: Mode) {
     let outcome = tokio::time::timeout(4 * STEP, running).await;
     // Close the browser whatever happened, then report.
     let _ = client.close().await;
+    match outcome {
+        Ok(Ok(())) => {}
+        Ok(Err(failed)) => std::panic::resume_unwind(failed.into_panic()),
+        Err(_) => panic!("the browser scenario did not finish in {:?}", 4 * STEP),
+    }
+}
+
+/// Log in as `user` through the page's form.
+async fn log_in(client: &Client, url: &str, user: &str) {
+    client.goto(url).await.unwrap();
+    client
+        .find(Locator::Id("login-user"))
+        .await
+        .unwrap()
+        .send_keys(user)
+        .await
+        .unwrap();
+    submit(client, "login").await;
+    assert_eq!(text(client, "user").await, user);
+}
+
+/// The rows of "your sessions": (user agent, whether it is this device).
+async fn device_rows(client: &Client) -> Vec<(String, bool)> {
+    let mut rows = Vec::new();
+    for row in client.find_all(Locator::Css("tr.device")).await.unwrap() {
+        let class = row.attr("class").await.unwrap().unwrap_or_default();
+        let user_agent = row
+            .find(Locator::Css("td.user-agent"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        rows.push((user_agent, class.split_whitespace().any(|c| c == "current")));
+    }
+    rows.sort();
+    rows
+}
+
+const PHONE: &str = "SessionDemo Phone";
+const LAPTOP: &str = "SessionDemo Laptop";
+
+/// Two browsers (two profiles) sign in as one user: each lists both
+/// devices, the laptop signs the phone out by its row, then the phone,
+/// signed in again, signs out every other device.
+async fn devices_scenario(phone: &Client, laptop: &Client, url: &str) {
+    log_in(phone, url, "ada").await;
+    log_in(laptop, url, "ada").await;
+    laptop.refresh().await.unwrap();
+    assert_eq!(
+        device_rows(laptop).await,
+        [(LAPTOP.to_owned(), true), (PHONE.to_owned(), false)],
+        "the laptop lists both devices, itself marked"
+    );
+    let shot = laptop.screenshot().await.unwrap();
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("session-demo-devices.png");
+    std::fs::write(&path, shot).unwrap();
+    eprintln!("screenshot: {}", path.display());
+
+    // "Sign out" on the phone's row.
+    let button = laptop
+        .find(Locator::Css("tr.device:not(.current) button.sign-out"))
+        .await
+        .unwrap();
+    let id = button
+        .attr("id")
+        .await
+        .unwrap()
+        .expect("the button has an id");
+    submit(laptop, &id).await;
+    assert_eq!(device_rows(laptop).await, [(LAPTOP.to_owned(), true)]);
+    phone.refresh().await.unwrap();
+    assert_eq!(
+        text(phone, "user").await,
+        "nobody",
+        "the phone was signed out"
+    );
+
+    // The phone signs in again and signs out every other device.
+    log_in(phone, url, "ada").await;
+    assert_eq!(device_rows(phone).await.len(), 2);
+    submit(phone, "sign-out-others").await;
+    assert_eq!(device_rows(phone).await, [(PHONE.to_owned(), true)]);
+    assert_eq!(text(phone, "user").await, "ada");
+    laptop.refresh().await.unwrap();
+    assert_eq!(
+        text(laptop, "user").await,
+        "nobody",
+        "the laptop was signed out"
+    );
+    assert!(
+        laptop.find(Locator::Id("devices")).await.is_err(),
+        "no device list when signed out"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn your_sessions_signs_out_other_devices_in_two_browser_profiles() {
+    if let Some(reason) = WEBDRIVER.skip_reason() {
+        eprintln!("skipped: {reason}");
+        return;
+    }
+    let webdriver = WEBDRIVER.url();
+    let data = tempfile::tempdir().unwrap();
+    let (phone_profile, laptop_profile) =
+        (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (url, _demo) = start_demo(data.path(), &[]).await;
+    let open = |profile: std::path::PathBuf, user_agent: &'static str| {
+        let webdriver = webdriver.clone();
+        async move {
+            tokio::time::timeout(STEP, connect(&webdriver, &profile, Some(user_agent)))
+                .await
+                .unwrap_or_else(|_| {
+                    panic!("the WebDriver at {webdriver} did not start a browser in {STEP:?}")
+                })
+        }
+    };
+    let phone = open(phone_profile.path().to_owned(), PHONE).await;
+    let laptop = open(laptop_profile.path().to_owned(), LAPTOP).await;
+    let running = tokio::spawn({
+        let (phone, laptop) = (phone.clone(), laptop.clone());
+        async move { devices_scenario(&phone, &laptop, &url).await }
+    });
+    let outcome = tokio::time::timeout(4 * STEP, running).await;
+    let _ = phone.close().await;
+    let _ = laptop.close().await;
     match outcome {
         Ok(Ok(())) => {}
         Ok(Err(failed)) => std::panic::resume_unwind(failed.into_panic()),

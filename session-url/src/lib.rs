@@ -22,7 +22,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use session_core::SessionStore;
+use session_core::PrincipalIndex;
 
 /// How long opening a server-backed store may wait for its server.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -163,13 +163,16 @@ impl fmt::Display for StoreUrl {
 /// An opened store and what the demo must know of it.
 #[derive(Debug)]
 pub struct Opened {
-    /// The store; `None` for cookie-only sessions, which keep nothing on
-    /// the server.
-    pub store: Option<Arc<dyn SessionStore>>,
+    /// The store, with its principal index (every server-side store keeps
+    /// one; it is a `SessionStore` too); `None` for cookie-only sessions,
+    /// which keep nothing on the server.
+    pub store: Option<Arc<dyn PrincipalIndex>>,
     /// Its backend name, for logs and the page.
     pub backend: &'static str,
-    /// Whether expired sessions stay until `delete_expired` removes them
-    /// (memory, SQLite, sled, files): then a reaper must run.
+    /// Whether a reaper must run `delete_expired`: expired sessions stay
+    /// until it removes them (memory, SQLite, sled, files, PostgreSQL,
+    /// MySQL), or (Redis) the principal indexes keep entries of ended
+    /// sessions until it, or a read of that user's list, removes them.
     pub needs_reaper: bool,
 }
 
@@ -180,7 +183,27 @@ impl StoreUrl {
     ///
     /// The store's error: an unreachable server, an unusable file.
     pub async fn open(&self) -> session_core::Result<Opened> {
-        let opened = |store: Arc<dyn SessionStore>, backend, needs_reaper| Opened {
+        self.open_in(None).await
+    }
+
+    /// Open the store on `namespace` (a table, key prefix, collection, tree
+    /// or directory, as each store names it; `None`: the store's default),
+    /// waiting a bounded time for a server. The memory store has no
+    /// namespaces: it is new and empty in every process.
+    ///
+    /// # Errors
+    ///
+    /// The store's error: an unreachable server, an unusable file, a
+    /// namespace the store refuses.
+    pub async fn open_in(&self, namespace: Option<&str>) -> session_core::Result<Opened> {
+        /// `builder` with the namespace, if one is given.
+        fn within<B>(builder: B, namespace: Option<&str>, with: impl FnOnce(B, String) -> B) -> B {
+            match namespace {
+                Some(namespace) => with(builder, namespace.to_owned()),
+                None => builder,
+            }
+        }
+        let opened = |store: Arc<dyn PrincipalIndex>, backend, needs_reaper| Opened {
             store: Some(store),
             backend,
             needs_reaper,
@@ -198,46 +221,64 @@ impl StoreUrl {
             ),
             Self::Sqlite(path) => {
                 create_parent(path)?;
-                let store = session_store_sqlite::SqliteStore::open(path).await?;
+                let builder = session_store_sqlite::SqliteStore::builder(path);
+                let store = within(builder, namespace, |b, n| b.with_namespace(n))
+                    .build()
+                    .await?;
                 opened(Arc::new(store), "sqlite", true)
             }
             Self::Sled(path) => {
                 create_parent(path)?;
-                let store = session_store_sled::SledStore::open(path).await?;
+                let builder = session_store_sled::SledStore::builder(path);
+                let store = within(builder, namespace, |b, n| b.with_namespace(n))
+                    .build()
+                    .await?;
                 opened(Arc::new(store), "sled", true)
             }
             Self::Redis(url) => {
-                let store = redis_builder().connect(url).await?;
-                opened(Arc::new(store), "redis", false)
+                let store = within(redis_builder(), namespace, |b, n| b.with_namespace(n))
+                    .connect(url)
+                    .await?;
+                // Redis expires sessions itself; the reaper keeps the
+                // principal indexes free of ended sessions.
+                opened(Arc::new(store), "redis", true)
             }
             Self::RedisCluster(nodes) => {
-                let store = redis_builder().connect_cluster(nodes).await?;
-                opened(Arc::new(store), "redis-cluster", false)
+                let store = within(redis_builder(), namespace, |b, n| b.with_namespace(n))
+                    .connect_cluster(nodes)
+                    .await?;
+                opened(Arc::new(store), "redis-cluster", true)
             }
             Self::Mongo(url) => {
-                let store = session_store_mongo::MongoStoreBuilder::new()
-                    .with_server_selection_timeout(CONNECT_TIMEOUT)
+                let builder = session_store_mongo::MongoStoreBuilder::new()
+                    .with_server_selection_timeout(CONNECT_TIMEOUT);
+                let store = within(builder, namespace, |b, n| b.with_namespace(n))
                     .connect(url)
                     .await?;
                 // The TTL index reaps; reads filter on expiry meanwhile.
                 opened(Arc::new(store), "mongodb", false)
             }
             Self::File(path) => {
-                let store = session_store_file::FileStore::open(path).await?;
+                let builder = session_store_file::FileStore::builder(path);
+                let store = within(builder, namespace, |b, n| b.with_namespace(n))
+                    .build()
+                    .await?;
                 opened(Arc::new(store), "file", true)
             }
             Self::Postgres(url) => {
                 // Connecting is bounded by the operation timeout.
-                let store = session_store_postgres::PostgresStore::builder()
-                    .with_operation_timeout(CONNECT_TIMEOUT)
+                let builder = session_store_postgres::PostgresStore::builder()
+                    .with_operation_timeout(CONNECT_TIMEOUT);
+                let store = within(builder, namespace, |b, n| b.with_namespace(n))
                     .connect(url)
                     .await?;
                 // Expired rows stay (unreadable) until delete_expired.
                 opened(Arc::new(store), "postgres", true)
             }
             Self::Mysql(url) => {
-                let store = session_store_mysql::MysqlStoreBuilder::new()
-                    .with_operation_timeout(CONNECT_TIMEOUT)
+                let builder = session_store_mysql::MysqlStoreBuilder::new()
+                    .with_operation_timeout(CONNECT_TIMEOUT);
+                let store = within(builder, namespace, |b, n| b.with_namespace(n))
                     .connect(url)
                     .await?;
                 // Reads filter on expiry; expired rows stay until reaped.

@@ -44,11 +44,15 @@ pub fn durable_write_concern() -> WriteConcern {
 /// The name of the TTL index the store creates on `expires_at`.
 pub const TTL_INDEX_NAME: &str = "expires_at_ttl";
 
+/// The name of the index the store creates on `principal` (partial: only
+/// documents that have one are in it).
+pub const PRINCIPAL_INDEX_NAME: &str = "principal";
+
 /// Builds a [`MongoStore`]: database, collection, write concern, and how to
 /// reach the server.
 ///
-/// Building creates the TTL index, so settings and connectivity problems
-/// surface there, never on first use.
+/// Building creates the TTL index and the principal index, so settings and
+/// connectivity problems surface there, never on first use.
 ///
 /// ```no_run
 /// # async fn example() -> session_core::Result<()> {
@@ -153,13 +157,13 @@ impl MongoStoreBuilder {
     }
 
     /// Connect with a `mongodb://` or `mongodb+srv://` URL and build the
-    /// store (creating the TTL index).
+    /// store (creating the TTL and principal indexes).
     ///
     /// # Errors
     ///
     /// [`Error::Config`] for an invalid setting or URL (the URL's password is
     /// never echoed); [`Error::Backend`] if the server cannot be reached or
-    /// refuses the index.
+    /// refuses an index.
     pub async fn connect(self, url: &str) -> Result<MongoStore> {
         self.validate()?;
         let mut options = ClientOptions::parse(url).await.map_err(|e| {
@@ -191,13 +195,13 @@ impl MongoStoreBuilder {
         self.finish(client, target).await
     }
 
-    /// Build the store on a client you created yourself (creating the TTL
-    /// index).
+    /// Build the store on a client you created yourself (creating the TTL and
+    /// principal indexes).
     ///
     /// # Errors
     ///
     /// [`Error::Config`] for an invalid setting; [`Error::Backend`] if the
-    /// server cannot be reached or refuses the index.
+    /// server cannot be reached or refuses an index.
     pub async fn build(self, client: Client) -> Result<MongoStore> {
         self.validate()?;
         self.finish(client, "mongodb (provided client)".to_owned())
@@ -269,7 +273,9 @@ impl MongoStoreBuilder {
 }
 
 /// The store on collection `namespace` of `database`, with the TTL index
-/// created if missing.
+/// and the principal index created if missing (also on a collection written
+/// before principals existed: that is its whole migration, its documents
+/// have no principal).
 pub(crate) async fn open(
     database: &mongodb::Database,
     namespace: &str,
@@ -293,8 +299,19 @@ pub(crate) async fn open(
                 .build(),
         )
         .build();
+    // Partial: anonymous sessions (the bulk of them) are not in the index,
+    // so they cost it nothing, on writes or in space.
+    let principal_index = IndexModel::builder()
+        .keys(doc! { fields::PRINCIPAL: 1 })
+        .options(
+            IndexOptions::builder()
+                .name(PRINCIPAL_INDEX_NAME.to_owned())
+                .partial_filter_expression(doc! { fields::PRINCIPAL: { "$exists": true } })
+                .build(),
+        )
+        .build();
     collection
-        .create_index(index)
+        .create_indexes([index, principal_index])
         .await
         .map_err(|e| Error::backend(BACKEND, e))?;
     Ok(MongoStore::from_parts(

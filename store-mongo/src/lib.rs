@@ -5,7 +5,8 @@ mod store;
 
 pub use crate::builder::{
     DEFAULT_BULK_TIMEOUT, DEFAULT_DATABASE, DEFAULT_NAMESPACE, DEFAULT_OPERATION_TIMEOUT,
-    DEFAULT_SERVER_SELECTION_TIMEOUT, MongoStoreBuilder, TTL_INDEX_NAME, durable_write_concern,
+    DEFAULT_SERVER_SELECTION_TIMEOUT, MongoStoreBuilder, PRINCIPAL_INDEX_NAME, TTL_INDEX_NAME,
+    durable_write_concern,
 };
 pub use crate::store::MongoStore;
 
@@ -29,4 +30,7 @@ pub mod fields {
     pub const EXPIRES_AT: &str = "expires_at";
     /// The version, the bits of the `u64` stored as an Int64.
     pub const VERSION: &str = "version";
+    /// The principal (a string), absent when the session has none (a
+    /// document written before principals existed has none either).
+    pub const PRINCIPAL: &str = "principal";
 }

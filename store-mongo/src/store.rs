@@ -8,11 +8,11 @@ use mongodb::bson::{Bson, DateTime, Document, doc};
 use mongodb::error::{ErrorKind, WriteFailure};
 use mongodb::{Collection, bson};
 use session_core::{
-    Cursor, Error, Page, Record, Result, SessionKey, SessionStore, Timestamp, UpdateOutcome,
-    async_trait,
+    Cursor, Error, Page, Principal, PrincipalIndex, Record, Result, SessionKey, SessionStore,
+    Timestamp, UpdateOutcome, async_trait,
 };
 
-use crate::fields::{CREATED_AT, DATA, EXPIRES_AT, ID, VERSION};
+use crate::fields::{CREATED_AT, DATA, EXPIRES_AT, ID, PRINCIPAL, VERSION};
 use crate::{BACKEND, MongoStoreBuilder};
 
 /// MongoDB's duplicate-key error code.
@@ -110,12 +110,13 @@ impl MongoStore {
     }
 
     /// Another namespace (collection) in the same database, on the same
-    /// client and write concern; its TTL index is created if missing.
+    /// client and write concern; its TTL and principal
+    /// indexes are created if missing.
     ///
     /// # Errors
     ///
     /// [`Error::Config`] for an invalid collection name; [`Error::Backend`]
-    /// if the server refuses the index.
+    /// if the server refuses an index.
     pub async fn open_namespace(&self, namespace: &str) -> Result<Self> {
         crate::builder::validate_namespace(namespace)?;
         let database = self
@@ -149,7 +150,7 @@ impl MongoStore {
     }
 
     fn document(key: &SessionKey, record: &Record) -> Result<Document> {
-        Ok(doc! {
+        let mut document = doc! {
             ID: key.as_str(),
             DATA: Record::encode_data(&record.data)?.as_str(),
             CREATED_AT: DateTime::from_millis(record.created_at.as_millis()),
@@ -158,7 +159,15 @@ impl MongoStore {
             // of the u64 are stored as an Int64 (u64 above i64::MAX become
             // negative) and read back the same way.
             VERSION: version_to_bson(record.version),
-        })
+        };
+        // Absent, not null, without one: the partial principal index holds
+        // only documents that have the field. Every write that stores a
+        // record replaces the whole document, so a record without principal
+        // removes the field.
+        if let Some(principal) = &record.principal {
+            document.insert(PRINCIPAL, principal.as_str());
+        }
+        Ok(document)
     }
 }
 
@@ -241,7 +250,24 @@ fn decode_record(key: &SessionKey, doc: &Document) -> Result<Record> {
             ));
         }
     };
-    Ok(Record::with_times(data, date(CREATED_AT)?, date(EXPIRES_AT)?).with_version(version))
+    let principal = match doc.get(PRINCIPAL) {
+        None | Some(Bson::Null) => None,
+        Some(Bson::String(name)) => Some(Principal::stored(key, name.as_str())?),
+        Some(other) => {
+            return Err(Error::decode(
+                key,
+                format!(
+                    "field {PRINCIPAL} is a {:?}, not a string",
+                    other.element_type()
+                ),
+            ));
+        }
+    };
+    Ok(
+        Record::with_times(data, date(CREATED_AT)?, date(EXPIRES_AT)?)
+            .with_version(version)
+            .with_principal(principal),
+    )
 }
 
 #[async_trait]
@@ -455,6 +481,58 @@ impl SessionStore for MongoStore {
                 .await
                 .map_err(backend)?;
             Ok(result.deleted_count)
+        })
+        .await
+    }
+}
+
+/// The principal index is MongoDB's own secondary index on `principal`
+/// (partial: documents without one are not in it), so it is exactly the
+/// documents that name each principal, written in the same step as the
+/// document; entries of expired documents go with the documents (TTL
+/// monitor or `delete_expired`), and every query filters on
+/// `expires_at > now` as the other reads do.
+#[async_trait]
+impl PrincipalIndex for MongoStore {
+    async fn sessions_of(&self, principal: &Principal) -> Result<Vec<(SessionKey, Record)>> {
+        // Its work grows with the principal's documents: the bulk deadline.
+        Error::within(BACKEND, "sessions_of", self.deadlines.bulk, async {
+            let filter = doc! { PRINCIPAL: principal.as_str(), EXPIRES_AT: { "$gt": now() } };
+            let mut found = self.collection.find(filter).await.map_err(backend)?;
+            let mut sessions = Vec::new();
+            while found.advance().await.map_err(backend)? {
+                let doc: Document = found.deserialize_current().map_err(backend)?;
+                sessions.push(decode(&doc)?);
+            }
+            Ok(sessions)
+        })
+        .await
+    }
+
+    async fn destroy_all_of(
+        &self,
+        principal: &Principal,
+        except: Option<&SessionKey>,
+    ) -> Result<u64> {
+        Error::within(BACKEND, "destroy_all_of", self.deadlines.bulk, async {
+            // One `delete_many`: each document is deleted only if it still
+            // names the principal and is live when the server gets to it.
+            let mut filter = doc! { PRINCIPAL: principal.as_str(), EXPIRES_AT: { "$gt": now() } };
+            if let Some(keep) = except {
+                filter.insert(ID, doc! { "$ne": keep.as_str() });
+            }
+            let result = self.collection.delete_many(filter).await.map_err(backend)?;
+            Ok(result.deleted_count)
+        })
+        .await
+    }
+
+    async fn index_len(&self, principal: &Principal) -> Result<u64> {
+        Error::within(BACKEND, "index_len", self.deadlines.bulk, async {
+            self.collection
+                .count_documents(doc! { PRINCIPAL: principal.as_str() })
+                .await
+                .map_err(backend)
         })
         .await
     }

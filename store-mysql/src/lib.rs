@@ -2,6 +2,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod builder;
+mod principal;
 mod retry;
 mod row;
 mod schema;

@@ -3,7 +3,7 @@
 
 use mysql_async::{Value, from_value_opt};
 use session_core::header::Header;
-use session_core::{Error, Record, Result, SessionKey};
+use session_core::{Error, Principal, Record, Result, SessionKey};
 
 use crate::BACKEND;
 
@@ -24,12 +24,16 @@ pub(crate) fn key_from_value(value: Value) -> Result<SessionKey> {
     }
 }
 
-/// A record from `data, created_at, expires_at, version`.
+/// A record from `data, created_at, expires_at, version, principal`.
 pub(crate) fn record_from_values(key: &SessionKey, values: Vec<Value>) -> Result<Record> {
     let mut values = values.into_iter();
-    let (Some(data), Some(created_at), Some(expires_at), Some(version)) =
-        (values.next(), values.next(), values.next(), values.next())
-    else {
+    let (Some(data), Some(created_at), Some(expires_at), Some(version), Some(principal)) = (
+        values.next(),
+        values.next(),
+        values.next(),
+        values.next(),
+        values.next(),
+    ) else {
         return Err(Error::decode(key, "the row has too few columns"));
     };
     let data = match data {
@@ -42,5 +46,18 @@ pub(crate) fn record_from_values(key: &SessionKey, values: Vec<Value>) -> Result
         expires_at: int(expires_at)?,
         version: from_value_opt::<u64>(version).map_err(|e| Error::decode(key, e))?,
     };
-    header.record(key, &data)
+    let principal = match principal {
+        Value::NULL => None,
+        Value::Bytes(bytes) => {
+            let name = String::from_utf8(bytes).map_err(|e| Error::decode(key, e))?;
+            Some(Principal::stored(key, name)?)
+        }
+        other => {
+            return Err(Error::decode(
+                key,
+                format!("principal is not bytes: {other:?}"),
+            ));
+        }
+    };
+    Ok(header.record(key, &data)?.with_principal(principal))
 }

@@ -9,8 +9,8 @@ use mysql_async::prelude::Queryable as _;
 use mysql_async::{Conn, Params, Pool, Row, Value};
 use session_core::sql::Columns;
 use session_core::{
-    Cursor, EncodedData, Error, Page, Record, Result, SessionKey, SessionStore, Timestamp,
-    UpdateOutcome, async_trait,
+    Cursor, EncodedData, Error, Page, Principal, Record, Result, SessionKey, SessionStore,
+    Timestamp, UpdateOutcome, async_trait,
 };
 
 use crate::MysqlStoreBuilder;
@@ -39,7 +39,7 @@ const PACKET_OVERHEAD: u64 = 1024;
 #[derive(Clone)]
 pub struct MysqlStore {
     pool: Pool,
-    sql: Arc<Statements>,
+    pub(crate) sql: Arc<Statements>,
     table: Arc<str>,
     /// `mysql://host:port/database`, without credentials.
     target: Arc<str>,
@@ -153,7 +153,7 @@ impl MysqlStore {
     /// Run one store call within the operation deadline, on a pooled
     /// connection, retrying a bounded number of times when the server
     /// rolled it back for a deadlock or a lock wait timeout.
-    async fn call<T, F, Fut>(&self, operation: &'static str, attempt: F) -> Result<T>
+    pub(crate) async fn call<T, F, Fut>(&self, operation: &'static str, attempt: F) -> Result<T>
     where
         F: FnMut(Conn) -> Fut + Send,
         Fut: Future<Output = Result<T>> + Send,
@@ -205,12 +205,19 @@ impl MysqlStore {
 
 /// The process clock, in milliseconds: the one clock every statement
 /// compares with.
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     Timestamp::now().as_millis()
 }
 
-fn key_param(key: &SessionKey) -> Value {
+pub(crate) fn key_param(key: &SessionKey) -> Value {
     Value::Bytes(key.as_bytes().to_vec())
+}
+
+/// The principal column's value: the name's UTF-8 bytes, `NULL` for none.
+pub(crate) fn principal_param(principal: Option<&Principal>) -> Value {
+    principal.map_or(Value::NULL, |p| {
+        Value::Bytes(p.as_str().as_bytes().to_vec())
+    })
 }
 
 fn data_param(data: &EncodedData) -> Value {
@@ -241,6 +248,22 @@ async fn row_state(
         mysql_async::from_value_opt::<i64>(expires_at).map_err(|e| Error::decode(key, e))?;
     let version = mysql_async::from_value_opt::<u64>(version).map_err(|e| Error::decode(key, e))?;
     Ok(Some((expires_at, version)))
+}
+
+/// `key, data, created_at, expires_at, version, principal` rows as keys and
+/// records.
+pub(crate) fn keyed_records(rows: Vec<Row>) -> Result<Vec<(SessionKey, Record)>> {
+    let mut found = Vec::with_capacity(rows.len());
+    for row in rows {
+        let mut values = row.unwrap();
+        if values.is_empty() {
+            return Err(Error::backend(BACKEND, "a row without columns"));
+        }
+        let key = key_from_value(values.remove(0))?;
+        let record = record_from_values(&key, values)?;
+        found.push((key, record));
+    }
+    Ok(found)
 }
 
 #[async_trait]
@@ -289,6 +312,8 @@ impl SessionStore for MysqlStore {
                         row.created_at.into(),
                         row.expires_at.into(),
                         row.version.into(),
+                        principal_param(row.principal.as_ref()),
+                        now.into(),
                         now.into(),
                         now.into(),
                         now.into(),
@@ -335,6 +360,7 @@ impl SessionStore for MysqlStore {
                                 row.created_at.into(),
                                 row.expires_at.into(),
                                 next.into(),
+                                principal_param(row.principal.as_ref()),
                                 key_param(&key),
                                 expected_version.into(),
                                 now.into(),
@@ -382,6 +408,7 @@ impl SessionStore for MysqlStore {
                             row.created_at.into(),
                             row.expires_at.into(),
                             row.version.into(),
+                            principal_param(row.principal.as_ref()),
                         ]),
                     )
                     .await
@@ -491,16 +518,7 @@ impl SessionStore for MysqlStore {
                     .exec(statement, Params::Positional(params))
                     .await
                     .map_err(backend)?;
-                let mut scanned = Vec::with_capacity(rows.len());
-                for row in rows {
-                    let mut values = row.unwrap();
-                    if values.is_empty() {
-                        return Err(Error::backend(BACKEND, "a row without columns"));
-                    }
-                    let key = key_from_value(values.remove(0))?;
-                    let record = record_from_values(&key, values)?;
-                    scanned.push((key, record));
-                }
+                let scanned = keyed_records(rows)?;
                 // The statement returned only live rows.
                 Page::from_key_ordered(scanned, limit, |_, record| Ok(Some(record)))
             }

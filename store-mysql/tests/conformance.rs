@@ -13,3 +13,15 @@ mod dynamic {
         crate::common::Mysql::default()
     ));
 }
+
+/// The `PrincipalIndex` suite (the principal column and its index).
+mod principals {
+    session_conformance::principal_index_suite!(crate::common::Mysql::default());
+}
+
+/// The same suite through `Arc<dyn PrincipalIndex>`.
+mod dyn_principals {
+    session_conformance::principal_index_suite!(session_conformance::DynIndex(
+        crate::common::Mysql::default()
+    ));
+}

@@ -1,7 +1,7 @@
 //! What the suite cannot check: garbage written behind the store's back,
-//! the layout marker, configuration errors, the operation deadline, the
-//! packet limit, the plans of `delete_expired` and `list`, credentials in
-//! messages.
+//! the layout marker and its migration, configuration errors, the operation
+//! deadline, the packet limit, the plans of `delete_expired` and `list`,
+//! credentials in messages, the principal index counted on the engine.
 
 #![allow(
     clippy::unwrap_used,
@@ -22,7 +22,9 @@ use session_conformance::fault::{
     StallProxy, assert_deadline_bounds_building_and_a_stall, assert_timeout,
 };
 use session_conformance::fixtures::{assert_decode_error, expired, key, live, sample};
-use session_core::{Data, Error, Record, SessionStore, Timestamp, UpdateOutcome};
+use session_core::{
+    Data, Error, Principal, PrincipalIndex, Record, SessionStore, Timestamp, UpdateOutcome,
+};
 use session_store_mysql::{LAYOUT_VERSION, MysqlStore, REGISTRY};
 
 async fn raw_insert(store: &MysqlStore, k: &session_core::SessionKey, data: &str) {
@@ -509,4 +511,267 @@ async fn the_record_is_stored_as_given() {
     assert_eq!(store.load(&k).await.unwrap(), Some(record.clone()));
     let all = store.all().await.unwrap();
     assert_eq!(all, vec![(k, record)]);
+}
+
+/// The principal of a test.
+fn principal(name: &str) -> Principal {
+    Principal::new(name).unwrap()
+}
+
+/// A table of layout version 1 (created and registered as that version
+/// did) is migrated when a store is built on it: the `principal` column
+/// and its index are added, the registry says 2, and the session in it
+/// still loads (without a principal). Two builders at once both succeed
+/// (the second's `ALTER`s find the column and index there). A table of
+/// layout 1 that a build created but never recorded is upgraded too.
+#[tokio::test]
+async fn a_table_of_layout_1_is_migrated_when_a_store_is_built() {
+    // A first store creates the registry.
+    let Some((tables, _, first)) = fresh().await else {
+        return;
+    };
+    let (recorded, unrecorded) = (
+        tables.cleanup.unique_namespace(),
+        tables.cleanup.unique_namespace(),
+    );
+    let mut conn = first.pool().get_conn().await.unwrap();
+    let (old, far) = (key(), Timestamp::now().as_millis() + 600_000);
+    for ns in [&recorded, &unrecorded] {
+        // Copied from layout 1's `prepare`.
+        conn.query_drop(format!(
+            "CREATE TABLE `{ns}` (
+                id         BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
+                `key`      BINARY(32)      NOT NULL,
+                data       LONGTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+                created_at BIGINT          NOT NULL,
+                expires_at BIGINT          NOT NULL,
+                version    BIGINT UNSIGNED NOT NULL,
+                UNIQUE KEY `key` (`key`),
+                KEY expires_at (expires_at)
+            ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
+        ))
+        .await
+        .unwrap();
+        conn.exec_drop(
+            format!(
+                "INSERT INTO `{ns}` (`key`, data, created_at, expires_at, version) \
+                 VALUES (?, '{{\"user\":\"ada\"}}', 1000, ?, 3)"
+            ),
+            (Value::Bytes(old.as_bytes().to_vec()), far),
+        )
+        .await
+        .unwrap();
+    }
+    conn.exec_drop(
+        format!("INSERT INTO `{REGISTRY}` (name, layout) VALUES (?, 1)"),
+        (&recorded,),
+    )
+    .await
+    .unwrap();
+
+    let url = MYSQL.url();
+    let (a, b, c) = tokio::join!(
+        builder(&recorded).connect(&url),
+        builder(&recorded).connect(&url),
+        first.open_namespace(&unrecorded),
+    );
+    let stores = [a.unwrap(), b.unwrap(), c.unwrap()];
+    for store in &stores {
+        let record = store.load(&old).await.unwrap().unwrap();
+        assert_eq!(record.principal, None);
+        assert_eq!(
+            (record.version, record.data["user"].as_str()),
+            (3, Some("ada"))
+        );
+    }
+    for ns in [&recorded, &unrecorded] {
+        let layout: Option<u32> = conn
+            .exec_first(
+                format!("SELECT layout FROM `{REGISTRY}` WHERE name = ?"),
+                (ns,),
+            )
+            .await
+            .unwrap();
+        assert_eq!((layout, LAYOUT_VERSION), (Some(2), 2), "{ns}");
+        let column: Option<String> = conn
+            .exec_first(
+                "SELECT column_type FROM information_schema.columns \
+                 WHERE table_schema = DATABASE() AND table_name = ? AND column_name = 'principal'",
+                (ns,),
+            )
+            .await
+            .unwrap();
+        assert_eq!(column.as_deref(), Some("varbinary(255)"), "{ns}");
+        let index: Option<String> = conn
+            .exec_first(
+                "SELECT column_name FROM information_schema.statistics \
+                 WHERE table_schema = DATABASE() AND table_name = ? AND index_name = 'principal'",
+                (ns,),
+            )
+            .await
+            .unwrap();
+        assert_eq!(index.as_deref(), Some("principal"), "{ns}");
+    }
+
+    // The migrated table indexes principals like a new one.
+    let ada = principal("ada");
+    let record = live(sample(), Duration::from_secs(600)).with_principal(Some(ada.clone()));
+    stores[0].save(&old, &record).await.unwrap();
+    assert_eq!(
+        stores[1].sessions_of(&ada).await.unwrap(),
+        vec![(old, record)]
+    );
+}
+
+/// Principals are compared byte for byte: no case folding, no Unicode
+/// normalisation, and no trailing-space padding (which MySQL's and
+/// MariaDB's `utf8mb4_bin` would apply: `'alice' = 'alice '` is true there,
+/// hence the `VARBINARY` column).
+#[tokio::test]
+async fn principals_are_compared_exactly() {
+    let Some((_tables, _, store)) = fresh().await else {
+        return;
+    };
+    // "é" precomposed and decomposed.
+    let names = [
+        "alice",
+        "alice ",
+        "Alice",
+        "ALICE",
+        "al\u{e9}",
+        "ale\u{301}",
+    ];
+    let mut keys = Vec::new();
+    for name in names {
+        let k = key();
+        let record = live(sample(), Duration::from_secs(600)).with_principal(Some(principal(name)));
+        assert!(store.create(&k, &record).await.unwrap());
+        keys.push(k);
+    }
+    for (name, k) in names.iter().zip(&keys) {
+        let found = store.sessions_of(&principal(name)).await.unwrap();
+        assert_eq!(
+            found.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
+            vec![*k],
+            "{name:?}"
+        );
+        assert_eq!(store.index_len(&principal(name)).await.unwrap(), 1);
+    }
+    assert_eq!(
+        store
+            .destroy_all_of(&principal("alice"), None)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(store.len().await.unwrap(), names.len() as u64 - 1);
+}
+
+/// A principal written behind the store's back that is not one (bytes
+/// that are not UTF-8, an empty or control-character name) is a decode
+/// error naming the key, from `load` and `list`; a row of the principal
+/// whose data is garbage fails `sessions_of` the same way, and
+/// `destroy_all_of` still removes it.
+#[tokio::test]
+async fn a_stored_principal_that_is_not_one_is_a_decode_error_naming_the_key() {
+    let Some((_tables, ns, store)) = fresh().await else {
+        return;
+    };
+    let mut conn = store.pool().get_conn().await.unwrap();
+    let ada = principal("ada");
+    let record = live(sample(), Duration::from_secs(600)).with_principal(Some(ada.clone()));
+    for bad in [&b"ad\xffa"[..], b"", b"ada\n"] {
+        let k = key();
+        store.save(&k, &record).await.unwrap();
+        conn.exec_drop(
+            format!("UPDATE `{ns}` SET principal = ? WHERE `key` = ?"),
+            (
+                Value::Bytes(bad.to_vec()),
+                Value::Bytes(k.as_bytes().to_vec()),
+            ),
+        )
+        .await
+        .unwrap();
+        assert_decode_error(store.load(&k).await, &k);
+        assert_decode_error(store.all().await, &k);
+        store.destroy(&k).await.unwrap();
+    }
+    let k = key();
+    store.save(&k, &record).await.unwrap();
+    conn.exec_drop(
+        format!("UPDATE `{ns}` SET data = 'not json' WHERE `key` = ?"),
+        (Value::Bytes(k.as_bytes().to_vec()),),
+    )
+    .await
+    .unwrap();
+    assert_decode_error(store.sessions_of(&ada).await, &k);
+    assert_eq!(store.destroy_all_of(&ada, None).await.unwrap(), 1);
+    assert_eq!(store.sessions_of(&ada).await.unwrap(), vec![]);
+}
+
+/// The issue's check, on the engine itself: 10,000 sessions of one
+/// principal (beside 100 anonymous ones) are 10,000 entries of the
+/// `principal` index, counted through that index (`FORCE INDEX`) with a
+/// plain connection; once they have expired `sessions_of` lists none, and
+/// after `delete_expired` the count is 0.
+#[tokio::test]
+async fn ten_thousand_sessions_of_one_principal_leave_no_index_entry_once_expired_and_reaped() {
+    use futures::StreamExt as _;
+
+    const SESSIONS: usize = 10_000;
+    let Some((_tables, ns, store)) = fresh().await else {
+        return;
+    };
+    let who = principal("user:10k");
+    let ttl = Duration::from_secs(4);
+    let record = live(sample(), ttl).with_principal(Some(who.clone()));
+    let started = std::time::Instant::now();
+    let keys: Vec<_> = (0..SESSIONS).map(|_| key()).collect();
+    let created: Vec<bool> = futures::stream::iter(&keys)
+        .map(|k| store.create(k, &record))
+        .buffer_unordered(64)
+        .map(Result::unwrap)
+        .collect()
+        .await;
+    assert!(created.iter().all(|c| *c));
+    let took = started.elapsed();
+    for _ in 0..100 {
+        store
+            .save(&key(), &live(sample(), Duration::from_secs(600)))
+            .await
+            .unwrap();
+    }
+
+    let opts = mysql_async::Opts::from_url(&MYSQL.url()).unwrap();
+    let mut raw = mysql_async::Conn::new(opts).await.unwrap();
+    let count = format!("SELECT COUNT(*) FROM `{ns}` FORCE INDEX (principal) WHERE principal = ?");
+    let mut in_index = async |name: &str| -> u64 {
+        raw.exec_first(count.as_str(), (Value::Bytes(name.as_bytes().to_vec()),))
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    assert_eq!(in_index(who.as_str()).await, SESSIONS as u64);
+    assert_eq!(store.index_len(&who).await.unwrap(), SESSIONS as u64);
+    let listed = store.sessions_of(&who).await.unwrap();
+    if Timestamp::now() < record.expires_at {
+        assert_eq!(listed.len(), SESSIONS);
+    }
+
+    // Wait (bounded by the TTL) until every one of them has expired.
+    while Timestamp::now() <= record.expires_at {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(store.sessions_of(&who).await.unwrap(), vec![]);
+    assert_eq!(store.destroy_all_of(&who, None).await.unwrap(), 0);
+    // Expired rows stay (invisible) until they are reaped.
+    assert_eq!(in_index(who.as_str()).await, SESSIONS as u64);
+    let reaping = std::time::Instant::now();
+    assert_eq!(store.delete_expired().await.unwrap(), SESSIONS as u64);
+    let reaped = reaping.elapsed();
+    assert_eq!(in_index(who.as_str()).await, 0);
+    assert_eq!(store.index_len(&who).await.unwrap(), 0);
+    assert_eq!(store.len().await.unwrap(), 100);
+    raw.disconnect().await.unwrap();
+    println!("10,000 creates: {took:?}; delete_expired of them: {reaped:?}");
 }

@@ -2,6 +2,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod builder;
+mod principal;
 mod schema;
 mod store;
 #[cfg(feature = "rustls")]

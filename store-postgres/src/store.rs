@@ -10,8 +10,8 @@ use deadpool_postgres::{Object, Pool};
 use session_core::header::Header;
 use session_core::sql::{Columns, version_from_signed, version_to_signed};
 use session_core::{
-    Cursor, Error, Page, Record, Result, SessionKey, SessionStore, Timestamp, UpdateOutcome,
-    async_trait,
+    Cursor, Error, Page, Principal, Record, Result, SessionKey, SessionStore, Timestamp,
+    UpdateOutcome, async_trait,
 };
 use tokio_postgres::Row;
 
@@ -109,7 +109,7 @@ impl PostgresStore {
     }
 
     /// Run one store call under the operation deadline.
-    async fn run<T>(
+    pub(crate) async fn run<T>(
         &self,
         operation: &'static str,
         call: impl Future<Output = Result<T>>,
@@ -118,14 +118,15 @@ impl PostgresStore {
     }
 
     /// A pooled connection.
-    async fn client(&self) -> Result<Object> {
+    pub(crate) async fn client(&self) -> Result<Object> {
         self.pool.get().await.map_err(backend)
     }
 }
 
-/// Read `data, created_at, expires_at, version` starting at column `at`.
-/// Anything unreadable is a decode error naming `key`.
-fn record_from_row(key: &SessionKey, row: &Row, at: usize) -> Result<Record> {
+/// Read `data, created_at, expires_at, version, principal` starting at
+/// column `at`. Anything unreadable (a principal that is not a valid one
+/// included) is a decode error naming `key`.
+pub(crate) fn record_from_row(key: &SessionKey, row: &Row, at: usize) -> Result<Record> {
     let decode = |e: tokio_postgres::Error| Error::decode(key, e);
     let data: &str = row.try_get(at).map_err(decode)?;
     let header = Header {
@@ -133,11 +134,23 @@ fn record_from_row(key: &SessionKey, row: &Row, at: usize) -> Result<Record> {
         expires_at: row.try_get(at + 2).map_err(decode)?,
         version: version_from_signed(row.try_get(at + 3).map_err(decode)?),
     };
-    header.record(key, data.as_bytes())
+    let principal = row
+        .try_get::<_, Option<&str>>(at + 4)
+        .map_err(decode)?
+        .map(|name| Principal::stored(key, name))
+        .transpose()?;
+    Ok(header
+        .record(key, data.as_bytes())?
+        .with_principal(principal))
+}
+
+/// The principal column's value: its name, `NULL` for none.
+fn principal_param(row: &Columns) -> Option<&str> {
+    row.principal.as_ref().map(Principal::as_str)
 }
 
 /// A key read back from the table.
-fn key_from_sql(bytes: &[u8]) -> Result<SessionKey> {
+pub(crate) fn key_from_sql(bytes: &[u8]) -> Result<SessionKey> {
     let raw: [u8; 32] = bytes.try_into().map_err(|_| Error::InvalidKey {
         key: bytes.iter().map(|b| format!("{b:02x}")).collect(),
         reason: "stored key is not 32 bytes",
@@ -157,7 +170,7 @@ fn update_outcome(row: &Row) -> Result<UpdateOutcome> {
     })
 }
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     Timestamp::now().as_millis()
 }
 
@@ -199,6 +212,7 @@ impl SessionStore for PostgresStore {
                         &row.expires_at,
                         &row.signed_version(),
                         &now(),
+                        &principal_param(&row),
                     ],
                 )
                 .await
@@ -238,6 +252,7 @@ impl SessionStore for PostgresStore {
                             &next,
                             &expected,
                             &now,
+                            &principal_param(&row),
                         ],
                     )
                     .await
@@ -273,6 +288,7 @@ impl SessionStore for PostgresStore {
                             &row.created_at,
                             &row.expires_at,
                             &row.signed_version(),
+                            &principal_param(&row),
                         ],
                     )
                     .await

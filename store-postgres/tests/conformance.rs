@@ -12,3 +12,15 @@ mod dyn_store {
         crate::common::Postgres::new()
     ));
 }
+
+/// The `PrincipalIndex` suite (the principal column and its partial index).
+mod principals {
+    session_conformance::principal_index_suite!(crate::common::Postgres::new());
+}
+
+/// The same suite through `Arc<dyn PrincipalIndex>`.
+mod dyn_principals {
+    session_conformance::principal_index_suite!(session_conformance::DynIndex(
+        crate::common::Postgres::new()
+    ));
+}

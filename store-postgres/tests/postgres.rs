@@ -1,6 +1,7 @@
 //! What the suite cannot check: rows written behind the store's back,
-//! the table layout and its version marker, configuration errors, the
-//! operation deadline, batched reaping.
+//! the table layout, its version marker and its migration, configuration
+//! errors, the operation deadline, batched reaping, the principal index
+//! counted on the engine.
 
 #![allow(clippy::unwrap_used, clippy::panic, reason = "tests")]
 
@@ -14,7 +15,8 @@ use session_conformance::fault::{
 };
 use session_conformance::fixtures::{assert_decode_error, expired, key, live, sample};
 use session_core::{
-    Error, Record, SessionKey, SessionStore, SessionStoreExt, Timestamp, UpdateOutcome,
+    Error, Principal, PrincipalIndex, Record, SessionKey, SessionStore, SessionStoreExt, Timestamp,
+    UpdateOutcome,
 };
 use session_store_postgres::{PostgresStore, SCHEMA_VERSION};
 
@@ -384,4 +386,242 @@ async fn create_replaces_an_expired_row_in_place() {
     let loaded: Record = store.load(&k).await.unwrap().unwrap();
     assert_eq!(loaded.data, fresh.data);
     assert_eq!(loaded.version, fresh.version);
+}
+
+/// The principal of a test.
+fn principal(name: &str) -> Principal {
+    Principal::new(name).unwrap()
+}
+
+/// A table of layout version 1 (created and registered as that version
+/// did) is migrated when a store is built on it: the `principal` column
+/// and its partial index are added, the registry says 2, and the session
+/// in it still loads (without a principal). Two builders at once both
+/// succeed (the advisory lock serializes them; the second finds the table
+/// migrated).
+#[tokio::test]
+async fn a_table_of_layout_1_is_migrated_when_a_store_is_built() {
+    // A first store creates the schema and its registry (under the
+    // store's lock, so that concurrent tests do not race on them).
+    let Some((tables, _, _first)) = fresh().await else {
+        return;
+    };
+    let ns = tables.cleanup.unique_namespace();
+    let client = raw().await;
+    // Copied from layout 1's `prepare`.
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE {t} (
+                 key        BYTEA  PRIMARY KEY NOT NULL CHECK (octet_length(key) = 32),
+                 data       TEXT   NOT NULL,
+                 created_at BIGINT NOT NULL,
+                 expires_at BIGINT NOT NULL,
+                 version    BIGINT NOT NULL
+             );
+             CREATE INDEX \"{ns}__expires_at\" ON {t} (expires_at);
+             INSERT INTO \"{TEST_SCHEMA}\".session_store__registry (name, layout)
+                 VALUES ('{ns}', 1);",
+            t = table(&ns)
+        ))
+        .await
+        .unwrap();
+    let old = key();
+    let far = (Timestamp::now() + Duration::from_secs(600)).as_millis();
+    raw_insert(&client, &ns, &old, "{\"user\":\"ada\"}", far, 3).await;
+
+    let url = postgres_url();
+    let (a, b) = tokio::join!(builder(&ns).connect(&url), builder(&ns).connect(&url));
+    let (store, _) = (a.unwrap(), b.unwrap());
+    let record = store.load(&old).await.unwrap().unwrap();
+    assert_eq!(record.principal, None);
+    assert_eq!(
+        (record.version, record.data["user"].as_str()),
+        (3, Some("ada"))
+    );
+
+    let layout: i32 = client
+        .query_one(
+            &format!(
+                "SELECT layout FROM \"{TEST_SCHEMA}\".session_store__registry WHERE name = $1"
+            ),
+            &[&ns],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!((layout, SCHEMA_VERSION), (2, 2));
+    let column: String = client
+        .query_one(
+            "SELECT data_type FROM information_schema.columns \
+             WHERE table_schema = $1 AND table_name = $2 AND column_name = 'principal'",
+            &[&TEST_SCHEMA, &ns],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(column, "text");
+    let index: String = client
+        .query_one(
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND tablename = $2 \
+             AND indexname = $3",
+            &[&TEST_SCHEMA, &ns, &format!("{ns}__principal")],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(index.ends_with("WHERE (principal IS NOT NULL)"), "{index}");
+
+    // The migrated table indexes principals like a new one.
+    let ada = principal("ada");
+    let record = live(sample(), Duration::from_secs(600)).with_principal(Some(ada.clone()));
+    store.save(&old, &record).await.unwrap();
+    assert_eq!(store.sessions_of(&ada).await.unwrap(), vec![(old, record)]);
+}
+
+/// Principals are compared byte for byte: no case folding, no trailing
+/// space padding, no Unicode normalisation.
+#[tokio::test]
+async fn principals_are_compared_exactly() {
+    let Some((_tables, _, store)) = fresh().await else {
+        return;
+    };
+    // "é" precomposed and decomposed.
+    let names = [
+        "alice",
+        "alice ",
+        "Alice",
+        "ALICE",
+        "al\u{e9}",
+        "ale\u{301}",
+    ];
+    let mut keys = Vec::new();
+    for name in names {
+        let k = key();
+        let record = live(sample(), Duration::from_secs(600)).with_principal(Some(principal(name)));
+        assert!(store.create(&k, &record).await.unwrap());
+        keys.push(k);
+    }
+    for (name, k) in names.iter().zip(&keys) {
+        let found = store.sessions_of(&principal(name)).await.unwrap();
+        assert_eq!(
+            found.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
+            vec![*k],
+            "{name:?}"
+        );
+        assert_eq!(store.index_len(&principal(name)).await.unwrap(), 1);
+    }
+    assert_eq!(
+        store
+            .destroy_all_of(&principal("alice"), None)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(store.len().await.unwrap(), names.len() as u64 - 1);
+}
+
+/// A principal written behind the store's back that is not one (empty, a
+/// control character) is a decode error naming the key, from `load` and
+/// `list`; a row of the principal whose data is garbage fails
+/// `sessions_of` the same way, and `destroy_all_of` still removes it.
+#[tokio::test]
+async fn a_stored_principal_that_is_not_one_is_a_decode_error_naming_the_key() {
+    let Some((_tables, ns, store)) = fresh().await else {
+        return;
+    };
+    let client = raw().await;
+    let ada = principal("ada");
+    let record = live(sample(), Duration::from_secs(600)).with_principal(Some(ada.clone()));
+    for bad in ["", "ada\n", "\u{7f}"] {
+        let k = key();
+        store.save(&k, &record).await.unwrap();
+        client
+            .execute(
+                &format!("UPDATE {} SET principal = $1 WHERE key = $2", table(&ns)),
+                &[&bad, &k.as_bytes().as_slice()],
+            )
+            .await
+            .unwrap();
+        assert_decode_error(store.load(&k).await, &k);
+        assert_decode_error(store.all().await, &k);
+        store.destroy(&k).await.unwrap();
+    }
+    let k = key();
+    store.save(&k, &record).await.unwrap();
+    client
+        .execute(
+            &format!("UPDATE {} SET data = 'not json' WHERE key = $1", table(&ns)),
+            &[&k.as_bytes().as_slice()],
+        )
+        .await
+        .unwrap();
+    assert_decode_error(store.sessions_of(&ada).await, &k);
+    assert_eq!(store.destroy_all_of(&ada, None).await.unwrap(), 1);
+    assert_eq!(store.sessions_of(&ada).await.unwrap(), vec![]);
+}
+
+/// The issue's check, on the engine itself: 10,000 sessions of one
+/// principal (beside 100 anonymous ones) are 10,000 rows with that
+/// principal, counted through the principal index with a plain
+/// tokio-postgres connection; once they have expired `sessions_of` lists
+/// none, and after `delete_expired` the count is 0.
+#[tokio::test]
+async fn ten_thousand_sessions_of_one_principal_leave_no_index_entry_once_expired_and_reaped() {
+    use futures::StreamExt as _;
+
+    const SESSIONS: usize = 10_000;
+    let Some((_tables, ns, store)) = fresh().await else {
+        return;
+    };
+    let who = principal("user:10k");
+    let ttl = Duration::from_secs(4);
+    let record = live(sample(), ttl).with_principal(Some(who.clone()));
+    let started = std::time::Instant::now();
+    let keys: Vec<_> = (0..SESSIONS).map(|_| key()).collect();
+    let created: Vec<bool> = futures::stream::iter(&keys)
+        .map(|k| store.create(k, &record))
+        .buffer_unordered(64)
+        .map(Result::unwrap)
+        .collect()
+        .await;
+    assert!(created.iter().all(|c| *c));
+    let took = started.elapsed();
+    for _ in 0..100 {
+        store
+            .save(&key(), &live(sample(), Duration::from_secs(600)))
+            .await
+            .unwrap();
+    }
+
+    let client = raw().await;
+    // Through the index: no sequential scan on this connection.
+    client
+        .batch_execute("SET enable_seqscan = off")
+        .await
+        .unwrap();
+    let count = format!("SELECT count(*) FROM {} WHERE principal = $1", table(&ns));
+    let in_index =
+        async |name: &str| -> i64 { client.query_one(&count, &[&name]).await.unwrap().get(0) };
+    assert_eq!(in_index(who.as_str()).await, SESSIONS as i64);
+    assert_eq!(store.index_len(&who).await.unwrap(), SESSIONS as u64);
+    let listed = store.sessions_of(&who).await.unwrap();
+    if Timestamp::now() < record.expires_at {
+        assert_eq!(listed.len(), SESSIONS);
+    }
+
+    // Wait (bounded by the TTL) until every one of them has expired.
+    while Timestamp::now() <= record.expires_at {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(store.sessions_of(&who).await.unwrap(), vec![]);
+    assert_eq!(store.destroy_all_of(&who, None).await.unwrap(), 0);
+    // Expired rows stay (invisible) until they are reaped.
+    assert_eq!(in_index(who.as_str()).await, SESSIONS as i64);
+    let reaping = std::time::Instant::now();
+    assert_eq!(store.delete_expired().await.unwrap(), SESSIONS as u64);
+    let reaped = reaping.elapsed();
+    assert_eq!(in_index(who.as_str()).await, 0);
+    assert_eq!(store.index_len(&who).await.unwrap(), 0);
+    assert_eq!(store.len().await.unwrap(), 100);
+    println!("10,000 creates: {took:?}; delete_expired of them: {reaped:?}");
 }

@@ -3,6 +3,7 @@
 mod builder;
 mod connection;
 mod format;
+mod index;
 mod list;
 mod scan;
 mod scripts;

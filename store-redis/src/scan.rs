@@ -20,54 +20,104 @@ pub(crate) enum Node {
     Primary { host: String, port: u16 },
 }
 
-/// A full `SCAN` of one namespace, node after node.
+/// A full `SCAN` of one namespace, node after node: of its sessions, or of
+/// its principals' indexes.
 pub(crate) struct Scan {
     nodes: Vec<Node>,
     next_node: usize,
     /// The cursor on `nodes[next_node]`; `None` before its first call.
     cursor: Option<String>,
+    /// The `MATCH` pattern.
+    pattern: String,
 }
 
 impl Scan {
-    /// A scan of `store`'s namespace. A key may appear more than once
+    /// A scan of `store`'s sessions. A key may appear more than once
     /// (`SCAN` guarantees at least once).
     pub(crate) async fn start(store: &RedisStore) -> Result<Self> {
         Ok(Self {
             nodes: nodes(store).await?,
             next_node: 0,
             cursor: None,
+            pattern: pattern(store),
         })
     }
 
-    /// The next page, or `None` when every node has been scanned.
+    /// A scan of `store`'s principal indexes (`{prefix}:principal:*:sessions`),
+    /// which never returns a session key.
+    pub(crate) async fn indexes(store: &RedisStore) -> Result<Self> {
+        Ok(Self {
+            nodes: nodes(store).await?,
+            next_node: 0,
+            cursor: None,
+            pattern: crate::index::pattern(store),
+        })
+    }
+
+    /// The next page of session keys, or `None` when every node has been
+    /// scanned.
     pub(crate) async fn next_page(
         &mut self,
         store: &RedisStore,
     ) -> Result<Option<Vec<SessionKey>>> {
+        Ok(self
+            .next_raw(store)
+            .await?
+            .map(|names| names.iter().filter_map(|n| store.session_key(n)).collect()))
+    }
+
+    /// The next page of the names of index keys, or `None` when every node
+    /// has been scanned.
+    pub(crate) async fn next_names(&mut self, store: &RedisStore) -> Result<Option<Vec<String>>> {
+        Ok(self.next_raw(store).await?.map(|mut names| {
+            names.retain(|n| store.index_hash(n).is_some());
+            names
+        }))
+    }
+
+    /// The next page of the names of the sessions and of the principal
+    /// indexes of `store`'s namespace (on a scan of its sessions' pattern,
+    /// `{prefix}:*`, which matches both), or `None` when every node has been
+    /// scanned.
+    pub(crate) async fn next_owned(&mut self, store: &RedisStore) -> Result<Option<Vec<String>>> {
+        Ok(self.next_raw(store).await?.map(|mut names| {
+            names.retain(|n| store.session_key(n).is_some() || store.index_hash(n).is_some());
+            names
+        }))
+    }
+
+    /// The next page of names matching the pattern.
+    async fn next_raw(&mut self, store: &RedisStore) -> Result<Option<Vec<String>>> {
         let Some(node) = self.nodes.get(self.next_node) else {
             return Ok(None);
         };
         let cursor = self.cursor.take().unwrap_or_else(|| "0".to_owned());
-        let (next, keys) = scan_page(store, node, &cursor, store.scan_count).await?;
+        let (next, names) = scan_raw(store, node, &cursor, store.scan_count, &self.pattern).await?;
         if next == "0" {
             self.next_node += 1;
         } else {
             self.cursor = Some(next);
         }
-        Ok(Some(keys))
+        Ok(Some(names))
     }
 }
 
-/// The `SCAN MATCH` pattern of this namespace, glob characters of the
-/// prefix escaped.
-fn pattern(store: &RedisStore) -> String {
-    let mut pattern = String::with_capacity(store.namespace().len() + 2);
-    for c in store.namespace().chars() {
+/// `text` with the glob characters of `SCAN MATCH` escaped.
+pub(crate) fn escape_glob(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() + 2);
+    for c in text.chars() {
         if matches!(c, '*' | '?' | '[' | ']' | '\\') {
             pattern.push('\\');
         }
         pattern.push(c);
     }
+    pattern
+}
+
+/// The `SCAN MATCH` pattern of this namespace, glob characters of the
+/// prefix escaped.
+fn pattern(store: &RedisStore) -> String {
+    let mut pattern = escape_glob(store.namespace());
     pattern.push_str(":*");
     pattern
 }
@@ -105,10 +155,24 @@ pub(crate) async fn scan_page(
     cursor: &str,
     count: u32,
 ) -> Result<(String, Vec<SessionKey>)> {
+    let (next, names) = scan_raw(store, node, cursor, count, &pattern(store)).await?;
+    let keys = names.iter().filter_map(|n| store.session_key(n)).collect();
+    Ok((next, keys))
+}
+
+/// One `SCAN cursor MATCH pattern COUNT count` call on `node`: the next
+/// cursor and the names in the page.
+async fn scan_raw(
+    store: &RedisStore,
+    node: &Node,
+    cursor: &str,
+    count: u32,
+    pattern: &str,
+) -> Result<(String, Vec<String>)> {
     let mut cmd = redis::cmd("SCAN");
     cmd.arg(cursor)
         .arg("MATCH")
-        .arg(pattern(store))
+        .arg(pattern)
         .arg("COUNT")
         .arg(count);
     let value = match (node, store.conn()) {
@@ -121,10 +185,7 @@ pub(crate) async fn scan_page(
         }
         (_, mut conn) => cmd.query_async::<Value>(&mut conn).await.map_err(backend)?,
     };
-    let (next, names): (String, Vec<String>) =
-        redis::from_redis_value(value).map_err(|e| backend(e.into()))?;
-    let keys = names.iter().filter_map(|n| store.session_key(n)).collect();
-    Ok((next, keys))
+    redis::from_redis_value(value).map_err(|e| backend(e.into()))
 }
 
 /// A pipeline of `cmds`, a transaction (`MULTI`/`EXEC`: nothing else runs

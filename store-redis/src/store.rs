@@ -11,8 +11,8 @@ use redis::{
     Cmd, ErrorKind, RedisError, RedisResult, RedisWrite as _, Script, ServerErrorKind, Value,
 };
 use session_core::{
-    Cursor, Error, Page, Record, Result, SessionKey, SessionStore, Timestamp, UpdateOutcome,
-    async_trait,
+    Cursor, Error, Page, Principal, Record, Result, SessionKey, SessionStore, Timestamp,
+    UpdateOutcome, async_trait,
 };
 
 use crate::builder::{DEFAULT_OPERATION_TIMEOUT, DEFAULT_SCAN_COUNT};
@@ -25,8 +25,11 @@ use crate::{BACKEND, RedisConnection, RedisStoreBuilder, format, scripts};
 /// with its version and times, then the JSON data; the key has a Redis
 /// expiry at the record's `expires_at`, so Redis alone decides when a
 /// session is gone, by **its** clock. Every command and script works on one
-/// key, so every method works on Cluster. See the crate documentation for
-/// the details.
+/// key, so every method works on Cluster. A session that names a principal
+/// is also announced in that principal's index (a sorted set, see
+/// [`index_key`](Self::index_key)), which makes the store a
+/// [`PrincipalIndex`](session_core::PrincipalIndex). See the crate
+/// documentation for the details.
 ///
 /// Cloning is cheap and shares the connection.
 #[derive(Clone)]
@@ -142,7 +145,7 @@ impl RedisStore {
     /// namespace (`clear`, `len`) bound each round trip instead, so a
     /// namespace of millions of keys can still be walked; `list` bounds each
     /// page.
-    async fn bounded<T>(
+    pub(crate) async fn bounded<T>(
         &self,
         operation: &'static str,
         future: impl Future<Output = Result<T>>,
@@ -246,17 +249,49 @@ impl RedisStore {
 
     /// Run a script command built by [`script_cmd`](Self::script_cmd),
     /// loading the script first if the server does not know it yet, and
-    /// return its integer reply.
-    async fn run_script(&self, script: &Script, cmd: &Cmd, key: &SessionKey) -> Result<i64> {
+    /// return its reply.
+    pub(crate) async fn run_script_value(
+        &self,
+        script: &Script,
+        cmd: &Cmd,
+        key: &SessionKey,
+    ) -> Result<Value> {
         let mut conn = self.conn();
         let reply = match cmd.query_async(&mut conn).await {
-            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+            Err(e) if is_noscript(&e) => {
                 script.load_async(&mut conn).await.map_err(backend)?;
                 cmd.query_async(&mut conn).await
             }
             reply => reply,
         };
         reply.map_err(|e| keyed(key, e))
+    }
+
+    /// Write a record: `cmd` (built by the caller; `script` is the script it
+    /// runs, if it is an `EVALSHA`) alone if the record names no principal,
+    /// which costs nothing more than before principals existed; otherwise
+    /// announced in the principal's index first and again once written
+    /// (see [`crate::index`]). Returns `cmd`'s reply.
+    async fn write(
+        &self,
+        key: &SessionKey,
+        record: &Record,
+        cmd: &Cmd,
+        script: Option<&Script>,
+    ) -> Result<Value> {
+        match &record.principal {
+            None => match script {
+                Some(script) => self.run_script_value(script, cmd, key).await,
+                None => cmd
+                    .query_async(&mut self.conn())
+                    .await
+                    .map_err(|e| keyed(key, e)),
+            },
+            Some(principal) => {
+                crate::index::announced_write(self, principal, key, record.expires_at, cmd, script)
+                    .await
+            }
+        }
     }
 
     /// `SET {prefix}:{key} {value} PXAT {expires_at - 1}`, plus `NX` if
@@ -268,10 +303,7 @@ impl RedisStore {
         if only_new {
             cmd.arg("NX");
         }
-        let reply: Value = cmd
-            .query_async(&mut self.conn())
-            .await
-            .map_err(|e| keyed(key, e))?;
+        let reply = self.write(key, record, &cmd, None).await?;
         Ok(reply != Value::Nil)
     }
 
@@ -322,9 +354,15 @@ pub(crate) fn backend(e: RedisError) -> Error {
     Error::backend(BACKEND, e)
 }
 
+/// Whether the server did not know a script (`NOSCRIPT`): it is loaded and
+/// the command sent again.
+pub(crate) fn is_noscript(e: &RedisError) -> bool {
+    e.kind() == ErrorKind::Server(ServerErrorKind::NoScript)
+}
+
 /// A command on `key` failed: a key holding another type than a string was
 /// written by something else, and is reported as undecodable.
-fn keyed(key: &SessionKey, e: RedisError) -> Error {
+pub(crate) fn keyed(key: &SessionKey, e: RedisError) -> Error {
     if e.code() == Some("WRONGTYPE") {
         Error::decode(key, e)
     } else {
@@ -362,14 +400,18 @@ impl SessionStore for RedisStore {
             &scripts::UPDATE,
             key,
             3,
-            format::VERSION_PREFIX_LEN + format::VALUE_ROOM + 20,
+            format::VERSION_LEN + format::VALUE_ROOM + 20,
         );
-        cmd.arg(&format::version_prefix(expected_version)[..]);
+        cmd.arg(&format::version_field(expected_version)[..]);
         format::write_value(&mut cmd.writer_for_next_arg(), next, record)?;
         cmd.arg(format::px_at(record.expires_at));
         let reply = self
-            .bounded("update", self.run_script(&scripts::UPDATE, &cmd, key))
+            .bounded(
+                "update",
+                self.write(key, record, &cmd, Some(&scripts::UPDATE)),
+            )
             .await?;
+        let reply: i64 = redis::from_redis_value(reply).map_err(|e| keyed(key, e.into()))?;
         match reply {
             1 => Ok(UpdateOutcome::Updated),
             0 => Ok(UpdateOutcome::Missing),
@@ -387,14 +429,25 @@ impl SessionStore for RedisStore {
         let mut cmd = self.script_cmd(&scripts::TOUCH, key, 2, 20 + 20);
         cmd.arg(format::px_at(expires_at))
             .arg(&format::expires_field(expires_at)[..]);
-        let reply = self
-            .bounded("touch", self.run_script(&scripts::TOUCH, &cmd, key))
-            .await?;
-        match reply {
-            1 => Ok(true),
-            0 => Ok(false),
-            _ => Err(Error::decode(key, INVALID_HEADER)),
-        }
+        self.bounded("touch", async {
+            match self.run_script_value(&scripts::TOUCH, &cmd, key).await? {
+                Value::Int(1) => Ok(true),
+                Value::Int(0) => Ok(false),
+                // Touched, and the session names a principal: its index entry
+                // is raised to the new expiry (a lagging entry is harmless,
+                // nothing removes an entry without reading its session; it
+                // only makes `delete_expired` look at it again).
+                Value::BulkString(name) => {
+                    let name = String::from_utf8(name)
+                        .map_err(|_| Error::decode(key, "the principal is not UTF-8"))?;
+                    let principal = Principal::stored(key, name)?;
+                    crate::index::announce(self, &principal, key, expires_at).await?;
+                    Ok(true)
+                }
+                _ => Err(Error::decode(key, INVALID_HEADER)),
+            }
+        })
+        .await
     }
 
     async fn destroy(&self, key: &SessionKey) -> Result<()> {
@@ -410,11 +463,14 @@ impl SessionStore for RedisStore {
     }
 
     async fn clear(&self) -> Result<()> {
+        // One walk of `{prefix}:*` finds both what to remove: the sessions
+        // and the principals' indexes of the namespace (nothing else that
+        // matches, such as a nested namespace's keys).
         let mut scan = self.bounded("clear", Scan::start(self)).await?;
-        while let Some(keys) = self.bounded("clear", scan.next_page(self)).await? {
-            let cmds = keys
+        while let Some(names) = self.bounded("clear", scan.next_owned(self)).await? {
+            let cmds = names
                 .iter()
-                .map(|k| vec![self.key_cmd("UNLINK", k, 0, 0)])
+                .map(|name| vec![redis::cmd("UNLINK").arg(name).clone()])
                 .collect();
             for answers in self
                 .bounded("clear", crate::scan::per_key(self, cmds, false))
@@ -450,8 +506,12 @@ impl SessionStore for RedisStore {
     }
 
     async fn delete_expired(&self) -> Result<u64> {
-        // Redis expires keys by itself (lazily on access, actively in the
-        // background); an expired key is invisible to every command.
+        // Redis expires sessions by itself (lazily on access, actively in
+        // the background); an expired key is invisible to every command.
+        // What is left is the principals' index entries of sessions that
+        // ended, which nothing else removes if their principal never comes
+        // back.
+        crate::index::reap(self).await?;
         Ok(0)
     }
 }

@@ -16,6 +16,18 @@ mod dynamic {
     session_conformance::conformance_suite!(session_conformance::Dyn(crate::common::Cluster));
 }
 
+/// The `PrincipalIndex` behaviours.
+mod principals {
+    session_conformance::principal_index_suite!(crate::common::Cluster);
+}
+
+/// The `PrincipalIndex` behaviours through `Arc<dyn PrincipalIndex>`.
+mod principals_dynamic {
+    session_conformance::principal_index_suite!(session_conformance::DynIndex(
+        crate::common::Cluster
+    ));
+}
+
 #[tokio::test]
 async fn scan_sees_every_key_on_every_primary() {
     if skip_cluster().is_some() {

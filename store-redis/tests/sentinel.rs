@@ -21,7 +21,7 @@ use common::recovery::{DEADLINE, RECOVERY_BOUND, builder, new_key, record, save_
 use common::server::{RedisProcess, node_connection};
 use session_conformance::env::REDIS;
 use session_conformance::fault::Stall as _;
-use session_conformance::{Capabilities, Dyn, StoreFactory, run_all};
+use session_conformance::{Capabilities, Dyn, StoreFactory, run_all, run_all_principal};
 use session_core::{Error, SessionStore, async_trait};
 use session_store_redis::RedisStore;
 use tokio::time::Instant;
@@ -166,7 +166,7 @@ impl StoreFactory for Sentinel {
 }
 
 /// Every behaviour of the suite, through `connect_sentinel`, directly and
-/// through `Arc<dyn SessionStore>`.
+/// through `Arc<dyn SessionStore>`, and the principal index's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_conformance_suite_passes_through_sentinel() {
     if let Some(reason) = REDIS.skip_reason() {
@@ -182,6 +182,13 @@ async fn the_conformance_suite_passes_through_sentinel() {
         run_all(Arc::new(Dyn(Sentinel {
             urls: deployment.urls(),
         })))
+        .await,
+    );
+    // The principal index is the same code as on a standalone server.
+    outcomes.extend(
+        run_all_principal(Arc::new(Sentinel {
+            urls: deployment.urls(),
+        }))
         .await,
     );
     let failed: Vec<_> = outcomes.iter().filter(|o| !o.passed()).collect();

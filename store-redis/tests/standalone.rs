@@ -16,6 +16,18 @@ mod dynamic {
     session_conformance::conformance_suite!(session_conformance::Dyn(crate::common::Standalone));
 }
 
+/// The `PrincipalIndex` behaviours.
+mod principals {
+    session_conformance::principal_index_suite!(crate::common::Standalone);
+}
+
+/// The `PrincipalIndex` behaviours through `Arc<dyn PrincipalIndex>`.
+mod principals_dynamic {
+    session_conformance::principal_index_suite!(session_conformance::DynIndex(
+        crate::common::Standalone
+    ));
+}
+
 fn data() -> session_core::Data {
     let mut data = session_core::Data::new();
     data.insert("user".into(), "ada".into());

@@ -277,7 +277,7 @@ impl SqliteStoreBuilder {
     }
 }
 
-/// Prepared statements kept per connection: eleven per table (and five for
+/// Prepared statements kept per connection: fifteen per table (and five for
 /// group commits on the writer), room for a few tables sharing the
 /// connections (see `SqliteStore::open_namespace`).
 const STATEMENT_CACHE: usize = 64;

@@ -2,6 +2,7 @@
 
 mod builder;
 mod pool;
+mod principal;
 mod schema;
 mod store;
 

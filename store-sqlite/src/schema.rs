@@ -15,7 +15,11 @@ use crate::{BACKEND, backend};
 ///   created_at INTEGER, expires_at INTEGER, version INTEGER)` with an index
 ///   on `expires_at`; the registry table lists every namespace so that a
 ///   migration can walk them all.
-pub const SCHEMA_VERSION: i64 = 1;
+/// - `2`: a nullable `principal TEXT` column (the record's principal, `NULL`
+///   for none) and a partial index `<table>__principal` on it `WHERE
+///   principal IS NOT NULL`, so that anonymous sessions stay out of it.
+///   Opening a version-1 file adds both to every table of the registry.
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Lists every namespace table of the file. Its name holds `__`, which a
 /// namespace may not, so no namespace can ever collide with it.
@@ -25,10 +29,47 @@ pub(crate) const REGISTRY: &str = "session_store__tables";
 /// version `n` to `n + 1` (index `n - 1`), inside the open transaction.
 type Migration = fn(&Connection, &[String]) -> rusqlite::Result<()>;
 
-/// `MIGRATIONS[n - 1]` migrates a file at version `n` to `n + 1`. Empty while
-/// there is only version 1; a layout change appends its step here and bumps
-/// [`SCHEMA_VERSION`].
-const MIGRATIONS: &[Migration] = &[];
+/// `MIGRATIONS[n - 1]` migrates a file at version `n` to `n + 1`; a layout
+/// change appends its step here and bumps [`SCHEMA_VERSION`].
+const MIGRATIONS: &[Migration] = &[add_principal];
+
+/// The column and index version 2 adds to a table (the same text serves the
+/// migration and the creation of a fresh table).
+fn principal_index(table: &str) -> String {
+    format!(
+        "CREATE INDEX IF NOT EXISTS \"{table}__principal\" ON \"{table}\" (principal) \
+         WHERE principal IS NOT NULL"
+    )
+}
+
+/// Version 1 → 2: add the `principal` column and its partial index to every
+/// table of the registry. A registered table that no longer exists (dropped
+/// by hand) is skipped: opening its namespace creates it afresh. Adding a
+/// nullable column without a default rewrites no row, and the partial index
+/// starts empty (every existing row has no principal): the step costs one
+/// read of each table, whatever its size, inside the opener's transaction.
+fn add_principal(tx: &Connection, tables: &[String]) -> rusqlite::Result<()> {
+    for table in tables {
+        let (exists, has_column): (bool, bool) = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?1), \
+             EXISTS (SELECT 1 FROM pragma_table_info(?1) WHERE name = 'principal')",
+            [table],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )?;
+        // A name the store registered passed NAMES; anything else was not
+        // written by it and is no table of its own to migrate.
+        if !exists || NAMES.check("table", table).is_err() {
+            continue;
+        }
+        if !has_column {
+            tx.execute_batch(&format!(
+                "ALTER TABLE \"{table}\" ADD COLUMN principal TEXT"
+            ))?;
+        }
+        tx.execute_batch(&principal_index(table))?;
+    }
+    Ok(())
+}
 
 /// The rule for namespace tables: [`Identifiers`], at most 63 characters,
 /// and not starting with `sqlite_` (reserved by SQLite).
@@ -108,9 +149,12 @@ pub(crate) fn prepare(conn: &mut Connection, table: &str) -> Result<()> {
             data       TEXT    NOT NULL,
             created_at INTEGER NOT NULL,
             expires_at INTEGER NOT NULL,
-            version    INTEGER NOT NULL
+            version    INTEGER NOT NULL,
+            principal  TEXT
         );
-        CREATE INDEX IF NOT EXISTS \"{table}__expires_at\" ON \"{table}\" (expires_at);"
+        CREATE INDEX IF NOT EXISTS \"{table}__expires_at\" ON \"{table}\" (expires_at);
+        {};",
+        principal_index(table)
     ))
     .map_err(backend)?;
     tx.execute(
@@ -150,23 +194,25 @@ impl std::error::Error for MigrationError {
 /// `now` is passed in (the process clock), never taken from SQLite.
 #[derive(Debug)]
 pub(crate) struct Statements {
-    /// `?1 key, ?2 now` → `data, created_at, expires_at, version`.
+    /// `?1 key, ?2 now` → `data, created_at, expires_at, version,
+    /// principal`.
     pub(crate) load: String,
-    /// `?1 key, ?2 data, ?3 created_at, ?4 expires_at, ?5 version, ?6 now`:
-    /// inserts, or replaces a row that is expired at `now`; 1 change if it
-    /// wrote.
+    /// `?1 key, ?2 data, ?3 created_at, ?4 expires_at, ?5 version, ?6 now,
+    /// ?7 principal`: inserts, or replaces a row that is expired at `now`;
+    /// 1 change if it wrote.
     pub(crate) create: String,
     /// `?1 data, ?2 created_at, ?3 expires_at, ?4 new version, ?5 key,
-    /// ?6 expected version, ?7 now`: 1 change if applied.
+    /// ?6 expected version, ?7 now, ?8 principal`: 1 change if applied.
     pub(crate) update: String,
     /// `?1 key` → `expires_at, version` of the row, whatever they hold:
     /// why a write changed nothing (never followed by a write).
     pub(crate) row_state: String,
-    /// `?1 key, ?2 data, ?3 created_at, ?4 expires_at, ?5 version`: upsert.
+    /// `?1 key, ?2 data, ?3 created_at, ?4 expires_at, ?5 version,
+    /// ?6 principal`: upsert.
     pub(crate) save: String,
     /// `?1 expires_at, ?2 key, ?3 now`: 1 change if the row was live (an
     /// expiry that is not an integer never passes for live: text sorts
-    /// after every number).
+    /// after every number). The principal is not touched.
     pub(crate) touch: String,
     /// `?1 key`.
     pub(crate) destroy: String,
@@ -176,8 +222,9 @@ pub(crate) struct Statements {
     /// greatest key among them whose `expires_at` is not an integer
     /// (corrupt: text and blobs sort after every number), if any.
     pub(crate) len: String,
-    /// `?1 now, ?2 limit` → `key, data, created_at, expires_at, version`
-    /// of the first `limit` live rows in key order (walks the key index).
+    /// `?1 now, ?2 limit` → `key, data, created_at, expires_at, version,
+    /// principal` of the first `limit` live rows in key order (walks the
+    /// key index).
     pub(crate) list_first: String,
     /// `?1 key, ?2 now, ?3 limit`: as [`list_first`](Self::list_first), of
     /// the rows whose key sorts after `key`.
@@ -185,37 +232,52 @@ pub(crate) struct Statements {
     /// `?1 now, ?2 batch size`: deletes up to that many expired rows, found
     /// through the expiry index.
     pub(crate) delete_expired: String,
+    /// `?1 principal, ?2 now` → `key, data, created_at, expires_at,
+    /// version, principal` of the principal's live rows (walks the
+    /// principal index).
+    pub(crate) sessions_of: String,
+    /// `?1 principal, ?2 now, ?3 key to keep or NULL`: deletes the
+    /// principal's live rows but that key (through the principal index).
+    /// A row of the principal whose expiry is not a number (written behind
+    /// the store's back) sorts after every number and is deleted too: it
+    /// cannot be proven ended, and "sign out everywhere" must not leave it.
+    pub(crate) destroy_all_of: String,
+    /// `?1 principal` → how many rows name the principal, expired ones not
+    /// yet reaped included (counted in the principal index).
+    pub(crate) index_len: String,
 }
 
 impl Statements {
     /// The statements for `table`, which must have passed [`NAMES`].
     pub(crate) fn new(table: &str) -> Self {
         let t = format!("\"{table}\"");
+        let columns = "key, data, created_at, expires_at, version, principal";
         Self {
             load: format!(
-                "SELECT data, created_at, expires_at, version FROM {t} \
+                "SELECT data, created_at, expires_at, version, principal FROM {t} \
                  WHERE key = ?1 AND expires_at > ?2"
             ),
             create: format!(
-                "INSERT INTO {t} (key, data, created_at, expires_at, version) \
-                 VALUES (?1, ?2, ?3, ?4, ?5) \
+                "INSERT INTO {t} ({columns}) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?7) \
                  ON CONFLICT (key) DO UPDATE SET data = excluded.data, \
                  created_at = excluded.created_at, expires_at = excluded.expires_at, \
-                 version = excluded.version \
+                 version = excluded.version, principal = excluded.principal \
                  WHERE {t}.expires_at <= ?6"
             ),
             update: format!(
-                "UPDATE {t} SET data = ?1, created_at = ?2, expires_at = ?3, version = ?4 \
+                "UPDATE {t} SET data = ?1, created_at = ?2, expires_at = ?3, version = ?4, \
+                 principal = ?8 \
                  WHERE key = ?5 AND version = ?6 AND expires_at > ?7 \
                  AND typeof(expires_at) = 'integer'"
             ),
             row_state: format!("SELECT expires_at, version FROM {t} WHERE key = ?1"),
             save: format!(
-                "INSERT INTO {t} (key, data, created_at, expires_at, version) \
-                 VALUES (?1, ?2, ?3, ?4, ?5) \
+                "INSERT INTO {t} ({columns}) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
                  ON CONFLICT (key) DO UPDATE SET data = excluded.data, \
                  created_at = excluded.created_at, expires_at = excluded.expires_at, \
-                 version = excluded.version"
+                 version = excluded.version, principal = excluded.principal"
             ),
             touch: format!(
                 "UPDATE {t} SET expires_at = ?1 WHERE key = ?2 AND expires_at > ?3 \
@@ -228,17 +290,24 @@ impl Statements {
                  FROM {t} WHERE expires_at > ?1"
             ),
             list_first: format!(
-                "SELECT key, data, created_at, expires_at, version FROM {t} \
+                "SELECT {columns} FROM {t} \
                  WHERE expires_at > ?1 ORDER BY key LIMIT ?2"
             ),
             list_after: format!(
-                "SELECT key, data, created_at, expires_at, version FROM {t} \
+                "SELECT {columns} FROM {t} \
                  WHERE key > ?1 AND expires_at > ?2 ORDER BY key LIMIT ?3"
             ),
             delete_expired: format!(
                 "DELETE FROM {t} WHERE rowid IN \
                  (SELECT rowid FROM {t} WHERE expires_at <= ?1 LIMIT ?2)"
             ),
+            sessions_of: format!(
+                "SELECT {columns} FROM {t} WHERE principal = ?1 AND expires_at > ?2"
+            ),
+            destroy_all_of: format!(
+                "DELETE FROM {t} WHERE principal = ?1 AND expires_at > ?2 AND key IS NOT ?3"
+            ),
+            index_len: format!("SELECT count(*) FROM {t} WHERE principal = ?1"),
         }
     }
 }
@@ -314,7 +383,8 @@ mod tests {
         prepare(&mut conn, "plan").unwrap();
         conn.execute_batch(
             "WITH RECURSIVE i(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM i WHERE n < 5000) \
-             INSERT INTO plan SELECT printf('%064x', n * 7919), '{}', 0, \
+             INSERT INTO plan (key, data, created_at, expires_at, version) \
+             SELECT printf('%064x', n * 7919), '{}', 0, \
              CASE WHEN n % 50 = 0 THEN 1 ELSE 9000000000000 END, 0 FROM i; ANALYZE;",
         )
         .unwrap();
@@ -351,5 +421,61 @@ mod tests {
                 .any(|step| step.starts_with("SEARCH plan") && step.contains("(key>?)")),
             "the cursor does not seek into the index: {after:?}"
         );
+    }
+
+    /// `sessions_of` and `destroy_all_of` find a principal's rows through
+    /// the principal index, never by scanning the table nor by walking the
+    /// expiry index, even once `ANALYZE` has told SQLite that most rows are
+    /// live and that few have a principal. The plans of the statements the
+    /// store runs, with and without a key to keep.
+    #[test]
+    #[allow(clippy::unwrap_used, reason = "test")]
+    fn a_principal_s_sessions_are_found_through_the_principal_index() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        prepare(&mut conn, "plan").unwrap();
+        // 5,000 rows, one in 50 expired, one in 10 of one of 50 principals.
+        conn.execute_batch(
+            "WITH RECURSIVE i(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM i WHERE n < 5000) \
+             INSERT INTO plan SELECT printf('%064x', n * 7919), '{}', 0, \
+             CASE WHEN n % 50 = 0 THEN 1 ELSE 9000000000000 END, 0, \
+             CASE WHEN n % 10 = 0 THEN 'user:' || (n % 500) END FROM i; ANALYZE;",
+        )
+        .unwrap();
+        let index = "plan__principal";
+        let sql = Statements::new("plan");
+        let plan = |statement: &str, args: &[&dyn rusqlite::ToSql]| -> Vec<String> {
+            conn.prepare(&format!("EXPLAIN QUERY PLAN {statement}"))
+                .unwrap()
+                .query_map(args, |row| row.get::<_, String>(3))
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap()
+        };
+        let (who, now, keep) = ("user:10", 1_000_i64, "00");
+        let none: Option<&str> = None;
+        for (what, steps) in [
+            ("sessions_of", plan(&sql.sessions_of, &[&who, &now])),
+            (
+                "destroy_all_of",
+                plan(&sql.destroy_all_of, &[&who, &now, &keep]),
+            ),
+            (
+                "destroy_all_of",
+                plan(&sql.destroy_all_of, &[&who, &now, &none]),
+            ),
+            ("index_len", plan(&sql.index_len, &[&who])),
+        ] {
+            println!("{what}: {steps:?}");
+            assert!(
+                steps
+                    .iter()
+                    .any(|step| step.starts_with("SEARCH plan") && step.contains(index)),
+                "{what} does not search {index}: {steps:?}"
+            );
+            assert!(
+                !steps.iter().any(|step| step.starts_with("SCAN")),
+                "{what} scans: {steps:?}"
+            );
+        }
     }
 }

@@ -8,8 +8,8 @@ use rusqlite::{Row, params};
 use session_core::header::Header;
 use session_core::sql::{Columns, version_from_signed, version_to_signed};
 use session_core::{
-    Cursor, Error, Page, Record, Result, SessionKey, SessionStore, Timestamp, UpdateOutcome,
-    async_trait,
+    Cursor, Error, Page, Principal, Record, Result, SessionKey, SessionStore, Timestamp,
+    UpdateOutcome, async_trait,
 };
 
 use crate::backend;
@@ -107,9 +107,10 @@ impl SqliteStore {
     }
 }
 
-/// Read `data, created_at, expires_at, version` starting at column `at`.
-/// Anything unreadable is a decode error naming `key`.
-fn record_from_row(key: &SessionKey, row: &Row<'_>, at: usize) -> Result<Record> {
+/// Read `data, created_at, expires_at, version, principal` starting at
+/// column `at`. Anything unreadable (a principal that is not text, or not a
+/// valid principal, included) is a decode error naming `key`.
+pub(crate) fn record_from_row(key: &SessionKey, row: &Row<'_>, at: usize) -> Result<Record> {
     let decode = |e: rusqlite::Error| Error::decode(key, e);
     let data = row.get_ref(at).map_err(decode)?;
     let data = data.as_bytes().map_err(|e| Error::decode(key, e))?;
@@ -118,10 +119,34 @@ fn record_from_row(key: &SessionKey, row: &Row<'_>, at: usize) -> Result<Record>
         expires_at: row.get(at + 2).map_err(decode)?,
         version: version_from_signed(row.get(at + 3).map_err(decode)?),
     };
-    header.record(key, data)
+    let principal = match row.get_ref(at + 4).map_err(decode)? {
+        rusqlite::types::ValueRef::Null => None,
+        name => {
+            let name = name.as_str().map_err(|e| Error::decode(key, e))?;
+            Some(Principal::stored(key, name)?)
+        }
+    };
+    Ok(header.record(key, data)?.with_principal(principal))
 }
 
-fn now() -> i64 {
+/// The principal column's value: its name, `NULL` for none.
+pub(crate) fn principal_param(row: &Columns) -> Option<&str> {
+    row.principal.as_ref().map(Principal::as_str)
+}
+
+/// A key read back from the table (column 0 of `list` and `sessions_of`).
+pub(crate) fn key_from_row(row: &Row<'_>) -> Result<SessionKey> {
+    let text = row.get_ref(0).map_err(backend)?;
+    match text.as_str() {
+        Ok(text) => SessionKey::parse(text),
+        Err(_) => Err(Error::InvalidKey {
+            key: format!("{:?}", text.data_type()),
+            reason: "stored key is not text",
+        }),
+    }
+}
+
+pub(crate) fn now() -> i64 {
     Timestamp::now().as_millis()
 }
 
@@ -180,7 +205,8 @@ impl SessionStore for SqliteStore {
                             row.created_at,
                             row.expires_at,
                             row.signed_version(),
-                            now
+                            now,
+                            principal_param(&row)
                         ])
                     })
                     .map_err(backend)?;
@@ -218,7 +244,8 @@ impl SessionStore for SqliteStore {
                             next,
                             key.as_str(),
                             expected,
-                            now
+                            now,
+                            principal_param(&row)
                         ])
                     })
                     .map_err(backend)?;
@@ -246,7 +273,8 @@ impl SessionStore for SqliteStore {
                         row.data.as_str(),
                         row.created_at,
                         row.expires_at,
-                        row.signed_version()
+                        row.signed_version(),
+                        principal_param(&row)
                     ])
                     .map_err(backend)?;
                 } else {
@@ -338,16 +366,7 @@ impl SessionStore for SqliteStore {
                 .map_err(backend)?;
                 let mut scanned = Vec::new();
                 while let Some(row) = rows.next().map_err(backend)? {
-                    let text = row.get_ref(0).map_err(backend)?;
-                    let key = match text.as_str() {
-                        Ok(text) => SessionKey::parse(text)?,
-                        Err(_) => {
-                            return Err(Error::InvalidKey {
-                                key: format!("{:?}", text.data_type()),
-                                reason: "stored key is not text",
-                            });
-                        }
-                    };
+                    let key = key_from_row(row)?;
                     scanned.push((key, record_from_row(&key, row, 1)?));
                 }
                 // The statement returned only live rows.

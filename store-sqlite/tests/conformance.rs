@@ -49,3 +49,15 @@ mod dyn_store {
     use super::Factory;
     session_conformance::conformance_suite!(session_conformance::Dyn(Factory::new()));
 }
+
+/// The `PrincipalIndex` suite (the principal column and its index).
+mod principals {
+    use super::Factory;
+    session_conformance::principal_index_suite!(Factory::new());
+}
+
+/// The same suite through `Arc<dyn PrincipalIndex>`.
+mod dyn_principals {
+    use super::Factory;
+    session_conformance::principal_index_suite!(session_conformance::DynIndex(Factory::new()));
+}

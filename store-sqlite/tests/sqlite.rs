@@ -1,6 +1,7 @@
 //! SQLite-specific checks the shared suite cannot make: corrupt rows written
-//! behind the store's back, reopening, the schema version, configuration
-//! errors, batched reaping, namespaces sharing an in-memory database.
+//! behind the store's back, reopening, the schema version and its
+//! migration, configuration errors, batched reaping, namespaces sharing an
+//! in-memory database, the principal index counted on the engine.
 
 #![allow(clippy::unwrap_used, reason = "test helpers fail the test on error")]
 
@@ -8,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use session_conformance::fixtures::{assert_decode_error, expired, key, live, sample};
-use session_core::{Error, SessionStore, Timestamp, UpdateOutcome};
+use session_core::{Error, Principal, PrincipalIndex, SessionStore, Timestamp, UpdateOutcome};
 use session_store_sqlite::{SCHEMA_VERSION, SqliteStore, Synchronous, rusqlite};
 
 /// A temporary directory (removed on drop) holding the test database.
@@ -395,4 +396,280 @@ async fn a_write_that_rolls_back_the_whole_group_fails_its_callers_only() {
     // One group holds at least 32 consecutive writes, so some write ran
     // just before a doomed one in the same transaction and was lost.
     assert!(outcomes.iter().any(Outcome::lost_to_another));
+}
+
+/// The principal of a test.
+fn principal(name: &str) -> Principal {
+    Principal::new(name).unwrap()
+}
+
+/// A file of layout version 1 (`user_version` 1, the registry, the tables
+/// as that version created them) is migrated when a store opens it: every
+/// registered table gets the `principal` column and its partial index, the
+/// sessions in it still load (without a principal), and the file is marked
+/// version 2. Two stores opening it at once both succeed (the migration
+/// runs in one `IMMEDIATE` transaction). A registered table that no longer
+/// exists is skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_of_layout_1_is_migrated_when_opened() {
+    let dir = TempDir::new();
+    let (old, other_old) = (key(), key());
+    let expires_at = (Timestamp::now() + TTL).as_millis();
+    {
+        // Copied from layout 1's `prepare`.
+        let conn = rusqlite::Connection::open(dir.db()).unwrap();
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             CREATE TABLE session_store__tables (name TEXT PRIMARY KEY NOT NULL);
+             CREATE TABLE \"sessions\" (
+                 key        TEXT    PRIMARY KEY NOT NULL,
+                 data       TEXT    NOT NULL,
+                 created_at INTEGER NOT NULL,
+                 expires_at INTEGER NOT NULL,
+                 version    INTEGER NOT NULL
+             );
+             CREATE INDEX \"sessions__expires_at\" ON \"sessions\" (expires_at);
+             CREATE TABLE \"other\" (
+                 key        TEXT    PRIMARY KEY NOT NULL,
+                 data       TEXT    NOT NULL,
+                 created_at INTEGER NOT NULL,
+                 expires_at INTEGER NOT NULL,
+                 version    INTEGER NOT NULL
+             );
+             CREATE INDEX \"other__expires_at\" ON \"other\" (expires_at);
+             INSERT INTO session_store__tables (name) VALUES ('sessions'), ('other'), ('gone');
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+        for (table, k) in [("sessions", &old), ("other", &other_old)] {
+            conn.execute(
+                &format!(
+                    "INSERT INTO \"{table}\" (key, data, created_at, expires_at, version) \
+                     VALUES (?1, '{{\"user\":\"ada\"}}', 1000, ?2, 3)"
+                ),
+                rusqlite::params![k.as_str(), expires_at],
+            )
+            .unwrap();
+        }
+    }
+    let (a, b) = tokio::join!(
+        SqliteStore::open(dir.db()),
+        SqliteStore::builder(dir.db())
+            .with_namespace("other")
+            .build()
+    );
+    let (store, other) = (a.unwrap(), b.unwrap());
+    for (s, k) in [(&store, &old), (&other, &other_old)] {
+        let record = s.load(k).await.unwrap().unwrap();
+        assert_eq!(record.principal, None);
+        assert_eq!(
+            (record.version, record.data["user"].as_str()),
+            (3, Some("ada"))
+        );
+    }
+
+    let conn = rusqlite::Connection::open(dir.db()).unwrap();
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+    assert_eq!(SCHEMA_VERSION, 2);
+    for table in ["sessions", "other"] {
+        let column: String = conn
+            .query_row(
+                "SELECT type FROM pragma_table_info(?1) WHERE name = 'principal'",
+                [table],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(column, "TEXT", "{table}");
+        let index: String = conn
+            .query_row(
+                "SELECT sql FROM sqlite_schema WHERE type = 'index' AND name = ?1",
+                [format!("{table}__principal")],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(index.ends_with("WHERE principal IS NOT NULL"), "{index}");
+    }
+    let gone: bool = conn
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE name = 'gone')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(!gone, "the migration created a table it was not asked for");
+
+    // The migrated table indexes principals like a new one.
+    let ada = principal("ada");
+    let record = live(sample(), TTL).with_principal(Some(ada.clone()));
+    store.save(&old, &record).await.unwrap();
+    assert_eq!(
+        store.sessions_of(&ada).await.unwrap(),
+        vec![(old, record.with_version(0))]
+    );
+    assert_eq!(other.sessions_of(&ada).await.unwrap(), vec![]);
+}
+
+/// Principals are compared byte for byte: no case folding, no trailing
+/// space padding, no Unicode normalisation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn principals_are_compared_exactly() {
+    let store = SqliteStore::open_in_memory().await.unwrap();
+    // "é" precomposed and decomposed.
+    let names = [
+        "alice",
+        "alice ",
+        "Alice",
+        "ALICE",
+        "al\u{e9}",
+        "ale\u{301}",
+    ];
+    let mut keys = Vec::new();
+    for name in names {
+        let k = key();
+        let record = live(sample(), TTL).with_principal(Some(principal(name)));
+        assert!(store.create(&k, &record).await.unwrap());
+        keys.push(k);
+    }
+    for (name, k) in names.iter().zip(&keys) {
+        let found = store.sessions_of(&principal(name)).await.unwrap();
+        assert_eq!(
+            found.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
+            vec![*k],
+            "{name:?}"
+        );
+        assert_eq!(store.index_len(&principal(name)).await.unwrap(), 1);
+    }
+    assert_eq!(
+        store
+            .destroy_all_of(&principal("alice"), None)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(store.len().await.unwrap(), names.len() as u64 - 1);
+}
+
+/// A principal written behind the store's back that is not one (a blob,
+/// an empty or control-character name) is a decode error naming the key,
+/// from `load`, `list` and `sessions_of`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_principal_that_is_not_one_is_a_decode_error_naming_the_key() {
+    let dir = TempDir::new();
+    let store = SqliteStore::open(dir.db()).await.unwrap();
+    let conn = rusqlite::Connection::open(dir.db()).unwrap();
+    for bad in [
+        rusqlite::types::Value::Blob(b"ada".to_vec()),
+        rusqlite::types::Value::Text(String::new()),
+        rusqlite::types::Value::Text("ada\n".into()),
+    ] {
+        let k = key();
+        let record = live(sample(), TTL).with_principal(Some(principal("ada")));
+        store.save(&k, &record).await.unwrap();
+        conn.execute(
+            "UPDATE sessions SET principal = ?1 WHERE key = ?2",
+            rusqlite::params![bad, k.as_str()],
+        )
+        .unwrap();
+        assert_decode_error(store.load(&k).await, &k);
+        assert_decode_error(store.all().await, &k);
+        store.destroy(&k).await.unwrap();
+    }
+    // A row of the principal whose data is garbage fails its listing.
+    let k = key();
+    let record = live(sample(), TTL).with_principal(Some(principal("ada")));
+    store.save(&k, &record).await.unwrap();
+    conn.execute(
+        "UPDATE sessions SET data = 'not json' WHERE key = ?1",
+        [k.as_str()],
+    )
+    .unwrap();
+    assert_decode_error(store.sessions_of(&principal("ada")).await, &k);
+    // and "sign out everywhere" still removes it.
+    assert_eq!(
+        store.destroy_all_of(&principal("ada"), None).await.unwrap(),
+        1
+    );
+    assert_eq!(store.sessions_of(&principal("ada")).await.unwrap(), vec![]);
+}
+
+/// The issue's check, on the engine itself: 10,000 sessions of one
+/// principal (beside 100 anonymous ones, which the partial index leaves
+/// out) put exactly 10,000 entries in the principal index; once they have
+/// expired, `sessions_of` lists none, and after `delete_expired` the index
+/// holds none, counted through the index with a plain SQLite connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_sessions_of_one_principal_leave_no_index_entry_once_expired_and_reaped() {
+    use futures::StreamExt as _;
+
+    const SESSIONS: usize = 10_000;
+    let dir = TempDir::new();
+    let store = SqliteStore::open(dir.db()).await.unwrap();
+    let who = principal("user:10k");
+    let ttl = Duration::from_secs(3);
+    let record = live(sample(), ttl).with_principal(Some(who.clone()));
+    let started = std::time::Instant::now();
+    let keys: Vec<_> = (0..SESSIONS).map(|_| key()).collect();
+    // Concurrent creates: the writer commits them in groups.
+    let created: Vec<bool> = futures::stream::iter(&keys)
+        .map(|k| store.create(k, &record))
+        .buffer_unordered(256)
+        .map(Result::unwrap)
+        .collect()
+        .await;
+    assert!(created.iter().all(|c| *c));
+    let took = started.elapsed();
+    for _ in 0..100 {
+        store.save(&key(), &live(sample(), TTL)).await.unwrap();
+    }
+
+    let conn = rusqlite::Connection::open(dir.db()).unwrap();
+    // Counted in the index itself (INDEXED BY fails rather than scan).
+    let in_index = |name: Option<&str>| -> i64 {
+        match name {
+            Some(name) => conn.query_row(
+                "SELECT count(*) FROM sessions INDEXED BY sessions__principal \
+                 WHERE principal = ?1",
+                [name],
+                |r| r.get(0),
+            ),
+            None => conn.query_row(
+                "SELECT count(*) FROM sessions INDEXED BY sessions__principal \
+                 WHERE principal IS NOT NULL",
+                [],
+                |r| r.get(0),
+            ),
+        }
+        .unwrap()
+    };
+    assert_eq!(in_index(Some(who.as_str())), SESSIONS as i64);
+    assert_eq!(
+        in_index(None),
+        SESSIONS as i64,
+        "anonymous sessions indexed"
+    );
+    assert_eq!(store.index_len(&who).await.unwrap(), SESSIONS as u64);
+    let listed = store.sessions_of(&who).await.unwrap();
+    if Timestamp::now() < record.expires_at {
+        assert_eq!(listed.len(), SESSIONS);
+    }
+
+    // Wait (bounded by the TTL) until every one of them has expired.
+    while Timestamp::now() <= record.expires_at {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(store.sessions_of(&who).await.unwrap(), vec![]);
+    assert_eq!(store.destroy_all_of(&who, None).await.unwrap(), 0);
+    // Expired rows stay (invisible) until they are reaped.
+    assert_eq!(in_index(Some(who.as_str())), SESSIONS as i64);
+    let reaping = std::time::Instant::now();
+    assert_eq!(store.delete_expired().await.unwrap(), SESSIONS as u64);
+    let reaped = reaping.elapsed();
+    assert_eq!(in_index(Some(who.as_str())), 0);
+    assert_eq!(in_index(None), 0);
+    assert_eq!(store.index_len(&who).await.unwrap(), 0);
+    assert_eq!(store.len().await.unwrap(), 100);
+    println!("10,000 creates: {took:?}; delete_expired of them: {reaped:?}");
 }

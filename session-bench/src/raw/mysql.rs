@@ -32,23 +32,25 @@ impl Sql {
     fn new(table: &str) -> Self {
         let t = format!("`{table}`");
         let upsert = format!(
-            "INSERT INTO {t} (`key`, data, created_at, expires_at, version) \
-             VALUES (?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE "
+            "INSERT INTO {t} (`key`, data, created_at, expires_at, version, principal) \
+             VALUES (?, ?, ?, ?, ?, NULL) ON DUPLICATE KEY UPDATE "
         );
         Self {
             load: format!(
-                "SELECT data, created_at, expires_at, version FROM {t} \
+                "SELECT data, created_at, expires_at, version, principal FROM {t} \
                  WHERE `key` = ? AND expires_at > ?"
             ),
             save: format!(
                 "{upsert}data = VALUES(data), created_at = VALUES(created_at), \
-                 expires_at = VALUES(expires_at), version = VALUES(version)"
+                 expires_at = VALUES(expires_at), version = VALUES(version), \
+                 principal = VALUES(principal)"
             ),
             create: format!(
                 "{upsert}\
                  data = IF(expires_at <= ?, VALUES(data), data), \
                  created_at = IF(expires_at <= ?, VALUES(created_at), created_at), \
                  version = IF(expires_at <= ?, VALUES(version), version), \
+                 principal = IF(expires_at <= ?, VALUES(principal), principal), \
                  expires_at = IF(expires_at <= ?, VALUES(expires_at), expires_at)"
             ),
             touch: format!("UPDATE {t} SET expires_at = ? WHERE `key` = ? AND expires_at > ?"),
@@ -122,6 +124,7 @@ impl Target for RawMysql {
                 payload.created_at.as_millis().into(),
                 payload.expires_at.as_millis().into(),
                 0_u64.into(),
+                now.clone(),
                 now.clone(),
                 now.clone(),
                 now.clone(),

@@ -33,15 +33,15 @@ struct Sql {
 impl Sql {
     fn new(t: &str) -> Self {
         let upsert = format!(
-            "INSERT INTO {t} AS s (key, data, created_at, expires_at, version) \
-             VALUES ($1, $2, $3, $4, $5) \
+            "INSERT INTO {t} AS s (key, data, created_at, expires_at, version, principal) \
+             VALUES ($1, $2, $3, $4, $5, NULL) \
              ON CONFLICT (key) DO UPDATE SET data = EXCLUDED.data, \
              created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at, \
-             version = EXCLUDED.version"
+             version = EXCLUDED.version, principal = EXCLUDED.principal"
         );
         Self {
             load: format!(
-                "SELECT data, created_at, expires_at, version FROM {t} \
+                "SELECT data, created_at, expires_at, version, principal FROM {t} \
                  WHERE key = $1 AND expires_at > $2"
             ),
             create: format!("{upsert} WHERE s.expires_at <= $6"),

@@ -21,22 +21,27 @@ const SCHEMA: &str = "
         data       TEXT    NOT NULL,
         created_at INTEGER NOT NULL,
         expires_at INTEGER NOT NULL,
-        version    INTEGER NOT NULL
+        version    INTEGER NOT NULL,
+        principal  TEXT
     );
-    CREATE INDEX IF NOT EXISTS sessions_expires_at ON sessions (expires_at);";
+    CREATE INDEX IF NOT EXISTS sessions_expires_at ON sessions (expires_at);
+    CREATE INDEX IF NOT EXISTS sessions_principal ON sessions (principal)
+        WHERE principal IS NOT NULL;";
 
-const LOAD: &str =
-    "SELECT data, created_at, expires_at, version FROM sessions WHERE key = ?1 AND expires_at > ?2";
-const SAVE: &str = "INSERT INTO sessions (key, data, created_at, expires_at, version) \
-     VALUES (?1, ?2, ?3, ?4, ?5) \
+// The workload's sessions are anonymous: `principal` is bound as NULL, as
+// the store does.
+const LOAD: &str = "SELECT data, created_at, expires_at, version, principal FROM sessions \
+     WHERE key = ?1 AND expires_at > ?2";
+const SAVE: &str = "INSERT INTO sessions (key, data, created_at, expires_at, version, principal) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
      ON CONFLICT (key) DO UPDATE SET data = excluded.data, \
      created_at = excluded.created_at, expires_at = excluded.expires_at, \
-     version = excluded.version";
-const CREATE: &str = "INSERT INTO sessions (key, data, created_at, expires_at, version) \
-     VALUES (?1, ?2, ?3, ?4, ?5) \
+     version = excluded.version, principal = excluded.principal";
+const CREATE: &str = "INSERT INTO sessions (key, data, created_at, expires_at, version, principal) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?7) \
      ON CONFLICT (key) DO UPDATE SET data = excluded.data, \
      created_at = excluded.created_at, expires_at = excluded.expires_at, \
-     version = excluded.version \
+     version = excluded.version, principal = excluded.principal \
      WHERE sessions.expires_at <= ?6";
 const TOUCH: &str = "UPDATE sessions SET expires_at = ?1 WHERE key = ?2 AND expires_at > ?3";
 const DESTROY: &str = "DELETE FROM sessions WHERE key = ?1";
@@ -84,6 +89,7 @@ impl RawSqlite {
             payload.created_at.as_millis(),
             payload.expires_at.as_millis(),
             0_i64,
+            None::<&str>,
         ])?;
         Ok(())
     }
@@ -107,6 +113,7 @@ impl Target for RawSqlite {
                     row.get::<_, i64>(1)?,
                     row.get::<_, i64>(2)?,
                     row.get::<_, i64>(3)?,
+                    row.get::<_, Option<String>>(4)?,
                 ))
             })
             .optional()?;
@@ -128,6 +135,7 @@ impl Target for RawSqlite {
             payload.expires_at.as_millis(),
             0_i64,
             now,
+            None::<&str>,
         ])?;
         Ok(changed == 1)
     }
