@@ -639,13 +639,16 @@ async fn the_markers_follow_every_write() {
     store.destroy(&k).await.unwrap();
     assert!(markers(&store, &ada).is_empty(), "destroy");
 
-    // The reaper: a session expiring in 50 ms.
+    // The reaper: a session expiring in 1.5 s (a margin for a stalled
+    // write: one written already expired would write nothing), then
+    // expired but not reaped (bounded polling).
     store
-        .save(&k, &owned(Duration::from_millis(50), &ada))
+        .save(&k, &owned(Duration::from_millis(1_500), &ada))
         .await
         .unwrap();
+    assert_eq!(markers(&store, &ada), vec![k]);
     while store.load(&k).await.unwrap().is_some() {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(markers(&store, &ada), vec![k], "until it is reaped");
     assert_eq!(store.delete_expired().await.unwrap(), 1);
