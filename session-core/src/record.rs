@@ -53,6 +53,7 @@ impl Record {
     }
 
     /// A record with explicit times, at version 0.
+    #[inline] // called by every store on every decode: inline across crates
     #[must_use]
     pub fn with_times(data: impl Into<Data>, created_at: Timestamp, expires_at: Timestamp) -> Self {
         Self {
@@ -65,6 +66,7 @@ impl Record {
     }
 
     /// The same record at another version.
+    #[inline] // called by every store on every decode: inline across crates
     #[must_use]
     pub fn with_version(mut self, version: u64) -> Self {
         self.version = version;
@@ -72,6 +74,7 @@ impl Record {
     }
 
     /// The same record belonging to `principal` (or to no one).
+    #[inline] // called by every store on every decode: inline across crates
     #[must_use]
     pub fn with_principal(mut self, principal: Option<Principal>) -> Self {
         self.principal = principal;
