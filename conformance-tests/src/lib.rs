@@ -141,6 +141,7 @@ macro_rules! __with_principal_behaviours {
             principal_create_over_an_expired_record_moves_it,
             principal_indexes_are_per_namespace,
             principal_sessions_of_lists_many_sessions,
+            principal_names_are_compared_exactly,
         }
     };
 }

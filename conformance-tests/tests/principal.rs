@@ -43,6 +43,9 @@ enum Bug {
     /// The index remembers the expiry of the last full write and drops an
     /// entry once it passes, although a `touch` extended the session.
     ForgetsTouch,
+    /// Names are compared after trimming trailing spaces, as MySQL's
+    /// `utf8mb4_bin` collation pads them: "alice " is "alice".
+    PadsNames,
 }
 
 /// Per namespace, per principal: key → the expiry its last write announced.
@@ -115,9 +118,14 @@ impl Indexed {
     fn entries(&self, principal: &Principal) -> Vec<(SessionKey, Timestamp)> {
         self.with_index(|index| {
             index
-                .get(principal)
-                .map(|at| at.iter().map(|(k, t)| (*k, *t)).collect())
-                .unwrap_or_default()
+                .iter()
+                .filter(|(name, _)| {
+                    *name == principal
+                        || (self.bug == Bug::PadsNames
+                            && name.as_str().trim_end() == principal.as_str().trim_end())
+                })
+                .flat_map(|(_, at)| at.iter().map(|(k, t)| (*k, *t)))
+                .collect()
         })
     }
 
@@ -154,7 +162,11 @@ impl Indexed {
             match record {
                 Some(record)
                     if record.principal.as_ref() == Some(principal)
-                        || self.bug == Bug::StaleEntryListed =>
+                        || self.bug == Bug::StaleEntryListed
+                        || (self.bug == Bug::PadsNames
+                            && record.principal.as_ref().is_some_and(|p| {
+                                p.as_str().trim_end() == principal.as_str().trim_end()
+                            })) =>
                 {
                     live.push((key, record));
                 }
@@ -345,4 +357,9 @@ async fn catches_an_index_that_leaks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn catches_an_index_that_forgets_touch() {
     assert_caught(Bug::ForgetsTouch, &["principal_sessions_of_follows_touch"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catches_names_compared_with_padding() {
+    assert_caught(Bug::PadsNames, &["principal_names_are_compared_exactly"]).await;
 }

@@ -12,7 +12,7 @@
 //! | 8..16 | `created_at`, milliseconds, `i64` big-endian |
 //! | 16..24 | `version`, `u64` big-endian |
 //! | 24 | length of the principal in bytes, 0 for none |
-//! | 25..25+n | the [`Principal`](crate::Principal), UTF-8 |
+//! | 25..25+n | the [`Principal`], UTF-8 |
 //! | 25+n.. | the data |
 //!
 //! The times and version sit at fixed offsets so that liveness checks read

@@ -623,50 +623,6 @@ async fn a_table_of_layout_1_is_migrated_when_a_store_is_built() {
     );
 }
 
-/// Principals are compared byte for byte: no case folding, no Unicode
-/// normalisation, and no trailing-space padding (which MySQL's and
-/// MariaDB's `utf8mb4_bin` would apply: `'alice' = 'alice '` is true there,
-/// hence the `VARBINARY` column).
-#[tokio::test]
-async fn principals_are_compared_exactly() {
-    let Some((_tables, _, store)) = fresh().await else {
-        return;
-    };
-    // "é" precomposed and decomposed.
-    let names = [
-        "alice",
-        "alice ",
-        "Alice",
-        "ALICE",
-        "al\u{e9}",
-        "ale\u{301}",
-    ];
-    let mut keys = Vec::new();
-    for name in names {
-        let k = key();
-        let record = live(sample(), Duration::from_secs(600)).with_principal(Some(principal(name)));
-        assert!(store.create(&k, &record).await.unwrap());
-        keys.push(k);
-    }
-    for (name, k) in names.iter().zip(&keys) {
-        let found = store.sessions_of(&principal(name)).await.unwrap();
-        assert_eq!(
-            found.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
-            vec![*k],
-            "{name:?}"
-        );
-        assert_eq!(store.index_len(&principal(name)).await.unwrap(), 1);
-    }
-    assert_eq!(
-        store
-            .destroy_all_of(&principal("alice"), None)
-            .await
-            .unwrap(),
-        1
-    );
-    assert_eq!(store.len().await.unwrap(), names.len() as u64 - 1);
-}
-
 /// A principal written behind the store's back that is not one (bytes
 /// that are not UTF-8, an empty or control-character name) is a decode
 /// error naming the key, from `load` and `list`; a row of the principal

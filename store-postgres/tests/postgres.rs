@@ -478,48 +478,6 @@ async fn a_table_of_layout_1_is_migrated_when_a_store_is_built() {
     assert_eq!(store.sessions_of(&ada).await.unwrap(), vec![(old, record)]);
 }
 
-/// Principals are compared byte for byte: no case folding, no trailing
-/// space padding, no Unicode normalisation.
-#[tokio::test]
-async fn principals_are_compared_exactly() {
-    let Some((_tables, _, store)) = fresh().await else {
-        return;
-    };
-    // "é" precomposed and decomposed.
-    let names = [
-        "alice",
-        "alice ",
-        "Alice",
-        "ALICE",
-        "al\u{e9}",
-        "ale\u{301}",
-    ];
-    let mut keys = Vec::new();
-    for name in names {
-        let k = key();
-        let record = live(sample(), Duration::from_secs(600)).with_principal(Some(principal(name)));
-        assert!(store.create(&k, &record).await.unwrap());
-        keys.push(k);
-    }
-    for (name, k) in names.iter().zip(&keys) {
-        let found = store.sessions_of(&principal(name)).await.unwrap();
-        assert_eq!(
-            found.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
-            vec![*k],
-            "{name:?}"
-        );
-        assert_eq!(store.index_len(&principal(name)).await.unwrap(), 1);
-    }
-    assert_eq!(
-        store
-            .destroy_all_of(&principal("alice"), None)
-            .await
-            .unwrap(),
-        1
-    );
-    assert_eq!(store.len().await.unwrap(), names.len() as u64 - 1);
-}
-
 /// A principal written behind the store's back that is not one (empty, a
 /// control character) is a decode error naming the key, from `load` and
 /// `list`; a row of the principal whose data is garbage fails

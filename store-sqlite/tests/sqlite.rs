@@ -512,46 +512,6 @@ async fn a_file_of_layout_1_is_migrated_when_opened() {
     assert_eq!(other.sessions_of(&ada).await.unwrap(), vec![]);
 }
 
-/// Principals are compared byte for byte: no case folding, no trailing
-/// space padding, no Unicode normalisation.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn principals_are_compared_exactly() {
-    let store = SqliteStore::open_in_memory().await.unwrap();
-    // "é" precomposed and decomposed.
-    let names = [
-        "alice",
-        "alice ",
-        "Alice",
-        "ALICE",
-        "al\u{e9}",
-        "ale\u{301}",
-    ];
-    let mut keys = Vec::new();
-    for name in names {
-        let k = key();
-        let record = live(sample(), TTL).with_principal(Some(principal(name)));
-        assert!(store.create(&k, &record).await.unwrap());
-        keys.push(k);
-    }
-    for (name, k) in names.iter().zip(&keys) {
-        let found = store.sessions_of(&principal(name)).await.unwrap();
-        assert_eq!(
-            found.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
-            vec![*k],
-            "{name:?}"
-        );
-        assert_eq!(store.index_len(&principal(name)).await.unwrap(), 1);
-    }
-    assert_eq!(
-        store
-            .destroy_all_of(&principal("alice"), None)
-            .await
-            .unwrap(),
-        1
-    );
-    assert_eq!(store.len().await.unwrap(), names.len() as u64 - 1);
-}
-
 /// A principal written behind the store's back that is not one (a blob,
 /// an empty or control-character name) is a decode error naming the key,
 /// from `load`, `list` and `sessions_of`.

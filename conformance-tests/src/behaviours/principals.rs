@@ -539,3 +539,52 @@ where
     assert_sessions(&*store, &alice, &[], "all 300 destroyed").await;
     finish(&*store).await;
 }
+
+/// "Principals are compared exactly, byte for byte": no case folding, no
+/// trailing-space padding (MySQL's `utf8mb4_bin` pads), no Unicode
+/// normalisation (precomposed and decomposed "é" are two principals).
+pub async fn principal_names_are_compared_exactly<F>(factory: &F)
+where
+    F: StoreFactory,
+    F::Store: PrincipalIndex,
+{
+    let store = open(factory).await;
+    let names = [
+        "alice",
+        "alice ",
+        "Alice",
+        "ALICE",
+        "al\u{e9}",
+        "ale\u{301}",
+    ];
+    let ks = keys(names.len());
+    for (name, k) in names.iter().zip(&ks) {
+        assert!(ok(
+            "create",
+            store.create(k, &owned(0, &principal(name))).await
+        ));
+    }
+    for (name, k) in names.iter().zip(&ks) {
+        assert_sessions(
+            &store,
+            &principal(name),
+            &[*k],
+            "each name is its own principal",
+        )
+        .await;
+        assert!(
+            ok("index_len", store.index_len(&principal(name)).await) >= 1,
+            "index_len({name:?})"
+        );
+    }
+    assert_eq!(
+        ok(
+            "destroy_all_of",
+            store.destroy_all_of(&principal("alice"), None).await
+        ),
+        1,
+        "destroy_all_of(\"alice\") must end alice's session only"
+    );
+    assert_eq!(ok("len", store.len().await), names.len() as u64 - 1);
+    finish(&store).await;
+}
