@@ -201,3 +201,92 @@ pub async fn fresh<F: crate::StoreFactory>(factory: F) -> Option<(F, String, F::
     let store = factory.open(&namespace).await;
     Some((factory, namespace, store))
 }
+
+/// Race every write and index call over a few `keys` and `people`: four
+/// tasks of 200 operations each (create, save, versioned update, destroy,
+/// `sessions_of`, `destroy_all_of` keeping one key; records live for 30
+/// minutes or already expired, belonging to one of `people` or to no one)
+/// and a fifth running `delete_expired` 50 times. What is left is for the
+/// caller to check: the suite compares the index with the records, a
+/// backend's own test can look at its engine.
+///
+/// # Panics
+///
+/// If a store call fails (with its error), or a task panics.
+pub async fn race_principal_writes<S>(
+    store: std::sync::Arc<S>,
+    keys: &[SessionKey],
+    people: &[session_core::Principal],
+) where
+    S: session_core::PrincipalIndex,
+{
+    let ok = |what: &str, result: session_core::Result<()>| {
+        if let Err(e) = result {
+            panic!(
+                "{what} failed during the race: {}",
+                session_core::report(&e)
+            );
+        }
+    };
+    let record = {
+        let people = people.to_vec();
+        move |n: usize| {
+            let record = if n.is_multiple_of(5) {
+                expired(sample())
+            } else {
+                live(sample(), Duration::from_secs(30 * 60))
+            };
+            record.with_principal(people.get(n % (people.len() + 1)).cloned())
+        }
+    };
+    let mut tasks = Vec::new();
+    for writer in 0..4usize {
+        let (store, keys, people, record) = (
+            std::sync::Arc::clone(&store),
+            keys.to_vec(),
+            people.to_vec(),
+            record.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            for i in 0..200usize {
+                let n = i.wrapping_mul(31).wrapping_add(writer * 7);
+                let k = &keys[n % keys.len()];
+                let person = &people[n % people.len()];
+                match n % 7 {
+                    0 => ok("create", store.create(k, &record(n / 7)).await.map(drop)),
+                    1 | 2 => ok("save", store.save(k, &record(n / 7)).await),
+                    3 => match store.load(k).await {
+                        Ok(Some(current)) => ok(
+                            "update",
+                            store
+                                .update(k, &record(n / 7), current.version)
+                                .await
+                                .map(drop),
+                        ),
+                        other => ok("load", other.map(drop)),
+                    },
+                    4 => ok("destroy", store.destroy(k).await),
+                    5 => ok("sessions_of", store.sessions_of(person).await.map(drop)),
+                    _ => ok(
+                        "destroy_all_of",
+                        store.destroy_all_of(person, Some(k)).await.map(drop),
+                    ),
+                }
+            }
+        }));
+    }
+    let reaper = std::sync::Arc::clone(&store);
+    tasks.push(tokio::spawn(async move {
+        for _ in 0..50 {
+            ok("delete_expired", reaper.delete_expired().await.map(drop));
+        }
+    }));
+    for task in tasks {
+        if let Err(e) = task.await {
+            if e.is_panic() {
+                std::panic::resume_unwind(e.into_panic());
+            }
+            panic!("a racing task did not finish: {e}");
+        }
+    }
+}

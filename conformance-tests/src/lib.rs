@@ -142,6 +142,7 @@ macro_rules! __with_principal_behaviours {
             principal_indexes_are_per_namespace,
             principal_sessions_of_lists_many_sessions,
             principal_names_are_compared_exactly,
+            principal_index_stays_exact_under_racing_writers,
         }
     };
 }

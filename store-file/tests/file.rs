@@ -16,7 +16,9 @@ use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use session_conformance::fixtures::{assert_decode_error, expired, key, live, sample};
+use session_conformance::fixtures::{
+    assert_decode_error, expired, key, live, race_principal_writes, sample,
+};
 use session_core::{
     Cursor, Error, Principal, PrincipalIndex, Record, SessionKey, SessionStore, Timestamp,
     UpdateOutcome,
@@ -713,55 +715,7 @@ async fn racing_writers_and_index_calls_keep_the_markers_exact() {
         .iter()
         .map(|p| Principal::new(*p).unwrap())
         .collect();
-    let record = {
-        let people = people.clone();
-        move |n: usize| {
-            let r = if n.is_multiple_of(5) {
-                expired(sample())
-            } else {
-                live(sample(), TTL)
-            };
-            r.with_principal(people.get(n % 3).cloned())
-        }
-    };
-    let mut tasks = Vec::new();
-    for w in 0..4usize {
-        let (store, keys, record, people) =
-            (store.clone(), keys.clone(), record.clone(), people.clone());
-        tasks.push(tokio::spawn(async move {
-            for i in 0..200usize {
-                let n = i.wrapping_mul(31).wrapping_add(w * 7);
-                let k = &keys[n % keys.len()];
-                match n % 7 {
-                    0 => {
-                        let _ = store.create(k, &record(n / 7)).await.unwrap();
-                    }
-                    1 | 2 => store.save(k, &record(n / 7)).await.unwrap(),
-                    3 => {
-                        if let Some(r) = store.load(k).await.unwrap() {
-                            let _ = store.update(k, &record(n / 7), r.version).await.unwrap();
-                        }
-                    }
-                    4 => store.destroy(k).await.unwrap(),
-                    5 => {
-                        let _ = store.sessions_of(&people[n % 2]).await.unwrap();
-                    }
-                    _ => {
-                        let _ = store.destroy_all_of(&people[n % 2], Some(k)).await.unwrap();
-                    }
-                }
-            }
-        }));
-    }
-    let reaper = store.clone();
-    tasks.push(tokio::spawn(async move {
-        for _ in 0..50 {
-            reaper.delete_expired().await.unwrap();
-        }
-    }));
-    for t in tasks {
-        t.await.unwrap();
-    }
+    race_principal_writes(std::sync::Arc::new(store.clone()), &keys, &people).await;
     let owners = || {
         let mut by: Vec<(Principal, SessionKey)> = Vec::new();
         for k in &keys {

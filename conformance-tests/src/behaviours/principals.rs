@@ -588,3 +588,35 @@ where
     assert_eq!(ok("len", store.len().await), names.len() as u64 - 1);
     finish(&store).await;
 }
+
+/// "The index stays exact under racing writers": after every write and
+/// index call raced over a few keys and two principals (with reaping
+/// running), `sessions_of` lists exactly the live records that name each
+/// principal, and once ended entries are cleaned (`delete_expired`, then
+/// one `sessions_of`), `index_len` counts exactly those records.
+pub async fn principal_index_stays_exact_under_racing_writers<F>(factory: &F)
+where
+    F: StoreFactory,
+    F::Store: PrincipalIndex,
+{
+    let store = Arc::new(open(factory).await);
+    let people = [principal("ada"), principal("bob")];
+    let ks = keys(6);
+    crate::fixtures::race_principal_writes(Arc::clone(&store), &ks, &people).await;
+    let records = ok("all", store.all().await);
+    ok("delete_expired", store.delete_expired().await);
+    for person in &people {
+        let truth: Vec<SessionKey> = records
+            .iter()
+            .filter(|(_, r)| r.principal.as_ref() == Some(person))
+            .map(|(k, _)| *k)
+            .collect();
+        assert_sessions(&*store, person, &truth, "after the race").await;
+        assert_eq!(
+            ok("index_len", store.index_len(person).await),
+            truth.len() as u64,
+            "index_len({person:?}) after the race, delete_expired and sessions_of: the index holds entries of ended sessions"
+        );
+    }
+    finish(&*store).await;
+}
