@@ -290,3 +290,40 @@ pub async fn race_principal_writes<S>(
         }
     }
 }
+
+/// Create `count` sessions of `principal`, each live for `ttl` from its own
+/// creation, with up to `concurrency` creates in flight (a store's 10,000
+/// sessions test writes them this way). Returns their keys and the latest
+/// expiry: once the clock passes it, every one of them has expired.
+///
+/// # Panics
+///
+/// If a create fails or finds its (fresh, random) key taken.
+pub async fn create_sessions_of<S>(
+    store: &S,
+    principal: &session_core::Principal,
+    count: usize,
+    ttl: Duration,
+    concurrency: usize,
+) -> (Vec<SessionKey>, Timestamp)
+where
+    S: session_core::SessionStore + ?Sized,
+{
+    use futures::StreamExt as _;
+
+    let keys: Vec<SessionKey> = (0..count).map(|_| key()).collect();
+    let expiries: Vec<Timestamp> = futures::stream::iter(&keys)
+        .map(|k| async move {
+            let record = live(sample(), ttl).with_principal(Some(principal.clone()));
+            match store.create(k, &record).await {
+                Ok(true) => record.expires_at,
+                Ok(false) => panic!("create of the fresh key {k} found it taken"),
+                Err(e) => panic!("create failed: {}", session_core::report(&e)),
+            }
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    let last = expiries.into_iter().max().unwrap_or(Timestamp::UNIX_EPOCH);
+    (keys, last)
+}

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use session_conformance::fixtures::{
-    assert_decode_error, expired, key, live, race_principal_writes, sample,
+    assert_decode_error, create_sessions_of, expired, key, live, race_principal_writes, sample,
 };
 use session_core::{
     Cursor, Error, Principal, PrincipalIndex, Record, SessionKey, SessionStore, Timestamp,
@@ -550,23 +550,7 @@ async fn ten_thousand_sessions_of_one_principal_leave_no_marker_once_reaped() {
     let alice = Principal::new("alice@example.com").unwrap();
     let ttl = Duration::from_secs(2);
     let start = std::time::Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..40 {
-        let (store, alice) = (store.clone(), alice.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut last = Timestamp::UNIX_EPOCH;
-            for _ in 0..250 {
-                let record = owned(ttl, &alice);
-                last = last.max(record.expires_at);
-                assert!(store.create(&key(), &record).await.unwrap());
-            }
-            last
-        }));
-    }
-    let mut last = Timestamp::UNIX_EPOCH;
-    for t in tasks {
-        last = last.max(t.await.unwrap());
-    }
+    let (_, last) = create_sessions_of(&store, &alice, 10_000, ttl, 40).await;
     eprintln!("10,000 creates took {:?}", start.elapsed());
     assert_eq!(markers(&store, &alice).len(), 10_000);
     assert_eq!(store.index_len(&alice).await.unwrap(), 10_000);

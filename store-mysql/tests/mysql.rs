@@ -21,7 +21,9 @@ use session_conformance::env::MYSQL;
 use session_conformance::fault::{
     StallProxy, assert_deadline_bounds_building_and_a_stall, assert_timeout,
 };
-use session_conformance::fixtures::{assert_decode_error, expired, key, live, sample};
+use session_conformance::fixtures::{
+    assert_decode_error, create_sessions_of, expired, key, live, sample,
+};
 use session_core::{
     Data, Error, Principal, PrincipalIndex, Record, SessionStore, Timestamp, UpdateOutcome,
 };
@@ -672,24 +674,17 @@ async fn a_stored_principal_that_is_not_one_is_a_decode_error_naming_the_key() {
 /// after `delete_expired` the count is 0.
 #[tokio::test]
 async fn ten_thousand_sessions_of_one_principal_leave_no_index_entry_once_expired_and_reaped() {
-    use futures::StreamExt as _;
-
     const SESSIONS: usize = 10_000;
     let Some((_tables, ns, store)) = fresh().await else {
         return;
     };
     let who = principal("user:10k");
     let ttl = Duration::from_secs(4);
-    let record = live(sample(), ttl).with_principal(Some(who.clone()));
     let started = std::time::Instant::now();
-    let keys: Vec<_> = (0..SESSIONS).map(|_| key()).collect();
-    let created: Vec<bool> = futures::stream::iter(&keys)
-        .map(|k| store.create(k, &record))
-        .buffer_unordered(64)
-        .map(Result::unwrap)
-        .collect()
-        .await;
-    assert!(created.iter().all(|c| *c));
+    // Every session expires at this instant or later.
+    let first_expiry = Timestamp::now() + ttl;
+    // Concurrent creates (the SQL stores batch or pipeline them).
+    let (_, last) = create_sessions_of(&store, &who, SESSIONS, ttl, 64).await;
     let took = started.elapsed();
     for _ in 0..100 {
         store
@@ -710,12 +705,12 @@ async fn ten_thousand_sessions_of_one_principal_leave_no_index_entry_once_expire
     assert_eq!(in_index(who.as_str()).await, SESSIONS as u64);
     assert_eq!(store.index_len(&who).await.unwrap(), SESSIONS as u64);
     let listed = store.sessions_of(&who).await.unwrap();
-    if Timestamp::now() < record.expires_at {
+    if Timestamp::now() < first_expiry {
         assert_eq!(listed.len(), SESSIONS);
     }
 
     // Wait (bounded by the TTL) until every one of them has expired.
-    while Timestamp::now() <= record.expires_at {
+    while Timestamp::now() <= last {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(store.sessions_of(&who).await.unwrap(), vec![]);

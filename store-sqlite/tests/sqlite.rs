@@ -8,7 +8,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use session_conformance::fixtures::{assert_decode_error, expired, key, live, sample};
+use session_conformance::fixtures::{
+    assert_decode_error, create_sessions_of, expired, key, live, sample,
+};
 use session_core::{Error, Principal, PrincipalIndex, SessionStore, Timestamp, UpdateOutcome};
 use session_store_sqlite::{SCHEMA_VERSION, SqliteStore, Synchronous, rusqlite};
 
@@ -562,24 +564,16 @@ async fn a_stored_principal_that_is_not_one_is_a_decode_error_naming_the_key() {
 /// holds none, counted through the index with a plain SQLite connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_sessions_of_one_principal_leave_no_index_entry_once_expired_and_reaped() {
-    use futures::StreamExt as _;
-
     const SESSIONS: usize = 10_000;
     let dir = TempDir::new();
     let store = SqliteStore::open(dir.db()).await.unwrap();
     let who = principal("user:10k");
     let ttl = Duration::from_secs(3);
-    let record = live(sample(), ttl).with_principal(Some(who.clone()));
     let started = std::time::Instant::now();
-    let keys: Vec<_> = (0..SESSIONS).map(|_| key()).collect();
-    // Concurrent creates: the writer commits them in groups.
-    let created: Vec<bool> = futures::stream::iter(&keys)
-        .map(|k| store.create(k, &record))
-        .buffer_unordered(256)
-        .map(Result::unwrap)
-        .collect()
-        .await;
-    assert!(created.iter().all(|c| *c));
+    // Every session expires at this instant or later.
+    let first_expiry = Timestamp::now() + ttl;
+    // Concurrent creates (the SQL stores batch or pipeline them).
+    let (_, last) = create_sessions_of(&store, &who, SESSIONS, ttl, 256).await;
     let took = started.elapsed();
     for _ in 0..100 {
         store.save(&key(), &live(sample(), TTL)).await.unwrap();
@@ -612,12 +606,12 @@ async fn ten_thousand_sessions_of_one_principal_leave_no_index_entry_once_expire
     );
     assert_eq!(store.index_len(&who).await.unwrap(), SESSIONS as u64);
     let listed = store.sessions_of(&who).await.unwrap();
-    if Timestamp::now() < record.expires_at {
+    if Timestamp::now() < first_expiry {
         assert_eq!(listed.len(), SESSIONS);
     }
 
     // Wait (bounded by the TTL) until every one of them has expired.
-    while Timestamp::now() <= record.expires_at {
+    while Timestamp::now() <= last {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(store.sessions_of(&who).await.unwrap(), vec![]);
