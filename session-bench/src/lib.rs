@@ -18,20 +18,17 @@
 pub mod backends;
 #[cfg(feature = "http")]
 pub mod http;
-pub mod payload;
-pub mod phase;
+pub mod peers;
 pub mod raw;
 pub mod render;
-pub mod report;
 pub mod scale;
 pub mod target;
+
+// The workload and its measurement are one source with the peers binary.
+pub use session_bench_workload::{payload, phase, report};
 
 pub use crate::backends::{Backend, Env, Opened};
 pub use crate::phase::{Bench, Phase, PhaseStats};
 pub use crate::target::{StoreTarget, Target};
 
-/// Any error, with its source chain kept.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
-
-/// The bench's result type.
-pub type Result<T, E = BoxError> = std::result::Result<T, E>;
+pub use session_bench_workload::{BoxError, Result};

@@ -16,8 +16,8 @@ use session_bench::{Backend, Bench, BoxError, Env, Result, StoreTarget, Target};
 /// Default results file (inside `target/`, so runs never dirty the tree).
 const DEFAULT_OUT: &str = "target/session-bench/results.jsonl";
 
-/// Seed of the preloaded keys (the same keys for a store and its raw engine).
-const KEY_SEED: u64 = 0x5e55_1011;
+use session_bench::payload::KEY_SEED;
+use session_bench::peers::{self, PeerRun};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -130,6 +130,17 @@ struct RunArgs {
     #[arg(long)]
     no_phases: bool,
 
+    /// Also run the tower-sessions stores on the same engines (memory:
+    /// tower-sessions-memory-store and -moka-store; redis:
+    /// tower-sessions-redis-store; sqlite: tower-sessions-sqlx-store),
+    /// through the same phases, in the same run, right after our store and
+    /// the raw engine; print ours, the peer, raw, ours ÷ peer and ours ÷ raw.
+    /// They are built and run from their own Cargo workspace
+    /// (session-bench/peers) as a child process: release, or debug with
+    /// --quick. `--stores` defaults to memory,sqlite,redis.
+    #[arg(long)]
+    peers: bool,
+
     /// Repeat the whole run this many times (render takes medians).
     #[arg(long, default_value_t = 1, value_name = "N")]
     runs: usize,
@@ -226,6 +237,12 @@ struct RenderArgs {
     /// Print the generated part instead of writing the file.
     #[arg(long)]
     stdout: bool,
+
+    /// Render the peers comparison (ours, the tower-sessions peer, raw)
+    /// into its own generated part (between the session-bench:peers
+    /// markers) instead of the main tables.
+    #[arg(long)]
+    peers: bool,
 }
 
 #[derive(Debug, Args)]
@@ -315,13 +332,15 @@ async fn http_cmd(args: HttpArgs) -> Result<()> {
 
 fn render_cmd(args: &RenderArgs) -> Result<()> {
     let lines = report::read_lines(&args.input)?;
-    let generated = render::generate(
-        &lines,
-        &Selection {
-            runs: args.runs,
-            include_quick: args.include_quick,
-        },
-    )?;
+    let selection = Selection {
+        runs: args.runs,
+        include_quick: args.include_quick,
+    };
+    let generated = if args.peers {
+        render::generate_peers(&lines, &selection)?
+    } else {
+        render::generate(&lines, &selection)?
+    };
     if args.stdout {
         println!("{generated}");
         return Ok(());
@@ -331,7 +350,17 @@ fn render_cmd(args: &RenderArgs) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(e) => return Err(format!("cannot read {}: {e}", args.output.display()).into()),
     };
-    std::fs::write(&args.output, render::splice(&document, &generated))
+    let spliced = if args.peers {
+        render::splice_between(
+            &document,
+            &generated,
+            render::PEERS_BEGIN,
+            render::PEERS_END,
+        )
+    } else {
+        render::splice(&document, &generated)
+    };
+    std::fs::write(&args.output, spliced)
         .map_err(|e| format!("cannot write {}: {e}", args.output.display()))?;
     eprintln!(
         "session-bench: rendered {} lines of {} into {}",
@@ -373,12 +402,22 @@ struct Plan {
     /// `--reap-live` was given (the test server manages ~2k writes/s).
     mongo_reap: ReapSizes,
     memory_sessions: Vec<u64>,
+    peers: bool,
 }
 
 impl Plan {
     fn new(args: &RunArgs) -> Result<Self> {
         let q = args.quick;
-        let stores = args.stores.clone().unwrap_or_else(Backend::all_compiled);
+        let stores = args.stores.clone().unwrap_or_else(|| {
+            if args.peers {
+                [Backend::Memory, Backend::Sqlite, Backend::Redis]
+                    .into_iter()
+                    .filter(|b| b.compiled())
+                    .collect()
+            } else {
+                Backend::all_compiled()
+            }
+        });
         if stores.is_empty() {
             return Err(
                 "no backend compiled in: build with `--features memory` (or others)".into(),
@@ -451,6 +490,7 @@ impl Plan {
                     vec![100_000, 1_000_000]
                 }
             })),
+            peers: args.peers,
         })
     }
 }
@@ -486,6 +526,15 @@ async fn run_cmd(args: RunArgs) -> Result<()> {
         cores(),
         commit.get(..10).unwrap_or(&commit),
     );
+    if plan.peers {
+        eprintln!(
+            "session-bench: building the peers ({}, {})",
+            peers::manifest().display(),
+            if args.quick { "debug" } else { "release" }
+        );
+        let release = !args.quick;
+        tokio::task::spawn_blocking(move || peers::build(release)).await??;
+    }
     for i in 0..args.runs.max(1) {
         let info = RunInfo {
             run: format!("{started}/{i}"),
@@ -513,6 +562,7 @@ async fn run_once(plan: &Plan, env: &Env, info: &RunInfo, out: &Path) -> Result<
 
 async fn run_all_phases(plan: &Plan, env: &Env, info: &RunInfo, out: &Path) -> Result<()> {
     let mut phase_lines = Vec::new();
+    let mut all = Vec::new();
     for &backend in &plan.stores {
         let lines = run_phases(plan, env, backend).await?;
         let wrapped: Vec<Line> = lines
@@ -520,13 +570,27 @@ async fn run_all_phases(plan: &Plan, env: &Env, info: &RunInfo, out: &Path) -> R
             .map(|l| wrap(info, Measurement::Phase(l.clone())))
             .collect();
         report::append_lines(out, &wrapped)?;
+        all.extend(wrapped);
         phase_lines.extend(lines);
+        if plan.peers && !peers::peers_of(backend).is_empty() {
+            let peer_lines = run_peers(plan, env, info, backend).await?;
+            report::append_lines(out, &peer_lines)?;
+            all.extend(peer_lines);
+        }
     }
     println!(
         "\n## Phases (run {})\n\n{}",
         info.run,
         report::phase_table(&phase_lines)
     );
+    if plan.peers {
+        let refs: Vec<&Line> = all.iter().collect();
+        println!(
+            "## Peers (run {})\n\n{}",
+            info.run,
+            peers::table(&peers::rows(&refs))
+        );
+    }
     let codec = scale::codec(Duration::from_millis(if info.quick { 20 } else { 300 }))?;
     report::append_lines(out, &[wrap(info, Measurement::Codec(codec.clone()))])?;
     println!(
@@ -580,6 +644,41 @@ async fn run_scale(plan: &Plan, env: &Env, info: &RunInfo, out: &Path) -> Result
         println!("## Memory footprint\n\n{}", report::memory_table(&all));
     }
     Ok(())
+}
+
+/// Run the tower-sessions peers of `backend` in the peers binary, with the
+/// same settings, and check that it measured what was asked.
+async fn run_peers(plan: &Plan, env: &Env, info: &RunInfo, backend: Backend) -> Result<Vec<Line>> {
+    let names = peers::peers_of(backend);
+    eprintln!("{backend}: the peers {} (child process)", names.join(", "));
+    let args = PeerRun {
+        release: !info.quick,
+        duration: plan.duration,
+        concurrency: plan.concurrency.clone(),
+        phases: plan.phases.clone(),
+        preload: plan.preload,
+        create_cap: plan.create_cap,
+        run: info.run.clone(),
+        commit: info.commit.clone(),
+        quick: info.quick,
+        redis_url: env.redis_url.clone(),
+        data_dir: env.data_dir.clone(),
+    };
+    let lines = tokio::task::spawn_blocking(move || peers::run(names, &args))
+        .await?
+        .map_err(|e| with_context(backend, e))?;
+    let measured = lines
+        .iter()
+        .filter(|l| matches!(&l.measurement, Measurement::Peer(p) if p.engine == backend.name()))
+        .count();
+    let expected = names.len() * plan.phases.len() * plan.concurrency.len();
+    if measured != expected || lines.iter().any(|l| l.info.run != info.run) {
+        return Err(format!(
+            "{backend}: the peers printed {measured} lines of this run, expected {expected}"
+        )
+        .into());
+    }
+    Ok(lines)
 }
 
 fn wrap(info: &RunInfo, measurement: Measurement) -> Line {

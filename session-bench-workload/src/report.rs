@@ -83,6 +83,53 @@ impl PhaseLine {
     }
 }
 
+/// One (peer, phase, C) measurement: a tower-sessions store run through the
+/// same phases by the peers binary (`session-bench/peers`), to be set beside
+/// the [`PhaseLine`] of our store on the same engine in the same run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PeerLine {
+    /// The peer's crate (`tower-sessions-moka-store`...).
+    pub peer: String,
+    /// The engine, named as our backend on it is (`memory`, `redis`,
+    /// `sqlite`): the [`PhaseLine::store`] it is compared with.
+    pub engine: String,
+    /// The phase.
+    pub phase: Phase,
+    /// Concurrent tasks.
+    pub concurrency: usize,
+    /// Operations per second.
+    pub ops_per_sec: f64,
+    /// Median latency, µs.
+    pub p50_us: f64,
+    /// 99th percentile latency, µs.
+    pub p99_us: f64,
+    /// Operations that missed (should be 0).
+    pub misses: u64,
+}
+
+impl PeerLine {
+    /// The line for `peer` on `engine`.
+    #[must_use]
+    pub fn new(
+        peer: &str,
+        engine: &str,
+        phase: Phase,
+        concurrency: usize,
+        stats: &PhaseStats,
+    ) -> Self {
+        Self {
+            peer: peer.to_owned(),
+            engine: engine.to_owned(),
+            phase,
+            concurrency,
+            ops_per_sec: round(stats.ops_per_sec(), 1),
+            p50_us: round(stats.p50_us(), 2),
+            p99_us: round(stats.p99_us(), 2),
+            misses: stats.misses,
+        }
+    }
+}
+
 /// One timed `delete_expired` with `live` live and `expired` expired records.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ReapLine {
@@ -147,6 +194,8 @@ pub enum Measurement {
     Memory(MemoryLine),
     /// The cost of the payload's JSON encoding.
     Codec(CodecLine),
+    /// A timed phase of a tower-sessions peer.
+    Peer(PeerLine),
 }
 
 /// One line of the results file.
@@ -447,6 +496,25 @@ mod tests {
             }),
         };
         assert_eq!(Line::parse(&reap.to_json().unwrap()).unwrap(), reap);
+
+        let peer = Line {
+            info: info(),
+            measurement: Measurement::Peer(PeerLine {
+                peer: "tower-sessions-moka-store".into(),
+                engine: "memory".into(),
+                phase: Phase::Mixed,
+                concurrency: 1,
+                ops_per_sec: 5e5,
+                p50_us: 2.0,
+                p99_us: 8.0,
+                misses: 0,
+            }),
+        };
+        let text = peer.to_json().unwrap();
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(value["kind"], "peer");
+        assert_eq!(value["engine"], "memory");
+        assert_eq!(Line::parse(&text).unwrap(), peer);
         assert!(Line::parse("{\"kind\":\"nope\"}").is_err());
     }
 

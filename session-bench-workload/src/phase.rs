@@ -481,12 +481,58 @@ impl Worker {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
+    use async_trait::async_trait;
+
     use super::*;
-    use crate::raw::RawMemory;
+    use crate::payload::Payload;
+
+    /// The simplest correct target: one locked map of key to expiry.
+    #[derive(Debug, Default)]
+    struct MapTarget(Mutex<HashMap<SessionKey, Timestamp>>);
+
+    #[async_trait]
+    impl Target for MapTarget {
+        async fn load(&self, key: &SessionKey) -> Result<bool> {
+            Ok(self.0.lock().contains_key(key))
+        }
+        async fn write(&self, key: &SessionKey, p: &Payload, _version: u64) -> Result<bool> {
+            Ok(self.0.lock().insert(*key, p.expires_at).is_some())
+        }
+        async fn create(&self, key: &SessionKey, p: &Payload) -> Result<bool> {
+            let mut map = self.0.lock();
+            if map.contains_key(key) {
+                return Ok(false);
+            }
+            map.insert(*key, p.expires_at);
+            Ok(true)
+        }
+        async fn touch(&self, key: &SessionKey, expires_at: Timestamp) -> Result<bool> {
+            Ok(self
+                .0
+                .lock()
+                .get_mut(key)
+                .map(|e| *e = expires_at)
+                .is_some())
+        }
+        async fn destroy(&self, key: &SessionKey) -> Result<()> {
+            self.0.lock().remove(key);
+            Ok(())
+        }
+        async fn put(&self, key: &SessionKey, p: &Payload) -> Result<()> {
+            self.0.lock().insert(*key, p.expires_at);
+            Ok(())
+        }
+        async fn clear(&self) -> Result<()> {
+            self.0.lock().clear();
+            Ok(())
+        }
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn every_phase_runs_without_misses_and_delete_eats_what_create_made() {
-        let bench = Bench::preload(Arc::new(RawMemory::new()), 200, 7)
+        let bench = Bench::preload(Arc::new(MapTarget::default()), 200, 7)
             .await
             .unwrap();
         let d = Duration::from_millis(30);

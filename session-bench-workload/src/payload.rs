@@ -12,6 +12,10 @@ use crate::Result;
 /// Expiry of every benchmark session: 30 minutes ahead.
 pub const SESSION_TTL: Duration = Duration::from_secs(30 * 60);
 
+/// Seed of the preloaded keys: the same keys for a store, its raw engine
+/// and its peers.
+pub const KEY_SEED: u64 = 0x5e55_1011;
+
 /// How many different payloads the writing phases rotate through, so that a
 /// save really writes new data.
 pub const VARIANTS: usize = 16;
@@ -43,6 +47,10 @@ pub fn session_data(n: u64) -> Data {
 /// engines write instead (encoded once, outside the timed section).
 #[derive(Clone, Debug)]
 pub struct Payload {
+    /// The variant `n` this payload was built from ([`session_data`]`(n)`),
+    /// so that a target keeping the data in another form (the peers'
+    /// tower-sessions records) can build that form once per variant.
+    pub variant: u64,
     /// What a store receives (version 0).
     pub record: Record,
     /// `record.encode()`: the bytes a raw byte-oriented engine stores,
@@ -66,6 +74,7 @@ impl Payload {
         let created_at = Timestamp::now();
         let record = Record::with_times(session_data(n), created_at, expires_at);
         Ok(Self {
+            variant: n,
             record_bytes: record.encode()?.into(),
             data_json: Record::encode_data(&record.data)?.to_string(),
             expires_at,
