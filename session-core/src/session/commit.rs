@@ -108,12 +108,10 @@ impl Session {
     /// interval (or at login). A change is an ordinary change of the data,
     /// so it merges with concurrent writers like any other.
     fn refresh_device(&mut self, now: Timestamp) {
-        if self.pending == Pending::Destroy || self.state == State::Gone {
+        if self.principal.is_none() || self.pending == Pending::Destroy || self.state == State::Gone
+        {
             return;
         }
-        let Some(_) = &self.principal else {
-            return;
-        };
         let stored = Device::read(&self.data);
         let login = matches!(self.changes.principal, Some(Some(_)));
         let every =
