@@ -316,6 +316,21 @@ impl Statements {
 mod tests {
     use super::*;
 
+    /// The steps (`detail` column) of `EXPLAIN QUERY PLAN statement`.
+    #[allow(clippy::unwrap_used, reason = "test")]
+    fn query_plan(
+        conn: &Connection,
+        statement: &str,
+        args: &[&dyn rusqlite::ToSql],
+    ) -> Vec<String> {
+        conn.prepare(&format!("EXPLAIN QUERY PLAN {statement}"))
+            .unwrap()
+            .query_map(args, |row| row.get::<_, String>(3))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
+    }
+
     #[test]
     fn table_names_are_identifiers_not_reserved_by_sqlite() {
         for good in ["sessions", "conf_0123abcd", &"a".repeat(63)] {
@@ -354,13 +369,7 @@ mod tests {
             .find(|n| n.contains("expires_at"))
             .unwrap_or_else(|| panic!("no expiry index among {indexes:?}"));
         let statement = Statements::new("plan").delete_expired;
-        let plan: Vec<String> = conn
-            .prepare(&format!("EXPLAIN QUERY PLAN {statement}"))
-            .unwrap()
-            .query_map([0_i64, 1000], |row| row.get::<_, String>(3))
-            .unwrap()
-            .collect::<rusqlite::Result<_>>()
-            .unwrap();
+        let plan = query_plan(&conn, &statement, &[&0_i64, &1000_i64]);
         assert!(
             plan.iter()
                 .any(|step| step.contains(&format!("INDEX {index}"))),
@@ -391,14 +400,8 @@ mod tests {
         // The index of `key TEXT PRIMARY KEY` in a rowid table.
         let index = "sqlite_autoindex_plan_1";
         let sql = Statements::new("plan");
-        let plan = |statement: &str, args: &[&dyn rusqlite::ToSql]| -> Vec<String> {
-            conn.prepare(&format!("EXPLAIN QUERY PLAN {statement}"))
-                .unwrap()
-                .query_map(args, |row| row.get::<_, String>(3))
-                .unwrap()
-                .collect::<rusqlite::Result<_>>()
-                .unwrap()
-        };
+        let plan =
+            |statement: &str, args: &[&dyn rusqlite::ToSql]| query_plan(&conn, statement, args);
         let now = 1_000_i64;
         let first = plan(&sql.list_first, &[&now, &1000_i64]);
         let after = plan(&sql.list_after, &[&"00", &now, &1000_i64]);
@@ -443,14 +446,8 @@ mod tests {
         .unwrap();
         let index = "plan__principal";
         let sql = Statements::new("plan");
-        let plan = |statement: &str, args: &[&dyn rusqlite::ToSql]| -> Vec<String> {
-            conn.prepare(&format!("EXPLAIN QUERY PLAN {statement}"))
-                .unwrap()
-                .query_map(args, |row| row.get::<_, String>(3))
-                .unwrap()
-                .collect::<rusqlite::Result<_>>()
-                .unwrap()
-        };
+        let plan =
+            |statement: &str, args: &[&dyn rusqlite::ToSql]| query_plan(&conn, statement, args);
         let (who, now, keep) = ("user:10", 1_000_i64, "00");
         let none: Option<&str> = None;
         for (what, steps) in [
