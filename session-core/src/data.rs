@@ -133,19 +133,25 @@ impl Data {
     }
 }
 
-/// Parse text this module encoded itself.
+/// Parse the text of an [`EncodedData`].
 ///
-/// `EncodedData` is only ever made by [`Data::encoded`], from a map within
-/// [`Data::MAX_DEPTH`], with strings that are valid UTF-8 and finite numbers
-/// (`serde_json::Value` cannot hold others), and `serde_json` writes floats
-/// so that they parse back exactly (`float_roundtrip`). So parsing it back
-/// cannot fail; if it ever did, that would be a bug in `serde_json`.
+/// `EncodedData` is made in two ways, and both guarantee the text parses:
+/// - by [`Data::encoded`], from a map within [`Data::MAX_DEPTH`], with
+///   strings that are valid UTF-8 and finite numbers (`serde_json::Value`
+///   cannot hold others), and `serde_json` writes floats so that they parse
+///   back exactly (`float_roundtrip`);
+/// - by [`EncodedData::checked`], from text read back from a backend, which
+///   ran it through the very parser used here (same number, string, escape
+///   and nesting rules), only without building anything.
+///
+/// So parsing it cannot fail; if it ever did, that would be a bug in
+/// `serde_json` (the two paths are compared on mutated inputs in the tests).
 #[allow(
     clippy::expect_used,
-    reason = "the text was produced by serde_json from a map within the depth limit; see above"
+    reason = "the text was produced by serde_json or accepted by its parser; see above"
 )]
 fn parse_own(json: &str) -> Map {
-    serde_json::from_str(json).expect("session data encoded by Data::encoded parses back")
+    serde_json::from_str(json).expect("session data checked or encoded by this module parses")
 }
 
 /// How deeply a value under a top-level field may nest: the top-level
@@ -394,6 +400,22 @@ impl<'de> Deserialize<'de> for Data {
 pub struct EncodedData(Arc<str>);
 
 impl EncodedData {
+    /// `text` if it is a JSON object that decodes into a [`Data`], without
+    /// decoding it: what [`Record::decode_data`](crate::Record::decode_data)
+    /// keeps of data read back from a backend, so a `load` does not build a
+    /// map that the application may never read (the map is built on first
+    /// access).
+    ///
+    /// The text goes through `serde_json`'s own parser, as
+    /// `serde_json::from_str::<Map>` would, with a visitor that builds
+    /// nothing: numbers, strings and escapes, nesting limits and trailing
+    /// characters are judged exactly as a full decode judges them, so what
+    /// this accepts always decodes later.
+    pub(crate) fn checked(text: &str) -> serde_json::Result<Self> {
+        serde_json::from_str::<CheckedObject>(text)?;
+        Ok(Self(text.into()))
+    }
+
     /// The JSON text.
     #[must_use]
     pub fn as_str(&self) -> &str {
@@ -436,6 +458,83 @@ impl fmt::Debug for EncodedData {
 impl fmt::Display for EncodedData {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+/// A JSON object, parsed and thrown away: see [`EncodedData::checked`].
+struct CheckedObject;
+
+impl<'de> Deserialize<'de> for CheckedObject {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        // `deserialize_map`, as `Map` asks for: anything but an object is
+        // refused with the error a full decode gives.
+        deserializer
+            .deserialize_map(CheckVisitor)
+            .map(|Checked| Self)
+    }
+}
+
+/// Any JSON value, parsed and thrown away.
+struct Checked;
+
+impl<'de> Deserialize<'de> for Checked {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        // `deserialize_any`, as `serde_json::Value` asks for: the parser
+        // then applies the same rules (and recursion limit) as for a value.
+        deserializer.deserialize_any(CheckVisitor)
+    }
+}
+
+/// Accepts every value a `serde_json::Value` accepts, and keeps none of it.
+struct CheckVisitor;
+
+impl<'de> serde::de::Visitor<'de> for CheckVisitor {
+    type Value = Checked;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> std::result::Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> std::result::Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> std::result::Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> std::result::Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_str<E>(self, _: &str) -> std::result::Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_unit<E>(self) -> std::result::Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+        self,
+        mut seq: A,
+    ) -> std::result::Result<Checked, A::Error> {
+        while seq.next_element::<Checked>()?.is_some() {}
+        Ok(Checked)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> std::result::Result<Checked, A::Error> {
+        while map.next_key::<Checked>()?.is_some() {
+            map.next_value::<Checked>()?;
+        }
+        Ok(Checked)
     }
 }
 
@@ -507,5 +606,125 @@ mod tests {
         assert_eq!(text, r#"{"a":[1,{"b":null}]}"#);
         assert_eq!(serde_json::from_str::<Data>(&text).unwrap(), data);
         assert_eq!(format!("{data:?}"), format!("{:?}", data.as_map()));
+    }
+
+    /// What `EncodedData::checked` accepts, a full decode accepts, and the
+    /// other way round; accepted text decodes to the map a full decode
+    /// builds.
+    fn assert_check_agrees(bytes: &[u8]) {
+        let full = serde_json::from_slice::<Map>(bytes);
+        let checked = std::str::from_utf8(bytes)
+            .ok()
+            .and_then(|text| EncodedData::checked(text).ok());
+        match (full, checked) {
+            (Ok(map), Some(text)) => assert_eq!(Data::from(text).into_map(), map),
+            (Err(_), None) => {}
+            (full, checked) => panic!(
+                "check and decode disagree on {:?}: decode {:?}, check {:?}",
+                String::from_utf8_lossy(bytes),
+                full.map(|_| ()),
+                checked.map(|_| ())
+            ),
+        }
+    }
+
+    #[test]
+    fn the_check_accepts_exactly_what_a_decode_accepts() {
+        let deep = |n: usize| format!("{}1{}", r#"{"a":"#.repeat(n), "}".repeat(n));
+        let arrays = |n: usize| format!(r#"{{"a":{}1{}}}"#, "[".repeat(n), "]".repeat(n));
+        let cases: Vec<Vec<u8>> = [
+            r#"{}"#,
+            r#" { "a" : 1 } "#,
+            r#"{"a":1,"a":2}"#,
+            r#"{"max":18446744073709551615,"big":18446744073709551616,"min":-9223372036854775808}"#,
+            r#"{"f":1e308,"inf":1e309,"neg":-1e400,"tiny":1e-400,"z":-0.0,"e":1E+2}"#,
+            r#"{"s":"\u00e9\ud83d\ude00\n\"\\\/"}"#,
+            r#"{"lone":"\ud800"}"#,
+            r#"{"low":"\udc00x"}"#,
+            r#"{"bad":"\x"}"#,
+            r#"{"ctl":"a	b"}"#,
+            r#"{"n":01}"#,
+            r#"{"n":1.}"#,
+            r#"{"n":-}"#,
+            r#"{"t":true,"f":false,"z":null,"a":[],"o":{}}"#,
+            r#"{"a":1,}"#,
+            r#"{"a":[1,]}"#,
+            r#"{"a":1} x"#,
+            r#"{1:2}"#,
+            r#"[1,2]"#,
+            r#""text""#,
+            r#"1"#,
+            r#"null"#,
+            r#""#,
+            r#"{"#,
+            r#"{"a":tru}"#,
+            r#"{"a":NaN}"#,
+        ]
+        .iter()
+        .map(|c| c.as_bytes().to_vec())
+        .chain([
+            deep(Data::MAX_DEPTH).into_bytes(),
+            deep(Data::MAX_DEPTH + 1).into_bytes(),
+            deep(Data::MAX_DEPTH + 2).into_bytes(),
+            arrays(Data::MAX_DEPTH - 1).into_bytes(),
+            arrays(Data::MAX_DEPTH).into_bytes(),
+            b"{\"a\":\"\xff\"}".to_vec(),
+            b"{\"a\":\"\xc3\"}".to_vec(),
+            b"\xef\xbb\xbf{}".to_vec(),
+        ])
+        .collect();
+        for case in &cases {
+            assert_check_agrees(case);
+        }
+    }
+
+    /// The same, on thousands of mutations of valid session data: bytes
+    /// replaced by JSON's structural and escape characters (or any byte),
+    /// deleted, inserted or doubled, from a fixed seed so a failure repeats.
+    #[test]
+    fn the_check_agrees_with_a_decode_on_mutated_data() {
+        let seeds = [
+            r#"{"user":"ada","n":42,"roles":["admin","ops"],"cart":{"items":[1,2.5,-3e2],"note":"\u00e9\n"},"ok":true,"z":null}"#,
+            r#"{"a":{"b":{"c":[[[{"d":"e"}]]]}},"big":18446744073709551615,"f":0.1}"#,
+        ];
+        let alphabet = b"{}[]:,\"\\/u0123456789abcdefABCDEF.eE+- \ttrufalsn\x00\x7f\xc3\xa9\xff";
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = |bound: usize| {
+            // xorshift64*: a fixed, dependency-free sequence.
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            let r = state.wrapping_mul(0x2545_f491_4f6c_dd1d);
+            usize::try_from(r >> 33).unwrap() % bound
+        };
+        let mut accepted = 0;
+        for round in 0..20_000 {
+            let mut bytes = seeds[round % seeds.len()].as_bytes().to_vec();
+            for _ in 0..=next(3) {
+                let at = next(bytes.len());
+                match next(5) {
+                    0 => bytes[at] = alphabet[next(alphabet.len())],
+                    1 => bytes[at] = u8::try_from(next(256)).unwrap(),
+                    2 => {
+                        bytes.remove(at);
+                    }
+                    3 => bytes.insert(at, alphabet[next(alphabet.len())]),
+                    _ => {
+                        let end = (at + next(8)).min(bytes.len());
+                        let piece = bytes[at..end].to_vec();
+                        bytes.splice(at..at, piece);
+                    }
+                }
+                if bytes.is_empty() {
+                    break;
+                }
+            }
+            if serde_json::from_slice::<Map>(&bytes).is_ok() {
+                accepted += 1;
+            }
+            assert_check_agrees(&bytes);
+        }
+        // Both outcomes were exercised, or the comparison proved little.
+        assert!(accepted > 500 && accepted < 19_500, "{accepted} accepted");
     }
 }

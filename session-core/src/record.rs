@@ -149,11 +149,18 @@ impl Record {
     /// went through a backend: the text is checked here, so bad stored data
     /// is an error of the `load` that met it.
     ///
+    /// Checked, not decoded: the returned [`Data`] keeps the text and builds
+    /// its map when the application first reads it (a map costs several
+    /// times the check), and a session saved back unchanged writes the same
+    /// text without encoding it again.
+    ///
     /// # Errors
     ///
-    /// [`Error::Decode`] naming `key` if `text` is not a JSON object.
+    /// [`Error::Decode`] naming `key` if `text` is not a JSON object that
+    /// [`Data`] can hold.
     pub fn decode_data(key: &SessionKey, text: &[u8]) -> Result<Data> {
-        serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(text)
+        let text = std::str::from_utf8(text).map_err(|e| Error::decode(key, e))?;
+        EncodedData::checked(text)
             .map(Data::from)
             .map_err(|e| Error::decode(key, e))
     }
