@@ -193,6 +193,10 @@ pub fn codec_median(lines: &[&Line]) -> Option<CodecLine> {
     Some(CodecLine {
         encode_data_ns: median_of(&g, |c| c.encode_data_ns),
         decode_data_ns: median_of(&g, |c| c.decode_data_ns),
+        decode_read_ns: {
+            let mut v: Vec<f64> = g.iter().filter_map(|c| c.decode_read_ns).collect();
+            median(&mut v)
+        },
         clone_record_ns: median_of(&g, |c| c.clone_record_ns),
         ..first
     })
