@@ -44,7 +44,14 @@ type Map = serde_json::Map<String, serde_json::Value>;
 pub struct Data {
     /// The object. Unset only while `json` is set and nobody has read it.
     map: OnceLock<Map>,
-    /// Its JSON text, once encoded and until the map is changed.
+    /// The JSON text it was made from ([`From<EncodedData>`]), until the
+    /// map is changed. A plain field, not a `OnceLock`: filling a
+    /// `OnceLock` at construction runs its one-time initialisation (two
+    /// atomic read-modify-writes), a noticeable part of an in-process
+    /// `load`.
+    text: Option<EncodedData>,
+    /// Its JSON text, once encoded and until the map is changed (set
+    /// through `&self` by [`Data::encoded`]). Unset while `text` is set.
     json: OnceLock<EncodedData>,
 }
 
@@ -64,7 +71,7 @@ impl Data {
     #[must_use]
     pub fn as_map(&self) -> &Map {
         self.map.get_or_init(|| {
-            let json = self.json.get().map_or("{}", EncodedData::as_str);
+            let json = self.text().map_or("{}", EncodedData::as_str);
             parse_own(json)
         })
     }
@@ -74,7 +81,7 @@ impl Data {
     pub fn into_map(mut self) -> Map {
         match self.map.take() {
             Some(map) => map,
-            None => self.json.get().map_or_else(Map::new, |j| parse_own(j)),
+            None => self.text().map_or_else(Map::new, |j| parse_own(j)),
         }
     }
 
@@ -87,7 +94,7 @@ impl Data {
     /// [`Error::Encode`] if the data nests deeper than [`Data::MAX_DEPTH`]
     /// levels, as no store could read it back.
     pub fn encoded(&self) -> Result<EncodedData> {
-        if let Some(json) = self.json.get() {
+        if let Some(json) = self.text() {
             return Ok(json.clone());
         }
         let map = self.as_map();
@@ -122,11 +129,16 @@ impl Data {
     /// loaded from an in-process store and not changed since.
     #[must_use]
     pub fn is_encoded(&self) -> bool {
-        self.json.get().is_some()
+        self.text().is_some()
     }
 }
 
 impl Data {
+    /// The JSON text, if it is at hand.
+    fn text(&self) -> Option<&EncodedData> {
+        self.text.as_ref().or_else(|| self.json.get())
+    }
+
     #[allow(clippy::expect_used, reason = "deref_mut sets the map just before")]
     fn map_mut(&mut self) -> &mut Map {
         self.map.get_mut().expect("the map is set")
@@ -290,9 +302,10 @@ impl DerefMut for Data {
     /// Mutable access forgets the remembered text.
     fn deref_mut(&mut self) -> &mut Map {
         if self.map.get().is_none() {
-            let map = self.json.get().map_or_else(Map::new, |j| parse_own(j));
+            let map = self.text().map_or_else(Map::new, |j| parse_own(j));
             let _ = self.map.set(map);
         }
+        self.text = None;
         self.json.take();
         self.map_mut()
     }
@@ -302,6 +315,7 @@ impl From<Map> for Data {
     fn from(map: Map) -> Self {
         Self {
             map: OnceLock::from(map),
+            text: None,
             json: OnceLock::new(),
         }
     }
@@ -312,7 +326,8 @@ impl From<EncodedData> for Data {
     fn from(json: EncodedData) -> Self {
         Self {
             map: OnceLock::new(),
-            json: OnceLock::from(json),
+            text: Some(json),
+            json: OnceLock::new(),
         }
     }
 }
@@ -349,7 +364,7 @@ impl<'a> IntoIterator for &'a Data {
 
 impl PartialEq for Data {
     fn eq(&self, other: &Self) -> bool {
-        match (self.json.get(), other.json.get()) {
+        match (self.text(), other.text()) {
             // Same text, same object; different texts may still be equal
             // objects (key order), so compare the maps then.
             (Some(a), Some(b)) if a == b => true,
