@@ -227,6 +227,44 @@ fn reaping_walks_now_s_tick_in_bounded_steps() {
     }
 }
 
+/// Destroying keys leaves holes in their tick, not a moved key (whose map
+/// slot would need a second probe); a tick that becomes mostly holes is
+/// compacted, and every key's recorded position follows it.
+#[test]
+fn destroying_most_of_a_tick_compacts_it_and_keeps_positions() {
+    let mut shard = Shard::new(crate::hash::Seeds::random().map_hasher());
+    let key_of = |i: u32| {
+        let mut k = [0u8; 32];
+        k[..4].copy_from_slice(&i.to_le_bytes());
+        Key(k)
+    };
+    for i in 0..1_000 {
+        shard.put(key_of(i), entry(T0 + TICK / 2), T0, usize::MAX);
+    }
+    // A scattered order (7919 is prime to 1,000), keeping every tenth key.
+    for i in 0..1_000u32 {
+        let j = (i * 7_919) % 1_000;
+        if j % 10 != 0 {
+            assert!(shard.remove(&key_of(j)).is_some());
+            shard.assert_consistent();
+            assert!(
+                shard.index_places() <= 4 * shard.stored() + 16,
+                "holes are bounded: {} places for {} keys",
+                shard.index_places(),
+                shard.stored()
+            );
+        }
+    }
+    assert_eq!(shard.stored(), 100);
+    assert_eq!(shard.live_len(T0), 100);
+    // The survivors are found by reaping once they expire, and the tick
+    // goes with them.
+    let mut sweep = Sweep::default();
+    assert_eq!(shard.reap(T0 + TICK, usize::MAX, &mut sweep), (100, true));
+    assert_eq!((shard.stored(), shard.index_places()), (0, 0));
+    shard.assert_consistent();
+}
+
 #[tokio::test]
 async fn store_evicts_soonest_to_expire_and_counts_it() {
     let store = MemoryStore::builder()
