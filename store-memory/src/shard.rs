@@ -6,12 +6,19 @@
 //! The expiry index buckets keys by expiry **tick** (`expires_at >> 10`,
 //! 1.024 s, about the finest level of Caffeine's timer wheel): a tree of
 //! ticks, soonest first, each holding a vector of keys. Indexing a key
-//! pushes it onto its tick's vector, and unindexing swaps the vector's last
-//! key into its place: both O(1), with the few ticks a shard spans staying
-//! in cache. A balanced tree of `(expiry, key)` made `create` and `destroy`
-//! about twice the cost of the map alone (its nodes are searched on every
-//! write and crowd the map out of the cache); the price of ticks is that
-//! eviction and reaping order sessions by tick, not by millisecond.
+//! pushes it onto its tick's vector; unindexing leaves a **hole** in its
+//! place (and drops the holes at the vector's end). Both are O(1) and touch
+//! only the one vector slot: unindexing by swapping the last key into the
+//! hole (as before) had to look that key up in the map to give it its new
+//! offset, a second map probe (a cache miss at scale) on every `destroy`,
+//! which made `destroy` cost twice the map's own remove. Holes are bounded:
+//! a tick whose keys are all gone is dropped whole, and one that becomes
+//! mostly holes is compacted (its keys keep their order, and each moved key
+//! is given its offset: at most one probe per three holes, amortised). A
+//! balanced tree of `(expiry, key)` made `create` and `destroy` about twice
+//! the cost of the map alone (its nodes are searched on every write and
+//! crowd the map out of the cache); the price of ticks is that eviction and
+//! reaping order sessions by tick, not by millisecond.
 //!
 //! The index is lazy about postponements: a key sits in a tick that is
 //! never later than its entry's real one, and moving an expiry later
@@ -28,7 +35,9 @@
 //!
 //! Invariant: `index` holds `key` at `slot.position` exactly when `key`
 //! maps to `slot` in `map`, and `slot.position.tick <=
-//! tick_of(slot.entry.expires_at)`; no tick's vector is empty. `owners`
+//! tick_of(slot.entry.expires_at)`; every other place of a tick's vector is
+//! a hole; no tick's vector is empty or ends with a hole, and each tick
+//! counts its keys (`live`). `owners`
 //! holds `key` under `p` exactly when `key` maps to an entry (live or not)
 //! whose principal is `p`; no set is empty. Every method that changes one
 //! keeps the others in step.
@@ -113,63 +122,122 @@ struct Slot {
 /// goes back once a burst of sessions is destroyed.
 const MIN_TICK_CAPACITY: usize = 64;
 
+/// A tick's vector is compacted once it is this long or longer...
+const COMPACT_MIN_LEN: usize = 16;
+/// ...and fewer than one of its places in this many holds a key.
+const COMPACT_RATIO: usize = 4;
+
+/// The keys of one tick, in the order they were indexed, with holes where
+/// keys were unindexed.
+#[derive(Debug, Default)]
+struct Tick {
+    /// Never empty, never ends with a hole (`None`).
+    keys: Vec<Option<Key>>,
+    /// How many places hold a key.
+    live: usize,
+}
+
+impl Tick {
+    /// Drop the holes at the end (the last key is never a hole), then give
+    /// back memory if the vector has become much shorter than its
+    /// allocation.
+    fn trim(&mut self) {
+        while self.keys.last().is_some_and(Option::is_none) {
+            self.keys.pop();
+        }
+        let capacity = self.keys.capacity();
+        if capacity > MIN_TICK_CAPACITY && self.keys.len() < capacity / 4 {
+            self.keys.shrink_to(self.keys.len() * 2);
+        }
+    }
+
+    /// Whether holes have come to outnumber keys enough to compact.
+    fn is_sparse(&self) -> bool {
+        self.keys.len() >= COMPACT_MIN_LEN && self.live * COMPACT_RATIO < self.keys.len()
+    }
+}
+
 /// Keys by expiry tick, soonest first.
 #[derive(Debug, Default)]
 struct ExpiryIndex {
-    /// Never holds an empty vector.
-    ticks: BTreeMap<i64, Vec<Key>>,
+    /// Never holds an empty tick.
+    ticks: BTreeMap<i64, Tick>,
+}
+
+/// What [`ExpiryIndex::remove`] left behind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Removal {
+    /// Nothing more to do.
+    Done,
+    /// The tick is mostly holes: the shard should
+    /// [`compact`](Shard::compact) it.
+    Sparse,
 }
 
 impl ExpiryIndex {
     /// Index `key` in the tick of `expires_at`.
     fn insert(&mut self, expires_at: i64, key: Key) -> Position {
         let tick = tick_of(expires_at);
-        let keys = self.ticks.entry(tick).or_default();
-        keys.push(key);
+        let entry = self.ticks.entry(tick).or_default();
+        entry.keys.push(Some(key));
+        entry.live += 1;
         Position {
             tick,
-            offset: keys.len() - 1,
+            offset: entry.keys.len() - 1,
         }
     }
 
-    /// Remove the key at `position`. Returns the key moved into its place
-    /// (the tick's last one), whose slot must be given `position`.
-    #[must_use = "the moved key's slot must be updated"]
-    fn remove(&mut self, position: Position) -> Option<Key> {
+    /// Leave a hole at `position` (nothing else moves).
+    fn remove(&mut self, position: Position) -> Removal {
         let BTreeEntry::Occupied(mut tick) = self.ticks.entry(position.tick) else {
             // Cannot happen (the invariant): nothing indexed there.
-            return None;
+            return Removal::Done;
         };
         let keys = tick.get_mut();
-        if position.offset >= keys.len() {
+        let Some(place @ Some(_)) = keys.keys.get_mut(position.offset) else {
             // Cannot happen (the invariant).
-            return None;
-        }
-        keys.swap_remove(position.offset);
-        let moved = keys.get(position.offset).copied();
-        if keys.is_empty() {
+            return Removal::Done;
+        };
+        *place = None;
+        keys.live -= 1;
+        if keys.live == 0 {
+            // All holes: no key to move, the whole vector goes.
             tick.remove();
-        } else if keys.capacity() > MIN_TICK_CAPACITY && keys.len() < keys.capacity() / 4 {
-            keys.shrink_to(keys.len() * 2);
+            return Removal::Done;
         }
-        moved
+        keys.trim();
+        if keys.is_sparse() {
+            Removal::Sparse
+        } else {
+            Removal::Done
+        }
     }
 
     /// Take the last key of the soonest tick (nothing moves), with its tick.
     fn pop_first(&mut self) -> Option<(i64, Key)> {
         let mut first = self.ticks.first_entry()?;
         let tick = *first.key();
-        let key = first.get_mut().pop();
-        if first.get().is_empty() {
+        let keys = first.get_mut();
+        // `None` cannot happen (no vector is empty or ends with a hole).
+        let key = keys.keys.pop().flatten();
+        keys.live -= usize::from(key.is_some());
+        if keys.live == 0 {
             first.remove();
+        } else {
+            keys.trim();
         }
-        // `None` cannot happen (no vector is empty).
         key.map(|key| (tick, key))
     }
 
-    /// The key at `offset` in `tick`, if any.
-    fn get(&self, tick: i64, offset: usize) -> Option<Key> {
-        self.ticks.get(&tick)?.get(offset).copied()
+    /// What is at `offset` in `tick`: `None` past the end, `Some(None)` for a
+    /// hole.
+    fn get(&self, tick: i64, offset: usize) -> Option<Option<Key>> {
+        self.ticks.get(&tick)?.keys.get(offset).copied()
+    }
+
+    /// The length of `tick`'s vector, holes included.
+    fn len_of(&self, tick: i64) -> usize {
+        self.ticks.get(&tick).map_or(0, |t| t.keys.len())
     }
 
     /// Give `slot` (of `key`, which now expires at `expires_at`) an earlier
@@ -310,14 +378,26 @@ impl Shard {
         self.map.capacity()
     }
 
+    /// Places in the expiry index's vectors, holes included (tests).
+    #[cfg(test)]
+    pub(crate) fn index_places(&self) -> usize {
+        self.index.ticks.values().map(|t| t.keys.len()).sum()
+    }
+
     /// Panic unless the invariant in the module docs holds (tests).
     #[cfg(test)]
     #[allow(clippy::panic, reason = "a test helper that fails the test")]
     pub(crate) fn assert_consistent(&self) {
         let mut indexed = 0;
         for (&tick, keys) in &self.index.ticks {
-            assert!(!keys.is_empty(), "tick {tick} is empty");
-            for (offset, key) in keys.iter().enumerate() {
+            assert!(!keys.keys.is_empty(), "tick {tick} is empty");
+            assert!(
+                keys.keys.last().is_some_and(Option::is_some),
+                "tick {tick} ends with a hole"
+            );
+            let mut live = 0;
+            for (offset, key) in keys.keys.iter().enumerate() {
+                let Some(key) = key else { continue };
                 let Some(slot) = self.map.get(key) else {
                     panic!("tick {tick} offset {offset}: a key that is not in the map");
                 };
@@ -327,7 +407,9 @@ impl Shard {
                     "{key:?} indexed late"
                 );
                 indexed += 1;
+                live += 1;
             }
+            assert_eq!(keys.live, live, "tick {tick} counts its keys");
         }
         assert_eq!(indexed, self.map.len(), "every key indexed once");
         let mut owned = 0;
@@ -369,7 +451,7 @@ impl Shard {
             .index
             .ticks
             .range(..=tick_of(now))
-            .flat_map(|(_, keys)| keys)
+            .flat_map(|(_, keys)| keys.keys.iter().flatten())
             .filter(|key| {
                 self.map
                     .get(key)
@@ -407,14 +489,35 @@ impl Shard {
             .collect()
     }
 
-    /// Take the key at `position` out of the index, giving the key moved
-    /// into its place its new position.
+    /// Take the key at `position` out of the index (a hole, no map probe),
+    /// compacting its tick if it has become mostly holes.
     fn unindex(&mut self, position: Position) {
-        if let Some(moved) = self.index.remove(position)
-            && let Some(slot) = self.map.get_mut(&moved)
-        {
-            slot.position = position;
+        if self.index.remove(position) == Removal::Sparse {
+            self.compact(position.tick);
         }
+    }
+
+    /// Close the holes of `tick`'s vector, keeping its keys' order, and give
+    /// each key that moved its new offset. Keys only move to lower offsets,
+    /// which a [`reap`](Self::reap) sweep resuming in this tick relies on.
+    #[cold]
+    fn compact(&mut self, tick: i64) {
+        let Some(keys) = self.index.ticks.get_mut(&tick) else {
+            return;
+        };
+        let mut to = 0;
+        for from in 0..keys.keys.len() {
+            let Some(key) = keys.keys[from] else { continue };
+            if from != to {
+                keys.keys[to] = Some(key);
+                if let Some(slot) = self.map.get_mut(&key) {
+                    slot.position.offset = to;
+                }
+            }
+            to += 1;
+        }
+        keys.keys.truncate(to);
+        keys.trim();
     }
 
     /// Remove `key`, returning its entry.
@@ -614,15 +717,17 @@ impl Shard {
     /// `expected`; the new version is `expected + 1` (wrapping: versions are
     /// only compared for equality).
     pub(crate) fn update(&mut self, key: Key, mut entry: Entry, expected: u64, now: i64) -> Update {
-        let Some(old) = self.map.get(&key).map(|slot| &slot.entry) else {
+        // One probe on the hot path (live, expected version, still live
+        // after): the check and the write share it.
+        let Some(slot) = self.map.get_mut(&key) else {
             return Update::Missing;
         };
-        if !old.is_live(now) {
+        if !slot.entry.is_live(now) {
             // Dead weight: drop it now that we hold the lock anyway.
             self.remove(&key);
             return Update::Missing;
         }
-        if old.version != expected {
+        if slot.entry.version != expected {
             return Update::Conflict;
         }
         if !entry.is_live(now) {
@@ -630,8 +735,15 @@ impl Shard {
             return Update::Updated;
         }
         entry.version = expected.wrapping_add(1);
-        // Replacing an existing key never needs room.
-        self.put(key, entry, now, usize::MAX);
+        let expires_at = entry.expires_at;
+        if slot.entry.principal != entry.principal {
+            self.owners
+                .relink(slot.entry.principal.as_ref(), entry.principal.as_ref(), key);
+        }
+        slot.entry = entry;
+        if let Some(left) = self.index.follow(key, slot, expires_at) {
+            self.unindex(left);
+        }
         Update::Updated
     }
 
@@ -692,17 +804,23 @@ impl Shard {
                 MapEntry::Vacant(_) => {}
             }
         }
-        let len = self.index.ticks.get(&now_tick).map_or(0, Vec::len);
-        let mut offset = sweep.checked_from.unwrap_or(len).min(len);
-        while offset > 0 {
+        let mut offset = sweep.checked_from.unwrap_or(usize::MAX);
+        loop {
+            // The vector may have become shorter (holes dropped at its end,
+            // a compaction, the tick dropped): keys only ever move down.
+            offset = offset.min(self.index.len_of(now_tick));
+            if offset == 0 {
+                break;
+            }
             if steps >= budget {
                 sweep.checked_from = Some(offset);
                 return (removed, false);
             }
             offset -= 1;
             steps += 1;
-            let Some(key) = self.index.get(now_tick, offset) else {
-                break;
+            let Some(Some(key)) = self.index.get(now_tick, offset) else {
+                // A hole.
+                continue;
             };
             let position = Position {
                 tick: now_tick,
@@ -726,8 +844,8 @@ impl Shard {
             } else {
                 continue;
             }
-            // The key moved into `offset` comes from the end, which was
-            // checked already (or written since the sweep began, so live).
+            // A compaction this may cause moves keys down only: those below
+            // `offset` stay unchecked, checked ones may be checked again.
             self.unindex(position);
         }
         sweep.checked_from = None;

@@ -206,7 +206,8 @@ fn reaping_walks_now_s_tick_in_bounded_steps() {
             break;
         }
         assert!(calls < 100, "the sweep does not progress");
-        // A destroy between calls swaps the tick's last key into its place.
+        // A destroy between calls leaves a hole in the tick (and may make
+        // it sparse enough to be compacted under the sweep).
         let mut k = [0u8; 32];
         k[..4].copy_from_slice(&(1 + 3 * calls).to_le_bytes());
         assert!(shard.remove(&Key(k)).is_some());
@@ -225,6 +226,74 @@ fn reaping_walks_now_s_tick_in_bounded_steps() {
         calls += 1;
         assert!(calls < 100, "the second sweep does not progress");
     }
+}
+
+/// A sweep whose own removals make now's tick mostly holes compacts it
+/// while the sweep is under way; keys only move down, so the resumed sweep
+/// still removes every due key and keeps the others.
+#[test]
+fn reaping_survives_compaction_of_now_s_tick() {
+    let mut shard = Shard::new(crate::hash::Seeds::random().map_hasher());
+    let now = T0 + TICK / 2;
+    for i in 0..1_000u32 {
+        let mut k = [0u8; 32];
+        k[..4].copy_from_slice(&i.to_le_bytes());
+        let expires_at = if i % 10 == 0 { now + 1 } else { now - 1 };
+        shard.put(Key(k), entry(expires_at), T0, usize::MAX);
+    }
+    let mut sweep = Sweep::default();
+    let (mut removed, mut calls) = (0, 0u32);
+    loop {
+        let (n, finished) = shard.reap(now, 37, &mut sweep);
+        removed += n;
+        calls += 1;
+        shard.assert_consistent();
+        if finished {
+            break;
+        }
+        assert!(calls < 1_000, "the sweep does not progress");
+    }
+    assert_eq!(removed, 900);
+    assert_eq!((shard.stored(), shard.live_len(now)), (100, 100));
+    assert!(shard.index_places() <= 4 * 100 + 16, "compacted");
+}
+
+/// Destroying keys leaves holes in their tick, not a moved key (whose map
+/// slot would need a second probe); a tick that becomes mostly holes is
+/// compacted, and every key's recorded position follows it.
+#[test]
+fn destroying_most_of_a_tick_compacts_it_and_keeps_positions() {
+    let mut shard = Shard::new(crate::hash::Seeds::random().map_hasher());
+    let key_of = |i: u32| {
+        let mut k = [0u8; 32];
+        k[..4].copy_from_slice(&i.to_le_bytes());
+        Key(k)
+    };
+    for i in 0..1_000 {
+        shard.put(key_of(i), entry(T0 + TICK / 2), T0, usize::MAX);
+    }
+    // A scattered order (7919 is prime to 1,000), keeping every tenth key.
+    for i in 0..1_000u32 {
+        let j = (i * 7_919) % 1_000;
+        if j % 10 != 0 {
+            assert!(shard.remove(&key_of(j)).is_some());
+            shard.assert_consistent();
+            assert!(
+                shard.index_places() <= 4 * shard.stored() + 16,
+                "holes are bounded: {} places for {} keys",
+                shard.index_places(),
+                shard.stored()
+            );
+        }
+    }
+    assert_eq!(shard.stored(), 100);
+    assert_eq!(shard.live_len(T0), 100);
+    // The survivors are found by reaping once they expire, and the tick
+    // goes with them.
+    let mut sweep = Sweep::default();
+    assert_eq!(shard.reap(T0 + TICK, usize::MAX, &mut sweep), (100, true));
+    assert_eq!((shard.stored(), shard.index_places()), (0, 0));
+    shard.assert_consistent();
 }
 
 #[tokio::test]
