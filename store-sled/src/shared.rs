@@ -152,6 +152,22 @@ impl Shared {
             .cloned()
     }
 
+    /// Run `call` on the open database unless it failed (or is closed
+    /// for a reopen): `None` then, for the caller to go through
+    /// [`get`](Self::get). For short calls that write nothing (`load`):
+    /// they run under the read lock instead of taking a reference to the
+    /// database, which saves two atomic updates of a counter every
+    /// concurrent call shares (measurable at 64 tasks on 2 cores). A
+    /// reopen takes the write lock, so it waits for such calls as it waits
+    /// for the references.
+    pub(crate) fn with_healthy<T>(&self, call: impl FnOnce(&Opened) -> T) -> Option<T> {
+        let current = self.current.read().unwrap_or_else(PoisonError::into_inner);
+        current
+            .as_ref()
+            .filter(|o| self.failed.load(Ordering::Acquire) != o.generation + 1)
+            .map(|opened| call(opened))
+    }
+
     /// The database to run a call on: the open one, or, if it failed, a
     /// new opening of its directory.
     ///

@@ -430,16 +430,25 @@ impl Trees {
 #[async_trait]
 impl SessionStore for SledStore {
     async fn load(&self, key: &SessionKey) -> Result<Option<Record>> {
-        self.run(|trees| {
+        let load = |trees: &Trees| {
             let Some(value) = trees.get(key)? else {
-                return Ok((None, false));
+                return Ok(None);
             };
             if !codec::read(key, &value)?.is_live_at(now()) {
-                return Ok((None, false));
+                return Ok(None);
             }
-            Ok((Some(codec::decode(key, &value)?), false))
-        })
-        .await
+            codec::decode(key, &value).map(Some)
+        };
+        // The common case, without touching the database's reference
+        // count; a failed database goes through `run`, which reopens it.
+        let healthy = self.shared.with_healthy(|opened| {
+            let result = opened.trees(self.index).and_then(load);
+            self.shared.settle(opened, result)
+        });
+        match healthy {
+            Some(result) => result,
+            None => self.run(|trees| Ok((load(trees)?, false))).await,
+        }
     }
 
     async fn create(&self, key: &SessionKey, record: &Record) -> Result<bool> {
