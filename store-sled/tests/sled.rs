@@ -579,7 +579,14 @@ async fn sixty_four_synced_writers_all_complete_and_reach_the_disk() {
     .await
     .expect("closing the database hung")
     .unwrap();
-    let reopened = SledStore::builder(&path).build().await.unwrap();
+    // The group flush's blocking task may still hold the last handle for
+    // a moment after the writers were answered, and sled lets go of its
+    // directory lock only once that is dropped: wait for the lock.
+    let reopened = SledStore::builder(&path)
+        .with_lock_wait(Duration::from_secs(10))
+        .build()
+        .await
+        .unwrap();
     assert_eq!(reopened.len().await.unwrap(), (WRITERS * WRITES) as u64);
     for k in &all {
         assert_eq!(reopened.load(k).await.unwrap().unwrap().version, 1);
