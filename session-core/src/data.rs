@@ -4,9 +4,11 @@
 //! back is the most expensive part of most store operations (decoding a
 //! ~200-byte object costs more than a whole in-process lookup). `Data`
 //! remembers the text it was encoded to until it is mutated, so a session
-//! that is saved unmodified is not encoded again, and an in-process store
-//! can hand back data that is only decoded when the application first reads
-//! it.
+//! that is saved unmodified is not encoded again, and a store can hand back
+//! data that is only decoded when the application first reads it: an
+//! in-process store keeps the text it was given, and a store that reads
+//! bytes from a backend checks them (as strictly as a decode, building
+//! nothing) and keeps them as the text.
 
 use std::fmt;
 use std::ops::{Deref, DerefMut};
