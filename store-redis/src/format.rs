@@ -206,6 +206,16 @@ pub(crate) fn decode_live(key: &SessionKey, bytes: &[u8], redis_expiry: i64) -> 
     }
 }
 
+/// Whether the header of `bytes` (a stored value) names exactly the Redis
+/// expiry `redis_expiry` (what [`decode_live`] requires), looked at without
+/// decoding the rest. `false` for a value without a readable `expires_at`.
+pub(crate) fn expiry_agrees(bytes: &[u8], redis_expiry: i64) -> bool {
+    bytes
+        .get(EXPIRES)
+        .and_then(get_signed)
+        .is_some_and(|expires_at| px_at(Timestamp::from_millis(expires_at)) == redis_expiry)
+}
+
 /// The Redis expiry (`PXAT`, `PEXPIREAT`) of a record expiring at
 /// `expires_at`: the millisecond before it. Redis keeps a key readable
 /// while its clock is *at or before* the key's expiry time (it expires a key

@@ -308,9 +308,10 @@ impl RedisStore {
     }
 
     /// The commands that read a session: its value and its key's Redis
-    /// expiry, to be run as one transaction (`MULTI`/`EXEC`) so that no
-    /// write falls between them (a `touch` between two plain commands would
-    /// make a valid session look corrupt).
+    /// expiry. Run as one transaction (`MULTI`/`EXEC`), no write falls
+    /// between them; run as a plain pipeline, a `touch` between the two
+    /// would make a valid session look corrupt, so answers that disagree are
+    /// read again in a transaction (see [`read_may_be_torn`](Self::read_may_be_torn)).
     pub(crate) fn read_cmds(&self, key: &SessionKey) -> Vec<Cmd> {
         vec![
             self.key_cmd("GET", key, 0, 0),
@@ -344,6 +345,20 @@ impl RedisStore {
             )),
         }
     }
+
+    /// Whether answers to [`read_cmds`](Self::read_cmds) sent without a
+    /// transaction may mix two states of the key: a value whose header does
+    /// not name the key's expiry as read. Anything else (no key, another
+    /// type, an error) is what a transaction would answer too.
+    fn read_may_be_torn(answers: &RedisResult<Vec<Value>>) -> bool {
+        match answers.as_deref() {
+            Ok([Value::BulkString(bytes), Value::Int(expiry)]) => {
+                !format::expiry_agrees(bytes, *expiry)
+            }
+            Ok([Value::BulkString(_), _]) => true,
+            _ => false,
+        }
+    }
 }
 
 /// What the scripts' answer 3 means (see [`scripts`]).
@@ -374,6 +389,20 @@ pub(crate) fn keyed(key: &SessionKey, e: RedisError) -> Error {
 impl SessionStore for RedisStore {
     async fn load(&self, key: &SessionKey) -> Result<Option<Record>> {
         self.bounded("load", async {
+            // First as a plain pipeline: two commands for the server instead
+            // of four (`MULTI`, `EXEC` and their replies cost about as much
+            // as the read itself). Answers that agree prove the record: the
+            // value was live when `GET` returned it, and the key's expiry,
+            // read after it, is the one its header names. Only answers that
+            // disagree (a `touch` or a write fell between the two commands,
+            // the key ended meanwhile, or the value really is wrong) are read
+            // again as one transaction, which decides.
+            let answers = crate::scan::pipeline(self.read_cmds(key), false)
+                .query_async(&mut self.conn())
+                .await;
+            if !Self::read_may_be_torn(&answers) {
+                return Self::decode_read(key, answers);
+            }
             let answers = crate::scan::pipeline(self.read_cmds(key), true)
                 .query_async(&mut self.conn())
                 .await;

@@ -237,6 +237,65 @@ async fn a_malformed_header_is_a_decode_error_from_update_and_touch_too() {
     store.clear().await.unwrap();
 }
 
+/// `update`'s script skips the full header check when the header matches
+/// what it knows (the expected version, the new record's `created_at`, the
+/// key's expiry): a header that matches in all but the expiry is still a
+/// decode error left as it was, and a record whose `created_at` differs
+/// from the stored one (the full check decides) is still updated.
+#[tokio::test]
+async fn update_checks_the_expiry_even_when_the_rest_of_the_header_matches() {
+    if skip_standalone().is_some() {
+        return;
+    }
+    let store = standalone(&session_conformance::unique_namespace()).await;
+    let mut conn = raw().await;
+    let key = SessionId::generate().unwrap().key();
+    let record = Record::new(data(), Duration::from_secs(600)).with_version(4);
+    store.save(&key, &record).await.unwrap();
+    // The key's expiry moved behind the store's back: the header (same
+    // version, same created_at) no longer names it.
+    let moved = record.expires_at.as_millis() + 5_000;
+    let _: i64 = redis::cmd("PEXPIREAT")
+        .arg(store.redis_key(&key))
+        .arg(moved)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let before: String = redis::cmd("GET")
+        .arg(store.redis_key(&key))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_decode_error(store.update(&key, &record, 4).await, &key);
+    assert_decode_error(store.load(&key).await, &key);
+    let after: String = redis::cmd("GET")
+        .arg(store.redis_key(&key))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(after, before);
+    assert_eq!(pexpiretime(&mut conn, &store.redis_key(&key)).await, moved);
+
+    // A good header with another created_at than the new record's.
+    store.save(&key, &record).await.unwrap();
+    let older = Record::with_times(
+        data(),
+        record.created_at - Duration::from_secs(60),
+        record.expires_at,
+    );
+    assert_eq!(
+        store.update(&key, &older, 4).await.unwrap(),
+        session_core::UpdateOutcome::Updated
+    );
+    let loaded = store.load(&key).await.unwrap().unwrap();
+    assert_eq!((loaded.version, loaded.created_at), (5, older.created_at));
+    assert_eq!(
+        store.update(&key, &older, 4).await.unwrap(),
+        session_core::UpdateOutcome::Conflict
+    );
+    store.destroy(&key).await.unwrap();
+}
+
 /// The key's Redis expiry, Unix ms.
 #[allow(clippy::unwrap_used, reason = "test helper")]
 async fn pexpiretime(conn: &mut redis::aio::MultiplexedConnection, name: &str) -> i64 {
