@@ -396,7 +396,11 @@ impl SessionStore for RedisStore {
             // read after it, is the one its header names. Only answers that
             // disagree (a `touch` or a write fell between the two commands,
             // the key ended meanwhile, or the value really is wrong) are read
-            // again as one transaction, which decides.
+            // again as one transaction, which decides. What the pipeline
+            // cannot see: a value written behind the store's back with a
+            // wrong key expiry, replaced between the two commands by a store
+            // write whose expiry is exactly the bad value's header; that value
+            // (live when `GET` returned it) is then returned once.
             let answers = crate::scan::pipeline(self.read_cmds(key), false)
                 .query_async(&mut self.conn())
                 .await;
