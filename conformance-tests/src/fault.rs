@@ -152,6 +152,76 @@ impl StallProxy {
     }
 }
 
+/// Send `SIGSTOP` (`stop`) or `SIGCONT` to the process `pid` (one the test
+/// started) with kill(1), and wait, at most `bound`, until the signal took
+/// effect: every thread of the process stopped, or none stopped.
+///
+/// kill(2) returns once the signal is queued, not once it is delivered: a
+/// server busy on the other core can still answer a request sent right
+/// after it, and a fault test that expects a stalled server then sees an
+/// answer. On Linux this reads each thread's state in
+/// `/proc/<pid>/task/*/stat`; elsewhere it returns after kill(1).
+///
+/// # Errors
+///
+/// If kill(1) cannot be run or fails, or the state is not reached within
+/// `bound`.
+pub fn signal_and_wait(pid: u32, stop: bool, bound: Duration) -> io::Result<()> {
+    let name = if stop { "STOP" } else { "CONT" };
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()?;
+    if !status.success() {
+        return Err(io::Error::other(format!("kill -{name} {pid}: {status}")));
+    }
+    if !cfg!(target_os = "linux") {
+        return Ok(());
+    }
+    let started = std::time::Instant::now();
+    loop {
+        let states = thread_states(pid)?;
+        let stopped = |state: &u8| matches!(state, b'T' | b't');
+        let reached = if stop {
+            !states.is_empty() && states.iter().all(stopped)
+        } else {
+            !states.iter().any(stopped)
+        };
+        if reached {
+            return Ok(());
+        }
+        if started.elapsed() >= bound {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "SIG{name} to {pid}: thread states {:?} after {bound:?}",
+                    String::from_utf8_lossy(&states)
+                ),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// The state letter of each thread of `pid` (Linux `/proc`).
+fn thread_states(pid: u32) -> io::Result<Vec<u8>> {
+    let mut states = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        // A thread may end between the listing and the read.
+        let Ok(stat) = std::fs::read(task?.path().join("stat")) else {
+            continue;
+        };
+        // `pid (comm) S ...`: the name may hold spaces and parentheses, so
+        // the state follows the last `)`.
+        if let Some(close) = stat.iter().rposition(|&b| b == b')')
+            && let Some(&state) = stat.get(close + 2)
+        {
+            states.push(state);
+        }
+    }
+    Ok(states)
+}
+
 /// Something that can make a server stop answering and answer again: a
 /// [`StallProxy`], or a server process of the test's own stopped with
 /// `SIGSTOP` and continued with `SIGCONT`. What
@@ -349,5 +419,32 @@ pub fn assert_timeout<T: std::fmt::Debug>(
             "{operation}: expected Error::Timeout {{ backend: {backend:?}, operation: \
              {operation:?}, after: {deadline:?} }}, got {other:?}"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `signal_and_wait` returns with the process stopped, then running,
+    /// as its own threads' states say.
+    #[test]
+    fn signal_and_wait_returns_once_the_signal_took_effect() {
+        if !cfg!(target_os = "linux") {
+            return;
+        }
+        let mut child = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .expect("sleep(1) runs");
+        let pid = child.id();
+        let bound = Duration::from_secs(10);
+        signal_and_wait(pid, true, bound).unwrap();
+        assert!(thread_states(pid).unwrap().iter().all(|s| *s == b'T'));
+        signal_and_wait(pid, false, bound).unwrap();
+        assert!(!thread_states(pid).unwrap().contains(&b'T'));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(signal_and_wait(pid, true, bound).is_err(), "a reaped pid");
     }
 }

@@ -126,13 +126,11 @@ impl PrivateServer {
     }
 
     /// Send `signal` (`"STOP"`, `"CONT"`) to the server, by its pid.
+    /// Returns once it took effect (see `signal_and_wait`): a request sent
+    /// right after `STOP` must find the server stopped.
     fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(self.pid().to_string())
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill -{signal} failed: {status}");
+        session_conformance::fault::signal_and_wait(self.pid(), signal == "STOP", BOUND)
+            .unwrap_or_else(|e| panic!("kill -{signal}: {e}"));
     }
 }
 

@@ -259,19 +259,20 @@ impl RedisProcess {
         }
     }
 
-    /// Send `signal` (`STOP`, `CONT`) to the server's pid with kill(1).
+    /// Send `signal` (`STOP`, `CONT`) to the server's pid with kill(1), and
+    /// return once it took effect (a request sent right after `STOP` must
+    /// find the server stopped), waiting at most 10 s.
     #[allow(clippy::panic, reason = "test helper")]
     fn signal(&self, signal: &str) {
         let Some(pid) = self.child.as_ref().and_then(Child::id) else {
             panic!("SIG{signal}: the server is not running");
         };
-        let status = std::process::Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(pid.to_string())
-            .status();
-        match status {
-            Ok(s) if s.success() => {}
-            other => panic!("kill -{signal} {pid}: {other:?}"),
+        if let Err(e) = session_conformance::fault::signal_and_wait(
+            pid,
+            signal == "STOP",
+            std::time::Duration::from_secs(10),
+        ) {
+            panic!("kill -{signal} {pid}: {e}");
         }
     }
 }
