@@ -145,11 +145,7 @@ impl Shared {
 
     /// The open database, unless it failed (or is closed for a reopen).
     fn healthy(&self) -> Option<Arc<Opened>> {
-        let current = self.current.read().unwrap_or_else(PoisonError::into_inner);
-        current
-            .as_ref()
-            .filter(|o| self.failed.load(Ordering::Acquire) != o.generation + 1)
-            .cloned()
+        self.with_healthy(Arc::clone)
     }
 
     /// Run `call` on the open database unless it failed (or is closed
@@ -160,12 +156,12 @@ impl Shared {
     /// concurrent call shares (measurable at 64 tasks on 2 cores). A
     /// reopen takes the write lock, so it waits for such calls as it waits
     /// for the references.
-    pub(crate) fn with_healthy<T>(&self, call: impl FnOnce(&Opened) -> T) -> Option<T> {
+    pub(crate) fn with_healthy<T>(&self, call: impl FnOnce(&Arc<Opened>) -> T) -> Option<T> {
         let current = self.current.read().unwrap_or_else(PoisonError::into_inner);
         current
             .as_ref()
             .filter(|o| self.failed.load(Ordering::Acquire) != o.generation + 1)
-            .map(|opened| call(opened))
+            .map(call)
     }
 
     /// The database to run a call on: the open one, or, if it failed, a
